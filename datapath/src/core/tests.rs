@@ -1,0 +1,323 @@
+//! Scenario tests of the core with several ports and virtual time, and property tests of
+//! its invariants.
+
+use super::*;
+use crate::types::{MacAddr, VlanId};
+use proptest::prelude::*;
+
+fn v(n: u16) -> VlanId {
+    VlanId::new(n).unwrap()
+}
+
+fn mac(n: u8) -> MacAddr {
+    MacAddr([0x02, 0, 0, 0, 0, n])
+}
+
+/// An untagged frame from `src` to `dst`.
+fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
+    let mut f = vec![0u8; 60];
+    f[..6].copy_from_slice(&dst.0);
+    f[6..12].copy_from_slice(&src.0);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    f
+}
+
+/// A frame tagged with `vid`.
+fn tagged(dst: MacAddr, src: MacAddr, vid: u16) -> Vec<u8> {
+    let mut f = frame(dst, src);
+    f.splice(12..12, [0x81, 0x00, (vid >> 8) as u8, vid as u8]);
+    f
+}
+
+fn outs(a: &Actions) -> Vec<(PortIdx, Option<u16>)> {
+    let mut o: Vec<_> = a.iter().map(|e| (e.port, e.tag.map(|t| t.get()))).collect();
+    o.sort();
+    o
+}
+
+/// ports: 0 access 10, 1 access 10, 2 access 20, 3 trunk 10,20
+fn two_vlans() -> Bridge {
+    Bridge::new(
+        BridgeConfig::default(),
+        vec![
+            PortConfig::access(1, v(10)),
+            PortConfig::access(2, v(10)),
+            PortConfig::access(3, v(20)),
+            PortConfig { vlan: PortVlan::new(None, &[v(10), v(20)], None), ..PortConfig::trunk(4) },
+        ],
+    )
+}
+
+#[test]
+fn flood_learn_then_unicast() {
+    let mut b = two_vlans();
+    let mut a = Actions::default();
+    let t0 = Time::ZERO;
+    // vm1 broadcasts (ARP): VLAN 10 ports only, tagged on the trunk.
+    let r = b.process(t0, 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    assert_eq!(r, Verdict::Forward { vlan: v(10), pcp: 0, flood: true });
+    assert_eq!(outs(&a), vec![(1, None), (3, Some(10))]);
+    // vm2 answers: known unicast to port 0 only.
+    let r = b.process(t0, 1, &frame(mac(1), mac(2)), &mut a);
+    assert_eq!(r, Verdict::Forward { vlan: v(10), pcp: 0, flood: false });
+    assert_eq!(outs(&a), vec![(0, None)]);
+    // VLAN 20 cannot reach vm1's MAC: it is unknown there, flooded in VLAN 20 only.
+    b.process(t0, 2, &frame(mac(1), mac(3)), &mut a);
+    assert_eq!(outs(&a), vec![(3, Some(20))]);
+    assert_eq!(b.fdb().len(), 3);
+}
+
+#[test]
+fn trunk_ingress_tags() {
+    let mut b = two_vlans();
+    let mut a = Actions::default();
+    b.process(Time::ZERO, 3, &tagged(MacAddr::BROADCAST, mac(9), 20), &mut a);
+    assert_eq!(outs(&a), vec![(2, None)]);
+    assert_eq!(b.fdb().lookup(v(20), mac(9)), Some(3));
+    // VLAN 30 is not trunked; untagged is not either (trunks list without 0).
+    assert_eq!(b.process(Time::ZERO, 3, &tagged(mac(1), mac(9), 30), &mut a), Verdict::Drop(DropReason::VlanNotAllowed));
+    assert_eq!(b.process(Time::ZERO, 3, &frame(mac(1), mac(9)), &mut a), Verdict::Drop(DropReason::VlanNotAllowed));
+    assert!(a.is_empty());
+    assert_eq!(b.drops().get(DropReason::VlanNotAllowed), 2);
+}
+
+#[test]
+fn tagged_frame_on_access_port_is_dropped() {
+    let mut b = two_vlans();
+    let mut a = Actions::default();
+    let r = b.process(Time::ZERO, 0, &tagged(MacAddr::BROADCAST, mac(1), 10), &mut a);
+    assert_eq!(r, Verdict::Drop(DropReason::TaggedOnAccess));
+    // priority-tagged (VID 0) is accepted as untagged
+    let r = b.process(Time::ZERO, 0, &tagged(MacAddr::BROADCAST, mac(1), 0xa000), &mut a);
+    assert!(matches!(r, Verdict::Forward { pcp: 5, .. }));
+}
+
+#[test]
+fn runts_are_counted() {
+    let mut b = two_vlans();
+    let mut a = Actions::default();
+    assert_eq!(b.process(Time::ZERO, 0, &[0u8; 13], &mut a), Verdict::Drop(DropReason::Malformed));
+    let mut t = tagged(MacAddr::BROADCAST, mac(1), 10);
+    t.truncate(17);
+    assert_eq!(b.process(Time::ZERO, 3, &t, &mut a), Verdict::Drop(DropReason::Malformed));
+    assert_eq!(b.drops().get(DropReason::Malformed), 2);
+}
+
+#[test]
+fn reflection_and_reserved() {
+    let mut b = two_vlans();
+    let mut a = Actions::default();
+    b.process(Time::ZERO, 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    b.process(Time::ZERO, 1, &frame(MacAddr::BROADCAST, mac(2)), &mut a);
+    // mac(2) moves to port 0's segment? No: a frame from port 0 to mac(1) (on port 0).
+    assert_eq!(b.process(Time::ZERO, 0, &frame(mac(1), mac(5)), &mut a), Verdict::Drop(DropReason::Reflection));
+    let bpdu = "01:80:c2:00:00:00".parse().unwrap();
+    assert_eq!(b.process(Time::ZERO, 0, &frame(bpdu, mac(1)), &mut a), Verdict::Drop(DropReason::ReservedMulticast));
+    let mut cfg = *b.config();
+    cfg.forward_bpdu = true;
+    let ports = b.ports().to_vec();
+    b.reconfigure(cfg, ports);
+    assert!(matches!(b.process(Time::ZERO, 0, &frame(bpdu, mac(1)), &mut a), Verdict::Forward { .. }));
+}
+
+#[test]
+fn protected_ports() {
+    let mut p: Vec<PortConfig> = (1..=3).map(PortConfig::trunk).collect();
+    p[0].protected = true;
+    p[1].protected = true;
+    let mut b = Bridge::new(BridgeConfig::default(), p);
+    let mut a = Actions::default();
+    b.process(Time::ZERO, 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    assert_eq!(outs(&a), vec![(2, None)]);
+    b.process(Time::ZERO, 1, &frame(MacAddr::BROADCAST, mac(2)), &mut a);
+    assert_eq!(b.process(Time::ZERO, 1, &frame(mac(1), mac(2)), &mut a), Verdict::Drop(DropReason::Protected));
+    b.process(Time::ZERO, 2, &frame(mac(1), mac(3)), &mut a);
+    assert_eq!(outs(&a), vec![(0, None)]);
+}
+
+#[test]
+fn tunnel_split_horizon() {
+    let mut p: Vec<PortConfig> = (1..=4).map(PortConfig::trunk).collect();
+    p[2].tunnel = true;
+    p[3].tunnel = true;
+    let mut b = Bridge::new(BridgeConfig::default(), p.clone());
+    let mut a = Actions::default();
+    b.process(Time::ZERO, 2, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    assert_eq!(outs(&a), vec![(0, None), (1, None)]);
+    b.process(Time::ZERO, 0, &frame(MacAddr::BROADCAST, mac(2)), &mut a);
+    assert_eq!(outs(&a), vec![(1, None), (2, None), (3, None)]);
+    let cfg = BridgeConfig { tunnel_split_horizon: false, ..BridgeConfig::default() };
+    b.reconfigure(cfg, p);
+    b.process(Time::ZERO, 2, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    assert_eq!(outs(&a), vec![(0, None), (1, None), (3, None)]);
+}
+
+#[test]
+fn mac_move_follows_the_vm() {
+    let mut b = two_vlans();
+    let mut a = Actions::default();
+    b.process(Time::ZERO, 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    assert_eq!(b.fdb().lookup(v(10), mac(1)), Some(0));
+    // the VM migrates behind the trunk and announces itself (GARP)
+    b.process(Time::from_secs(1), 3, &tagged(MacAddr::BROADCAST, mac(1), 10), &mut a);
+    assert_eq!(b.fdb().lookup(v(10), mac(1)), Some(3));
+    assert_eq!(b.fdb().stats().moved, 1);
+    b.process(Time::from_secs(1), 1, &frame(mac(1), mac(2)), &mut a);
+    assert_eq!(outs(&a), vec![(3, Some(10))]);
+}
+
+#[test]
+fn aging_through_the_bridge() {
+    let cfg = BridgeConfig { mac_aging_secs: 15, ..BridgeConfig::default() };
+    let mut b = Bridge::new(cfg, (1..=3).map(PortConfig::trunk).collect());
+    let mut a = Actions::default();
+    b.process(Time::ZERO, 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    assert_eq!(b.poll_timeout(), Some(Time::from_secs(15)));
+    assert_eq!(b.age(Time::from_secs(14)), 0);
+    assert_eq!(b.age(Time::from_secs(15)), 1);
+    b.process(Time::from_secs(16), 1, &frame(mac(1), mac(2)), &mut a);
+    assert_eq!(outs(&a), vec![(0, None), (2, None)], "unknown again: flooded");
+}
+
+#[test]
+fn reconfigure_keeps_learned_addresses_of_remaining_ports() {
+    let mut b = two_vlans();
+    let mut a = Actions::default();
+    b.process(Time::ZERO, 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    b.process(Time::ZERO, 1, &frame(MacAddr::BROADCAST, mac(2)), &mut a);
+    // remove the port with key 1 (index 0); key 2 becomes index 0
+    let ports: Vec<_> = b.ports()[1..].to_vec();
+    b.reconfigure(*b.config(), ports);
+    assert_eq!(b.fdb().lookup(v(10), mac(1)), None);
+    assert_eq!(b.fdb().lookup(v(10), mac(2)), Some(0));
+}
+
+#[test]
+fn native_modes_through_the_bridge() {
+    let ports = vec![
+        PortConfig { vlan: PortVlan::new(Some(v(42)), &[v(47)], Some(VlanMode::NativeUntagged)), ..PortConfig::trunk(1) },
+        PortConfig { vlan: PortVlan::new(Some(v(42)), &[], Some(VlanMode::NativeTagged)), ..PortConfig::trunk(2) },
+        PortConfig::access(3, v(47)),
+    ];
+    let mut b = Bridge::new(BridgeConfig::default(), ports);
+    let mut a = Actions::default();
+    b.process(Time::ZERO, 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    assert_eq!(outs(&a), vec![(1, Some(42))]);
+    b.process(Time::ZERO, 1, &tagged(MacAddr::BROADCAST, mac(2), 47), &mut a);
+    assert_eq!(outs(&a), vec![(0, Some(47)), (2, None)]);
+    b.process(Time::ZERO, 1, &frame(MacAddr::BROADCAST, mac(2)), &mut a);
+    assert_eq!(outs(&a), vec![(0, None)], "native VLAN leaves native-untagged untagged");
+}
+
+// ---- properties -----------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct PortSpec {
+    tag: Option<u16>,
+    trunks: Vec<u16>,
+    mode: Option<u8>,
+    protected: bool,
+    tunnel: bool,
+}
+
+fn port_spec() -> impl Strategy<Value = PortSpec> {
+    (
+        proptest::option::of(0u16..6),
+        proptest::collection::vec(0u16..6, 0..3),
+        proptest::option::of(0u8..4),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(tag, trunks, mode, protected, tunnel)| PortSpec { tag, trunks, mode, protected, tunnel })
+}
+
+fn build(specs: &[PortSpec], cap: usize) -> Bridge {
+    let ports = specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mode = s.mode.map(|m| [VlanMode::Access, VlanMode::Trunk, VlanMode::NativeTagged, VlanMode::NativeUntagged][m as usize]);
+            let trunks: Vec<VlanId> = s.trunks.iter().map(|&t| v(t)).collect();
+            PortConfig {
+                key: i as u32 + 1,
+                vlan: PortVlan::new(s.tag.map(v), &trunks, mode),
+                protected: s.protected,
+                tunnel: s.tunnel,
+            }
+        })
+        .collect();
+    Bridge::new(BridgeConfig { mac_table_size: cap, ..BridgeConfig::default() }, ports)
+}
+
+#[derive(Debug, Clone)]
+struct Rx {
+    port: usize,
+    src: u8,
+    dst: u8,
+    vid: Option<u16>,
+    dt: u64,
+}
+
+fn rx() -> impl Strategy<Value = Rx> {
+    (0usize..8, 0u8..12, 0u8..14, proptest::option::of(0u16..7), 0u64..20_000)
+        .prop_map(|(port, src, dst, vid, dt)| Rx { port, src, dst, vid, dt })
+}
+
+fn addr(n: u8) -> MacAddr {
+    match n {
+        12 => MacAddr::BROADCAST,
+        13 => "01:00:5e:00:00:01".parse().unwrap(),
+        n => mac(n),
+    }
+}
+
+proptest! {
+    /// Never out the ingress port; never into another VLAN; every copy leaves through a
+    /// port that carries the frame's VLAN with the tag that port's policy asks for; the
+    /// table never exceeds its capacity.
+    #[test]
+    fn invariants(specs in proptest::collection::vec(port_spec(), 1..8),
+                  frames in proptest::collection::vec(rx(), 1..200),
+                  cap in 1usize..8) {
+        let mut b = build(&specs, cap);
+        let mut a = Actions::default();
+        let mut now = Time::ZERO;
+        for f in frames {
+            let in_port = (f.port % specs.len()) as PortIdx;
+            now = now + f.dt;
+            let bytes = match f.vid {
+                Some(vid) => tagged(addr(f.dst), addr(f.src), vid),
+                None => frame(addr(f.dst), addr(f.src)),
+            };
+            b.age(now);
+            let verdict = b.process(now, in_port, &bytes, &mut a);
+            prop_assert!(b.fdb().len() <= cap);
+            match verdict {
+                Verdict::Drop(_) => prop_assert!(a.is_empty()),
+                Verdict::Forward { vlan, flood, .. } => {
+                    let inp = &b.ports()[in_port as usize];
+                    prop_assert_eq!(inp.vlan.input(VlanId::new(f.vid.unwrap_or(0)).unwrap()), Ok(vlan));
+                    if !flood { prop_assert_eq!(a.len(), 1); }
+                    let mut seen = std::collections::HashSet::new();
+                    for e in a.iter() {
+                        prop_assert!(e.port != in_port, "reflected to ingress");
+                        prop_assert!(seen.insert(e.port), "duplicate copy");
+                        let p = &b.ports()[e.port as usize];
+                        prop_assert!(p.vlan.includes(vlan), "leaked into a port without VLAN {}", vlan);
+                        prop_assert_eq!(e.tag, p.vlan.output_tag(vlan));
+                        prop_assert!(!(inp.protected && p.protected));
+                        prop_assert!(!(inp.tunnel && p.tunnel));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Arbitrary bytes never panic the core.
+    #[test]
+    fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..80), port in 0u16..4) {
+        let mut b = two_vlans();
+        let mut a = Actions::default();
+        let _ = b.process(Time::ZERO, port, &bytes, &mut a);
+    }
+}

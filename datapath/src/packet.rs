@@ -1,0 +1,256 @@
+//! Packet buffers with headroom.
+//!
+//! A [`PacketBuf`] is allocated once per worker (never per packet) and reused for every
+//! frame it receives. The frame sits at an offset inside the allocation, so headers can
+//! be pushed in front of it (an 802.1Q tag, outer VXLAN headers) and popped off without
+//! moving the payload: a tag push moves only the 12 MAC bytes.
+//!
+//! Invariants: `HEADROOM_MIN <= head <= tail <= data.len()` after every operation
+//! except that pushes may consume headroom down to 0; operations that would break the
+//! bounds return `false`/`None` instead of panicking.
+
+use crate::types::VlanId;
+use crate::wire::ethernet::{self, EtherType};
+use crate::wire::virtio_net_hdr::VnetHdr;
+use crate::wire::vlan;
+
+/// Room kept in front of a received frame: enough for a vnet header (12), an 802.1Q tag
+/// (4) and outer IPv6 + UDP + VXLAN + Ethernet (70), rounded up.
+pub const HEADROOM: usize = 128;
+/// Largest frame a buffer holds: a 64 KiB GSO frame plus its L2 headers.
+pub const MAX_FRAME: usize = 65535 + 64;
+
+/// A reusable frame buffer with headroom and the frame's offload metadata.
+pub struct PacketBuf {
+    data: Box<[u8]>,
+    head: usize,
+    tail: usize,
+    /// Offload state that arrived with the frame (or `default()` for none).
+    pub vnet: VnetHdr,
+}
+
+impl Default for PacketBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PacketBuf {
+    /// A buffer that can receive a frame of up to [`MAX_FRAME`] bytes.
+    pub fn new() -> PacketBuf {
+        Self::with_capacity(MAX_FRAME)
+    }
+
+    /// A buffer for frames of up to `cap` bytes.
+    pub fn with_capacity(cap: usize) -> PacketBuf {
+        PacketBuf {
+            data: vec![0u8; HEADROOM + cap].into_boxed_slice(),
+            head: HEADROOM,
+            tail: HEADROOM,
+            vnet: VnetHdr::default(),
+        }
+    }
+
+    /// A buffer holding a copy of `frame` (tests, slow paths).
+    pub fn from_frame(frame: &[u8]) -> PacketBuf {
+        let mut p = Self::with_capacity(frame.len().max(64));
+        p.tail = p.head + frame.len();
+        p.frame_mut().copy_from_slice(frame);
+        p
+    }
+
+    /// Resets the buffer for a new receive and returns the writable area after the
+    /// headroom. Call [`PacketBuf::set_len`] with the number of bytes received.
+    #[inline]
+    pub fn rx_area(&mut self) -> &mut [u8] {
+        self.head = HEADROOM;
+        self.tail = HEADROOM;
+        self.vnet = VnetHdr::default();
+        &mut self.data[HEADROOM..]
+    }
+
+    /// Sets the frame length after a receive into [`PacketBuf::rx_area`].
+    #[inline]
+    pub fn set_len(&mut self, len: usize) {
+        self.tail = (self.head + len).min(self.data.len());
+    }
+
+    #[inline]
+    pub fn frame(&self) -> &[u8] {
+        &self.data[self.head..self.tail]
+    }
+
+    #[inline]
+    pub fn frame_mut(&mut self) -> &mut [u8] {
+        &mut self.data[self.head..self.tail]
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.tail - self.head
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.tail == self.head
+    }
+
+    /// Bytes free in front of the frame.
+    #[inline]
+    pub fn headroom(&self) -> usize {
+        self.head
+    }
+
+    /// Grows the frame at the front by `n` bytes and returns them, or `None` when the
+    /// headroom is too small.
+    #[inline]
+    pub fn push_front(&mut self, n: usize) -> Option<&mut [u8]> {
+        if n > self.head {
+            return None;
+        }
+        self.head -= n;
+        Some(&mut self.data[self.head..self.head + n])
+    }
+
+    /// Removes `n` bytes from the front of the frame; `false` if the frame is shorter.
+    #[inline]
+    pub fn pull_front(&mut self, n: usize) -> bool {
+        if n > self.len() {
+            return false;
+        }
+        self.head += n;
+        true
+    }
+
+    /// Shortens the frame to `len` bytes (no-op when it is already shorter).
+    #[inline]
+    pub fn truncate(&mut self, len: usize) {
+        if len < self.len() {
+            self.tail = self.head + len;
+        }
+    }
+
+    /// The 802.1Q tag of the frame, if its outer EtherType is 0x8100 and the tag is whole.
+    #[inline]
+    pub fn vlan_tci(&self) -> Option<u16> {
+        let f = self.frame();
+        if f.len() >= ethernet::HEADER_LEN + vlan::TAG_LEN
+            && crate::wire::be16(f, vlan::TPID_OFFSET) == u16::from(EtherType::Vlan)
+        {
+            Some(crate::wire::be16(f, vlan::TPID_OFFSET + 2))
+        } else {
+            None
+        }
+    }
+
+    /// Inserts an 802.1Q tag (TPID `tpid`) after the MAC addresses, moving only the 12
+    /// MAC bytes into the headroom. Returns `false` (frame unchanged) if the frame is
+    /// shorter than the MACs or the headroom is exhausted.
+    pub fn push_vlan(&mut self, tpid: u16, tci: u16) -> bool {
+        if self.len() < vlan::TPID_OFFSET || self.head < vlan::TAG_LEN {
+            return false;
+        }
+        let old = self.head;
+        self.head -= vlan::TAG_LEN;
+        self.data.copy_within(old..old + vlan::TPID_OFFSET, self.head);
+        let at = self.head + vlan::TPID_OFFSET;
+        self.data[at..at + 2].copy_from_slice(&tpid.to_be_bytes());
+        self.data[at + 2..at + 4].copy_from_slice(&tci.to_be_bytes());
+        self.vnet.shift(vlan::TAG_LEN as i32);
+        true
+    }
+
+    /// Removes the outer 802.1Q tag, moving only the 12 MAC bytes. Returns the TCI, or
+    /// `None` (frame unchanged) when the frame carries no whole tag.
+    pub fn pop_vlan(&mut self) -> Option<u16> {
+        let tci = self.vlan_tci()?;
+        self.data.copy_within(self.head..self.head + vlan::TPID_OFFSET, self.head + vlan::TAG_LEN);
+        self.head += vlan::TAG_LEN;
+        self.vnet.shift(-(vlan::TAG_LEN as i32));
+        Some(tci)
+    }
+
+    /// Puts the frame in the tag state `want`: untagged (`None`) or tagged with `vid`,
+    /// keeping `pcp` as the tag's priority. Returns `false` if that was impossible
+    /// (runt frame, no headroom); the frame is then unchanged.
+    pub fn set_vlan(&mut self, want: Option<VlanId>, pcp: u8) -> bool {
+        match (self.vlan_tci(), want) {
+            (None, None) => true,
+            (Some(_), None) => self.pop_vlan().is_some(),
+            (None, Some(vid)) => {
+                self.push_vlan(EtherType::Vlan.into(), vlan::tci(pcp, false, vid))
+            }
+            (Some(tci), Some(vid)) => {
+                let new = (tci & 0xf000) | vid.get();
+                if new != tci {
+                    let at = self.head + vlan::TPID_OFFSET + 2;
+                    self.data[at..at + 2].copy_from_slice(&new.to_be_bytes());
+                }
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::virtio_net_hdr::F_NEEDS_CSUM;
+
+    fn frame() -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        for (i, b) in f[14..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        f
+    }
+
+    #[test]
+    fn push_pop_round_trip() {
+        let orig = frame();
+        let mut p = PacketBuf::from_frame(&orig);
+        p.vnet.flags = F_NEEDS_CSUM;
+        p.vnet.csum_start = 34;
+        assert!(p.push_vlan(0x8100, 0xa00a));
+        assert_eq!(p.len(), 64);
+        assert_eq!(&p.frame()[12..18], &[0x81, 0x00, 0xa0, 0x0a, 0x08, 0x00]);
+        assert_eq!(&p.frame()[..12], &orig[..12]);
+        assert_eq!(&p.frame()[16..], &orig[12..]);
+        assert_eq!(p.vnet.csum_start, 38);
+        assert_eq!(p.pop_vlan(), Some(0xa00a));
+        assert_eq!(p.frame(), &orig[..]);
+        assert_eq!(p.vnet.csum_start, 34);
+        assert_eq!(p.pop_vlan(), None);
+    }
+
+    #[test]
+    fn set_vlan_states() {
+        let orig = frame();
+        let mut p = PacketBuf::from_frame(&orig);
+        let v10 = VlanId::new(10).unwrap();
+        let v20 = VlanId::new(20).unwrap();
+        assert!(p.set_vlan(Some(v10), 3));
+        assert_eq!(p.vlan_tci(), Some(0x600a));
+        assert!(p.set_vlan(Some(v20), 0));
+        assert_eq!(p.vlan_tci(), Some(0x6014), "retag keeps the priority bits");
+        assert!(p.set_vlan(None, 0));
+        assert_eq!(p.frame(), &orig[..]);
+        assert!(p.set_vlan(None, 0));
+    }
+
+    #[test]
+    fn runts_and_headroom() {
+        let mut p = PacketBuf::from_frame(&[1, 2, 3]);
+        assert!(!p.push_vlan(0x8100, 1));
+        assert_eq!(p.frame(), &[1, 2, 3]);
+        let mut q = PacketBuf::from_frame(&frame());
+        assert!(q.push_front(HEADROOM).is_some());
+        assert!(!q.push_vlan(0x8100, 1));
+        assert!(q.push_front(1).is_none());
+        assert!(q.pull_front(HEADROOM));
+        assert!(!q.pull_front(1000));
+    }
+}
