@@ -12,7 +12,10 @@
 #![deny(unsafe_code)]
 
 pub mod core;
+pub mod db;
 pub mod packet;
+pub mod proto;
+pub mod sys;
 pub mod time;
 pub mod types;
 pub mod wire;

@@ -1,5 +1,6 @@
 //! Scenario tests of the core with several ports and virtual time, and property tests of
-//! its invariants.
+//! its invariants. (Verdicts are often ignored here: the test checks the actions.)
+#![allow(unused_must_use)]
 
 use super::*;
 use crate::types::{MacAddr, VlanId};

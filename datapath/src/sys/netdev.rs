@@ -1,0 +1,87 @@
+//! Network device queries and settings by name: index, flags, MTU, MAC address.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use super::{IfReq, ioctl_ifreq, owned};
+
+fn ctl_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked and owned at once.
+    owned(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })
+}
+
+fn ifreq_get(name: &str, req: libc::Ioctl) -> io::Result<IfReq> {
+    let s = ctl_socket()?;
+    let mut ifr = IfReq::new(name)?;
+    ioctl_ifreq(s.as_raw_fd(), req, &mut ifr)?;
+    Ok(ifr)
+}
+
+/// The ifindex of device `name` in this network namespace (`ENODEV` if none).
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    Ok(ifreq_get(name, libc::SIOCGIFINDEX)?.int() as u32)
+}
+
+/// Device flags (`IFF_UP`, `IFF_RUNNING`, `IFF_LOWER_UP`, …).
+pub fn flags(name: &str) -> io::Result<u32> {
+    Ok(ifreq_get(name, libc::SIOCGIFFLAGS)?.short() as u16 as u32)
+}
+
+/// Sets or clears `IFF_UP`.
+pub fn set_up(name: &str, up: bool) -> io::Result<()> {
+    let s = ctl_socket()?;
+    let mut ifr = IfReq::new(name)?;
+    ioctl_ifreq(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr)?;
+    let f = ifr.short();
+    let nf = if up { f | libc::IFF_UP as i16 } else { f & !(libc::IFF_UP as i16) };
+    if nf != f {
+        ifr.set_short(nf);
+        ioctl_ifreq(s.as_raw_fd(), libc::SIOCSIFFLAGS, &mut ifr)?;
+    }
+    Ok(())
+}
+
+pub fn mtu(name: &str) -> io::Result<u32> {
+    Ok(ifreq_get(name, libc::SIOCGIFMTU)?.int() as u32)
+}
+
+pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
+    let s = ctl_socket()?;
+    let mut ifr = IfReq::new(name)?;
+    ifr.set_int(mtu as i32);
+    ioctl_ifreq(s.as_raw_fd(), libc::SIOCSIFMTU, &mut ifr)
+}
+
+/// The device's MAC address.
+pub fn hwaddr(name: &str) -> io::Result<[u8; 6]> {
+    let r = ifreq_get(name, libc::SIOCGIFHWADDR)?;
+    // struct sockaddr: sa_family (2 bytes), then sa_data with the address.
+    let mut m = [0u8; 6];
+    m.copy_from_slice(&r.data[2..8]);
+    Ok(m)
+}
+
+pub fn set_hwaddr(name: &str, mac: [u8; 6]) -> io::Result<()> {
+    let s = ctl_socket()?;
+    let mut ifr = IfReq::new(name)?;
+    ifr.data[..2].copy_from_slice(&(libc::ARPHRD_ETHER).to_ne_bytes());
+    ifr.data[2..8].copy_from_slice(&mac);
+    ioctl_ifreq(s.as_raw_fd(), libc::SIOCSIFHWADDR, &mut ifr)
+}
+
+pub use libc::{IFF_LOWER_UP, IFF_RUNNING, IFF_UP};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_there() {
+        // Every network namespace has "lo" with index 1, MTU 65536 and an all-zero MAC.
+        assert!(ifindex("lo").unwrap() >= 1);
+        assert!(mtu("lo").unwrap() >= 1280);
+        assert_eq!(hwaddr("lo").unwrap(), [0; 6]);
+        assert_eq!(ifindex("rvs-no-such-if").unwrap_err().raw_os_error(), Some(libc::ENODEV));
+        assert!(ifindex("this-name-is-too-long").is_err());
+    }
+}

@@ -1,0 +1,132 @@
+//! AF_PACKET sockets bound to one existing netdev: promiscuous, not receiving their own
+//! transmissions, with the virtio-net header on every frame and the VLAN tag the kernel
+//! stripped handed back as auxiliary data.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::{size_of, zeroed};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+
+use super::{cvt, cvt_size, owned};
+
+fn setsockopt_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live c_int and its exact size.
+    cvt(unsafe {
+        libc::setsockopt(fd, level, opt, (&v as *const libc::c_int).cast(), size_of::<libc::c_int>() as libc::socklen_t)
+    })
+    .map(drop)
+}
+
+/// What [`open`] could and could not enable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketSocketInfo {
+    pub vnet_hdr: bool,
+}
+
+/// Opens an AF_PACKET socket on interface `ifindex`. With `vnet_hdr`, every frame read
+/// or written is preceded by a 10-byte virtio-net header (`PACKET_VNET_HDR`); if the
+/// kernel refuses that, the socket works without and says so in the result.
+pub fn open(ifindex: u32, vnet_hdr: bool) -> io::Result<(OwnedFd, PacketSocketInfo)> {
+    // Protocol 0 first: nothing is queued to the socket until bind() below names the
+    // interface and ETH_P_ALL, so no frame of another interface slips in.
+    // SAFETY: plain socket(2) call; the result is checked and owned at once.
+    let fd = owned(unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) })?;
+    let raw = fd.as_raw_fd();
+    setsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_AUXDATA, 1)?;
+    // Linux >= 4.20; without it we would see our own transmissions, so it is required.
+    setsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, 1)?;
+    // Best effort: bypassing the qdisc saves a lock per frame; not every kernel has it.
+    let _ = setsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1);
+    let vnet = vnet_hdr && setsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1).is_ok();
+    for (opt, size) in [(libc::SO_RCVBUF, 4 << 20), (libc::SO_SNDBUF, 4 << 20)] {
+        let _ = setsockopt_int(raw, libc::SOL_SOCKET, opt, size);
+    }
+
+    // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
+    let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    sll.sll_ifindex = ifindex as i32;
+    // SAFETY: `sll` is a valid sockaddr_ll and the length passed is its size.
+    cvt(unsafe {
+        libc::bind(raw, (&sll as *const libc::sockaddr_ll).cast(), size_of::<libc::sockaddr_ll>() as libc::socklen_t)
+    })?;
+
+    // SAFETY: packet_mreq is plain old data; all-zero is a valid value.
+    let mut mreq: libc::packet_mreq = unsafe { zeroed() };
+    mreq.mr_ifindex = ifindex as i32;
+    mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
+    // SAFETY: passes a pointer to a live packet_mreq and its size. The membership is
+    // reference counted by the kernel and dropped when the socket closes.
+    cvt(unsafe {
+        libc::setsockopt(
+            raw,
+            libc::SOL_PACKET,
+            libc::PACKET_ADD_MEMBERSHIP,
+            (&mreq as *const libc::packet_mreq).cast(),
+            size_of::<libc::packet_mreq>() as libc::socklen_t,
+        )
+    })?;
+    Ok((fd, PacketSocketInfo { vnet_hdr: vnet }))
+}
+
+/// One received frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Bytes placed in the buffers (vnet header included, if any).
+    pub len: usize,
+    /// The frame did not fit the buffers.
+    pub truncated: bool,
+    /// The VLAN tag the kernel stripped: (TPID, TCI).
+    pub vlan: Option<(u16, u16)>,
+}
+
+/// Room for one `tpacket_auxdata` control message.
+const CMSG_SPACE: usize = 64;
+
+/// Receives one frame into `bufs` (scatter). `Ok(None)` when nothing is queued.
+pub fn recv(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>]) -> io::Result<Option<Received>> {
+    let mut cbuf = [0u64; CMSG_SPACE / 8];
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = bufs.as_mut_ptr().cast();
+    msg.msg_iovlen = bufs.len();
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = CMSG_SPACE;
+    // SAFETY: `msg` points at `bufs` (IoSliceMut is ABI-compatible with iovec) and at
+    // `cbuf`, both live and writable for the call; lengths are their sizes.
+    let r = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC | libc::MSG_DONTWAIT) };
+    let len = match cvt_size(r) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let cap: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut vlan = None;
+    // SAFETY: the CMSG_* helpers walk the control buffer the kernel just filled, bounded
+    // by msg_controllen; the aux data is read unaligned from inside that buffer.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
+                let aux: libc::tpacket_auxdata = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                    let tpid = if aux.tp_status & libc::TP_STATUS_VLAN_TPID_VALID != 0 { aux.tp_vlan_tpid } else { 0x8100 };
+                    vlan = Some((tpid, aux.tp_vlan_tci));
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok(Some(Received { len: len.min(cap), truncated: len > cap || msg.msg_flags & libc::MSG_TRUNC != 0, vlan }))
+}
+
+/// Sends one frame gathered from `bufs`.
+pub fn send(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len();
+    // SAFETY: `msg` points at `bufs` (IoSlice is ABI-compatible with iovec), live and
+    // only read for the duration of the call.
+    cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) })
+}

@@ -1,0 +1,53 @@
+//! Process-level calls: fork for `--detach`, session handling, the alarm that bounds
+//! rvsctl's `--timeout`.
+
+use std::io;
+
+use super::cvt;
+
+/// Result of [`fork`].
+pub enum Forked {
+    Parent { child: i32 },
+    Child,
+}
+
+/// fork(2). Call it only while the process has a single thread (before any runtime or
+/// worker starts): the child gets a copy of just the calling thread.
+pub fn fork() -> io::Result<Forked> {
+    // SAFETY: called before rvs-vswitchd starts any thread (documented above), so the
+    // child does not inherit locks held by threads that no longer exist.
+    let pid = cvt(unsafe { libc::fork() })?;
+    Ok(if pid == 0 { Forked::Child } else { Forked::Parent { child: pid } })
+}
+
+/// Starts a new session so the daemon has no controlling terminal.
+pub fn setsid() -> io::Result<()> {
+    // SAFETY: setsid(2) has no memory-safety preconditions.
+    cvt(unsafe { libc::setsid() }).map(drop)
+}
+
+/// Arranges for SIGALRM (default action: terminate) after `secs` seconds, the way
+/// ovs-vsctl implements `--timeout` (so a timed-out command ends with status 142 in a
+/// shell). 0 cancels.
+pub fn alarm(secs: u32) {
+    // SAFETY: alarm(2) has no memory-safety preconditions.
+    unsafe { libc::alarm(secs) };
+}
+
+/// Whether a process with this pid exists (signal 0).
+pub fn process_exists(pid: i32) -> bool {
+    // SAFETY: kill(2) with signal 0 only checks for existence and permission.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+/// Sends SIGTERM to `pid`.
+pub fn terminate(pid: i32) -> io::Result<()> {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    cvt(unsafe { libc::kill(pid, libc::SIGTERM) }).map(drop)
+}
+
+/// The effective user id.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    unsafe { libc::geteuid() }
+}

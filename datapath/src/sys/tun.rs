@@ -1,0 +1,70 @@
+//! Tap devices (`/dev/net/tun`): create/attach, virtio-net header size, offloads,
+//! persistence, and the "still attached?" check.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use super::{IfReq, cvt, ioctl_ifreq};
+
+/// Offload flags for [`set_offload`] (`TUN_F_*`).
+pub use libc::{TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_USO4, TUN_F_USO6};
+
+/// Opens `/dev/net/tun` (non-blocking, close-on-exec) and attaches it to tap `name`,
+/// creating the device if it does not exist. The device carries frames without packet
+/// info and, when `vnet_hdr`, with a virtio-net header in front of each frame.
+/// Returns the file and the device's name.
+pub fn open_tap(name: &str, vnet_hdr: bool) -> io::Result<(File, String)> {
+    let mut ifr = IfReq::new(name)?;
+    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
+    if vnet_hdr {
+        flags |= libc::IFF_VNET_HDR;
+    }
+    ifr.set_short(flags as i16);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open("/dev/net/tun")?;
+    ioctl_ifreq(f.as_raw_fd(), libc::TUNSETIFF, &mut ifr)?;
+    Ok((f, ifr.name()))
+}
+
+fn ioctl_int_ptr(fd: RawFd, req: libc::Ioctl, v: &mut libc::c_int) -> io::Result<()> {
+    // SAFETY: `v` is a live c_int; the TUN requests passed here read or write one int.
+    cvt(unsafe { libc::ioctl(fd, req, v as *mut libc::c_int) }).map(drop)
+}
+
+/// Sets the virtio-net header length the tap reads and writes (10 or 12).
+pub fn set_vnet_hdr_size(fd: BorrowedFd<'_>, len: i32) -> io::Result<()> {
+    let mut v = len;
+    ioctl_int_ptr(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &mut v)
+}
+
+/// Declares which offloads rvs accepts in frames it reads from the tap (`TUNSETOFFLOAD`).
+/// The kernel refuses (EINVAL) flags it does not know; callers probe.
+pub fn set_offload(fd: BorrowedFd<'_>, flags: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned long), no pointer.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, flags as libc::c_ulong) }).map(drop)
+}
+
+/// Makes the device outlive (or not) the last fd attached to it.
+pub fn set_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its argument by value.
+    cvt(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, persist as libc::c_ulong) }).map(drop)
+}
+
+/// The name of the device the fd is attached to. Fails with `EBADFD` once the device
+/// has been deleted (the fd is then detached for good).
+pub fn attached_name(fd: BorrowedFd<'_>) -> io::Result<String> {
+    let mut ifr = IfReq::new("x")?;
+    ifr.name = [0; libc::IFNAMSIZ];
+    ioctl_ifreq(fd.as_raw_fd(), libc::TUNGETIFF, &mut ifr)?;
+    Ok(ifr.name())
+}
+
+/// Whether an error from a tap fd means the device is gone.
+pub fn is_detached(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EBADFD) | Some(libc::ENODEV) | Some(libc::ENXIO))
+}
