@@ -12,8 +12,10 @@
 #![deny(unsafe_code)]
 
 pub mod core;
+pub mod daemon;
 pub mod db;
 pub mod packet;
+pub mod port;
 pub mod proto;
 pub mod sys;
 pub mod time;

@@ -1,1 +1,4 @@
-fn main() {}
+//! `rvs-vswitchd`: see [`datapath::daemon`].
+fn main() -> std::process::ExitCode {
+    datapath::daemon::main()
+}

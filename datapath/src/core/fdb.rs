@@ -317,21 +317,26 @@ impl MacTable {
         (self.lru.head != NIL).then(|| self.slab[self.lru.head as usize].last_seen + self.aging_ms)
     }
 
-    /// All entries, for `fdb/show`, in no particular order.
+    /// All entries, for `fdb/show`: dynamic ones from least to most recently seen (as
+    /// OVS lists them), then static ones.
     pub fn entries(&self, now: Time) -> Vec<FdbEntry> {
-        self.index
-            .iter()
-            .map(|(&k, &i)| {
-                let e = &self.slab[i as usize];
-                let (vlan, mac) = unkey(k);
-                FdbEntry {
-                    vlan,
-                    mac,
-                    port: e.port,
-                    age_secs: (!e.is_static).then(|| now.since(e.last_seen) / 1000),
-                }
-            })
-            .collect()
+        let row = |i: u32| {
+            let e = &self.slab[i as usize];
+            let (vlan, mac) = unkey(e.key);
+            FdbEntry { vlan, mac, port: e.port, age_secs: (!e.is_static).then(|| now.since(e.last_seen) / 1000) }
+        };
+        let mut out = Vec::with_capacity(self.len());
+        let mut i = self.lru.head;
+        while i != NIL {
+            out.push(row(i));
+            i = self.slab[i as usize].global.next;
+        }
+        if self.n_static > 0 {
+            let mut statics: Vec<u32> = self.index.values().copied().filter(|&i| self.slab[i as usize].is_static).collect();
+            statics.sort_by_key(|&i| self.slab[i as usize].key);
+            out.extend(statics.into_iter().map(row));
+        }
+        out
     }
 
     /// Number of entries on `port`, static entries included.

@@ -7,13 +7,11 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use super::{cvt, cvt_size, owned};
 
-/// Opens a non-blocking netlink socket that receives link add/change/delete events of
+/// Opens a (blocking) netlink socket that receives link add/change/delete events of
 /// this network namespace.
 pub fn link_monitor() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the result is checked and owned at once.
-    let fd = owned(unsafe {
-        libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE)
-    })?;
+    let fd = owned(unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) })?;
     // SAFETY: sockaddr_nl is plain old data; all-zero is a valid value.
     let mut sa: libc::sockaddr_nl = unsafe { zeroed() };
     sa.nl_family = libc::AF_NETLINK as u16;
@@ -23,13 +21,10 @@ pub fn link_monitor() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Reads one datagram (several messages) from the socket; `Ok(0)` when none is queued.
+/// Waits for and reads one datagram (several messages) from the socket.
 pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is live and writable for its whole length.
-    match cvt_size(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) }) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
-        r => r,
-    }
+    cvt_size(unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) })
 }
 
 /// A link event.

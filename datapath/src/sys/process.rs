@@ -51,3 +51,21 @@ pub fn euid() -> u32 {
     // SAFETY: geteuid(2) cannot fail and has no preconditions.
     unsafe { libc::geteuid() }
 }
+
+/// Points stdin, stdout and stderr at /dev/null (a detached daemon has no terminal).
+pub fn redirect_stdio_to_devnull() -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
+    for fd in 0..3 {
+        // SAFETY: dup2(2) onto the standard descriptors; `null` is open for the call,
+        // and replacing 0..2 cannot invalidate any Rust-owned descriptor.
+        cvt(unsafe { libc::dup2(null.as_raw_fd(), fd) })?;
+    }
+    Ok(())
+}
+
+/// Sets the file mode creation mask and returns the previous one.
+pub fn umask(mask: u32) -> u32 {
+    // SAFETY: umask(2) cannot fail and has no memory-safety preconditions.
+    unsafe { libc::umask(mask as libc::mode_t) as u32 }
+}

@@ -12,6 +12,7 @@
 //! something new. Multi-byte fields are network byte order unless the file says
 //! otherwise (the virtio-net header is host order).
 
+pub mod checksum;
 pub mod ethernet;
 pub mod vlan;
 pub mod virtio_net_hdr;

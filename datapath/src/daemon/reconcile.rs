@@ -1,0 +1,421 @@
+//! From configuration to datapath: opens and closes port backends so they match the
+//! database, assigns OpenFlow port numbers, records per-interface errors, and builds the
+//! [`DpConfig`] the worker runs.
+//!
+//! Called after every commit, on link events (a device appeared or went away), when
+//! the worker reports a broken port, and periodically to retry ports in error. It is
+//! idempotent: a port whose configuration did not change keeps its open backend (and
+//! its learned MAC addresses).
+//!
+//! Interface types (Interface `type`):
+//! * `internal`, `tap`: a tap rvs creates ([`crate::port::tap`]);
+//! * `""`, `system`: an existing netdev via AF_PACKET ([`crate::port::afpacket`]);
+//! * anything else: not supported; the interface stays in the database with an `error`.
+//!
+//! A port that cannot be opened stays configured, with `error` set as OVS words it
+//! (`could not open network device NAME (No such device)`) and `ofport` -1, and is
+//! retried when its device appears.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::core::{BridgeConfig, PortConfig, PortVlan, VlanMode, fdb};
+use crate::daemon::worker::{DpBridge, DpConfig, DpPort};
+use crate::db::{Atom, Datum, Db, TABLES, Uuid, tables};
+use crate::port::afpacket::AfPacketPort;
+use crate::port::tap::TapPort;
+use crate::port::{PortIo, PortStats};
+use crate::sys::netdev;
+use crate::daemon::store::StaticMac;
+use crate::types::{MacAddr, OfPort, VlanId, check_ifname};
+
+/// What kind of backend an interface needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A tap rvs creates (`internal` or `tap`); the string is the type as configured.
+    Tap(String),
+    /// An existing netdev (`""` or `system`).
+    System,
+}
+
+/// An open backend.
+pub enum Backend {
+    Tap(Arc<TapPort>),
+    AfPacket(Arc<AfPacketPort>),
+}
+
+impl Backend {
+    fn io(&self) -> Arc<dyn PortIo> {
+        match self {
+            Backend::Tap(t) => t.clone(),
+            Backend::AfPacket(a) => a.clone(),
+        }
+    }
+
+    /// Whether the device behind the backend is still the one it was opened on.
+    fn healthy(&self, name: &str) -> bool {
+        match self {
+            Backend::Tap(t) => t.is_attached(),
+            Backend::AfPacket(a) => netdev::ifindex(name).ok() == Some(a.ifindex()),
+        }
+    }
+}
+
+/// One open interface.
+pub struct OpenPort {
+    pub name: String,
+    pub kind: Kind,
+    pub backend: Backend,
+    pub stats: Arc<PortStats>,
+}
+
+/// The daemon's open ports and per-interface state, keyed by Interface UUID.
+#[derive(Default)]
+pub struct Ports {
+    pub open: HashMap<Uuid, OpenPort>,
+    /// Interfaces whose backend broke since the last reconcile (reported by the worker).
+    broken: Vec<Uuid>,
+    /// Signature of the last configuration sent to the worker.
+    last_sig: Option<String>,
+    /// The last error logged per interface, so a port retried every few seconds is
+    /// logged when its state changes, not every time.
+    logged: HashMap<Uuid, String>,
+}
+
+/// One interface the configuration asks for.
+struct Wanted {
+    bridge: Uuid,
+    port: Uuid,
+    iface: Uuid,
+    name: String,
+    ty: String,
+}
+
+/// What a reconcile pass produced.
+pub struct Outcome {
+    /// A new worker configuration, when it differs from the last one sent.
+    pub config: Option<DpConfig>,
+    /// Persistent columns (ofport, error) changed: the database should be saved.
+    pub db_changed: bool,
+}
+
+impl Ports {
+    /// Marks an interface whose backend broke; the next reconcile reopens it.
+    pub fn mark_broken(&mut self, iface: Uuid) {
+        self.broken.push(iface);
+    }
+
+    /// Closes everything (shutdown).
+    pub fn close_all(&mut self) {
+        self.open.clear();
+        self.last_sig = None;
+    }
+
+    /// Brings backends, errors and ofports in line with `db`.
+    pub fn reconcile(&mut self, db: &mut Db, statics: &[StaticMac]) -> Outcome {
+        let wanted = wanted(db);
+        let before = persistent_status(db);
+
+        // Close what is no longer wanted, changed type, or broke.
+        let broken = std::mem::take(&mut self.broken);
+        self.open.retain(|u, p| {
+            let keep = wanted.iter().any(|w| w.iface == *u && w.name == p.name && kind_of(&w.ty).ok().as_ref() == Some(&p.kind))
+                && !broken.contains(u)
+                && p.backend.healthy(&p.name);
+            if !keep {
+                tracing::info!("closing port {}", p.name);
+            }
+            keep
+        });
+
+        // Open what is missing; record errors.
+        let mut errors: HashMap<Uuid, String> = HashMap::new();
+        let unsupported_vlan = ports_with_unsupported_vlan(db);
+        for w in &wanted {
+            if let Some(e) = port_level_error(db, &w.port, &unsupported_vlan) {
+                self.open.remove(&w.iface);
+                errors.insert(w.iface, e);
+                continue;
+            }
+            if self.open.contains_key(&w.iface) {
+                continue;
+            }
+            match open(&w.name, &w.ty) {
+                Ok(p) => {
+                    self.logged.remove(&w.iface);
+                    tracing::info!("opened port {} ({})", w.name, if w.ty.is_empty() { "system" } else { &w.ty });
+                    self.open.insert(w.iface, p);
+                }
+                Err(e) => {
+                    if self.logged.get(&w.iface) != Some(&e) {
+                        tracing::warn!("{}: {e}", w.name);
+                        self.logged.insert(w.iface, e.clone());
+                    }
+                    errors.insert(w.iface, e);
+                }
+            }
+        }
+
+        self.logged.retain(|u, _| errors.contains_key(u));
+        write_errors_and_ofports(db, &wanted, &errors);
+        let config = self.build_config(db, &wanted, statics);
+        let sig = signature(&config);
+        let config = if self.last_sig.as_ref() == Some(&sig) {
+            None
+        } else {
+            self.last_sig = Some(sig);
+            Some(config)
+        };
+        Outcome { config, db_changed: persistent_status(db) != before }
+    }
+
+    fn build_config(&self, db: &Db, wanted: &[Wanted], statics: &[StaticMac]) -> DpConfig {
+        let mut bridges: Vec<DpBridge> = Vec::new();
+        for w in wanted {
+            let Some(op) = self.open.get(&w.iface) else { continue };
+            let Some(ofport) = db.get(tables::INTERFACE, &w.iface, "ofport").and_then(Datum::as_int) else { continue };
+            let Some(ofport) = u16::try_from(ofport).ok().and_then(OfPort::new) else { continue };
+            let bi = match bridges.iter().position(|b| b.uuid == w.bridge) {
+                Some(i) => i,
+                None => {
+                    let name = db.name_of(tables::BRIDGE, &w.bridge).unwrap_or_default().to_string();
+                    bridges.push(DpBridge {
+                        uuid: w.bridge,
+                        name,
+                        cfg: bridge_config(db, &w.bridge),
+                        ports: Vec::new(),
+                        statics: Vec::new(),
+                    });
+                    bridges.len() - 1
+                }
+            };
+            bridges[bi].ports.push(DpPort {
+                iface: w.iface,
+                name: w.name.clone(),
+                ofport,
+                io: op.backend.io(),
+                stats: op.stats.clone(),
+                core: port_config(db, &w.port, ofport),
+            });
+        }
+        for b in &mut bridges {
+            for st in statics.iter().filter(|st| st.bridge == b.name) {
+                let port = b.ports.iter().find(|p| p.name == st.port).map(|p| p.ofport);
+                let mac = st.mac.parse::<MacAddr>().ok();
+                if let (Some(port), Some(mac), Some(vlan)) = (port, mac, VlanId::new(st.vlan)) {
+                    b.statics.push((vlan, mac, port));
+                }
+            }
+        }
+        DpConfig { bridges }
+    }
+}
+
+/// The interfaces the database asks for, in bridge/port/interface order.
+fn wanted(db: &Db) -> Vec<Wanted> {
+    let mut out = Vec::new();
+    let Some((_, root)) = db.root() else { return out };
+    for b in root.get(&TABLES[tables::OPEN_VSWITCH], "bridges").uuids() {
+        for p in db.get(tables::BRIDGE, &b, "ports").map(|d| d.uuids().collect::<Vec<_>>()).unwrap_or_default() {
+            for i in db.get(tables::PORT, &p, "interfaces").map(|d| d.uuids().collect::<Vec<_>>()).unwrap_or_default() {
+                let name = db.name_of(tables::INTERFACE, &i).unwrap_or_default().to_string();
+                let ty = db.get(tables::INTERFACE, &i, "type").and_then(Datum::as_str).unwrap_or_default().to_string();
+                out.push(Wanted { bridge: b, port: p, iface: i, name, ty });
+            }
+        }
+    }
+    out
+}
+
+fn kind_of(ty: &str) -> Result<Kind, String> {
+    match ty {
+        "" | "system" => Ok(Kind::System),
+        "internal" | "tap" => Ok(Kind::Tap(ty.to_string())),
+        "vxlan" => Err("vxlan tunnels are not supported by this version of rvs yet".into()),
+        other => Err(format!("interface type \"{other}\" is not supported by rvs")),
+    }
+}
+
+/// Opens the backend for one interface, or says why not (as the `error` column).
+fn open(name: &str, ty: &str) -> Result<OpenPort, String> {
+    let kind = kind_of(ty)?;
+    if let Err(why) = check_ifname(name) {
+        return Err(format!("could not open network device {name} (Invalid argument: {why})"));
+    }
+    let dev_err = |e: std::io::Error| {
+        let msg = e.to_string();
+        let msg = msg.split(" (os error").next().unwrap_or(&msg).to_string();
+        format!("could not open network device {name} ({msg})")
+    };
+    let backend = match &kind {
+        Kind::Tap(_) => Backend::Tap(Arc::new(TapPort::open(name).map_err(dev_err)?)),
+        Kind::System => Backend::AfPacket(Arc::new(AfPacketPort::open(name).map_err(dev_err)?)),
+    };
+    Ok(OpenPort { name: name.to_string(), kind, backend, stats: Arc::default() })
+}
+
+/// Ports whose VLAN configuration rvs cannot carry out.
+fn ports_with_unsupported_vlan(db: &Db) -> Vec<Uuid> {
+    db.tables[tables::PORT]
+        .iter()
+        .filter(|(_, r)| r.get(&TABLES[tables::PORT], "vlan_mode").as_str() == Some("dot1q-tunnel"))
+        .map(|(u, _)| *u)
+        .collect()
+}
+
+/// An error that applies to every interface of a port.
+fn port_level_error(db: &Db, port: &Uuid, unsupported_vlan: &[Uuid]) -> Option<String> {
+    if unsupported_vlan.contains(port) {
+        return Some("vlan_mode dot1q-tunnel (802.1ad QinQ) is not supported by rvs".into());
+    }
+    let n = db.get(tables::PORT, port, "interfaces").map_or(0, Datum::len);
+    if n > 1 {
+        let name = db.name_of(tables::PORT, port).unwrap_or_default();
+        return Some(format!("port {name} has {n} interfaces: bonds are not supported by rvs"));
+    }
+    None
+}
+
+/// The persistent status columns (error, ofport) of every interface, to detect changes.
+fn persistent_status(db: &Db) -> Vec<(Uuid, Datum, Datum)> {
+    let t = &TABLES[tables::INTERFACE];
+    db.tables[tables::INTERFACE].iter().map(|(u, r)| (*u, r.get(t, "error").clone(), r.get(t, "ofport").clone())).collect()
+}
+
+/// Writes `error` and assigns `ofport` for every wanted interface.
+fn write_errors_and_ofports(db: &mut Db, wanted: &[Wanted], errors: &HashMap<Uuid, String>) {
+    let t = &TABLES[tables::INTERFACE];
+    let mut bridges: Vec<Uuid> = wanted.iter().map(|w| w.bridge).collect();
+    bridges.dedup();
+    for b in bridges {
+        let bname = db.name_of(tables::BRIDGE, &b).unwrap_or_default().to_string();
+        let ifaces: Vec<&Wanted> = wanted.iter().filter(|w| w.bridge == b).collect();
+        // Three passes: fixed numbers (the bridge's LOCAL port, ofport_request) first,
+        // then interfaces keep the number they had, then the rest get the lowest free.
+        let healthy: Vec<&&Wanted> = ifaces.iter().filter(|w| !errors.contains_key(&w.iface)).collect();
+        let mut used: Vec<u16> = Vec::new();
+        let mut assigned: HashMap<Uuid, u16> = HashMap::new();
+        for w in &healthy {
+            let row = &db.tables[tables::INTERFACE][&w.iface];
+            let fixed = if w.name == bname && w.ty == "internal" {
+                Some(OfPort::LOCAL.get())
+            } else {
+                row.get(t, "ofport_request").as_int().and_then(|r| u16::try_from(r).ok())
+            };
+            if let Some(n) = fixed.filter(|n| !used.contains(n)) {
+                used.push(n);
+                assigned.insert(w.iface, n);
+            }
+        }
+        let rest: Vec<&&&Wanted> = healthy.iter().filter(|w| !assigned.contains_key(&w.iface)).collect();
+        for w in rest {
+            let cur = db.tables[tables::INTERFACE][&w.iface].get(t, "ofport").as_int();
+            if let Some(n) = cur.and_then(|c| u16::try_from(c).ok()).filter(|&c| OfPort::new(c).is_some() && c != OfPort::LOCAL.get() && !used.contains(&c)) {
+                used.push(n);
+                assigned.insert(w.iface, n);
+            }
+        }
+        let need: Vec<Uuid> = healthy.iter().map(|w| w.iface).filter(|u| !assigned.contains_key(u)).collect();
+        for (u, n) in assigned {
+            db.set(tables::INTERFACE, &u, "ofport", Datum::integer(i64::from(n)));
+        }
+        let mut next = 1u16;
+        for u in need {
+            while used.contains(&next) {
+                next += 1;
+            }
+            used.push(next);
+            db.set(tables::INTERFACE, &u, "ofport", Datum::integer(i64::from(next)));
+        }
+        for w in &ifaces {
+            match errors.get(&w.iface) {
+                Some(e) => {
+                    db.set(tables::INTERFACE, &w.iface, "error", Datum::string(e));
+                    db.set(tables::INTERFACE, &w.iface, "ofport", Datum::integer(-1));
+                }
+                None => {
+                    db.set(tables::INTERFACE, &w.iface, "error", Datum::set(vec![]));
+                }
+            }
+        }
+    }
+}
+
+/// `smap_get_int`-like: the leading integer of a string map value, 0 when absent or bad.
+fn other_config_int(d: &Datum, key: &str) -> i64 {
+    let v = d.get_str(key).unwrap_or("").trim_start();
+    let end = v.char_indices().find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+')))).map_or(v.len(), |(i, _)| i);
+    v[..end].parse().unwrap_or(0)
+}
+
+/// Bridge `other_config` as the core needs it, with OVS's defaults and clamps.
+pub fn bridge_config(db: &Db, bridge: &Uuid) -> BridgeConfig {
+    let oc = db.get(tables::BRIDGE, bridge, "other_config").cloned().unwrap_or_default();
+    let aging = match other_config_int(&oc, "mac-aging-time") {
+        0 => i64::from(fdb::DEFAULT_AGING_SECS),
+        n => n,
+    };
+    let size = match other_config_int(&oc, "mac-table-size") {
+        0 => fdb::DEFAULT_CAPACITY as i64,
+        n => n,
+    };
+    BridgeConfig {
+        mac_aging_secs: fdb::normalize_aging_secs(aging),
+        mac_table_size: size.clamp(10, 1_000_000) as usize,
+        forward_bpdu: oc.get_str("forward-bpdu") == Some("true"),
+        tunnel_split_horizon: oc.get_str("tunnel-split-horizon") != Some("false"),
+    }
+}
+
+/// Port `tag`, `trunks`, `vlan_mode`, `protected` as the core needs them.
+pub fn port_config(db: &Db, port: &Uuid, ofport: OfPort) -> PortConfig {
+    let t = &TABLES[tables::PORT];
+    let Some(row) = db.row(tables::PORT, port) else { return PortConfig::trunk(u32::from(ofport.get())) };
+    let vid = |a: &Atom| a.as_int().and_then(|i| u16::try_from(i).ok()).and_then(VlanId::new);
+    let tag = row.get(t, "tag").first().and_then(vid);
+    let trunks: Vec<VlanId> = row.get(t, "trunks").keys.iter().filter_map(vid).collect();
+    let mode = row.get(t, "vlan_mode").as_str().and_then(VlanMode::parse);
+    PortConfig {
+        key: u32::from(ofport.get()),
+        vlan: PortVlan::new(tag, &trunks, mode),
+        protected: row.get(t, "protected").as_bool().unwrap_or(false),
+        tunnel: false,
+    }
+}
+
+/// A string that changes whenever the worker's configuration must change.
+fn signature(cfg: &DpConfig) -> String {
+    let mut s = String::new();
+    for b in &cfg.bridges {
+        s += &format!("{}|{:?}|", b.uuid, b.cfg);
+        for p in &b.ports {
+            s += &format!("{}:{}:{:p}:{:?};", p.iface, p.ofport.get(), Arc::as_ptr(&p.io) as *const u8, p.core);
+        }
+        s += &format!("{:?}|", b.statics);
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_config_parsing() {
+        let d = Datum::smap([("mac-aging-time", "20"), ("mac-table-size", "5"), ("x", "abc")]);
+        assert_eq!(other_config_int(&d, "mac-aging-time"), 20);
+        assert_eq!(other_config_int(&d, "x"), 0);
+        assert_eq!(other_config_int(&d, "none"), 0);
+        let d = Datum::smap([("mac-aging-time", "12abc")]);
+        assert_eq!(other_config_int(&d, "mac-aging-time"), 12);
+    }
+
+    #[test]
+    fn unsupported_types_are_errors() {
+        assert_eq!(kind_of(""), Ok(Kind::System));
+        assert_eq!(kind_of("internal"), Ok(Kind::Tap("internal".into())));
+        assert!(kind_of("patch").unwrap_err().contains("not supported"));
+        let e = open("a-name-longer-than-15", "internal").err().unwrap();
+        assert!(e.starts_with("could not open network device a-name-longer-than-15 (Invalid argument"), "{e}");
+    }
+}

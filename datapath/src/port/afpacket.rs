@@ -1,0 +1,99 @@
+//! An existing netdev (a veth, a physical uplink, a tap that libvirt/QEMU created)
+//! attached through an AF_PACKET socket bound to its ifindex.
+//!
+//! The socket is promiscuous, does not see its own transmissions, and carries a
+//! virtio-net header (`PACKET_VNET_HDR`) so GSO frames and partial checksums pass
+//! through unchanged. NICs and veths strip the 802.1Q tag on receive and report it as
+//! auxiliary data: the tag is put back into the frame here, before the core sees it.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use super::{PortIo, Rx};
+use crate::packet::PacketBuf;
+use crate::sys::{netdev, packet};
+use crate::wire::virtio_net_hdr::{LEN_LEGACY, VnetHdr};
+
+/// An open AF_PACKET port.
+pub struct AfPacketPort {
+    fd: OwnedFd,
+    ifindex: u32,
+    vnet_hdr: bool,
+}
+
+impl AfPacketPort {
+    /// Attaches to the device called `name` in this network namespace.
+    pub fn open(name: &str) -> io::Result<AfPacketPort> {
+        let ifindex = netdev::ifindex(name)?;
+        let (fd, info) = packet::open(ifindex, true)?;
+        Ok(AfPacketPort { fd, ifindex, vnet_hdr: info.vnet_hdr })
+    }
+
+    /// The ifindex the socket is bound to (a device re-created under the same name has
+    /// a new one: the port must then be reopened).
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+}
+
+impl PortIo for AfPacketPort {
+    fn recv(&self, buf: &mut PacketBuf) -> io::Result<Rx> {
+        let mut hdr = [0u8; LEN_LEGACY];
+        let area = buf.rx_area();
+        let got = if self.vnet_hdr {
+            packet::recv(self.fd.as_fd(), &mut [IoSliceMut::new(&mut hdr), IoSliceMut::new(area)])
+        } else {
+            packet::recv(self.fd.as_fd(), &mut [IoSliceMut::new(area)])
+        };
+        let r = match got {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(Rx::Empty),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Rx::Empty),
+            // A frame larger than the buffer or an out-of-memory on the socket are
+            // per-frame problems, not a broken port.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::ENOMEM)) => return Ok(Rx::Bad),
+            Err(e) => return Err(e),
+        };
+        let hlen = if self.vnet_hdr { LEN_LEGACY } else { 0 };
+        if r.truncated || r.len < hlen {
+            return Ok(Rx::Bad);
+        }
+        buf.set_len(r.len - hlen);
+        if self.vnet_hdr {
+            buf.vnet = match VnetHdr::parse(&hdr) {
+                Ok(v) => v,
+                Err(_) => return Ok(Rx::Bad),
+            };
+        }
+        if let Some((tpid, tci)) = r.vlan {
+            if !buf.push_vlan(tpid, tci) {
+                return Ok(Rx::Bad);
+            }
+        }
+        Ok(Rx::Frame)
+    }
+
+    fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
+        let mut hdr = [0u8; LEN_LEGACY];
+        let res = if self.vnet_hdr {
+            buf.vnet.emit(&mut hdr);
+            packet::send(self.fd.as_fd(), &[IoSlice::new(&hdr), IoSlice::new(buf.frame())])
+        } else {
+            packet::send(self.fd.as_fd(), &[IoSlice::new(buf.frame())])
+        };
+        match res {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV)) => Err(e),
+            Err(e) if super::is_transient_tx(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    fn offloads(&self) -> bool {
+        self.vnet_hdr
+    }
+}
