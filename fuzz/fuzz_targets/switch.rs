@@ -1,0 +1,53 @@
+//! Frame parsing and the switch decision with invariant checks: arbitrary bytes into a
+//! bridge of access, trunk and native ports must never panic, never send a copy back to
+//! the ingress port, never send into a port that does not carry the frame's VLAN, and
+//! never let the MAC table grow past its capacity. Also feeds the same bytes through
+//! the tag push/pop path of the packet buffer.
+#![no_main]
+
+use datapath::core::{Actions, Bridge, BridgeConfig, PortConfig, PortVlan, VlanMode, Verdict};
+use datapath::packet::PacketBuf;
+use datapath::time::Time;
+use datapath::types::VlanId;
+use libfuzzer_sys::fuzz_target;
+
+fn v(n: u16) -> VlanId {
+    VlanId::new(n).unwrap()
+}
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 2 {
+        return;
+    }
+    let (ctl, frame) = data.split_at(2);
+    let ports = vec![
+        PortConfig::access(1, v(10)),
+        PortConfig::access(2, v(20)),
+        PortConfig { vlan: PortVlan::new(None, &[v(10), v(20)], None), ..PortConfig::trunk(3) },
+        PortConfig { vlan: PortVlan::new(Some(v(10)), &[v(30)], Some(VlanMode::NativeUntagged)), ..PortConfig::trunk(4) },
+        PortConfig::trunk(5),
+    ];
+    let cap = 16;
+    let mut b = Bridge::new(BridgeConfig { mac_table_size: cap, ..BridgeConfig::default() }, ports);
+    let mut a = Actions::default();
+    let in_port = u16::from(ctl[0]) % 5;
+    let now = Time::from_secs(u64::from(ctl[1]));
+    // Several frames from the same bytes: chunks of the input, so learning happens.
+    for (i, chunk) in frame.chunks(64.max(frame.len() / 4 + 1)).enumerate() {
+        let port = (in_port + i as u16) % 5;
+        if let Verdict::Forward { vlan, .. } = b.process(now, port, chunk, &mut a) {
+            for e in a.iter() {
+                assert_ne!(e.port, port);
+                let p = &b.ports()[e.port as usize];
+                assert!(p.vlan.includes(vlan));
+                assert_eq!(e.tag, p.vlan.output_tag(vlan));
+            }
+        }
+        assert!(b.fdb().len() <= cap);
+    }
+    let mut p = PacketBuf::from_frame(frame);
+    if p.push_vlan(0x8100, 10) {
+        assert_eq!(p.pop_vlan(), Some(10));
+        assert_eq!(p.frame(), frame);
+    }
+});

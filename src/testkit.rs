@@ -1,0 +1,260 @@
+//! Namespaces, daemons and commands for tests (see the crate docs for the rules).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Fails the test unless running as root, saying why.
+pub fn require_root() {
+    // SAFETY-free check: /proc/self/status has the effective uid.
+    let euid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2).unwrap_or("1").to_string()))
+        .unwrap_or_else(|| "1".into());
+    assert!(
+        euid == "0",
+        "this test builds network namespaces and needs root (CAP_NET_ADMIN); run the test suite as root, e.g. `sudo scripts/test.sh`"
+    );
+}
+
+/// A short token unique to this process and call: 4 hex digits of pid + a counter.
+/// `tag` (at most 6 bytes) makes names readable: `t{pid:04x}{n}{tag}` stays ≤ 15 bytes.
+pub fn unique(tag: &str) -> String {
+    assert!(tag.len() <= 6, "tag too long for an interface name");
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("r{:04x}{:02}{tag}", std::process::id() & 0xffff, n % 100)
+}
+
+/// The directory holding the workspace's built binaries (target/debug or release).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("RVS_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test> -> target/<profile>
+    let dir = exe.parent().and_then(Path::parent).expect("test binary has no parent dir").to_path_buf();
+    for b in ["rvs-vswitchd", "rvsctl"] {
+        assert!(
+            dir.join(b).exists(),
+            "{} not found: build the binaries first (`cargo build --workspace --bins`, which scripts/test.sh does)",
+            dir.join(b).display()
+        );
+    }
+    dir
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    bin_dir().join(name)
+}
+
+/// Runs a command, returning its output (stdout+stderr captured), bounded by `timeout`.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) => return child.wait_with_output().expect("wait_with_output"),
+            Ok(None) if start.elapsed() > timeout => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("wait_with_output");
+                panic!("{cmd:?} did not finish within {timeout:?}; stdout: {} stderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => panic!("wait {cmd:?}: {e}"),
+        }
+    }
+}
+
+/// Runs `sh -c script`, panicking with the output if it fails.
+pub fn sh(script: &str) -> String {
+    let out = run_bounded(Command::new("sh").arg("-c").arg(script), Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "`{script}` failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `sh -c script`, returning whether it succeeded.
+pub fn sh_ok(script: &str) -> bool {
+    run_bounded(Command::new("sh").arg("-c").arg(script), Duration::from_secs(60)).status.success()
+}
+
+/// Polls `f` every 50 ms until it is true or `timeout` passes; panics with `what`.
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A network namespace, deleted (with everything in it) on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = unique(tag);
+        sh(&format!("ip netns add {name}"));
+        sh(&format!("ip -n {name} link set lo up"));
+        Netns { name }
+    }
+
+    /// Runs a shell script inside the namespace.
+    pub fn sh(&self, script: &str) -> String {
+        sh(&format!("ip netns exec {} sh -c '{}'", self.name, script.replace('\'', "'\\''")))
+    }
+
+    pub fn sh_ok(&self, script: &str) -> bool {
+        sh_ok(&format!("ip netns exec {} sh -c '{}'", self.name, script.replace('\'', "'\\''")))
+    }
+
+    /// Pings `addr` from this namespace: `count` echoes, 1 s wait each.
+    pub fn ping(&self, addr: &str, count: u32) -> bool {
+        self.sh_ok(&format!("ping -c {count} -i 0.2 -W 1 {addr}"))
+    }
+
+    /// Pings until one echo comes back or `timeout` passes (ARP and learning settle).
+    pub fn ping_eventually(&self, addr: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.sh_ok(&format!("ping -c 1 -W 1 {addr}")) {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).stderr(Stdio::null()).status();
+    }
+}
+
+/// A running rvs-vswitchd with its own run and database directories, optionally inside
+/// a network namespace (a "node"). Stopped with SIGTERM on drop; its directories are
+/// removed unless `keep_dirs` is set.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub netns: Option<String>,
+    pub keep_dirs: bool,
+}
+
+impl Daemon {
+    /// A fresh temp directory for a daemon (not started).
+    pub fn new_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rvs-test-{}", unique(tag)));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("create temp dir");
+        d
+    }
+
+    /// Starts a daemon on `dir` (run and db directory) inside `netns` (or the current
+    /// namespace), waiting until it accepts commands.
+    pub fn start_in(dir: &Path, netns: Option<&str>) -> Daemon {
+        let d = Daemon { dir: dir.to_path_buf(), netns: netns.map(String::from), keep_dirs: false };
+        let out = d.try_start();
+        assert!(out.status.success(), "rvs-vswitchd failed to start: {}", String::from_utf8_lossy(&out.stderr));
+        d
+    }
+
+    pub fn start(tag: &str, netns: Option<&str>) -> Daemon {
+        let dir = Daemon::new_dir(tag);
+        Daemon::start_in(&dir, netns)
+    }
+
+    /// Runs `rvs-vswitchd --detach` once more on the same directories.
+    pub fn try_start(&self) -> Output {
+        let mut c = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("rvs-vswitchd"));
+                c
+            }
+            None => Command::new(bin("rvs-vswitchd")),
+        };
+        c.arg("--rundir").arg(&self.dir).arg("--dbdir").arg(&self.dir).arg("--detach").arg("--pidfile");
+        c.arg(format!("--log-file={}", self.dir.join("rvs-vswitchd.log").display()));
+        run_bounded(&mut c, Duration::from_secs(30))
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("rvs.sock")
+    }
+
+    pub fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.join("rvs-vswitchd.pid")).ok()?.trim().parse().ok()
+    }
+
+    /// Stops the daemon with SIGTERM and waits (bounded) for it to exit.
+    pub fn stop(&self) {
+        let Some(pid) = self.pid() else { return };
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        let start = Instant::now();
+        while Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+
+    /// Runs rvsctl against this daemon.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(bin("rvsctl"));
+        c.arg(format!("--db=unix:{}", self.socket().display())).args(args);
+        run_bounded(&mut c, Duration::from_secs(30))
+    }
+
+    /// Runs rvsctl and returns stdout, panicking with stderr if it fails.
+    pub fn ctl_ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "rvsctl {args:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The daemon's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("rvs-vswitchd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        if !self.keep_dirs {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The MAC address of `dev` inside namespace `ns`.
+pub fn mac_of(ns: &Netns, dev: &str) -> String {
+    ns.sh(&format!("cat /sys/class/net/{dev}/address")).trim().to_string()
+}
+
+/// Moves tap/veth `dev` from the node namespace (or the current one) into `vm`, brings
+/// it up there and gives it `addr` (with prefix).
+pub fn plug(node: Option<&Netns>, dev: &str, vm: &Netns, addr: &str) {
+    let from = node.map(|n| format!("ip -n {} ", n.name)).unwrap_or_else(|| "ip ".into());
+    sh(&format!("{from}link set {dev} netns {}", vm.name));
+    vm.sh(&format!("ip link set {dev} up && ip addr add {addr} dev {dev}"));
+}

@@ -1,0 +1,211 @@
+//! Namespace tests of one node: VMs on taps in VLANs, trunks between bridges over a veth
+//! pair (tags the kernel strips on receive), MAC learning and aging, a tap deleted and
+//! recreated, restart persistence. Real devices, real traffic; root required.
+//!
+//! Each test runs its own rvs-vswitchd inside its own "node" namespace; VMs are further
+//! namespaces their taps are moved into. Addresses: 198.18.0.0/15 only.
+
+use std::time::Duration;
+
+use rvs::testkit::*;
+
+/// A node namespace with its daemon and a bridge.
+struct Node {
+    ns: Netns,
+    d: Daemon,
+}
+
+impl Node {
+    fn new(tag: &str) -> Node {
+        require_root();
+        let ns = Netns::new(tag);
+        let d = Daemon::start(tag, Some(&ns.name));
+        Node { ns, d }
+    }
+
+    /// Adds a tap port `name` with extra `col=val` args and moves it into a new VM
+    /// namespace with address `addr`.
+    fn vm(&self, br: &str, name: &str, args: &[&str], addr: &str) -> Netns {
+        let mut a = vec!["add-port", br, name];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--", "set", "Interface", name, "type=tap"]);
+        self.d.ctl_ok(&a);
+        let vm = Netns::new("vm");
+        plug(Some(&self.ns), name, &vm, addr);
+        vm
+    }
+}
+
+fn fdb(node: &Node, br: &str) -> String {
+    node.d.ctl_ok(&["fdb/show", br])
+}
+
+#[test]
+fn vlans_isolate_and_fdb_shows_learned_macs() {
+    let n = Node::new("vlan");
+    n.d.ctl_ok(&["add-br", "br0"]);
+    let (p1, p2, p3) = (unique("v1"), unique("v2"), unique("v3"));
+    let vm1 = n.vm("br0", &p1, &["tag=10"], "198.18.1.1/24");
+    let vm2 = n.vm("br0", &p2, &["tag=10"], "198.18.1.2/24");
+    let vm3 = n.vm("br0", &p3, &["tag=20"], "198.18.1.3/24");
+
+    assert!(vm1.ping_eventually("198.18.1.2", Duration::from_secs(10)), "vm1 -> vm2 in VLAN 10\n{}", n.d.log());
+    assert!(vm2.ping("198.18.1.1", 2), "vm2 -> vm1");
+    assert!(!vm3.ping("198.18.1.1", 2), "VLAN 20 must not reach VLAN 10");
+    assert!(!vm1.ping("198.18.1.3", 2), "VLAN 10 must not reach VLAN 20");
+
+    let table = fdb(&n, "br0");
+    assert!(table.starts_with(" port  VLAN  MAC                Age\n"), "{table}");
+    let of = |p: &str| n.d.ctl_ok(&["get", "Interface", p, "ofport"]).trim().to_string();
+    for (vm, port, vlan) in [(&vm1, &p1, "10"), (&vm2, &p2, "10"), (&vm3, &p3, "20")] {
+        let mac = mac_of(vm, port);
+        let row = table.lines().find(|l| l.contains(&mac)).unwrap_or_else(|| panic!("{mac} not in\n{table}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[0], of(port), "{row}");
+        assert_eq!(cols[1], vlan, "{row}");
+        assert!(cols[3].parse::<u32>().is_ok(), "age column: {row}");
+    }
+    // VLAN 20's MAC is learned only in VLAN 20.
+    let mac3 = mac_of(&vm3, &p3);
+    assert_eq!(table.lines().filter(|l| l.contains(&mac3)).count(), 1);
+
+    let show = n.d.ctl_ok(&["show"]);
+    assert!(show.contains("    Bridge br0\n"), "{show}");
+    assert!(show.contains(&format!("        Port {p1}\n            tag: 10\n            Interface {p1}\n                type: tap\n")), "{show}");
+    assert!(show.contains("        Port br0\n            Interface br0\n                type: internal\n"), "{show}");
+
+    let stats = n.d.ctl_ok(&["fdb/stats-show", "br0"]);
+    assert!(stats.contains("Current/maximum MAC entries in the table: 3/8192"), "{stats}");
+    assert_eq!(n.d.ctl_ok(&["fdb/flush", "br0"]), "table successfully flushed\n");
+    assert!(!fdb(&n, "br0").contains(&mac3));
+}
+
+#[test]
+fn trunk_between_bridges_over_veth_carries_tags() {
+    let n = Node::new("trunk");
+    let (va, vb, vc, vd) = (unique("ta"), unique("tb"), unique("tc"), unique("td"));
+    n.ns.sh(&format!("ip link add {va} type veth peer name {vb} && ip link set {va} up && ip link set {vb} up"));
+    // A third leg: a Linux host with 802.1Q subinterfaces on the trunk, to check the
+    // tags on the wire with the kernel's own VLAN code.
+    n.ns.sh(&format!("ip link add {vc} type veth peer name {vd} && ip link set {vc} up"));
+    n.d.ctl_ok(&["add-br", "bra"]);
+    n.d.ctl_ok(&["add-br", "brb"]);
+    n.d.ctl_ok(&["add-port", "bra", &va, "trunks=10,20"]);
+    n.d.ctl_ok(&["add-port", "brb", &vb, "trunks=10,20"]);
+    n.d.ctl_ok(&["add-port", "brb", &vc, "trunks=10"]);
+    let (a10, a20, b10, b20) = (unique("a10"), unique("a20"), unique("b10"), unique("b20"));
+    let vm_a10 = n.vm("bra", &a10, &["tag=10"], "198.18.2.1/24");
+    let vm_a20 = n.vm("bra", &a20, &["tag=20"], "198.18.3.1/24");
+    let _vm_b10 = n.vm("brb", &b10, &["tag=10"], "198.18.2.2/24");
+    let _vm_b20 = n.vm("brb", &b20, &["tag=20"], "198.18.3.2/24");
+    let host = Netns::new("host");
+    sh(&format!("ip -n {} link set {vd} netns {}", n.ns.name, host.name));
+    host.sh(&format!(
+        "ip link set {vd} up && ip link add link {vd} name {vd}.10 type vlan id 10 && ip link set {vd}.10 up && ip addr add 198.18.2.9/24 dev {vd}.10"
+    ));
+
+    assert!(vm_a10.ping_eventually("198.18.2.2", Duration::from_secs(10)), "VLAN 10 across the trunk\n{}", n.d.log());
+    assert!(vm_a20.ping_eventually("198.18.3.2", Duration::from_secs(10)), "VLAN 20 across the trunk");
+    assert!(!vm_a10.ping("198.18.3.2", 2), "no leak from VLAN 10 into VLAN 20");
+    // The Linux host sees VLAN 10 tagged (its vlan device only gets tagged frames).
+    assert!(vm_a10.ping_eventually("198.18.2.9", Duration::from_secs(10)), "tagged VLAN 10 reaches a Linux 802.1Q subinterface");
+    // Frames arriving on the veths had their tags stripped by the kernel and put back
+    // by rvs; the MACs are learned in the right VLAN on the trunk ports.
+    let table = fdb(&n, "brb");
+    let of_vb = n.d.ctl_ok(&["get", "Interface", &vb, "ofport"]).trim().to_string();
+    let mac_a10 = mac_of(&vm_a10, &a10);
+    let row = table.lines().find(|l| l.contains(&mac_a10)).unwrap_or_else(|| panic!("{mac_a10} not learned on brb:\n{table}"));
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!((cols[0], cols[1]), (of_vb.as_str(), "10"), "{row}");
+    // VLAN 20 is not trunked to the Linux host.
+    let drops = n.d.ctl_ok(&["rvs/drops", "brb"]);
+    assert!(drops.contains("vlan_not_allowed"), "{drops}");
+}
+
+#[test]
+fn aging_removes_idle_macs() {
+    let n = Node::new("age");
+    n.d.ctl_ok(&["add-br", "br0"]);
+    // OVS clamps mac-aging-time to at least 15 s; rvs does the same.
+    n.d.ctl_ok(&["set", "Bridge", "br0", "other_config:mac-aging-time=15"]);
+    let (p1, p2) = (unique("g1"), unique("g2"));
+    let vm1 = n.vm("br0", &p1, &[], "198.18.4.1/24");
+    let vm2 = n.vm("br0", &p2, &[], "198.18.4.2/24");
+    assert!(vm1.ping_eventually("198.18.4.2", Duration::from_secs(10)));
+    let mac1 = mac_of(&vm1, &p1);
+    assert!(fdb(&n, "br0").contains(&mac1));
+    // Keep the VMs quiet (no IPv6 chatter) so the entry really goes idle.
+    for (vm, p) in [(&vm1, &p1), (&vm2, &p2)] {
+        vm.sh(&format!("ip link set {p} arp off; sysctl -qw net.ipv6.conf.{p}.disable_ipv6=1 || true"));
+    }
+    wait_until("the MAC to age out (15 s aging)", Duration::from_secs(40), || !fdb(&n, "br0").contains(&mac1));
+    let stats = n.d.ctl_ok(&["fdb/stats-show", "br0"]);
+    assert!(!stats.contains("Total number of expired MAC entries     : 0\n"), "{stats}");
+}
+
+#[test]
+fn restart_restores_bridges_ports_and_traffic() {
+    let n = Node::new("rst");
+    n.d.ctl_ok(&["add-br", "br0"]);
+    let (p1, p2) = (unique("r1"), unique("r2"));
+    let vm1 = n.vm("br0", &p1, &["tag=30"], "198.18.5.1/24");
+    let vm2 = n.vm("br0", &p2, &["tag=30"], "198.18.5.2/24");
+    assert!(vm1.ping_eventually("198.18.5.2", Duration::from_secs(10)));
+    let before = n.d.ctl_ok(&["show"]);
+
+    n.d.stop();
+    // rvs removed its taps when it stopped.
+    assert!(!vm1.sh_ok(&format!("ip link show {p1}")), "tap {p1} must be gone after SIGTERM");
+    let out = n.d.try_start();
+    assert!(out.status.success(), "restart: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(n.d.ctl_ok(&["show"]), before, "configuration restored byte for byte");
+    // The taps are back in the node namespace; plug them into the VMs again.
+    plug(Some(&n.ns), &p1, &vm1, "198.18.5.1/24");
+    plug(Some(&n.ns), &p2, &vm2, "198.18.5.2/24");
+    assert!(vm1.ping_eventually("198.18.5.2", Duration::from_secs(10)), "traffic after restart\n{}", n.d.log());
+}
+
+#[test]
+fn system_tap_deleted_and_recreated_comes_back() {
+    let n = Node::new("tapr");
+    n.d.ctl_ok(&["add-br", "br0"]);
+    let vm = Netns::new("vm");
+    // Like libvirt/QEMU: a tap that someone else created, attached as a system port.
+    let (t1, v2) = (unique("lt"), unique("lv"));
+    n.ns.sh(&format!("ip tuntap add {t1} mode tap && ip link set {t1} up"));
+    n.d.ctl_ok(&["add-port", "br0", &t1]);
+    assert_eq!(n.d.ctl_ok(&["get", "Interface", &t1, "error"]).trim(), "[]");
+    // Second VM on a tap of rvs, to have traffic through the recreated device.
+    let vm2 = n.vm("br0", &v2, &[], "198.18.6.2/24");
+    // A VM restart: the tap goes away...
+    n.ns.sh(&format!("ip link del {t1}"));
+    wait_until("the error to show", Duration::from_secs(10), || {
+        n.d.ctl_ok(&["get", "Interface", &t1, "error"]).contains("No such device")
+    });
+    let show = n.d.ctl_ok(&["show"]);
+    assert!(show.contains(&format!("error: \"could not open network device {t1} (No such device)\"")), "{show}");
+    // ...and comes back: rvs reattaches by itself.
+    n.ns.sh(&format!("ip link add {t1}p type veth peer name {t1}")); // same name, new device (a veth end)
+    n.ns.sh(&format!("ip link set {t1} up && ip link set {t1}p netns {} ", vm.name));
+    vm.sh(&format!("ip link set {t1}p up && ip addr add 198.18.6.1/24 dev {t1}p"));
+    wait_until("the port to come back", Duration::from_secs(10), || n.d.ctl_ok(&["get", "Interface", &t1, "error"]).trim() == "[]");
+    assert!(vm.ping_eventually("198.18.6.2", Duration::from_secs(10)), "traffic through the re-created device\n{}", n.d.log());
+    drop(vm2);
+}
+
+#[test]
+fn owned_tap_deleted_by_hand_is_recreated() {
+    let n = Node::new("own");
+    n.d.ctl_ok(&["add-br", "br0"]);
+    let (p1, p2) = (unique("o1"), unique("o2"));
+    let vm1 = n.vm("br0", &p1, &[], "198.18.7.1/24");
+    let vm2 = n.vm("br0", &p2, &[], "198.18.7.2/24");
+    assert!(vm1.ping_eventually("198.18.7.2", Duration::from_secs(10)));
+    vm1.sh(&format!("ip link del {p1}"));
+    // rvs owns type=tap devices: it notices and creates the tap again (in its own
+    // namespace), as it would at startup.
+    wait_until("rvs to re-create the tap", Duration::from_secs(15), || n.ns.sh_ok(&format!("ip link show {p1}")));
+    plug(Some(&n.ns), &p1, &vm1, "198.18.7.1/24");
+    assert!(vm1.ping_eventually("198.18.7.2", Duration::from_secs(10)), "{}", n.d.log());
+    drop(vm2);
+}
