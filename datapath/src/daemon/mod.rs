@@ -17,6 +17,7 @@ pub mod logging;
 pub mod reconcile;
 pub mod server;
 pub mod status;
+pub mod tunnel;
 pub mod store;
 pub mod worker;
 

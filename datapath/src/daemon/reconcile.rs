@@ -16,14 +16,17 @@
 //! (`could not open network device NAME (No such device)`) and `ofport` -1, and is
 //! retried when its device appears.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::core::{BridgeConfig, PortConfig, PortVlan, VlanMode, fdb};
-use crate::daemon::worker::{DpBridge, DpConfig, DpPort};
+use crate::daemon::tunnel::{self, VxlanSpec};
+use crate::daemon::worker::{DpBridge, DpConfig, DpPort, TunnelKey};
 use crate::db::{Atom, Datum, Db, TABLES, Uuid, tables};
 use crate::port::afpacket::AfPacketPort;
 use crate::port::tap::TapPort;
+use crate::port::vxlan::{Endpoint, SendPool, Tunnel, TxSettings};
 use crate::port::{PortIo, PortStats};
 use crate::sys::netdev;
 use crate::daemon::store::StaticMac;
@@ -36,12 +39,15 @@ pub enum Kind {
     Tap(String),
     /// An existing netdev (`""` or `system`).
     System,
+    /// A VXLAN tunnel with its options.
+    Vxlan(VxlanSpec),
 }
 
 /// An open backend.
 pub enum Backend {
     Tap(Arc<TapPort>),
     AfPacket(Arc<AfPacketPort>),
+    Vxlan(Arc<Tunnel>, Arc<Endpoint>),
 }
 
 impl Backend {
@@ -49,6 +55,7 @@ impl Backend {
         match self {
             Backend::Tap(t) => t.clone(),
             Backend::AfPacket(a) => a.clone(),
+            Backend::Vxlan(t, _) => t.clone(),
         }
     }
 
@@ -57,9 +64,13 @@ impl Backend {
         match self {
             Backend::Tap(t) => t.is_attached(),
             Backend::AfPacket(a) => netdev::ifindex(name).ok() == Some(a.ifindex()),
+            Backend::Vxlan(..) => true,
         }
     }
 }
+
+/// Key of a shared VXLAN receive socket: (local address, UDP port, IPv6).
+type EndpointKey = (Option<IpAddr>, u16, bool);
 
 /// One open interface.
 pub struct OpenPort {
@@ -80,6 +91,9 @@ pub struct Ports {
     /// The last error logged per interface, so a port retried every few seconds is
     /// logged when its state changes, not every time.
     logged: HashMap<Uuid, String>,
+    /// Shared VXLAN receive sockets and send pools, kept while a tunnel uses them.
+    endpoints: HashMap<EndpointKey, Arc<Endpoint>>,
+    pools: HashMap<TxSettings, Arc<SendPool>>,
 }
 
 /// One interface the configuration asks for.
@@ -119,7 +133,7 @@ impl Ports {
         // Close what is no longer wanted, changed type, or broke.
         let broken = std::mem::take(&mut self.broken);
         self.open.retain(|u, p| {
-            let keep = wanted.iter().any(|w| w.iface == *u && w.name == p.name && kind_of(&w.ty).ok().as_ref() == Some(&p.kind))
+            let keep = wanted.iter().any(|w| w.iface == *u && w.name == p.name)
                 && !broken.contains(u)
                 && p.backend.healthy(&p.name);
             if !keep {
@@ -131,6 +145,8 @@ impl Ports {
         // Open what is missing; record errors.
         let mut errors: HashMap<Uuid, String> = HashMap::new();
         let unsupported_vlan = ports_with_unsupported_vlan(db);
+        let kinds: HashMap<Uuid, Result<Kind, String>> = wanted.iter().map(|w| (w.iface, kind_for(db, w))).collect();
+        self.open.retain(|u, p| kinds.get(u).and_then(|k| k.as_ref().ok()) == Some(&p.kind));
         for w in &wanted {
             if let Some(e) = port_level_error(db, &w.port, &unsupported_vlan) {
                 self.open.remove(&w.iface);
@@ -140,7 +156,11 @@ impl Ports {
             if self.open.contains_key(&w.iface) {
                 continue;
             }
-            match open(&w.name, &w.ty) {
+            let opened = match &kinds[&w.iface] {
+                Ok(k) => self.open_port(&w.name, k),
+                Err(e) => Err(e.clone()),
+            };
+            match opened {
                 Ok(p) => {
                     self.logged.remove(&w.iface);
                     tracing::info!("opened port {} ({})", w.name, if w.ty.is_empty() { "system" } else { &w.ty });
@@ -157,7 +177,21 @@ impl Ports {
         }
 
         self.logged.retain(|u, _| errors.contains_key(u));
+        // Tunnels that clash (same endpoint, remote and VNI) cannot be told apart.
+        let mut seen: HashMap<(EndpointKey, IpAddr, u32), String> = HashMap::new();
+        for w in &wanted {
+            if let Some(OpenPort { kind: Kind::Vxlan(spec), .. }) = self.open.get(&w.iface) {
+                let k = ((spec.tx.local, spec.dst_port, spec.tx.v6), spec.remote, spec.vni.get());
+                if let Some(other) = seen.get(&k) {
+                    errors.insert(w.iface, format!("{}: tunnel port {other} already has remote_ip={} key={} dst_port={}", w.name, spec.remote, spec.vni, spec.dst_port));
+                    self.open.remove(&w.iface);
+                } else {
+                    seen.insert(k, w.name.clone());
+                }
+            }
+        }
         write_errors_and_ofports(db, &wanted, &errors);
+        self.release_unused_sockets();
         let config = self.build_config(db, &wanted, statics);
         let sig = signature(&config);
         let config = if self.last_sig.as_ref() == Some(&sig) {
@@ -171,6 +205,7 @@ impl Ports {
 
     fn build_config(&self, db: &Db, wanted: &[Wanted], statics: &[StaticMac]) -> DpConfig {
         let mut bridges: Vec<DpBridge> = Vec::new();
+        let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
         for w in wanted {
             let Some(op) = self.open.get(&w.iface) else { continue };
             let Some(ofport) = db.get(tables::INTERFACE, &w.iface, "ofport").and_then(Datum::as_int) else { continue };
@@ -189,13 +224,29 @@ impl Ports {
                     bridges.len() - 1
                 }
             };
+            let mut core = port_config(db, &w.port, ofport);
+            let tunnel = match &op.backend {
+                Backend::Vxlan(t, ep) => {
+                    core.tunnel = true;
+                    let idx = match endpoints.iter().position(|e| Arc::ptr_eq(e, ep)) {
+                        Some(i) => i,
+                        None => {
+                            endpoints.push(ep.clone());
+                            endpoints.len() - 1
+                        }
+                    };
+                    Some(TunnelKey { endpoint: idx, remote: t.remote.ip(), vni: t.vni })
+                }
+                _ => None,
+            };
             bridges[bi].ports.push(DpPort {
                 iface: w.iface,
                 name: w.name.clone(),
                 ofport,
                 io: op.backend.io(),
                 stats: op.stats.clone(),
-                core: port_config(db, &w.port, ofport),
+                core,
+                tunnel,
             });
         }
         for b in &mut bridges {
@@ -207,8 +258,61 @@ impl Ports {
                 }
             }
         }
-        DpConfig { bridges }
+        DpConfig { bridges, endpoints }
     }
+
+    /// Opens the backend for one interface, or says why not (as the `error` column).
+    fn open_port(&mut self, name: &str, kind: &Kind) -> Result<OpenPort, String> {
+        if !matches!(kind, Kind::Vxlan(_)) {
+            if let Err(why) = check_ifname(name) {
+                return Err(format!("could not open network device {name} (Invalid argument: {why})"));
+            }
+        }
+        let dev_err = |e: std::io::Error| format!("could not open network device {name} ({})", strerror(&e));
+        let backend = match kind {
+            Kind::Tap(_) => Backend::Tap(Arc::new(TapPort::open(name).map_err(dev_err)?)),
+            Kind::System => Backend::AfPacket(Arc::new(AfPacketPort::open(name).map_err(dev_err)?)),
+            Kind::Vxlan(spec) => {
+                let key = (spec.tx.local, spec.dst_port, spec.tx.v6);
+                let ep = match self.endpoints.get(&key) {
+                    Some(e) => e.clone(),
+                    None => {
+                        let e = Arc::new(Endpoint::open(spec.tx.local, spec.dst_port, spec.tx.v6).map_err(|e| {
+                            format!("{name}: could not listen on UDP port {} for VXLAN ({})", spec.dst_port, strerror(&e))
+                        })?);
+                        self.endpoints.insert(key, e.clone());
+                        e
+                    }
+                };
+                let pool = match self.pools.get(&spec.tx) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = Arc::new(SendPool::open(&spec.tx).map_err(|e| format!("{name}: could not open VXLAN send sockets ({})", strerror(&e)))?);
+                        self.pools.insert(spec.tx.clone(), p.clone());
+                        p
+                    }
+                };
+                let remote = std::net::SocketAddr::new(spec.remote, spec.dst_port);
+                Backend::Vxlan(Arc::new(Tunnel::new(name, remote, spec.vni, pool)), ep)
+            }
+        };
+        Ok(OpenPort { name: name.to_string(), kind: kind.clone(), backend, stats: Arc::default() })
+    }
+
+    /// Drops shared sockets no tunnel uses any more.
+    fn release_unused_sockets(&mut self) {
+        let open = &self.open;
+        let used_ep = |e: &Arc<Endpoint>| open.values().any(|p| matches!(&p.backend, Backend::Vxlan(_, x) if Arc::ptr_eq(x, e)));
+        self.endpoints.retain(|_, e| used_ep(e));
+        let used_pool = |s: &TxSettings| open.values().any(|p| matches!(&p.backend, Backend::Vxlan(t, _) if t.pool().settings == *s));
+        self.pools.retain(|s, _| used_pool(s));
+    }
+}
+
+/// The text of an OS error without Rust's " (os error N)" suffix, like strerror(3).
+fn strerror(e: &std::io::Error) -> String {
+    let msg = e.to_string();
+    msg.split(" (os error").next().unwrap_or(&msg).to_string()
 }
 
 /// The interfaces the database asks for, in bridge/port/interface order.
@@ -227,31 +331,23 @@ fn wanted(db: &Db) -> Vec<Wanted> {
     out
 }
 
-fn kind_of(ty: &str) -> Result<Kind, String> {
-    match ty {
+/// The backend an interface's `type` and `options` call for.
+fn kind_for(db: &Db, w: &Wanted) -> Result<Kind, String> {
+    match w.ty.as_str() {
         "" | "system" => Ok(Kind::System),
-        "internal" | "tap" => Ok(Kind::Tap(ty.to_string())),
-        "vxlan" => Err("vxlan tunnels are not supported by this version of rvs yet".into()),
+        "internal" | "tap" => Ok(Kind::Tap(w.ty.clone())),
+        "vxlan" => {
+            let opts = db.get(tables::INTERFACE, &w.iface, "options").cloned().unwrap_or_default();
+            let map: BTreeMap<String, String> = opts
+                .keys
+                .iter()
+                .zip(opts.values.iter().flatten())
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+                .collect();
+            tunnel::parse(&w.name, &map).map(Kind::Vxlan)
+        }
         other => Err(format!("interface type \"{other}\" is not supported by rvs")),
     }
-}
-
-/// Opens the backend for one interface, or says why not (as the `error` column).
-fn open(name: &str, ty: &str) -> Result<OpenPort, String> {
-    let kind = kind_of(ty)?;
-    if let Err(why) = check_ifname(name) {
-        return Err(format!("could not open network device {name} (Invalid argument: {why})"));
-    }
-    let dev_err = |e: std::io::Error| {
-        let msg = e.to_string();
-        let msg = msg.split(" (os error").next().unwrap_or(&msg).to_string();
-        format!("could not open network device {name} ({msg})")
-    };
-    let backend = match &kind {
-        Kind::Tap(_) => Backend::Tap(Arc::new(TapPort::open(name).map_err(dev_err)?)),
-        Kind::System => Backend::AfPacket(Arc::new(AfPacketPort::open(name).map_err(dev_err)?)),
-    };
-    Ok(OpenPort { name: name.to_string(), kind, backend, stats: Arc::default() })
 }
 
 /// Ports whose VLAN configuration rvs cannot carry out.
@@ -411,11 +507,8 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_types_are_errors() {
-        assert_eq!(kind_of(""), Ok(Kind::System));
-        assert_eq!(kind_of("internal"), Ok(Kind::Tap("internal".into())));
-        assert!(kind_of("patch").unwrap_err().contains("not supported"));
-        let e = open("a-name-longer-than-15", "internal").err().unwrap();
+    fn long_names_are_errors() {
+        let e = Ports::default().open_port("a-name-longer-than-15", &Kind::Tap("internal".into())).err().unwrap();
         assert!(e.starts_with("could not open network device a-name-longer-than-15 (Invalid argument"), "{e}");
     }
 }

@@ -11,7 +11,7 @@ use crate::sys::netdev;
 use crate::types::MacAddr;
 
 /// Interface types rvs implements (Open_vSwitch `iface_types`).
-pub const IFACE_TYPES: &[&str] = &["internal", "system", "tap"];
+pub const IFACE_TYPES: &[&str] = &["internal", "system", "tap", "vxlan"];
 /// Datapath types rvs accepts (Open_vSwitch `datapath_types`); both mean rvs's own.
 pub const DATAPATH_TYPES: &[&str] = &["netdev", "system"];
 
@@ -58,12 +58,25 @@ pub fn fill_interfaces(db: &mut Db, ports: &Ports) {
             ("tx_errors", s.tx_errors),
             ("tx_packets", s.tx_packets),
         ];
+        let mut stats: Vec<(&str, u64)> = stats.to_vec();
+        if let Backend::Vxlan(tun, _) = &p.backend {
+            stats.push(("tx_mtu_exceeded", tun.stats.mtu_exceeded.load(std::sync::atomic::Ordering::Relaxed)));
+        }
         row.set(t, "statistics", Datum::map(stats.iter().map(|(k, v)| (Atom::String(k.to_string()), Atom::Integer(*v as i64)))));
         // A tap that was moved into a VM's namespace cannot be queried by name from
         // here: its columns are then left empty rather than guessed.
         let visible = match &p.backend {
             Backend::AfPacket(a) => netdev::ifindex(&name).ok() == Some(a.ifindex()),
             Backend::Tap(_) => netdev::ifindex(&name).is_ok(),
+            Backend::Vxlan(..) => {
+                // A tunnel has no device: it is up while configured, as in OVS.
+                row.set(t, "admin_state", Datum::string("up"));
+                row.set(t, "link_state", Datum::string("up"));
+                for c in ["mtu", "mac_in_use", "ifindex"] {
+                    row.set(t, c, none.clone());
+                }
+                continue;
+            }
         };
         if !visible {
             for c in ["admin_state", "link_state", "mtu", "mac_in_use", "ifindex"] {

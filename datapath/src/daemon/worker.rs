@@ -12,7 +12,9 @@
 //! Per-frame problems are counted (port counters and the bridge's drop reasons); a port
 //! whose device broke is taken out of the poll set and reported to the control plane.
 
+use std::collections::HashMap;
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,10 +25,11 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::core::{Actions, Bridge, BridgeConfig, DropReason, PortConfig, Verdict};
 use crate::db::Uuid;
 use crate::packet::PacketBuf;
+use crate::port::vxlan::Endpoint;
 use crate::port::{PortIo, PortStats, Rx};
 use crate::sys::epoll::{Epoll, EventFd};
 use crate::time::{Clock, Time};
-use crate::types::{MacAddr, OfPort, VlanId};
+use crate::types::{MacAddr, OfPort, VlanId, Vni};
 use crate::wire::checksum;
 
 /// Frames read from one port before the worker looks at the others.
@@ -45,6 +48,17 @@ pub struct DpPort {
     pub stats: Arc<PortStats>,
     /// VLAN policy etc.; `core.key` must be the ofport.
     pub core: PortConfig,
+    /// For a tunnel port: where its traffic arrives.
+    pub tunnel: Option<TunnelKey>,
+}
+
+/// How received VXLAN traffic finds its tunnel port: the endpoint it arrives on (index
+/// into [`DpConfig::endpoints`]), the outer source address and the VNI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TunnelKey {
+    pub endpoint: usize,
+    pub remote: IpAddr,
+    pub vni: Vni,
 }
 
 /// A bridge as the worker sees it.
@@ -61,6 +75,15 @@ pub struct DpBridge {
 #[derive(Default)]
 pub struct DpConfig {
     pub bridges: Vec<DpBridge>,
+    /// Shared VXLAN receive sockets.
+    pub endpoints: Vec<Arc<Endpoint>>,
+}
+
+/// Something the worker polls.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Port(usize, usize),
+    Endpoint(usize),
 }
 
 /// Something the worker tells the control plane.
@@ -91,10 +114,13 @@ pub struct BridgeRt {
 /// The worker's state. Closures sent with [`WorkerHandle::query`] get `&mut Worker`.
 pub struct Worker {
     pub bridges: Vec<BridgeRt>,
+    pub endpoints: Vec<Arc<Endpoint>>,
     clock: Clock,
     epoll: Epoll,
-    /// Token → (bridge, port).
-    tokens: Vec<(usize, usize)>,
+    /// Token → what to service.
+    tokens: Vec<Source>,
+    /// (endpoint, outer source, VNI) → (bridge, port).
+    demux: HashMap<TunnelKey, (usize, usize)>,
     buf: PacketBuf,
     actions: Actions,
     events: Box<dyn Fn(WorkerEvent) + Send>,
@@ -116,9 +142,11 @@ impl WorkerHandle {
         epoll.add(bell.as_fd(), BELL)?;
         let mut w = Worker {
             bridges: Vec::new(),
+            endpoints: Vec::new(),
             clock,
             epoll,
             tokens: Vec::new(),
+            demux: HashMap::new(),
             buf: PacketBuf::new(),
             actions: Actions::with_capacity(256),
             events: Box::new(events),
@@ -198,8 +226,12 @@ impl Worker {
                     if !self.handle_messages(rx) {
                         return;
                     }
-                } else if let Some(&(b, p)) = self.tokens.get(r.token as usize) {
-                    self.service_port(b, p);
+                } else {
+                    match self.tokens.get(r.token as usize) {
+                        Some(&Source::Port(b, p)) => self.service_port(b, p),
+                        Some(&Source::Endpoint(e)) => self.service_endpoint(e),
+                        None => {}
+                    }
                 }
             }
             let now = self.clock.now();
@@ -240,10 +272,13 @@ impl Worker {
     fn apply(&mut self, cfg: DpConfig) {
         for b in &self.bridges {
             for (p, failed) in b.ports.iter().zip(&b.failed) {
-                if !failed {
-                    let _ = self.epoll.delete(p.io.fd());
+                if let (false, Some(fd)) = (failed, p.io.fd()) {
+                    let _ = self.epoll.delete(fd);
                 }
             }
+        }
+        for e in &self.endpoints {
+            let _ = self.epoll.delete(e.fd());
         }
         let mut old: Vec<BridgeRt> = std::mem::take(&mut self.bridges);
         for nb in cfg.bridges {
@@ -265,18 +300,61 @@ impl Worker {
             }
             self.bridges.push(rt);
         }
+        self.endpoints = cfg.endpoints;
         self.tokens.clear();
+        self.demux.clear();
         for (bi, b) in self.bridges.iter_mut().enumerate() {
             for (pi, p) in b.ports.iter().enumerate() {
+                if let Some(k) = p.tunnel {
+                    self.demux.insert(k, (bi, pi));
+                }
+                let Some(fd) = p.io.fd() else { continue };
                 let token = self.tokens.len() as u64;
-                if let Err(e) = self.epoll.add(p.io.fd(), token) {
+                if let Err(e) = self.epoll.add(fd, token) {
                     tracing::error!("datapath: cannot poll port {}: {e}", p.name);
                     b.failed[pi] = true;
                 }
-                self.tokens.push((bi, pi));
+                self.tokens.push(Source::Port(bi, pi));
             }
         }
+        for (ei, e) in self.endpoints.iter().enumerate() {
+            let token = self.tokens.len() as u64;
+            if let Err(err) = self.epoll.add(e.fd(), token) {
+                tracing::error!("datapath: cannot poll VXLAN port {}: {err}", e.port);
+            }
+            self.tokens.push(Source::Endpoint(ei));
+        }
         // `old` (bridges that are gone) and the replaced ports drop here, closing fds.
+    }
+
+    /// Reads up to [`BUDGET`] datagrams from VXLAN endpoint `e` and forwards the inner
+    /// frames from the tunnel port each belongs to.
+    fn service_endpoint(&mut self, e: usize) {
+        let now = self.clock.now();
+        let ep = self.endpoints[e].clone();
+        for _ in 0..BUDGET {
+            let (remote, vni) = match ep.recv(&mut self.buf) {
+                Ok(None) => return,
+                Ok(Some(None)) => continue,
+                Ok(Some(Some(x))) => x,
+                Err(err) => {
+                    tracing::debug!("VXLAN port {}: receive failed: {err}", ep.port);
+                    return;
+                }
+            };
+            let Some(&(b, p)) = self.demux.get(&TunnelKey { endpoint: e, remote, vni }) else {
+                ep.stats.unknown_tunnel.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            };
+            if self.bridges[b].failed[p] {
+                continue;
+            }
+            let multicast = self.buf.frame().first().is_some_and(|b| b & 1 == 1);
+            self.bridges[b].ports[p].stats.rx(self.buf.len(), multicast);
+            if let Err((fb, fp, err)) = self.forward(b, p, now) {
+                self.fail_port(fb, fp, err);
+            }
+        }
     }
 
     /// Takes a broken port out of the poll set and tells the control plane.
@@ -287,7 +365,9 @@ impl Worker {
         }
         br.failed[p] = true;
         let port = &br.ports[p];
-        let _ = self.epoll.delete(port.io.fd());
+        if let Some(fd) = port.io.fd() {
+            let _ = self.epoll.delete(fd);
+        }
         (self.events)(WorkerEvent::PortFailed { iface: port.iface, name: port.name.clone(), error });
     }
 
@@ -403,6 +483,7 @@ mod tests {
             io,
             stats: Arc::default(),
             core,
+            tunnel: None,
         }
     }
 

@@ -89,8 +89,8 @@ impl PortIo for AfPacketPort {
         }
     }
 
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
     }
 
     fn offloads(&self) -> bool {

@@ -62,8 +62,8 @@ impl PortIo for MemPort {
         Ok(true)
     }
 
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.bell.as_fd()
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.bell.as_fd())
     }
 
     fn offloads(&self) -> bool {

@@ -8,11 +8,13 @@
 //! tap was deleted, the netdev went away) so the control plane can reopen it.
 //!
 //! Backends: [`tap`] (a tap rvs creates: `type=tap` and `type=internal`), [`afpacket`]
-//! (an existing netdev: `type=""`/`system`), [`mem`] (in-memory, for tests).
+//! (an existing netdev: `type=""`/`system`), [`vxlan`] (tunnels over UDP), [`mem`]
+//! (in-memory, for tests).
 
 pub mod afpacket;
 pub mod mem;
 pub mod tap;
+pub mod vxlan;
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -40,8 +42,9 @@ pub trait PortIo: Send + Sync {
     /// it for now (queue full, link down): a counted drop, not a broken port.
     fn send(&self, buf: &PacketBuf) -> io::Result<bool>;
 
-    /// The fd to wait on for input.
-    fn fd(&self) -> BorrowedFd<'_>;
+    /// The fd to wait on for input; `None` for ports that receive through a shared
+    /// endpoint (VXLAN tunnels).
+    fn fd(&self) -> Option<BorrowedFd<'_>>;
 
     /// Whether the device takes frames with partial checksums and GSO (virtio-net
     /// header) — if not, the worker completes them in software first.

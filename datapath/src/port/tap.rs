@@ -106,8 +106,8 @@ impl PortIo for TapPort {
         }
     }
 
-    fn fd(&self) -> BorrowedFd<'_> {
-        self.file.as_fd()
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.file.as_fd())
     }
 
     fn offloads(&self) -> bool {

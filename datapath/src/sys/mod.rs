@@ -14,6 +14,7 @@ pub mod netlink;
 pub mod packet;
 pub mod process;
 pub mod tun;
+pub mod udp;
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};

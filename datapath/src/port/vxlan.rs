@@ -1,0 +1,322 @@
+//! VXLAN (RFC 7348) through the host's own IP stack: UDP sockets, so routing,
+//! neighbour resolution and the underlay MTU are the kernel's.
+//!
+//! * [`Endpoint`]: one receive socket per (local address, UDP port), shared by every
+//!   tunnel port that uses it. The worker reads datagrams from it and demultiplexes them
+//!   by (outer source IP, VNI) to a tunnel port; the header is checked here (the I flag
+//!   must be set; other reserved bits are ignored, as RFC 7348 and Linux do).
+//! * [`SendPool`]: a few UDP sockets bound to ephemeral ports (the kernel picks them in
+//!   `ip_local_port_range`, 32768–60999 by default), shared by tunnels with the same
+//!   socket settings. A hash of the inner flow picks the socket, so the outer source
+//!   port follows the flow and receivers can spread load (RSS/ECMP), as OVS and Linux
+//!   do.
+//! * [`Tunnel`]: a tunnel port (one remote, one VNI): the [`PortIo`] the worker sends
+//!   through. Frames leave as `[VXLAN header][inner frame]` gathered in one `sendmsg`,
+//!   never copied. An inner frame that no longer fits the path once encapsulated is
+//!   refused by the kernel (DF set, `EMSGSIZE`): it is dropped, counted per tunnel port
+//!   (`tx_mtu_exceeded` in the interface statistics) and logged with the sizes involved,
+//!   at most once every few seconds per port.
+
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{PortIo, Rx};
+use crate::packet::PacketBuf;
+use crate::sys::udp;
+use crate::types::Vni;
+
+/// VXLAN header length.
+pub const HEADER_LEN: usize = 8;
+/// The I flag: the VNI is valid (RFC 7348 section 5).
+const FLAG_I: u8 = 0x08;
+/// Encapsulation overhead in front of the inner frame: outer IPv4 + UDP + VXLAN
+/// (the outer Ethernet header is the underlay's business, not counted by its MTU).
+pub const OVERHEAD_V4: usize = 20 + 8 + HEADER_LEN;
+pub const OVERHEAD_V6: usize = 40 + 8 + HEADER_LEN;
+/// Sockets per send pool (distinct outer source ports).
+const POOL_SIZE: usize = 8;
+/// Minimum time between two MTU log lines of one tunnel.
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// The 8-byte header for `vni`: flags exactly 0x08, every reserved bit zero.
+pub fn header(vni: Vni) -> [u8; HEADER_LEN] {
+    let v = vni.get().to_be_bytes();
+    [FLAG_I, 0, 0, 0, v[1], v[2], v[3], 0]
+}
+
+/// The VNI of a received header, or `None` if it is short or lacks the I flag.
+pub fn parse_header(b: &[u8]) -> Option<Vni> {
+    if b.len() < HEADER_LEN || b[0] & FLAG_I == 0 {
+        return None;
+    }
+    Vni::new(u32::from_be_bytes([0, b[4], b[5], b[6]]))
+}
+
+/// Counters of a receive endpoint (shown by `rvs/drops`).
+#[derive(Debug, Default)]
+pub struct EndpointStats {
+    pub received: AtomicU64,
+    /// Datagrams too short or without the I flag.
+    pub bad_header: AtomicU64,
+    /// Valid datagrams from an address/VNI no tunnel port is configured for.
+    pub unknown_tunnel: AtomicU64,
+    /// Datagrams larger than the receive buffer.
+    pub truncated: AtomicU64,
+}
+
+/// A shared receive socket.
+pub struct Endpoint {
+    sock: Socket,
+    pub local: Option<IpAddr>,
+    pub port: u16,
+    pub v6: bool,
+    pub stats: EndpointStats,
+}
+
+impl Endpoint {
+    /// Binds `local` (or the wildcard of the family) : `port`.
+    pub fn open(local: Option<IpAddr>, port: u16, v6: bool) -> io::Result<Endpoint> {
+        let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+        let sock = Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
+        if v6 {
+            sock.set_only_v6(true)?;
+        }
+        let _ = sock.set_recv_buffer_size(8 << 20);
+        let ip = local.unwrap_or(if v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) });
+        sock.bind(&SocketAddr::new(ip, port).into())?;
+        Ok(Endpoint { sock, local, port, v6, stats: EndpointStats::default() })
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// Receives one datagram; on success the buffer holds the inner frame and the
+    /// result is (outer source address, VNI). `Ok(Some(None))` for a datagram that was
+    /// consumed but is not valid VXLAN (counted); `Ok(None)` when nothing is queued.
+    pub fn recv(&self, buf: &mut PacketBuf) -> io::Result<Option<Option<(IpAddr, Vni)>>> {
+        let area = buf.rx_area();
+        let Some((n, truncated, from)) = udp::recv_from(self.sock.as_fd(), area)? else { return Ok(None) };
+        self.stats.received.fetch_add(1, Relaxed);
+        if truncated {
+            self.stats.truncated.fetch_add(1, Relaxed);
+            return Ok(Some(None));
+        }
+        buf.set_len(n);
+        let Some(vni) = parse_header(buf.frame()) else {
+            self.stats.bad_header.fetch_add(1, Relaxed);
+            return Ok(Some(None));
+        };
+        buf.pull_front(HEADER_LEN);
+        Ok(Some(Some((from.ip(), vni))))
+    }
+}
+
+/// Socket settings a tunnel needs; tunnels with equal settings share a [`SendPool`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TxSettings {
+    pub local: Option<IpAddr>,
+    pub v6: bool,
+    pub ttl: u8,
+    /// DSCP/ECN byte for the outer header.
+    pub tos: u8,
+    /// Set DF on the outer IPv4 header (`df_default`, OVS's default is true).
+    pub df: bool,
+    /// Outer UDP checksum over IPv4 (`csum`; OVS's default is false). Always on for
+    /// IPv6.
+    pub csum: bool,
+}
+
+/// A few UDP sockets on ephemeral ports.
+pub struct SendPool {
+    socks: Vec<Socket>,
+    pub settings: TxSettings,
+}
+
+impl SendPool {
+    pub fn open(s: &TxSettings) -> io::Result<SendPool> {
+        let mut socks = Vec::with_capacity(POOL_SIZE);
+        for _ in 0..POOL_SIZE {
+            let domain = if s.v6 { Domain::IPV6 } else { Domain::IPV4 };
+            let sock = Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
+            let ip = s.local.unwrap_or(if s.v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) });
+            if s.v6 {
+                sock.set_only_v6(true)?;
+                sock.set_unicast_hops_v6(u32::from(s.ttl))?;
+                let _ = sock.set_tclass_v6(u32::from(s.tos));
+            } else {
+                sock.set_ttl_v4(u32::from(s.ttl))?;
+                sock.set_tos_v4(u32::from(s.tos))?;
+                udp::set_no_checksum(sock.as_fd(), !s.csum)?;
+            }
+            udp::set_dont_fragment(sock.as_fd(), s.v6, s.df)?;
+            let _ = sock.set_send_buffer_size(4 << 20);
+            sock.bind(&SocketAddr::new(ip, 0).into())?;
+            socks.push(sock);
+        }
+        Ok(SendPool { socks, settings: s.clone() })
+    }
+
+    fn pick(&self, hash: u32) -> BorrowedFd<'_> {
+        self.socks[hash as usize % self.socks.len()].as_fd()
+    }
+}
+
+/// Per-tunnel counters beyond the common port statistics.
+#[derive(Debug, Default)]
+pub struct TunnelStats {
+    /// Frames dropped because they do not fit the underlay path once encapsulated.
+    pub mtu_exceeded: AtomicU64,
+}
+
+/// A tunnel port.
+pub struct Tunnel {
+    pub name: String,
+    pub remote: SocketAddr,
+    pub vni: Vni,
+    pool: std::sync::Arc<SendPool>,
+    pub stats: TunnelStats,
+    last_log: Mutex<Option<Instant>>,
+}
+
+impl Tunnel {
+    pub fn new(name: &str, remote: SocketAddr, vni: Vni, pool: std::sync::Arc<SendPool>) -> Tunnel {
+        Tunnel { name: name.into(), remote, vni, pool, stats: TunnelStats::default(), last_log: Mutex::new(None) }
+    }
+
+    pub fn pool(&self) -> &std::sync::Arc<SendPool> {
+        &self.pool
+    }
+
+    fn overhead(&self) -> usize {
+        if self.remote.is_ipv6() { OVERHEAD_V6 } else { OVERHEAD_V4 }
+    }
+
+    /// Logs an MTU drop, at most once per [`LOG_EVERY`].
+    fn log_too_big(&self, inner: usize) {
+        let mut last = self.last_log.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < LOG_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        let n = self.stats.mtu_exceeded.load(Relaxed);
+        tracing::warn!(
+            "{}: dropped a {inner}-byte frame: {} bytes once encapsulated ({}-byte VXLAN/UDP/IP overhead) do not fit the path MTU to {} ({n} such drops so far; raise the underlay MTU to at least {} or lower the VMs' MTU)",
+            self.name,
+            inner + self.overhead(),
+            self.overhead(),
+            self.remote.ip(),
+            inner + self.overhead()
+        );
+    }
+}
+
+impl PortIo for Tunnel {
+    fn recv(&self, _buf: &mut PacketBuf) -> io::Result<Rx> {
+        // Tunnel ports receive through their shared endpoint.
+        Ok(Rx::Empty)
+    }
+
+    fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
+        let hdr = header(self.vni);
+        let frame = buf.frame();
+        let sock = self.pool.pick(flow_hash(frame));
+        match udp::send_to(sock, &[IoSlice::new(&hdr), IoSlice::new(frame)], &self.remote) {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                self.stats.mtu_exceeded.fetch_add(1, Relaxed);
+                self.log_too_big(frame.len());
+                Ok(false)
+            }
+            // Unreachable/refused peers, full queues, routes not yet there: drops.
+            Err(e) if matches!(
+                e.raw_os_error(),
+                Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::ECONNREFUSED) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPERM)
+            ) || super::is_transient_tx(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    fn offloads(&self) -> bool {
+        false
+    }
+}
+
+/// A hash of the inner flow (MACs, IP addresses, L4 ports when present), for the choice
+/// of the outer source port. Not keyed: it only spreads flows over a few sockets.
+pub fn flow_hash(frame: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    let mut mix = |b: &[u8]| {
+        for &x in b {
+            h = (h ^ u32::from(x)).wrapping_mul(0x0100_0193);
+        }
+    };
+    mix(frame.get(..12).unwrap_or(frame));
+    let mut off = 12;
+    let mut et = frame.get(off..off + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    if et == Some(0x8100) {
+        off += 4;
+        et = frame.get(off..off + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    }
+    let l3 = off + 2;
+    let (addrs, proto, l4) = match et {
+        Some(0x0800) => {
+            let ihl = frame.get(l3).map_or(20, |b| usize::from(b & 0x0f) * 4);
+            (frame.get(l3 + 12..l3 + 20), frame.get(l3 + 9).copied(), l3 + ihl)
+        }
+        Some(0x86dd) => (frame.get(l3 + 8..l3 + 40), frame.get(l3 + 6).copied(), l3 + 40),
+        _ => (None, None, 0),
+    };
+    if let Some(a) = addrs {
+        mix(a);
+    }
+    if matches!(proto, Some(6) | Some(17)) {
+        if let Some(p) = frame.get(l4..l4 + 4) {
+            mix(p);
+        }
+    }
+    h ^ (h >> 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_bytes() {
+        let h = header(Vni::new(5000).unwrap());
+        assert_eq!(h, [0x08, 0, 0, 0, 0x00, 0x13, 0x88, 0]);
+        assert_eq!(parse_header(&h), Vni::new(5000));
+        // Reserved bits are ignored on receive; the I flag is required.
+        assert_eq!(parse_header(&[0xff, 0xff, 0xff, 0xff, 0, 0, 7, 0xff]), Vni::new(7));
+        assert_eq!(parse_header(&[0x00, 0, 0, 0, 0, 0, 7, 0]), None);
+        assert_eq!(parse_header(&[0x08, 0, 0]), None);
+    }
+
+    #[test]
+    fn flow_hash_follows_the_flow() {
+        let mut f = vec![0u8; 60];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[23] = 6;
+        f[26..34].copy_from_slice(&[198, 18, 0, 1, 198, 18, 0, 2]);
+        f[34..38].copy_from_slice(&[0x30, 0x39, 0x00, 0x50]);
+        let a = flow_hash(&f);
+        f[40] = 99; // payload byte: same flow
+        assert_eq!(flow_hash(&f), a);
+        f[35] = 0x3a; // other source port: (almost surely) another hash
+        assert_ne!(flow_hash(&f), a);
+        let _ = flow_hash(&[]);
+        let _ = flow_hash(&[0x81, 0x00]);
+    }
+}

@@ -1,0 +1,160 @@
+//! UDP sockets for VXLAN: the socket options socket2 does not cover (path MTU
+//! discovery / DF, zero IPv4 checksums, GRO), and send/receive with addresses and
+//! scatter-gather.
+
+use std::io::{self, IoSlice};
+use std::mem::{size_of, zeroed};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use super::{cvt, cvt_size};
+
+/// `SOL_UDP` options (linux/udp.h); not in every libc target.
+pub const UDP_SEGMENT: libc::c_int = 103;
+pub const UDP_GRO: libc::c_int = 104;
+
+fn setsockopt_int(fd: BorrowedFd<'_>, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live c_int and its exact size.
+    cvt(unsafe {
+        libc::setsockopt(fd.as_raw_fd(), level, opt, (&v as *const libc::c_int).cast(), size_of::<libc::c_int>() as libc::socklen_t)
+    })
+    .map(drop)
+}
+
+/// Sets the DF bit on every datagram (and refuses to send datagrams larger than the
+/// path MTU with `EMSGSIZE`), or lets the kernel fragment.
+pub fn set_dont_fragment(fd: BorrowedFd<'_>, v6: bool, df: bool) -> io::Result<()> {
+    if v6 {
+        let v = if df { libc::IPV6_PMTUDISC_DO } else { libc::IPV6_PMTUDISC_DONT };
+        setsockopt_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, v)
+    } else {
+        let v = if df { libc::IP_PMTUDISC_DO } else { libc::IP_PMTUDISC_DONT };
+        setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, v)
+    }
+}
+
+/// IPv4 only: send with a zero UDP checksum (`SO_NO_CHECK`).
+pub fn set_no_checksum(fd: BorrowedFd<'_>, no_check: bool) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_NO_CHECK, no_check as libc::c_int)
+}
+
+/// Receive-side UDP GRO: the kernel may hand over several same-size datagrams at once.
+pub fn set_gro(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    setsockopt_int(fd, libc::SOL_UDP, UDP_GRO, on as libc::c_int)
+}
+
+/// A socket address as the kernel wants it.
+fn raw_addr(a: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = match a {
+        SocketAddr::V4(v4) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+            let sin = unsafe { &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = v4.port().to_be();
+            sin.sin_addr.s_addr = u32::from_ne_bytes(v4.ip().octets());
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(v6) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = v6.port().to_be();
+            sin6.sin6_addr.s6_addr = v6.ip().octets();
+            sin6.sin6_scope_id = v6.scope_id();
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+fn from_raw(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            // An IPv4 peer reaching a dual-stack socket shows up as ::ffff:a.b.c.d.
+            let ip = ip.to_ipv4_mapped().map_or(IpAddr::V6(ip), IpAddr::V4);
+            Some(SocketAddr::new(ip, u16::from_be(sin6.sin6_port)))
+        }
+        _ => None,
+    }
+}
+
+/// Sends one datagram gathered from `bufs` to `to`.
+pub fn send_to(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], to: &SocketAddr) -> io::Result<usize> {
+    let (ss, len) = raw_addr(to);
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_name = (&ss as *const libc::sockaddr_storage) as *mut libc::c_void;
+    msg.msg_namelen = len;
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len();
+    // SAFETY: `msg` points at `ss` and at `bufs` (IoSlice is ABI-compatible with iovec),
+    // all live and only read during the call.
+    cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) })
+}
+
+/// Receives one datagram into `buf`: `Ok(None)` when nothing is queued; otherwise the
+/// length (clamped to `buf`), whether it was truncated, and the sender.
+pub fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<(usize, bool, SocketAddr)>> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut slen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: `buf` and `ss` are live and writable for their whole lengths.
+    let r = unsafe {
+        libc::recvfrom(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            (&mut ss as *mut libc::sockaddr_storage).cast(),
+            &mut slen,
+        )
+    };
+    match cvt_size(r) {
+        Ok(n) => Ok(from_raw(&ss).map(|a| (n.min(buf.len()), n > buf.len(), a))),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn loopback_round_trip_v4_and_v6() {
+        for bind in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(a) = std::net::UdpSocket::bind(bind) else { continue };
+            let b = std::net::UdpSocket::bind(bind).unwrap();
+            let to = b.local_addr().unwrap();
+            set_dont_fragment(a.as_fd(), to.is_ipv6(), true).unwrap();
+            if to.is_ipv4() {
+                set_no_checksum(a.as_fd(), true).unwrap();
+            }
+            assert_eq!(send_to(a.as_fd(), &[IoSlice::new(b"ab"), IoSlice::new(b"cd")], &to).unwrap(), 4);
+            let mut buf = [0u8; 3];
+            let mut got = None;
+            for _ in 0..100 {
+                if let Some(r) = recv_from(b.as_fd(), &mut buf).unwrap() {
+                    got = Some(r);
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            let (n, trunc, from) = got.expect("datagram");
+            assert_eq!((n, trunc, from), (3, true, a.local_addr().unwrap()));
+            assert_eq!(&buf, b"abc");
+        }
+    }
+}
