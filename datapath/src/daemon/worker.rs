@@ -515,6 +515,7 @@ mod tests {
                 ],
                 statics: vec![],
             }],
+            endpoints: vec![],
         });
         // a broadcasts: b gets it tagged 10, c untagged.
         a.inject(&frame(MacAddr::BROADCAST, mac(1)), VnetHdr::default());
