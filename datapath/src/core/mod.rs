@@ -26,6 +26,7 @@
 pub mod drops;
 pub mod fdb;
 pub mod forward;
+pub mod police;
 pub mod vlan;
 
 pub use drops::{DropCounters, DropReason};

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::core::police::{Policer, PolicerConfig};
 use crate::core::{BridgeConfig, PortConfig, PortVlan, VlanMode, fdb};
 use crate::daemon::tunnel::{self, VxlanSpec};
 use crate::daemon::worker::{DpBridge, DpConfig, DpPort, TunnelKey};
@@ -153,7 +154,14 @@ impl Ports {
                 errors.insert(w.iface, e);
                 continue;
             }
-            if self.open.contains_key(&w.iface) {
+            if let Some(p) = self.open.get(&w.iface) {
+                // Like OVS, a failed MTU/MAC setting is logged; the port keeps working.
+                if let Err(e) = apply_link_settings(db, &w.iface, p) {
+                    if self.logged.get(&w.iface) != Some(&e) {
+                        tracing::warn!("{e}");
+                        self.logged.insert(w.iface, e);
+                    }
+                }
                 continue;
             }
             let opened = match &kinds[&w.iface] {
@@ -164,6 +172,9 @@ impl Ports {
                 Ok(p) => {
                     self.logged.remove(&w.iface);
                     tracing::info!("opened port {} ({})", w.name, if w.ty.is_empty() { "system" } else { &w.ty });
+                    if let Err(e) = apply_link_settings(db, &w.iface, &p) {
+                        tracing::warn!("{e}");
+                    }
                     self.open.insert(w.iface, p);
                 }
                 Err(e) => {
@@ -176,7 +187,7 @@ impl Ports {
             }
         }
 
-        self.logged.retain(|u, _| errors.contains_key(u));
+        self.logged.retain(|u, _| errors.contains_key(u) || self.open.contains_key(u));
         // Tunnels that clash (same endpoint, remote and VNI) cannot be told apart.
         let mut seen: HashMap<(EndpointKey, IpAddr, u32), String> = HashMap::new();
         for w in &wanted {
@@ -247,6 +258,7 @@ impl Ports {
                 stats: op.stats.clone(),
                 core,
                 tunnel,
+                policer: Policer::new(policer_config(db, &w.iface)),
             });
         }
         for b in &mut bridges {
@@ -479,13 +491,45 @@ pub fn port_config(db: &Db, port: &Uuid, ofport: OfPort) -> PortConfig {
     }
 }
 
+/// Interface `ingress_policing_*` columns.
+fn policer_config(db: &Db, iface: &Uuid) -> PolicerConfig {
+    let int = |c: &str| db.get(tables::INTERFACE, iface, c).and_then(Datum::as_int).unwrap_or(0).max(0) as u64;
+    PolicerConfig {
+        rate_kbps: int("ingress_policing_rate"),
+        burst_kbit: int("ingress_policing_burst"),
+        rate_kpps: int("ingress_policing_kpkts_rate"),
+        burst_kpkts: int("ingress_policing_kpkts_burst"),
+    }
+}
+
+/// Applies Interface `mtu_request` (taps and system devices) and `mac` (internal and tap
+/// devices rvs created) when the device is in this namespace and differs.
+fn apply_link_settings(db: &Db, iface: &Uuid, p: &OpenPort) -> Result<(), String> {
+    if matches!(p.kind, Kind::Vxlan(_)) || netdev::ifindex(&p.name).is_err() {
+        return Ok(());
+    }
+    if let Some(mtu) = db.get(tables::INTERFACE, iface, "mtu_request").and_then(Datum::as_int) {
+        if netdev::mtu(&p.name).ok() != Some(mtu as u32) {
+            netdev::set_mtu(&p.name, mtu as u32).map_err(|e| format!("could not set MTU {mtu} on {} ({})", p.name, strerror(&e)))?;
+            tracing::info!("{}: MTU set to {mtu}", p.name);
+        }
+    }
+    if let (Kind::Tap(_), Some(mac)) = (&p.kind, db.get(tables::INTERFACE, iface, "mac").and_then(Datum::as_str)) {
+        let m: MacAddr = mac.parse().map_err(|_| format!("{}: invalid mac {mac}", p.name))?;
+        if netdev::hwaddr(&p.name).ok() != Some(m.0) {
+            netdev::set_hwaddr(&p.name, m.0).map_err(|e| format!("could not set MAC {mac} on {} ({})", p.name, strerror(&e)))?;
+        }
+    }
+    Ok(())
+}
+
 /// A string that changes whenever the worker's configuration must change.
 fn signature(cfg: &DpConfig) -> String {
     let mut s = String::new();
     for b in &cfg.bridges {
         s += &format!("{}|{:?}|", b.uuid, b.cfg);
         for p in &b.ports {
-            s += &format!("{}:{}:{:p}:{:?};", p.iface, p.ofport.get(), Arc::as_ptr(&p.io) as *const u8, p.core);
+            s += &format!("{}:{}:{:p}:{:?}:{:?};", p.iface, p.ofport.get(), Arc::as_ptr(&p.io) as *const u8, p.core, p.policer);
         }
         s += &format!("{:?}|", b.statics);
     }

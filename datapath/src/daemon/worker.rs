@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
+use crate::core::police::Policer;
 use crate::core::{Actions, Bridge, BridgeConfig, DropReason, PortConfig, Verdict};
 use crate::db::Uuid;
 use crate::packet::PacketBuf;
@@ -50,6 +51,8 @@ pub struct DpPort {
     pub core: PortConfig,
     /// For a tunnel port: where its traffic arrives.
     pub tunnel: Option<TunnelKey>,
+    /// Ingress policing, if configured.
+    pub policer: Option<Policer>,
 }
 
 /// How received VXLAN traffic finds its tunnel port: the endpoint it arrives on (index
@@ -350,7 +353,14 @@ impl Worker {
                 continue;
             }
             let multicast = self.buf.frame().first().is_some_and(|b| b & 1 == 1);
-            self.bridges[b].ports[p].stats.rx(self.buf.len(), multicast);
+            let br = &mut self.bridges[b];
+            let port = &mut br.ports[p];
+            port.stats.rx(self.buf.len(), multicast);
+            if port.policer.as_mut().is_some_and(|pol| !pol.admit(now, self.buf.len())) {
+                PortStats::inc(&port.stats.rx_dropped);
+                br.core.count_drop(DropReason::Policed);
+                continue;
+            }
             if let Err((fb, fp, err)) = self.forward(b, p, now) {
                 self.fail_port(fb, fp, err);
             }
@@ -379,7 +389,7 @@ impl Worker {
                 return;
             }
             let br = &mut self.bridges[b];
-            let port = &br.ports[p];
+            let port = &mut br.ports[p];
             match port.io.recv(&mut self.buf) {
                 Ok(Rx::Empty) => return,
                 Ok(Rx::Bad) => {
@@ -389,6 +399,11 @@ impl Worker {
                 Ok(Rx::Frame) => {
                     let multicast = self.buf.frame().first().is_some_and(|b| b & 1 == 1);
                     port.stats.rx(self.buf.len(), multicast);
+                    if port.policer.as_mut().is_some_and(|pol| !pol.admit(now, self.buf.len())) {
+                        PortStats::inc(&port.stats.rx_dropped);
+                        br.core.count_drop(DropReason::Policed);
+                        continue;
+                    }
                     if let Err(e) = self.forward(b, p, now) {
                         let (fb, fp, err) = e;
                         self.fail_port(fb, fp, err);
@@ -484,6 +499,7 @@ mod tests {
             stats: Arc::default(),
             core,
             tunnel: None,
+            policer: None,
         }
     }
 
