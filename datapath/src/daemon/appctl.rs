@@ -250,9 +250,12 @@ async fn dpif_show(ctl: &mut Control) -> Reply {
         ports.sort();
         for (name, ofport, ty) in ports {
             let kind = match ty.as_str() {
-                "internal" | "tap" => "tap",
-                "" | "system" => "system",
-                other => other,
+                "internal" | "tap" => "tap".to_string(),
+                "" | "system" => "system".to_string(),
+                other => match ctl.iface_options(&name) {
+                    o if o.is_empty() => other.to_string(),
+                    o => format!("{other}: {o}"),
+                },
             };
             let n = if ofport < 0 { "none".to_string() } else { ofport.to_string() };
             let _ = writeln!(s, "    {name} {n}/{n}: ({kind})");
@@ -268,12 +271,28 @@ async fn drops(ctl: &mut Control, br: Option<&str>) -> Reply {
         }
     }
     let name = br.map(String::from);
-    let rows = ask(ctl, move |w| {
-        w.bridges
+    let (rows, eps) = ask(ctl, move |w| {
+        let rows = w
+            .bridges
             .iter()
             .filter(|b| name.as_ref().is_none_or(|n| *n == b.name))
             .map(|b| (b.name.clone(), b.core.drops().iter().collect::<Vec<_>>()))
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        use std::sync::atomic::Ordering::Relaxed;
+        let eps = w
+            .endpoints
+            .iter()
+            .map(|e| {
+                let at = e.local.map_or_else(|| if e.v6 { "[::]".to_string() } else { "0.0.0.0".to_string() }, |a| a.to_string());
+                (format!("{at}:{}", e.port), [
+                    ("received", e.stats.received.load(Relaxed)),
+                    ("bad_header", e.stats.bad_header.load(Relaxed)),
+                    ("unknown_tunnel", e.stats.unknown_tunnel.load(Relaxed)),
+                    ("truncated", e.stats.truncated.load(Relaxed)),
+                ])
+            })
+            .collect::<Vec<_>>();
+        (rows, eps)
     })
     .await?;
     let mut s = String::new();
@@ -281,6 +300,14 @@ async fn drops(ctl: &mut Control, br: Option<&str>) -> Reply {
         let _ = writeln!(s, "Drops on bridge \"{b}\":");
         for (reason, n) in counters {
             let _ = writeln!(s, "  {reason:<24} {n}");
+        }
+    }
+    if br.is_none() {
+        for (ep, counters) in eps {
+            let _ = writeln!(s, "VXLAN receive socket {ep}:");
+            for (what, n) in counters {
+                let _ = writeln!(s, "  {what:<24} {n}");
+            }
         }
     }
     debug_assert_eq!(DropReason::ALL.len(), 12);

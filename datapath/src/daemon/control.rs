@@ -111,7 +111,7 @@ impl Control {
         transient.len()
     }
 
-    /// Interface names of every port of bridge `name`, with their ofport.
+    /// Every interface of bridge `name`: (name, ofport, type).
     pub fn bridge_ports(&self, bridge: &str) -> Option<Vec<(String, i64, String)>> {
         let b = self.db.find_by_name(tables::BRIDGE, bridge)?;
         let mut out = Vec::new();
@@ -124,5 +124,17 @@ impl Control {
             }
         }
         Some(out)
+    }
+
+    /// The `options` of interface `name` as `k=v, …` (for `dpif/show`).
+    pub fn iface_options(&self, name: &str) -> String {
+        let Some(u) = self.db.find_by_name(tables::INTERFACE, name) else { return String::new() };
+        let Some(d) = self.db.get(tables::INTERFACE, &u, "options") else { return String::new() };
+        d.keys
+            .iter()
+            .zip(d.values.iter().flatten())
+            .map(|(k, v)| format!("{}={}", k.as_str().unwrap_or_default(), v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }

@@ -1,0 +1,305 @@
+//! Namespace tests of the VXLAN overlay: "nodes" (namespaces, each with its own
+//! rvs-vswitchd) on an underlay (a Linux bridge in its own namespace, joined by veths),
+//! VMs on taps. Covers two and three nodes, VLANs across the overlay, broadcast
+//! replication without duplicates, interop with the kernel's vxlan, the wire format as
+//! tcpdump sees it, MAC moves, and the MTU failure mode. Root required.
+//!
+//! Underlay addresses: 198.19.0.N/24; overlay (VM) addresses: 198.18.x.y/24.
+
+use std::process::Command;
+use std::time::Duration;
+
+use rvs::testkit::*;
+
+/// An underlay switch and nodes hanging off it.
+struct Underlay {
+    ns: Netns,
+    br: String,
+    mtu: u32,
+}
+
+impl Underlay {
+    /// An underlay sized for VXLAN: 1600 bytes, so 1500-byte VM frames fit once
+    /// encapsulated (see the README on sizing the underlay MTU).
+    fn new() -> Underlay {
+        Underlay::with_mtu(1600)
+    }
+
+    fn with_mtu(mtu: u32) -> Underlay {
+        require_root();
+        let ns = Netns::new("ul");
+        let br = unique("ubr");
+        ns.sh(&format!("ip link add {br} type bridge && ip link set {br} up"));
+        Underlay { ns, br, mtu }
+    }
+
+    /// Connects `node` with underlay address 198.19.0.`n`; returns the node-side device.
+    fn attach(&self, node: &Netns, n: u8) -> String {
+        let (a, b) = (unique("ua"), unique("ub"));
+        sh(&format!("ip link add {a} netns {} mtu {m} type veth peer name {b} netns {} mtu {m}", node.name, self.ns.name, m = self.mtu));
+        self.ns.sh(&format!("ip link set {b} master {} && ip link set {b} up", self.br));
+        node.sh(&format!("ip addr add 198.19.0.{n}/24 dev {a} && ip link set {a} up"));
+        a
+    }
+}
+
+/// A node running rvs with bridge br0.
+struct RvsNode {
+    ns: Netns,
+    d: Daemon,
+    uplink: String,
+    n: u8,
+}
+
+impl RvsNode {
+    fn new(ul: &Underlay, n: u8) -> RvsNode {
+        let ns = Netns::new(&format!("n{n}"));
+        let uplink = ul.attach(&ns, n);
+        let d = Daemon::start(&format!("n{n}"), Some(&ns.name));
+        d.ctl_ok(&["add-br", "br0"]);
+        RvsNode { ns, d, uplink, n }
+    }
+
+    /// A VXLAN port to node `peer` with VNI `key`.
+    fn tunnel_to(&self, peer: u8, key: u32) -> String {
+        let name = format!("vx{peer}");
+        self.d.ctl_ok(&[
+            "add-port",
+            "br0",
+            &name,
+            "--",
+            "set",
+            "Interface",
+            &name,
+            "type=vxlan",
+            &format!("options:remote_ip=198.19.0.{peer}"),
+            &format!("options:key={key}"),
+        ]);
+        name
+    }
+
+    /// A VM on a tap with `tag` (None: untagged trunk) and address `addr`.
+    fn vm(&self, tag: Option<u16>, addr: &str) -> (Netns, String) {
+        let port = unique("vm");
+        let mut args = vec!["add-port".to_string(), "br0".into(), port.clone()];
+        if let Some(t) = tag {
+            args.push(format!("tag={t}"));
+        }
+        args.extend(["--".into(), "set".into(), "Interface".into(), port.clone(), "type=tap".into()]);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.d.ctl_ok(&a);
+        let vm = Netns::new("vm");
+        plug(Some(&self.ns), &port, &vm, addr);
+        (vm, port)
+    }
+
+    fn ofport(&self, iface: &str) -> String {
+        self.d.ctl_ok(&["get", "Interface", iface, "ofport"]).trim().to_string()
+    }
+}
+
+/// Finds the fdb/show row for `mac`: (port, vlan).
+fn fdb_row(node: &RvsNode, mac: &str) -> Option<(String, String)> {
+    let t = node.d.ctl_ok(&["fdb/show", "br0"]);
+    t.lines().find(|l| l.contains(mac)).map(|l| {
+        let c: Vec<&str> = l.split_whitespace().collect();
+        (c[0].to_string(), c[1].to_string())
+    })
+}
+
+#[test]
+fn two_nodes_vlans_over_vxlan() {
+    let ul = Underlay::new();
+    let (n1, n2) = (RvsNode::new(&ul, 1), RvsNode::new(&ul, 2));
+    let vx12 = n1.tunnel_to(2, 5000);
+    n2.tunnel_to(1, 5000);
+    let (a120, pa120) = n1.vm(Some(120), "198.18.120.1/24");
+    let (a130, _) = n1.vm(Some(130), "198.18.130.1/24");
+    let (_b120, _) = n2.vm(Some(120), "198.18.120.2/24");
+    let (_b130, _) = n2.vm(Some(130), "198.18.130.2/24");
+    let (_c140, _) = n2.vm(Some(140), "198.18.120.3/24"); // same subnet, other VLAN
+
+    assert!(a120.ping_eventually("198.18.120.2", Duration::from_secs(15)), "VLAN 120 across VXLAN\n{}", n1.d.log());
+    assert!(a130.ping_eventually("198.18.130.2", Duration::from_secs(15)), "VLAN 130 across VXLAN");
+    assert!(!a120.ping("198.18.120.3", 2), "VLAN 140 must stay isolated from 120");
+    // node 2 learned vm a120's MAC on its tunnel port, in VLAN 120.
+    let mac = mac_of(&a120, &pa120);
+    let (port, vlan) = fdb_row(&n2, &mac).expect("remote MAC learned");
+    assert_eq!((port, vlan.as_str()), (n2.ofport("vx1"), "120"));
+    let _ = vx12;
+
+    // A TCP transfer of several MB across the overlay (segmented in software on the way
+    // in, checksums verified by the receiving stack).
+    a120.sh("true");
+    let srv = Command::new("ip").args(["netns", "exec", &_b120.name, "iperf3", "-s", "-1"]).spawn().expect("iperf3 server");
+    std::thread::sleep(Duration::from_millis(400));
+    let out = a120.sh("iperf3 -c 198.18.120.2 -n 20M -J");
+    let mut srv = srv;
+    let _ = srv.wait();
+    let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 JSON");
+    let bytes = v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    assert!(bytes >= 20 << 20, "received {bytes} bytes");
+}
+
+#[test]
+fn three_node_full_mesh_broadcasts_arrive_once() {
+    let ul = Underlay::new();
+    let nodes: Vec<RvsNode> = (1..=3).map(|n| RvsNode::new(&ul, n)).collect();
+    for a in &nodes {
+        for b in &nodes {
+            if a.n != b.n {
+                a.tunnel_to(b.n, 77);
+            }
+        }
+    }
+    let vms: Vec<(Netns, String)> = nodes.iter().map(|nd| nd.vm(None, &format!("198.18.33.{}/24", nd.n))).collect();
+    assert!(vms[0].0.ping_eventually("198.18.33.2", Duration::from_secs(15)), "{}", nodes[0].d.log());
+    assert!(vms[0].0.ping_eventually("198.18.33.3", Duration::from_secs(15)));
+    assert!(vms[1].0.ping_eventually("198.18.33.3", Duration::from_secs(15)));
+    // 5 broadcast ARP requests for an address nobody has; each remote VM must see
+    // exactly 5 (no loop, no duplicate through the third node: split horizon).
+    let caps: Vec<_> = vms[1..]
+        .iter()
+        .map(|(vm, dev)| {
+            Command::new("ip")
+                .args(["netns", "exec", &vm.name, "timeout", "6", "tcpdump", "-i", dev, "-nn", "-l", "arp and host 198.18.33.99"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("tcpdump")
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    vms[0].0.sh(&format!("arping -c 5 -i 0.2 -I {} 198.18.33.99 || true", vms[0].1));
+    for c in caps {
+        let out = c.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let n = text.lines().filter(|l| l.contains("Request who-has 198.18.33.99")).count();
+        assert_eq!(n, 5, "each broadcast arrives exactly once:\n{text}");
+    }
+}
+
+#[test]
+fn interop_with_linux_kernel_vxlan() {
+    let ul = Underlay::new();
+    let n1 = RvsNode::new(&ul, 1);
+    n1.tunnel_to(2, 4242);
+    let (vm1, _) = n1.vm(None, "198.18.42.1/24");
+    // Node 2: kernel vxlan (dstport 4789, VNI 4242) + Linux bridge + a VM on a veth.
+    let k = Netns::new("kn");
+    ul.attach(&k, 2);
+    let (vxd, brd, v_a, v_b) = (unique("kvx"), unique("kbr"), unique("kva"), unique("kvb"));
+    k.sh(&format!(
+        "ip link add {vxd} type vxlan id 4242 dstport 4789 remote 198.19.0.1 local 198.19.0.2 && \
+         ip link add {brd} type bridge && ip link set {vxd} master {brd} && \
+         ip link add {v_a} type veth peer name {v_b} && ip link set {v_a} master {brd} && \
+         ip link set {vxd} up && ip link set {brd} up && ip link set {v_a} up"
+    ));
+    let vm2 = Netns::new("kvm");
+    plug(Some(&k), &v_b, &vm2, "198.18.42.2/24");
+    assert!(vm1.ping_eventually("198.18.42.2", Duration::from_secs(15)), "rvs -> kernel vxlan\n{}", n1.d.log());
+    assert!(vm2.ping("198.18.42.1", 2), "kernel vxlan -> rvs");
+    // TCP both ways.
+    for (server, client, addr) in [(&vm2, &vm1, "198.18.42.2"), (&vm1, &vm2, "198.18.42.1")] {
+        let mut srv = Command::new("ip").args(["netns", "exec", &server.name, "iperf3", "-s", "-1"]).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        let out = client.sh(&format!("iperf3 -c {addr} -n 5M -J"));
+        let _ = srv.wait();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0) >= 5 << 20, "TCP to {addr}");
+    }
+}
+
+#[test]
+fn underlay_capture_shows_standard_vxlan() {
+    let ul = Underlay::new();
+    let (n1, n2) = (RvsNode::new(&ul, 1), RvsNode::new(&ul, 2));
+    n1.tunnel_to(2, 5000);
+    n2.tunnel_to(1, 5000);
+    let (vm1, _) = n1.vm(Some(120), "198.18.121.1/24");
+    let (_vm2, _) = n2.vm(Some(120), "198.18.121.2/24");
+    assert!(vm1.ping_eventually("198.18.121.2", Duration::from_secs(15)));
+    let cap = Command::new("ip")
+        .args(["netns", "exec", &n1.ns.name, "timeout", "8", "tcpdump", "-i", &n1.uplink, "-nn", "-e", "-v", "-c", "4", "udp port 4789"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    vm1.ping("198.18.121.2", 3);
+    let text = String::from_utf8_lossy(&cap.wait_with_output().unwrap().stdout).into_owned();
+    assert!(text.contains("198.19.0.1.") && text.contains("> 198.19.0.2.4789"), "UDP to 4789:\n{text}");
+    assert!(text.contains("VXLAN, flags [I] (0x08), vni 5000"), "I flag and VNI:\n{text}");
+    assert!(text.contains("vlan 120"), "inner 802.1Q tag:\n{text}");
+    // Outer source ports come from the kernel's ephemeral range.
+    let sport: Vec<u32> = text
+        .split("198.19.0.1.")
+        .skip(1)
+        .filter_map(|s| s.split(' ').next()?.parse().ok())
+        .collect();
+    assert!(!sport.is_empty() && sport.iter().all(|p| (32768..=61000).contains(p)), "source ports {sport:?}");
+}
+
+#[test]
+fn mac_moves_with_a_migrating_vm() {
+    let ul = Underlay::new();
+    let (n1, n2) = (RvsNode::new(&ul, 1), RvsNode::new(&ul, 2));
+    n1.tunnel_to(2, 9);
+    n2.tunnel_to(1, 9);
+    let (vm, p1) = n1.vm(Some(120), "198.18.122.1/24");
+    let (peer, _) = n2.vm(Some(120), "198.18.122.2/24");
+    assert!(vm.ping_eventually("198.18.122.2", Duration::from_secs(15)));
+    let mac = mac_of(&vm, &p1);
+    assert_eq!(fdb_row(&n2, &mac).map(|r| r.0), Some(n2.ofport("vx1")), "behind the tunnel before the move");
+    // Live migration: the VM's vNIC reappears on node 2 (same MAC), the old one goes.
+    let p2 = unique("mig");
+    n2.d.ctl_ok(&["add-port", "br0", &p2, "tag=120", "--", "set", "Interface", &p2, "type=tap"]);
+    sh(&format!("ip -n {} link set {p2} netns {}", n2.ns.name, vm.name));
+    vm.sh(&format!("ip link del {p1}; ip link set {p2} address {mac} && ip link set {p2} up && ip addr add 198.18.122.1/24 dev {p2}"));
+    // The guest announces itself (gratuitous ARP), as QEMU does after migration.
+    vm.sh(&format!("arping -c 1 -U -I {p2} 198.18.122.1 || true"));
+    wait_until("the MAC to move to the local port", Duration::from_secs(10), || {
+        fdb_row(&n2, &mac).map(|r| r.0) == Some(n2.ofport(&p2))
+    });
+    let stats = n2.d.ctl_ok(&["fdb/stats-show", "br0"]);
+    assert!(!stats.contains("Total number of port moved MAC entries  : 0\n"), "{stats}");
+    assert!(peer.ping_eventually("198.18.122.1", Duration::from_secs(10)), "reachable at its new place");
+    // And node 1 learns it behind its tunnel now.
+    assert!(vm.ping_eventually("198.18.122.2", Duration::from_secs(10)));
+}
+
+#[test]
+fn oversize_frames_are_counted_until_the_underlay_mtu_is_raised() {
+    let ul = Underlay::with_mtu(1500);
+    let (n1, n2) = (RvsNode::new(&ul, 1), RvsNode::new(&ul, 2));
+    n1.tunnel_to(2, 5);
+    n2.tunnel_to(1, 5);
+    let (vm1, _) = n1.vm(None, "198.18.123.1/24");
+    let (_vm2, _) = n2.vm(None, "198.18.123.2/24");
+    assert!(vm1.ping_eventually("198.18.123.2", Duration::from_secs(15)));
+    let drops = || -> u64 {
+        let s = n1.d.ctl_ok(&["get", "Interface", "vx2", "statistics:tx_mtu_exceeded"]);
+        s.trim().parse().unwrap_or(0)
+    };
+    assert_eq!(drops(), 0);
+    // 1500-byte inner frames (1472 bytes of ICMP payload) do not fit a 1500 underlay.
+    assert!(!vm1.ping_ok_df(1472), "a full-size frame must not pass a 1500-byte underlay");
+    assert!(drops() > 0, "and the drop is counted");
+    assert!(n1.d.log().contains("do not fit the path MTU"), "and logged:\n{}", n1.d.log());
+    // The operator's fix: underlay MTU 2000 (both ends, and the underlay switch).
+    ul.ns.sh(&format!("for d in $(ls /sys/class/net/{}/brif); do ip link set $d mtu 2000; done", ul.br));
+    n1.ns.sh(&format!("ip link set {} mtu 2000", n1.uplink));
+    n2.ns.sh(&format!("ip link set {} mtu 2000", n2.uplink));
+    assert!(vm1.ping_ok_df(1472), "full-size frames pass once the underlay MTU is 2000\n{}", n1.d.log());
+}
+
+trait PingDf {
+    fn ping_ok_df(&self, size: u32) -> bool;
+}
+
+impl PingDf for Netns {
+    /// Pings 198.18.123.2 with `size` bytes of payload and DF set, 3 tries.
+    fn ping_ok_df(&self, size: u32) -> bool {
+        self.sh_ok(&format!("ping -c 3 -i 0.3 -W 1 -M do -s {size} 198.18.123.2"))
+    }
+}
