@@ -32,10 +32,12 @@ pub enum DropReason {
     TxFailed,
     /// The frame's offload metadata was inconsistent (bad GSO/checksum offsets).
     BadOffload,
+    /// The bridge has `fail_mode=secure` and no controller: it forwards nothing.
+    FailSecure,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::Malformed,
         DropReason::Oversize,
         DropReason::TaggedOnAccess,
@@ -48,6 +50,7 @@ impl DropReason {
         DropReason::Policed,
         DropReason::TxFailed,
         DropReason::BadOffload,
+        DropReason::FailSecure,
     ];
 
     /// The name shown in counters output.
@@ -65,6 +68,7 @@ impl DropReason {
             DropReason::Policed => "policed",
             DropReason::TxFailed => "tx_failed",
             DropReason::BadOffload => "bad_offload",
+            DropReason::FailSecure => "fail_secure",
         }
     }
 }

@@ -111,6 +111,9 @@ impl Bridge {
     }
 
     fn decide(&mut self, now: Time, in_port: PortIdx, frame: &[u8], out: &mut Actions) -> Result<Verdict, DropReason> {
+        if self.cfg.fail_secure {
+            return Err(DropReason::FailSecure);
+        }
         let l2 = parse_l2(frame).ok_or(DropReason::Malformed)?;
         let inp = self.ports.get(in_port as usize).ok_or(DropReason::NoEgress)?;
         let vlan = inp.vlan.input(l2.vid)?;

@@ -73,6 +73,9 @@ pub struct BridgeConfig {
     /// Never flood or forward from one tunnel port to another (rvs's default, see the
     /// VXLAN documentation); `false` restores OVS's behaviour.
     pub tunnel_split_horizon: bool,
+    /// `fail_mode=secure` with no OpenFlow controller: OVS installs no NORMAL flow, so
+    /// the bridge forwards nothing. rvs does the same (and counts the drops).
+    pub fail_secure: bool,
 }
 
 impl Default for BridgeConfig {
@@ -82,6 +85,7 @@ impl Default for BridgeConfig {
             mac_table_size: fdb::DEFAULT_CAPACITY,
             forward_bpdu: false,
             tunnel_split_horizon: true,
+            fail_secure: false,
         }
     }
 }

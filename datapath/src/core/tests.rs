@@ -210,6 +210,15 @@ fn native_modes_through_the_bridge() {
     assert_eq!(outs(&a), vec![(0, None)], "native VLAN leaves native-untagged untagged");
 }
 
+#[test]
+fn fail_secure_forwards_nothing() {
+    let cfg = BridgeConfig { fail_secure: true, ..BridgeConfig::default() };
+    let mut b = Bridge::new(cfg, (1..=2).map(PortConfig::trunk).collect());
+    let mut a = Actions::default();
+    assert_eq!(b.process(Time::ZERO, 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a), Verdict::Drop(DropReason::FailSecure));
+    assert!(b.fdb().is_empty());
+}
+
 // ---- properties -----------------------------------------------------------------
 
 #[derive(Debug, Clone)]

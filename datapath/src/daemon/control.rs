@@ -49,6 +49,7 @@ impl Control {
     /// The database with fresh status columns, as JSON.
     pub fn snapshot(&mut self) -> Json {
         status::fill_interfaces(&mut self.db, &self.ports);
+        status::fill_ports(&mut self.db);
         self.db.to_json(true)
     }
 

@@ -92,6 +92,8 @@ pub struct Ports {
     /// The last error logged per interface, so a port retried every few seconds is
     /// logged when its state changes, not every time.
     logged: HashMap<Uuid, String>,
+    /// Ports and bridges already warned about configuration rvs does not carry out.
+    warned: std::collections::HashSet<(Uuid, &'static str)>,
     /// Shared VXLAN receive sockets and send pools, kept while a tunnel uses them.
     endpoints: HashMap<EndpointKey, Arc<Endpoint>>,
     pools: HashMap<TxSettings, Arc<SendPool>>,
@@ -202,6 +204,7 @@ impl Ports {
             }
         }
         write_errors_and_ofports(db, &wanted, &errors);
+        self.warn_unsupported(db);
         self.release_unused_sockets();
         let config = self.build_config(db, &wanted, statics);
         let sig = signature(&config);
@@ -309,6 +312,27 @@ impl Ports {
             }
         };
         Ok(OpenPort { name: name.to_string(), kind: kind.clone(), backend, stats: Arc::default() })
+    }
+
+    /// Logs (once) configuration that is stored but not carried out.
+    fn warn_unsupported(&mut self, db: &Db) {
+        let pt = &TABLES[tables::PORT];
+        for (u, r) in &db.tables[tables::PORT] {
+            if !r.get(pt, "qos").is_empty() && self.warned.insert((*u, "qos")) {
+                tracing::warn!("port {}: QoS (egress shaping) is not supported by rvs and is not applied", r.get(pt, "name").as_str().unwrap_or(""));
+            }
+        }
+        let bt = &TABLES[tables::BRIDGE];
+        for (u, r) in &db.tables[tables::BRIDGE] {
+            let name = r.get(bt, "name").as_str().unwrap_or("");
+            let dt = r.get(bt, "datapath_type").as_str().unwrap_or("");
+            if !matches!(dt, "" | "netdev" | "system") && self.warned.insert((*u, "datapath_type")) {
+                tracing::warn!("bridge {name}: datapath_type {dt} is not known; rvs uses its own datapath");
+            }
+            if r.get(bt, "fail_mode").as_str() == Some("secure") && self.warned.insert((*u, "fail_mode")) {
+                tracing::warn!("bridge {name}: fail_mode=secure and rvs has no OpenFlow controller: the bridge forwards nothing (as OVS)");
+            }
+        }
     }
 
     /// Drops shared sockets no tunnel uses any more.
@@ -472,6 +496,7 @@ pub fn bridge_config(db: &Db, bridge: &Uuid) -> BridgeConfig {
         mac_table_size: size.clamp(10, 1_000_000) as usize,
         forward_bpdu: oc.get_str("forward-bpdu") == Some("true"),
         tunnel_split_horizon: oc.get_str("tunnel-split-horizon") != Some("false"),
+        fail_secure: db.get(tables::BRIDGE, bridge, "fail_mode").and_then(Datum::as_str) == Some("secure"),
     }
 }
 

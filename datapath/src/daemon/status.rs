@@ -26,6 +26,21 @@ pub fn fill_root(db: &mut Db) {
     db.set(tables::OPEN_VSWITCH, &root, "iface_types", strings(IFACE_TYPES));
 }
 
+/// Port `status`: says where configuration was accepted but is not carried out.
+/// QoS (egress shaping, Port `qos`) is stored but not applied by rvs; ingress policing
+/// (Interface `ingress_policing_rate`) is.
+pub fn fill_ports(db: &mut Db) {
+    let t = &TABLES[tables::PORT];
+    for row in db.tables[tables::PORT].values_mut() {
+        let status = if row.get(t, "qos").is_empty() {
+            Datum::map(vec![])
+        } else {
+            Datum::smap([("qos", "not applied: egress shaping (QoS) is not supported by rvs")])
+        };
+        row.set(t, "status", status);
+    }
+}
+
 /// Refreshes every Interface row's status columns from the open ports.
 pub fn fill_interfaces(db: &mut Db, ports: &Ports) {
     let t = &TABLES[tables::INTERFACE];
