@@ -12,10 +12,16 @@
 //! something new. Multi-byte fields are network byte order unless the file says
 //! otherwise (the virtio-net header is host order).
 
+pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod ipv4;
+pub mod ipv6;
+pub mod tcp;
+pub mod udp;
 pub mod vlan;
 pub mod virtio_net_hdr;
+pub mod vxlan;
 
 /// A buffer was too short for the header it was read as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
