@@ -14,6 +14,7 @@
 pub mod core;
 pub mod daemon;
 pub mod db;
+pub mod offload;
 pub mod packet;
 pub mod port;
 pub mod proto;
