@@ -31,7 +31,7 @@ use crate::port::{PortIo, PortStats, Rx};
 use crate::sys::epoll::{Epoll, EventFd};
 use crate::time::{Clock, Time};
 use crate::types::{MacAddr, OfPort, VlanId, Vni};
-use crate::wire::checksum;
+use crate::offload::{self, Layer, Segmenter};
 
 /// Frames read from one port before the worker looks at the others.
 pub const BUDGET: usize = 64;
@@ -130,6 +130,8 @@ pub struct Worker {
     /// (endpoint, outer source, VNI) → (bridge, port).
     demux: HashMap<TunnelKey, (usize, usize)>,
     buf: PacketBuf,
+    /// Scratch buffer for software segmentation.
+    seg: PacketBuf,
     actions: Actions,
     events: Box<dyn Fn(WorkerEvent) + Send>,
 }
@@ -156,6 +158,7 @@ impl WorkerHandle {
             tokens: Vec::new(),
             demux: HashMap::new(),
             buf: PacketBuf::new(),
+            seg: PacketBuf::with_capacity(16 * 1024),
             actions: Actions::with_capacity(256),
             events: Box::new(events),
         };
@@ -447,34 +450,43 @@ impl Worker {
                 PortStats::inc(&port.stats.tx_dropped);
                 continue;
             }
-            if !port.io.offloads() && !make_plain(&mut self.buf) {
-                br.core.count_drop(DropReason::BadOffload);
-                PortStats::inc(&port.stats.tx_dropped);
-                continue;
-            }
-            match port.io.send(&self.buf) {
-                Ok(true) => port.stats.tx(self.buf.len()),
-                Ok(false) => {
-                    br.core.count_drop(DropReason::TxFailed);
+            let sent = if port.io.offloads() || !self.buf.vnet.is_gso() {
+                if !port.io.offloads() && !complete_csum(&mut self.buf) {
+                    br.core.count_drop(DropReason::BadOffload);
                     PortStats::inc(&port.stats.tx_dropped);
+                    continue;
                 }
-                Err(err) => return Err((b, out, err)),
+                send_counted(&mut br.core, port, &self.buf)
+            } else {
+                segment_and_send(&mut br.core, port, &self.buf, &mut self.seg)
+            };
+            if let Err(err) = sent {
+                return Err((b, out, err));
             }
         }
         Ok(())
     }
 }
 
-/// Makes a frame acceptable to a port without offloads: completes a partial checksum.
-/// GSO frames would need software segmentation, which only the VXLAN path has; no
-/// local backend lacks offloads, so they are refused here (counted by the caller).
-fn make_plain(buf: &mut PacketBuf) -> bool {
-    if buf.vnet.is_gso() {
-        return false;
+/// Sends one frame, counting it as sent or dropped. `Err` only for a broken port.
+fn send_counted(core: &mut Bridge, port: &DpPort, buf: &PacketBuf) -> io::Result<()> {
+    match port.io.send(buf) {
+        Ok(true) => port.stats.tx(buf.len()),
+        Ok(false) => {
+            core.count_drop(DropReason::TxFailed);
+            PortStats::inc(&port.stats.tx_dropped);
+        }
+        Err(e) => return Err(e),
     }
+    Ok(())
+}
+
+/// Completes a partial checksum in place for a port without offloads; the frame then
+/// carries no offload state (which is fine for every later egress too).
+fn complete_csum(buf: &mut PacketBuf) -> bool {
     if buf.vnet.needs_csum() {
-        let (start, off) = (buf.vnet.csum_start as usize, buf.vnet.csum_offset as usize);
-        if !checksum::complete(buf.frame_mut(), start, off) {
+        let vnet = buf.vnet;
+        if offload::complete_checksum(buf.frame_mut(), &vnet).is_err() {
             return false;
         }
         buf.vnet = Default::default();
@@ -482,10 +494,41 @@ fn make_plain(buf: &mut PacketBuf) -> bool {
     true
 }
 
+/// Cuts a GSO frame into MSS-sized frames with full checksums (in the worker's scratch
+/// buffer, one at a time) for a port that cannot take GSO, and sends each. The original
+/// stays intact for the other egress ports.
+fn segment_and_send(core: &mut Bridge, port: &DpPort, buf: &PacketBuf, seg: &mut PacketBuf) -> io::Result<()> {
+    let mut s = match Segmenter::new(buf.frame(), &buf.vnet) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("{}: cannot segment a GSO frame: {e}", port.name);
+            core.count_drop(DropReason::BadOffload);
+            PortStats::inc(&port.stats.tx_dropped);
+            return Ok(());
+        }
+    };
+    loop {
+        match s.next_into(seg.rx_area(), 0, Layer::L2) {
+            Ok(Some(n)) => {
+                seg.set_len(n);
+                send_counted(core, port, seg)?;
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::debug!("{}: segmentation failed: {e}", port.name);
+                core.count_drop(DropReason::BadOffload);
+                PortStats::inc(&port.stats.tx_dropped);
+                return Ok(());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::port::mem::MemPort;
+    use crate::wire::checksum;
     use crate::wire::virtio_net_hdr::VnetHdr;
 
     fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
@@ -571,6 +614,51 @@ mod tests {
         assert_eq!(checksum::fold(checksum::sum(&got[0].0[14..], 0)), 0xffff);
         let fdb = futures_lite_block(w.query(|w| w.bridge("br0").map(|b| b.core.fdb().len())));
         assert_eq!(fdb, Some(3));
+        w.stop();
+    }
+
+    /// A GSO frame flooded to a port without offloads arrives there as MSS-sized frames
+    /// with full checksums; the offload-capable port gets it whole.
+    #[test]
+    fn gso_frames_are_segmented_for_ports_without_offloads() {
+        let (a, b, c) = (Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(false).unwrap()));
+        let w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
+        w.reconfigure(DpConfig {
+            bridges: vec![DpBridge {
+                uuid: Uuid::random(),
+                name: "br0".into(),
+                cfg: BridgeConfig::default(),
+                ports: vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))],
+                statics: vec![],
+            }],
+            endpoints: vec![],
+        });
+        let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [0xff; 6])
+            .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+            .tcp(1000, 2000, 7, 65535)
+            .write(&mut f, &payload)
+            .unwrap();
+        let gso = VnetHdr { flags: 1, gso_type: 1, hdr_len: 54, gso_size: 1000, csum_start: 34, csum_offset: 16 };
+        a.inject(&f, gso);
+        let mut got = Vec::new();
+        wait_for(|| {
+            got.extend(c.take_sent());
+            got.len() >= 3
+        });
+        assert_eq!(got.len(), 3);
+        let mut data = Vec::new();
+        for (seg, vnet) in &got {
+            assert_eq!(*vnet, VnetHdr::default());
+            let p = etherparse::SlicedPacket::from_ethernet(seg).unwrap();
+            let Some(etherparse::TransportSlice::Tcp(tcp)) = p.transport else { panic!("not TCP") };
+            data.extend_from_slice(tcp.payload());
+        }
+        assert_eq!(data, payload);
+        let whole = b.take_sent();
+        assert_eq!(whole.len(), 1);
+        assert_eq!(whole[0].1, gso, "offload-capable ports get the GSO frame as it came");
         w.stop();
     }
 

@@ -30,13 +30,11 @@ use super::{PortIo, Rx};
 use crate::packet::PacketBuf;
 use crate::sys::udp;
 use crate::types::Vni;
+use crate::wire::vxlan::{HEADER_LEN, VxlanHeader, VxlanRepr};
 
-/// VXLAN header length.
-pub const HEADER_LEN: usize = 8;
-/// The I flag: the VNI is valid (RFC 7348 section 5).
-const FLAG_I: u8 = 0x08;
-/// Encapsulation overhead in front of the inner frame: outer IPv4 + UDP + VXLAN
-/// (the outer Ethernet header is the underlay's business, not counted by its MTU).
+/// Encapsulation overhead that counts against the underlay's IP MTU: outer IPv4 (or
+/// IPv6) + UDP + VXLAN. (The usual "50/70 bytes" also count the outer Ethernet header,
+/// which the MTU does not include.)
 pub const OVERHEAD_V4: usize = 20 + 8 + HEADER_LEN;
 pub const OVERHEAD_V6: usize = 40 + 8 + HEADER_LEN;
 /// Sockets per send pool (distinct outer source ports).
@@ -46,16 +44,16 @@ const LOG_EVERY: Duration = Duration::from_secs(5);
 
 /// The 8-byte header for `vni`: flags exactly 0x08, every reserved bit zero.
 pub fn header(vni: Vni) -> [u8; HEADER_LEN] {
-    let v = vni.get().to_be_bytes();
-    [FLAG_I, 0, 0, 0, v[1], v[2], v[3], 0]
+    let mut b = [0u8; HEADER_LEN];
+    VxlanRepr { vni }.emit(&mut VxlanHeader::new_unchecked(&mut b[..]));
+    b
 }
 
-/// The VNI of a received header, or `None` if it is short or lacks the I flag.
+/// The VNI of a received header, or `None` if it is short or lacks the I flag (other
+/// reserved bits are ignored, as RFC 7348 section 5 asks of receivers).
 pub fn parse_header(b: &[u8]) -> Option<Vni> {
-    if b.len() < HEADER_LEN || b[0] & FLAG_I == 0 {
-        return None;
-    }
-    Vni::new(u32::from_be_bytes([0, b[4], b[5], b[6]]))
+    let h = VxlanHeader::new_checked(b).ok()?;
+    VxlanRepr::parse(&h).ok().map(|r| r.vni)
 }
 
 /// Counters of a receive endpoint (shown by `rvs/drops`).
