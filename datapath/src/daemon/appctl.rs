@@ -284,6 +284,7 @@ async fn drops(ctl: &mut Control, br: Option<&str>) -> Reply {
             .map(|e| {
                 let at = e.local.map_or_else(|| if e.v6 { "[::]".to_string() } else { "0.0.0.0".to_string() }, |a| a.to_string());
                 (format!("{at}:{}", e.port), [
+                    ("receive_calls", e.stats.receives.load(Relaxed)),
                     ("received", e.stats.received.load(Relaxed)),
                     ("bad_header", e.stats.bad_header.load(Relaxed)),
                     ("unknown_tunnel", e.stats.unknown_tunnel.load(Relaxed)),

@@ -31,7 +31,9 @@ use crate::port::{PortIo, PortStats, Rx};
 use crate::sys::epoll::{Epoll, EventFd};
 use crate::time::{Clock, Time};
 use crate::types::{MacAddr, OfPort, VlanId, Vni};
-use crate::offload::{self, Layer, Segmenter};
+use crate::offload::{self, Coalescer, Layer, Segmenter};
+use crate::port::vxlan as port_vxlan;
+use crate::wire::virtio_net_hdr::VnetHdr;
 
 /// Frames read from one port before the worker looks at the others.
 pub const BUDGET: usize = 64;
@@ -132,6 +134,10 @@ pub struct Worker {
     buf: PacketBuf,
     /// Scratch buffer for software segmentation.
     seg: PacketBuf,
+    /// Receive buffer for VXLAN datagram trains (UDP GRO).
+    train: Vec<u8>,
+    /// Software GRO for decapsulated TCP segments.
+    coalescer: Coalescer<Vec<u8>>,
     actions: Actions,
     events: Box<dyn Fn(WorkerEvent) + Send>,
 }
@@ -158,7 +164,9 @@ impl WorkerHandle {
             tokens: Vec::new(),
             demux: HashMap::new(),
             buf: PacketBuf::new(),
-            seg: PacketBuf::with_capacity(16 * 1024),
+            seg: PacketBuf::with_capacity(70 * 1024),
+            train: vec![0u8; 65_536 + 4096],
+            coalescer: Coalescer::new(vec![0u8; offload::MAX_COALESCED]),
             actions: Actions::with_capacity(256),
             events: Box::new(events),
         };
@@ -343,40 +351,75 @@ impl Worker {
         // `old` (bridges that are gone) and the replaced ports drop here, closing fds.
     }
 
-    /// Reads up to [`BUDGET`] datagrams from VXLAN endpoint `e` and forwards the inner
-    /// frames from the tunnel port each belongs to.
+    /// Reads up to [`BUDGET`] datagrams (or GRO trains of datagrams) from VXLAN
+    /// endpoint `e`, demultiplexes each to its tunnel port, coalesces consecutive TCP
+    /// segments of a flow back into GSO frames (software GRO, so the VM's stack gets
+    /// 64 KiB frames instead of 1.5 KiB ones), and forwards them.
     fn service_endpoint(&mut self, e: usize) {
         let now = self.clock.now();
         let ep = self.endpoints[e].clone();
+        let mut train = std::mem::take(&mut self.train);
+        let mut co = std::mem::replace(&mut self.coalescer, Coalescer::new(Vec::new()));
+        let mut target: Option<(usize, usize)> = None;
         for _ in 0..BUDGET {
-            let (remote, vni) = match ep.recv(&mut self.buf) {
-                Ok(None) => return,
-                Ok(Some(None)) => continue,
-                Ok(Some(Some(x))) => x,
+            let t = match ep.recv_train(&mut train) {
+                Ok(Some(t)) => t,
+                Ok(None) => break,
                 Err(err) => {
                     tracing::debug!("VXLAN port {}: receive failed: {err}", ep.port);
-                    return;
+                    break;
                 }
             };
-            let Some(&(b, p)) = self.demux.get(&TunnelKey { endpoint: e, remote, vni }) else {
-                ep.stats.unknown_tunnel.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                continue;
-            };
-            if self.bridges[b].failed[p] {
+            if t.truncated {
                 continue;
             }
-            let multicast = self.buf.frame().first().is_some_and(|b| b & 1 == 1);
-            let br = &mut self.bridges[b];
-            let port = &mut br.ports[p];
-            port.stats.rx(self.buf.len(), multicast);
-            if port.policer.as_mut().is_some_and(|pol| !pol.admit(now, self.buf.len())) {
-                PortStats::inc(&port.stats.rx_dropped);
-                br.core.count_drop(DropReason::Policed);
-                continue;
+            for d in port_vxlan::datagrams(&train[..t.len], t.seg, &ep.stats) {
+                let Some((vni, inner)) = d else { continue };
+                let Some(&(b, p)) = self.demux.get(&TunnelKey { endpoint: e, remote: t.from.ip(), vni }) else {
+                    ep.stats.unknown_tunnel.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                };
+                if target != Some((b, p)) {
+                    if let Some((tb, tp)) = target {
+                        co.flush_with(|f, v| self.deliver(tb, tp, f, v, now));
+                    }
+                    target = Some((b, p));
+                }
+                co.push(inner, |f, v| self.deliver(b, p, f, v, now));
             }
-            if let Err((fb, fp, err)) = self.forward(b, p, now) {
-                self.fail_port(fb, fp, err);
-            }
+        }
+        if let Some((tb, tp)) = target {
+            co.flush_with(|f, v| self.deliver(tb, tp, f, v, now));
+        }
+        self.train = train;
+        self.coalescer = co;
+    }
+
+    /// Hands one decapsulated (possibly coalesced) frame to the switch as received on
+    /// tunnel port `p` of bridge `b`.
+    fn deliver(&mut self, b: usize, p: usize, frame: &[u8], vnet: &VnetHdr, now: Time) {
+        if self.bridges[b].failed[p] {
+            return;
+        }
+        let area = self.buf.rx_area();
+        let br = &mut self.bridges[b];
+        let port = &mut br.ports[p];
+        if frame.len() > area.len() {
+            PortStats::inc(&port.stats.rx_errors);
+            br.core.count_drop(DropReason::Oversize);
+            return;
+        }
+        area[..frame.len()].copy_from_slice(frame);
+        self.buf.set_len(frame.len());
+        self.buf.vnet = *vnet;
+        port.stats.rx(frame.len(), frame.first().is_some_and(|b| b & 1 == 1));
+        if port.policer.as_mut().is_some_and(|pol| !pol.admit(now, frame.len())) {
+            PortStats::inc(&port.stats.rx_dropped);
+            br.core.count_drop(DropReason::Policed);
+            return;
+        }
+        if let Err((fb, fp, err)) = self.forward(b, p, now) {
+            self.fail_port(fb, fp, err);
         }
     }
 
@@ -494,10 +537,19 @@ fn complete_csum(buf: &mut PacketBuf) -> bool {
     true
 }
 
-/// Cuts a GSO frame into MSS-sized frames with full checksums (in the worker's scratch
-/// buffer, one at a time) for a port that cannot take GSO, and sends each. The original
-/// stays intact for the other egress ports.
+/// Cuts a GSO frame into MSS-sized frames with full checksums for a port that cannot
+/// take GSO: through the port's own batched path if it has one, else one segment at a
+/// time in the worker's scratch buffer. The original stays intact for other ports.
 fn segment_and_send(core: &mut Bridge, port: &DpPort, buf: &PacketBuf, seg: &mut PacketBuf) -> io::Result<()> {
+    if let Some(r) = port.io.send_gso(buf, seg.rx_area())? {
+        port.stats.tx_packets.fetch_add(r.sent as u64, std::sync::atomic::Ordering::Relaxed);
+        port.stats.tx_bytes.fetch_add(r.bytes as u64, std::sync::atomic::Ordering::Relaxed);
+        if r.dropped > 0 {
+            port.stats.tx_dropped.fetch_add(r.dropped as u64, std::sync::atomic::Ordering::Relaxed);
+            core.count_drop(DropReason::TxFailed);
+        }
+        return Ok(());
+    }
     let mut s = match Segmenter::new(buf.frame(), &buf.vnet) {
         Ok(s) => s,
         Err(e) => {
@@ -529,7 +581,6 @@ mod tests {
     use super::*;
     use crate::port::mem::MemPort;
     use crate::wire::checksum;
-    use crate::wire::virtio_net_hdr::VnetHdr;
 
     fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
         let mut f = vec![0u8; 60];

@@ -49,6 +49,25 @@ pub trait PortIo: Send + Sync {
     /// Whether the device takes frames with partial checksums and GSO (virtio-net
     /// header) — if not, the worker completes them in software first.
     fn offloads(&self) -> bool;
+
+    /// Sends a GSO frame that the port cannot take as it is, cutting it itself in a
+    /// cheaper way than one send per segment (VXLAN: one `sendmsg` with UDP GSO).
+    /// `scratch` is the worker's buffer for that. `Ok(None)`: the port has no such
+    /// path; the worker segments in software and sends each segment.
+    fn send_gso(&self, _buf: &PacketBuf, _scratch: &mut [u8]) -> io::Result<Option<GsoSent>> {
+        Ok(None)
+    }
+}
+
+/// What [`PortIo::send_gso`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GsoSent {
+    /// Segments that left.
+    pub sent: usize,
+    /// Bytes of inner frames that left.
+    pub bytes: usize,
+    /// Segments dropped (queue full, too big for the path, bad GSO metadata).
+    pub dropped: usize,
 }
 
 /// Per-port traffic counters, written by the worker, read by the control plane

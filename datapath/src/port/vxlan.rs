@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{PortIo, Rx};
+use super::{GsoSent, PortIo, Rx};
+use crate::offload::{Layer, OffloadError, Segmenter};
 use crate::packet::PacketBuf;
 use crate::sys::udp;
 use crate::types::Vni;
@@ -59,6 +60,8 @@ pub fn parse_header(b: &[u8]) -> Option<Vni> {
 /// Counters of a receive endpoint (shown by `rvs/drops`).
 #[derive(Debug, Default)]
 pub struct EndpointStats {
+    /// Receive calls that returned data (a datagram or a GRO train).
+    pub receives: AtomicU64,
     pub received: AtomicU64,
     /// Datagrams too short or without the I flag.
     pub bad_header: AtomicU64,
@@ -74,7 +77,24 @@ pub struct Endpoint {
     pub local: Option<IpAddr>,
     pub port: u16,
     pub v6: bool,
+    gro: bool,
     pub stats: EndpointStats,
+}
+
+/// Splits a receive train into its datagrams and checks each header: yields the VNI
+/// and the inner frame, or `None` for a datagram that is not valid VXLAN (counted).
+pub fn datagrams<'a>(train: &'a [u8], seg: Option<u16>, stats: &'a EndpointStats) -> impl Iterator<Item = Option<(Vni, &'a [u8])>> + 'a {
+    let size = seg.map_or(train.len().max(1), usize::from);
+    train.chunks(size).map(move |d| {
+        stats.received.fetch_add(1, Relaxed);
+        match parse_header(d) {
+            Some(vni) => Some((vni, &d[HEADER_LEN..])),
+            None => {
+                stats.bad_header.fetch_add(1, Relaxed);
+                None
+            }
+        }
+    })
 }
 
 impl Endpoint {
@@ -86,9 +106,31 @@ impl Endpoint {
             sock.set_only_v6(true)?;
         }
         let _ = sock.set_recv_buffer_size(8 << 20);
+        // Receive-side UDP GRO: the kernel hands over trains of same-size datagrams of
+        // one flow, one system call for up to 64 KiB (best effort; old kernels lack it).
+        let gro = udp::set_gro(sock.as_fd(), true).is_ok();
         let ip = local.unwrap_or(if v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) });
         sock.bind(&SocketAddr::new(ip, port).into())?;
-        Ok(Endpoint { sock, local, port, v6, stats: EndpointStats::default() })
+        Ok(Endpoint { sock, local, port, v6, gro, stats: EndpointStats::default() })
+    }
+
+    /// Whether the socket delivers GRO trains.
+    pub fn gro(&self) -> bool {
+        self.gro
+    }
+
+    /// Receives a datagram or a GRO train of datagrams into `buf` (which should hold
+    /// 64 KiB). Each datagram is `[VXLAN header][inner frame]`; split them with
+    /// [`datagrams`].
+    pub fn recv_train(&self, buf: &mut [u8]) -> io::Result<Option<udp::Train>> {
+        let t = udp::recv_train(self.sock.as_fd(), buf)?;
+        if let Some(t) = &t {
+            self.stats.receives.fetch_add(1, Relaxed);
+            if t.truncated {
+                self.stats.truncated.fetch_add(1, Relaxed);
+            }
+        }
+        Ok(t)
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
@@ -126,8 +168,8 @@ pub struct TxSettings {
     pub tos: u8,
     /// Set DF on the outer IPv4 header (`df_default`, OVS's default is true).
     pub df: bool,
-    /// Outer UDP checksum over IPv4 (`csum`; OVS's default is false). Always on for
-    /// IPv6.
+    /// `csum` as configured (OVS's default is false). rvs computes the outer UDP
+    /// checksum in every case (see [`SendPool::open`]).
     pub csum: bool,
 }
 
@@ -151,7 +193,12 @@ impl SendPool {
             } else {
                 sock.set_ttl_v4(u32::from(s.ttl))?;
                 sock.set_tos_v4(u32::from(s.tos))?;
-                udp::set_no_checksum(sock.as_fd(), !s.csum)?;
+                // The outer UDP checksum is always computed: Linux's UDP segmentation
+                // offload refuses sockets with SO_NO_CHECK, and every receiver accepts
+                // a checksum. (On virtual and most real devices it costs nothing: it
+                // is left partial and offloaded.) `csum=false` is therefore accepted
+                // but has no effect.
+                udp::set_no_checksum(sock.as_fd(), false)?;
             }
             udp::set_dont_fragment(sock.as_fd(), s.v6, s.df)?;
             let _ = sock.set_send_buffer_size(4 << 20);
@@ -171,7 +218,17 @@ impl SendPool {
 pub struct TunnelStats {
     /// Frames dropped because they do not fit the underlay path once encapsulated.
     pub mtu_exceeded: AtomicU64,
+    /// UDP GSO sends the kernel refused (EIO/EINVAL), after which the tunnel sends
+    /// one datagram per segment.
+    pub gso_fallbacks: AtomicU64,
+    /// Send calls made (a UDP GSO train counts once).
+    pub sends: AtomicU64,
 }
+
+/// Linux accepts at most this many segments in one UDP GSO send (UDP_MAX_SEGMENTS).
+const UDP_MAX_SEGMENTS: usize = 64;
+/// Largest UDP payload in one GSO send (the UDP length field is 16 bits).
+const UDP_GSO_MAX_BYTES: usize = 65_000;
 
 /// A tunnel port.
 pub struct Tunnel {
@@ -181,11 +238,21 @@ pub struct Tunnel {
     pool: std::sync::Arc<SendPool>,
     pub stats: TunnelStats,
     last_log: Mutex<Option<Instant>>,
+    /// Cleared when the kernel refuses UDP GSO.
+    gso: std::sync::atomic::AtomicBool,
 }
 
 impl Tunnel {
     pub fn new(name: &str, remote: SocketAddr, vni: Vni, pool: std::sync::Arc<SendPool>) -> Tunnel {
-        Tunnel { name: name.into(), remote, vni, pool, stats: TunnelStats::default(), last_log: Mutex::new(None) }
+        Tunnel {
+            name: name.into(),
+            remote,
+            vni,
+            pool,
+            stats: TunnelStats::default(),
+            last_log: Mutex::new(None),
+            gso: std::sync::atomic::AtomicBool::new(true),
+        }
     }
 
     pub fn pool(&self) -> &std::sync::Arc<SendPool> {
@@ -215,6 +282,40 @@ impl Tunnel {
     }
 }
 
+impl Tunnel {
+    /// Sends the datagrams packed in `train` (each `unit` bytes but the last) one by
+    /// one. Returns (sent, dropped).
+    fn send_each(&self, sock: BorrowedFd<'_>, train: &[u8], unit: usize) -> io::Result<(usize, usize)> {
+        let (mut sent, mut dropped) = (0, 0);
+        for d in train.chunks(unit) {
+            match self.classify(udp::send_to(sock, &[IoSlice::new(d)], &self.remote), d.len() - HEADER_LEN)? {
+                true => sent += 1,
+                false => dropped += 1,
+            }
+        }
+        Ok((sent, dropped))
+    }
+
+    /// Maps a send result: `Ok(true)` sent, `Ok(false)` dropped (counted here when it is
+    /// an MTU problem), `Err` a broken socket.
+    fn classify(&self, r: io::Result<usize>, inner_len: usize) -> io::Result<bool> {
+        match r {
+            Ok(_) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                self.stats.mtu_exceeded.fetch_add(1, Relaxed);
+                self.log_too_big(inner_len);
+                Ok(false)
+            }
+            // Unreachable/refused peers, full queues, routes not yet there: drops.
+            Err(e) if matches!(
+                e.raw_os_error(),
+                Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::ECONNREFUSED) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPERM)
+            ) || super::is_transient_tx(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 impl PortIo for Tunnel {
     fn recv(&self, _buf: &mut PacketBuf) -> io::Result<Rx> {
         // Tunnel ports receive through their shared endpoint.
@@ -225,20 +326,73 @@ impl PortIo for Tunnel {
         let hdr = header(self.vni);
         let frame = buf.frame();
         let sock = self.pool.pick(flow_hash(frame));
-        match udp::send_to(sock, &[IoSlice::new(&hdr), IoSlice::new(frame)], &self.remote) {
-            Ok(_) => Ok(true),
-            Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
-                self.stats.mtu_exceeded.fetch_add(1, Relaxed);
-                self.log_too_big(frame.len());
-                Ok(false)
+        self.classify(udp::send_to(sock, &[IoSlice::new(&hdr), IoSlice::new(frame)], &self.remote), frame.len())
+    }
+
+    /// Cuts a TCP/UDP GSO frame at its MSS into `[VXLAN header][inner segment]`
+    /// datagrams packed back to back in `scratch`, and sends up to 64 of them per
+    /// `sendmsg` with UDP GSO: one system call instead of one per segment. If the
+    /// kernel refuses UDP GSO, the tunnel falls back to one send per datagram for good
+    /// (counted in `gso_fallbacks`).
+    fn send_gso(&self, buf: &PacketBuf, scratch: &mut [u8]) -> io::Result<Option<GsoSent>> {
+        let mut seg = match Segmenter::new(buf.frame(), &buf.vnet) {
+            Ok(s) => s,
+            Err(_) => return Ok(Some(GsoSent { dropped: 1, ..GsoSent::default() })),
+        };
+        let hdr = header(self.vni);
+        let unit = HEADER_LEN + seg.segment_len(Layer::L2);
+        let per_call = UDP_MAX_SEGMENTS.min(UDP_GSO_MAX_BYTES / unit).max(1);
+        let sock = self.pool.pick(flow_hash(buf.frame()));
+        let mut out = GsoSent::default();
+        while seg.remaining() > 0 {
+            let (mut off, mut n) = (0, 0);
+            while n < per_call && seg.remaining() > 0 {
+                let Some(room) = scratch.get_mut(off..) else { break };
+                if room.len() < HEADER_LEN {
+                    break;
+                }
+                room[..HEADER_LEN].copy_from_slice(&hdr);
+                match seg.next_into(room, HEADER_LEN, Layer::L2) {
+                    Ok(Some(len)) => {
+                        off += HEADER_LEN + len;
+                        out.bytes += len;
+                        n += 1;
+                    }
+                    Ok(None) => break,
+                    Err(OffloadError::NoRoom { .. }) if n > 0 => break,
+                    Err(_) => {
+                        out.dropped += seg.remaining().max(1);
+                        return Ok(Some(out));
+                    }
+                }
             }
-            // Unreachable/refused peers, full queues, routes not yet there: drops.
-            Err(e) if matches!(
-                e.raw_os_error(),
-                Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::ECONNREFUSED) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPERM)
-            ) || super::is_transient_tx(&e) => Ok(false),
-            Err(e) => Err(e),
+            if n == 0 {
+                out.dropped += seg.remaining();
+                break;
+            }
+            let train = &scratch[..off];
+            self.stats.sends.fetch_add(1, Relaxed);
+            if n > 1 && self.gso.load(Relaxed) {
+                match udp::send_gso(sock, train, unit as u16, &self.remote) {
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL)) => {
+                        self.gso.store(false, Relaxed);
+                        self.stats.gso_fallbacks.fetch_add(1, Relaxed);
+                        tracing::warn!("{}: the kernel refused UDP GSO ({e}); sending one datagram per segment", self.name);
+                    }
+                    r => {
+                        match self.classify(r, unit - HEADER_LEN)? {
+                            true => out.sent += n,
+                            false => out.dropped += n,
+                        }
+                        continue;
+                    }
+                }
+            }
+            let (s, d) = self.send_each(sock, train, unit)?;
+            out.sent += s;
+            out.dropped += d;
         }
+        Ok(Some(out))
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {

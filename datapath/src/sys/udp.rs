@@ -103,6 +103,88 @@ pub fn send_to(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], to: &SocketAddr) -> io:
     cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) })
 }
 
+/// Sends `buf` as a train of datagrams of `seg` bytes each (the last may be shorter)
+/// with one `sendmsg` and the `UDP_SEGMENT` control message (Linux UDP GSO, at most 64
+/// segments). Kernels or devices that cannot do it answer `EIO`/`EINVAL`.
+pub fn send_gso(fd: BorrowedFd<'_>, buf: &[u8], seg: u16, to: &SocketAddr) -> io::Result<usize> {
+    let (ss, len) = raw_addr(to);
+    let mut iov = [IoSlice::new(buf)];
+    // Room for one cmsg carrying a u16, 8-byte aligned.
+    let mut cbuf = [0u64; 4];
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_name = (&ss as *const libc::sockaddr_storage) as *mut libc::c_void;
+    msg.msg_namelen = len;
+    msg.msg_iov = iov.as_mut_ptr().cast();
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+    // SAFETY: the control buffer is 32 bytes, more than CMSG_SPACE(2) = 24, so the first
+    // header and its data lie inside it; the write of the u16 is unaligned-safe.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
+    }
+    // SAFETY: `msg` points at `ss`, `iov` (over `buf`) and `cbuf`, all live for the call.
+    cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) })
+}
+
+/// One receive with UDP GRO on: `buf` holds one datagram or a train of datagrams of
+/// `seg` bytes each (the last may be shorter) from the same sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Train {
+    pub len: usize,
+    /// Size of each datagram when the kernel coalesced several (`UDP_GRO` cmsg).
+    pub seg: Option<u16>,
+    pub truncated: bool,
+    pub from: SocketAddr,
+}
+
+/// Receives one datagram or GRO train; `Ok(None)` when nothing is queued.
+pub fn recv_train(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<Train>> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut cbuf = [0u64; 8];
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { zeroed() };
+    msg.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    msg.msg_iov = iov.as_mut_ptr().cast();
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = size_of::<[u64; 8]>();
+    // SAFETY: `msg` points at `ss`, `iov` (over `buf`) and `cbuf`, all live and
+    // writable for the call.
+    let r = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
+    let n = match cvt_size(r) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let cap = iov[0].len();
+    let mut seg = None;
+    // SAFETY: the CMSG_* helpers walk the control buffer the kernel just filled,
+    // bounded by msg_controllen; the value is read unaligned from inside it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                // The kernel writes an int; only the low 16 bits are a size.
+                let v: libc::c_int = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                seg = u16::try_from(v).ok().filter(|&s| s > 0);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let Some(from) = from_raw(&ss) else { return Ok(None) };
+    Ok(Some(Train { len: n.min(cap), seg, truncated: n > cap || msg.msg_flags & libc::MSG_TRUNC != 0, from }))
+}
+
 /// Receives one datagram into `buf`: `Ok(None)` when nothing is queued; otherwise the
 /// length (clamped to `buf`), whether it was truncated, and the sender.
 pub fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<(usize, bool, SocketAddr)>> {
@@ -131,6 +213,29 @@ pub fn recv_from(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<(usize
 mod tests {
     use super::*;
     use std::os::fd::AsFd;
+
+    #[test]
+    fn gso_send_arrives_as_separate_datagrams() {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = b.local_addr().unwrap();
+        let data: Vec<u8> = (0..250u8).collect();
+        assert_eq!(send_gso(a.as_fd(), &data, 100, &to).unwrap(), 250);
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2000];
+        for _ in 0..200 {
+            if let Some((n, _, _)) = recv_from(b.as_fd(), &mut buf).unwrap() {
+                got.push(buf[..n].to_vec());
+                if got.len() == 3 {
+                    break;
+                }
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), vec![100, 100, 50]);
+        assert_eq!(got.concat(), data);
+    }
 
     #[test]
     fn loopback_round_trip_v4_and_v6() {
