@@ -216,11 +216,11 @@ pub enum Layer {
 /// only copies and patches. All segments except the last have the same length, as
 /// `UDP_SEGMENT` requires of a batch.
 ///
-/// ```ignore
+/// Typical use (the worker sends each `&scratch[..n]`):
+///
+/// ```text
 /// let mut seg = Segmenter::new(frame, &vnet)?;
-/// while let Some(n) = seg.next_into(&mut scratch, 0, Layer::L2)? {
-///     port.send(&scratch[..n])?;
-/// }
+/// while let Some(n) = seg.next_into(&mut scratch, 0, Layer::L2)? { send(&scratch[..n]) }
 /// ```
 #[derive(Debug, Clone)]
 pub struct Segmenter<'a> {
