@@ -145,9 +145,9 @@ impl PacketBuf {
 
     /// Inserts an 802.1Q tag (TPID `tpid`) after the MAC addresses, moving only the 12
     /// MAC bytes into the headroom. Returns `false` (frame unchanged) if the frame is
-    /// shorter than the MACs or the headroom is exhausted.
+    /// shorter than an Ethernet header or the headroom is exhausted.
     pub fn push_vlan(&mut self, tpid: u16, tci: u16) -> bool {
-        if self.len() < vlan::TPID_OFFSET || self.head < vlan::TAG_LEN {
+        if self.len() < ethernet::HEADER_LEN || self.head < vlan::TAG_LEN {
             return false;
         }
         let old = self.head;
@@ -245,6 +245,11 @@ mod tests {
     fn runts_and_headroom() {
         let mut p = PacketBuf::from_frame(&[1, 2, 3]);
         assert!(!p.push_vlan(0x8100, 1));
+        // Found by fuzzing: 13 bytes (MACs but no whole EtherType) must not be tagged,
+        // or the tag could not be popped again.
+        let mut r = PacketBuf::from_frame(&[0u8; 13]);
+        assert!(!r.push_vlan(0x8100, 10));
+        assert_eq!(r.len(), 13);
         assert_eq!(p.frame(), &[1, 2, 3]);
         let mut q = PacketBuf::from_frame(&frame());
         assert!(q.push_front(HEADROOM).is_some());
