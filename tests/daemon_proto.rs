@@ -1,0 +1,146 @@
+//! Black-box tests of rvs-vswitchd's control protocol (what rvsctl speaks): snapshots,
+//! optimistic transactions with conflicts, schema checks and garbage collection done by
+//! the daemon, appctl answers. No root needed: no device is created (ports named here
+//! do not exist, so they show OVS's "could not open network device" error).
+
+use std::time::Duration;
+
+use datapath::db::{Atom, Datum, Db, RowOp, Uuid, tables};
+use datapath::proto::{Client, Request, Response};
+use rvs::testkit::*;
+
+fn client(d: &Daemon) -> Client {
+    Client::connect(&d.socket(), Duration::from_secs(10)).expect("connect")
+}
+
+fn snapshot(c: &mut Client) -> Db {
+    match c.call(&Request::Snapshot).expect("snapshot") {
+        Response::Snapshot { db } => Db::from_json(&db).expect("db json"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn commit(c: &mut Client, base: &Db, new: &Db) -> Response {
+    c.call(&Request::Commit { base_generation: base.generation, ops: base.diff(new), wait: true }).expect("commit")
+}
+
+/// Adds bridge `br` with one system port `port` to a copy of `db`.
+fn with_bridge(db: &Db, br: &str, port: &str) -> Db {
+    let mut n = db.clone();
+    let i = n.insert_new(tables::INTERFACE);
+    n.set(tables::INTERFACE, &i, "name", Datum::string(port));
+    let p = n.insert_new(tables::PORT);
+    n.set(tables::PORT, &p, "name", Datum::string(port));
+    n.set(tables::PORT, &p, "interfaces", Datum::uuid(i));
+    let b = n.insert_new(tables::BRIDGE);
+    n.set(tables::BRIDGE, &b, "name", Datum::string(br));
+    n.set(tables::BRIDGE, &b, "ports", Datum::uuid(p));
+    let root = n.root().unwrap().0;
+    let mut brs = n.get(tables::OPEN_VSWITCH, &root, "bridges").unwrap().clone();
+    brs.insert(Atom::Uuid(b), None);
+    n.set(tables::OPEN_VSWITCH, &root, "bridges", brs);
+    n
+}
+
+#[test]
+fn commit_applies_reports_port_errors_and_persists() {
+    let d = Daemon::start("pc", None);
+    let mut c = client(&d);
+    let base = snapshot(&mut c);
+    assert!(base.root().is_some(), "the daemon creates the Open_vSwitch row");
+    let next = with_bridge(&base, "brp", "rvs-nodev0");
+    let Response::Committed { generation, db } = commit(&mut c, &base, &next) else { panic!("not committed") };
+    assert_eq!(generation, base.generation + 1);
+    let db = Db::from_json(&db).unwrap();
+    let i = db.find_by_name(tables::INTERFACE, "rvs-nodev0").unwrap();
+    assert_eq!(
+        db.get(tables::INTERFACE, &i, "error").and_then(Datum::as_str),
+        Some("could not open network device rvs-nodev0 (No such device)")
+    );
+    assert_eq!(db.get(tables::INTERFACE, &i, "ofport").and_then(Datum::as_int), Some(-1));
+    // Durable: a restarted daemon has it.
+    d.stop();
+    assert!(d.try_start().status.success());
+    let mut c = client(&d);
+    assert!(snapshot(&mut c).find_by_name(tables::BRIDGE, "brp").is_some());
+}
+
+#[test]
+fn stale_generation_is_a_conflict_and_changes_nothing() {
+    let d = Daemon::start("pk", None);
+    let mut c = client(&d);
+    let base = snapshot(&mut c);
+    assert!(matches!(commit(&mut c, &base, &with_bridge(&base, "bra", "rvs-nodev1")), Response::Committed { .. }));
+    // A second client still working from the old snapshot.
+    let r = commit(&mut c, &base, &with_bridge(&base, "brb", "rvs-nodev2"));
+    assert!(matches!(r, Response::Conflict { generation } if generation == base.generation + 1), "{r:?}");
+    let now = snapshot(&mut c);
+    assert!(now.find_by_name(tables::BRIDGE, "brb").is_none());
+    assert!(now.find_by_name(tables::BRIDGE, "bra").is_some());
+}
+
+#[test]
+fn daemon_enforces_schema_and_collects_garbage() {
+    let d = Daemon::start("ps", None);
+    let mut c = client(&d);
+    let base = snapshot(&mut c);
+    // A dangling reference is refused with OVSDB's wording and changes nothing.
+    let mut bad = with_bridge(&base, "brx", "rvs-nodev3");
+    let p = bad.find_by_name(tables::PORT, "rvs-nodev3").unwrap();
+    bad.set(tables::PORT, &p, "interfaces", Datum::uuid(Uuid::random()));
+    match commit(&mut c, &base, &bad) {
+        Response::Error { message } => assert!(message.contains("referential integrity violation"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // A tag out of range (a client bypassing rvsctl's checks) is refused too.
+    let mut bad = with_bridge(&base, "bry", "rvs-nodev4");
+    let p = bad.find_by_name(tables::PORT, "rvs-nodev4").unwrap();
+    bad.set(tables::PORT, &p, "tag", Datum::integer(5000));
+    assert!(matches!(commit(&mut c, &base, &bad), Response::Error { .. }));
+    assert_eq!(snapshot(&mut c).generation, base.generation);
+    // Dropping the bridge from Open_vSwitch.bridges deletes bridge, port and interface.
+    let good = with_bridge(&base, "brz", "rvs-nodev5");
+    let Response::Committed { .. } = commit(&mut c, &base, &good) else { panic!() };
+    let cur = snapshot(&mut c);
+    let mut gone = cur.clone();
+    let root = gone.root().unwrap().0;
+    gone.set(tables::OPEN_VSWITCH, &root, "bridges", Datum::set(vec![]));
+    // Only the root changes in the ops the client sends; the daemon collects the rest.
+    let ops: Vec<RowOp> = cur.diff(&gone);
+    assert_eq!(ops.len(), 1);
+    let r = c.call(&Request::Commit { base_generation: cur.generation, ops, wait: true }).unwrap();
+    assert!(matches!(r, Response::Committed { .. }), "{r:?}");
+    let after = snapshot(&mut c);
+    assert!(after.tables[tables::BRIDGE].is_empty() && after.tables[tables::PORT].is_empty() && after.tables[tables::INTERFACE].is_empty());
+}
+
+#[test]
+fn appctl_answers_like_ovs_vswitchd() {
+    let d = Daemon::start("pa", None);
+    let mut c = client(&d);
+    let base = snapshot(&mut c);
+    let Response::Committed { .. } = commit(&mut c, &base, &with_bridge(&base, "brq", "rvs-nodev6")) else { panic!() };
+    let ask = |c: &mut Client, cmd: &str, args: &[&str]| match c.call(&Request::Appctl { command: cmd.into(), args: args.iter().map(|s| s.to_string()).collect() }).unwrap() {
+        Response::Appctl { ok, output } => (ok, output),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(ask(&mut c, "fdb/show", &["brq"]), (true, " port  VLAN  MAC                Age\n".to_string()));
+    assert_eq!(ask(&mut c, "fdb/show", &["nope"]), (false, "no such bridge".to_string()));
+    assert_eq!(ask(&mut c, "fdb/show", &[]), (false, "\"fdb/show\" command requires at least 1 arguments".to_string()));
+    assert_eq!(ask(&mut c, "fdb/flush", &[]), (true, "table successfully flushed".to_string()));
+    assert_eq!(ask(&mut c, "fdb/stats-clear", &["brq"]), (true, "statistics successfully cleared".to_string()));
+    let (ok, s) = ask(&mut c, "fdb/stats-show", &["brq"]);
+    assert!(ok && s.starts_with("Statistics for bridge \"brq\":\n  Current/maximum MAC entries in the table: 0/8192\n"), "{s}");
+    let (ok, s) = ask(&mut c, "fdb/add", &["brq", "rvs-nodev6", "10", "02:00:00:00:00:01"]);
+    assert!(!ok && s == "software error, odp port is present but no ofp port", "a port without ofport: {s}");
+    assert_eq!(ask(&mut c, "fdb/add", &["brq", "x", "10", "zz"]).1, "bad MAC address");
+    assert_eq!(ask(&mut c, "fdb/del", &["brq", "10", "02:00:00:00:00:01"]).1, "could not find static mac entry\n");
+    let (ok, s) = ask(&mut c, "dpif/show", &[]);
+    assert!(ok && s.contains("  brq:\n") && s.contains("    rvs-nodev6 none/none: (system)\n"), "{s}");
+    assert!(ask(&mut c, "list-commands", &[]).1.starts_with("The available commands are:\n"));
+    assert!(ask(&mut c, "version", &[]).1.starts_with("rvs-vswitchd (rvs) "));
+    let (ok, s) = ask(&mut c, "bogus", &[]);
+    assert!(!ok && s == "\"bogus\" is not a valid command (use \"list-commands\" to see a list of valid commands)");
+    assert!(ask(&mut c, "vlog/set", &["ANY:file:dbg"]).0);
+    assert!(ask(&mut c, "vlog/list", &[]).1.contains("DBG"));
+}
