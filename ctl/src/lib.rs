@@ -1,0 +1,126 @@
+//! `rvsctl`: the command line of rvs, speaking ovs-vsctl's language (and, through a
+//! link named `ovs-appctl` or for any verb containing `/`, ovs-appctl's).
+//!
+//! The program name decides the personality and the prefix of messages: invoked as
+//! `ovs-vsctl` it prints `ovs-vsctl: …` exactly where Open vSwitch's ovs-vsctl would,
+//! so libvirt and scripts see no difference. Everything runs as one transaction
+//! against rvs-vswitchd's database ([`run`]); commands live in [`commands`], one file
+//! per family.
+#![deny(unsafe_code)]
+
+pub mod appctl;
+pub mod backend;
+pub mod cache;
+pub mod commands;
+pub mod context;
+pub mod error;
+pub mod format;
+pub mod help;
+pub mod names;
+pub mod options;
+pub mod run;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use crate::backend::Backend;
+use crate::error::CtlError;
+use crate::options::Action;
+
+/// What an invocation printed and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+/// The socket rvs-vswitchd listens on by default: `$RVS_RUNDIR/rvs.sock`, else
+/// `/run/rvs/rvs.sock`.
+pub fn default_socket() -> PathBuf {
+    let dir = std::env::var_os("RVS_RUNDIR").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/rvs"));
+    dir.join(datapath::proto::SOCKET_NAME)
+}
+
+/// The program name as invoked (`rvsctl`, `ovs-vsctl`, `ovs-appctl`).
+pub fn program_name(argv0: &str) -> String {
+    std::path::Path::new(argv0).file_name().and_then(|s| s.to_str()).unwrap_or("rvsctl").to_string()
+}
+
+/// Runs one invocation: `argv[0]` is the program, the rest its arguments.
+pub fn run(argv: Vec<String>) -> Output {
+    let prog = program_name(argv.first().map(String::as_str).unwrap_or("rvsctl"));
+    let args = &argv[argv.len().min(1)..];
+    if prog == "ovs-appctl" {
+        let (stdout, stderr, code) = appctl::main(&prog, args, default_socket());
+        return Output { stdout, stderr, code };
+    }
+    vsctl(&prog, args, None)
+}
+
+fn fail(prog: &str, e: CtlError) -> Output {
+    let stderr = if e.msg.is_empty() { String::new() } else { format!("{prog}: {}\n", e.msg) };
+    Output { stdout: String::new(), stderr, code: e.code }
+}
+
+/// The ovs-vsctl personality. `backend` replaces the daemon's socket (tests).
+pub fn vsctl(prog: &str, args: &[String], backend: Option<&mut dyn Backend>) -> Output {
+    let (opts, first) = match options::parse(args, prog) {
+        Ok(x) => x,
+        Err(e) => return fail(prog, e),
+    };
+    match opts.action {
+        Action::Help => return Output { stdout: help::vsctl(prog), ..Output::default() },
+        Action::Version => return Output { stdout: help::version(prog), ..Output::default() },
+        Action::Commands => return Output { stdout: help::commands() + &help::options() + &help::version(prog), ..Output::default() },
+        Action::ListOptions => return Output { stdout: help::options() + &help::version(prog), ..Output::default() },
+        Action::Run => {}
+    }
+    let rest = &args[first..];
+    let (sock, db_name) = match &opts.db {
+        Some(d) => match d.strip_prefix("unix:") {
+            Some(p) => (PathBuf::from(p), d.clone()),
+            None => return fail(prog, CtlError::new(format!("{d}: rvs only supports unix:PATH databases (its control socket)"))),
+        },
+        None => {
+            let s = default_socket();
+            (s.clone(), format!("unix:{}", s.display()))
+        }
+    };
+    // rvs extension: `rvsctl fdb/show br0` is an appctl command.
+    if let Some(cmd) = rest.first().filter(|c| c.contains('/') && !c.starts_with('-')) {
+        let timeout = opts.timeout.map_or(run::DEFAULT_WAIT, |t| std::time::Duration::from_secs(u64::from(t)));
+        if let Some(t) = opts.timeout {
+            datapath::sys::process::alarm(t);
+        }
+        let (stdout, stderr, code) = appctl::call(prog, sock, cmd, &rest[1..], timeout);
+        return Output { stdout, stderr, code };
+    }
+    let mut cmds = match commands::parse(rest, opts.local.clone()) {
+        Ok(c) => c,
+        Err(e) => return fail(prog, e),
+    };
+    let deadline = match opts.timeout {
+        Some(t) => {
+            // As ovs-vsctl: SIGALRM ends a command that takes longer (status 142).
+            datapath::sys::process::alarm(t);
+            Instant::now() + std::time::Duration::from_secs(u64::from(t) + 5)
+        }
+        None => Instant::now() + run::DEFAULT_WAIT,
+    };
+    let mut socket;
+    let b: &mut dyn Backend = match backend {
+        Some(b) => b,
+        None => {
+            socket = backend::Socket::new(sock, deadline);
+            &mut socket
+        }
+    };
+    match run::execute(b, &opts, &mut cmds, deadline, &db_name) {
+        Ok(out) => {
+            let stderr: String = out.errors.iter().map(|e| format!("{prog}: {e}\n")).collect();
+            Output { stdout: out.stdout, stderr, code: 0 }
+        }
+        Err(e) => fail(prog, e),
+    }
+}

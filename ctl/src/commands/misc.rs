@@ -1,0 +1,122 @@
+//! init, emer-reset, fail mode, and the commands for features rvs does not have
+//! (OpenFlow controllers, managers, SSL, bonds, Auto Attach, conntrack zones). Reading
+//! those prints what there is — nothing; changing them is a clear error, never a
+//! silent success.
+
+use datapath::db::{Datum, TABLES, tables};
+
+use crate::context::{Cmd, Txn};
+use crate::error::{CtlError, Result};
+
+/// `init`: the Open_vSwitch row exists once the transaction runs.
+pub fn init(t: &mut Txn, _c: &mut Cmd) -> Result<()> {
+    t.root();
+    Ok(())
+}
+
+pub fn comment(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
+    Ok(())
+}
+
+/// `emer-reset`: back to a plain learning switch, keeping bridges and ports (the
+/// columns ovs-vsctl resets, where rvs has them).
+pub fn emer_reset(t: &mut Txn, _c: &mut Cmd) -> Result<()> {
+    let bt = &TABLES[tables::BRIDGE];
+    for r in t.db.tables[tables::BRIDGE].values_mut() {
+        let hwaddr = r.get(bt, "other_config").get_str("hwaddr").map(String::from);
+        r.set(bt, "fail_mode", Datum::set(vec![]));
+        r.set(bt, "flood_vlans", Datum::set(vec![]));
+        let oc = match &hwaddr {
+            Some(h) => Datum::smap([("hwaddr", h.as_str())]),
+            None => Datum::map(vec![]),
+        };
+        r.set(bt, "other_config", oc);
+    }
+    let pt = &TABLES[tables::PORT];
+    for r in t.db.tables[tables::PORT].values_mut() {
+        r.set(pt, "other_config", Datum::map(vec![]));
+    }
+    let it = &TABLES[tables::INTERFACE];
+    for r in t.db.tables[tables::INTERFACE].values_mut() {
+        r.set(it, "ingress_policing_rate", Datum::integer(0));
+        r.set(it, "ingress_policing_burst", Datum::integer(0));
+    }
+    Ok(())
+}
+
+pub fn get_fail_mode(t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    let cache = t.cache();
+    let b = cache.find_bridge(c.arg(1), true)?.expect("must exist");
+    if let Some(row) = cache.real_row(b) {
+        if let Some(m) = t.db.get(tables::BRIDGE, &row, "fail_mode").and_then(Datum::as_str).filter(|m| !m.is_empty()) {
+            c.output += &format!("{m}\n");
+        }
+    }
+    Ok(())
+}
+
+pub fn del_fail_mode(t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    let cache = t.cache();
+    let row = cache.find_real_bridge(c.arg(1), true)?.and_then(|b| b.row).expect("must exist");
+    t.db.set(tables::BRIDGE, &row, "fail_mode", Datum::set(vec![]));
+    Ok(())
+}
+
+pub fn set_fail_mode(t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    let cache = t.cache();
+    let row = cache.find_real_bridge(c.arg(1), true)?.and_then(|b| b.row).expect("must exist");
+    let mode = c.arg(2);
+    if mode != "standalone" && mode != "secure" {
+        return Err(CtlError::new("fail-mode must be \"standalone\" or \"secure\""));
+    }
+    t.db.set(tables::BRIDGE, &row, "fail_mode", Datum::string(mode));
+    Ok(())
+}
+
+/// get-controller: rvs has no controllers, so there is nothing to print (after the
+/// bridge is checked, as ovs-vsctl does).
+pub fn get_controller(t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    t.cache().find_bridge(c.arg(1), true)?;
+    Ok(())
+}
+
+pub fn del_controller(t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    t.cache().find_real_bridge(c.arg(1), true)?;
+    Ok(())
+}
+
+pub fn get_manager(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
+    Ok(())
+}
+
+pub fn del_manager(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
+    Ok(())
+}
+
+pub fn get_ssl(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
+    Ok(())
+}
+
+pub fn del_ssl(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
+    Ok(())
+}
+
+pub fn unsupported_controller(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    Err(CtlError::new(format!("{}: OpenFlow controllers are not supported by rvs (each bridge is a standalone learning switch)", c.arg(0))))
+}
+
+pub fn unsupported_manager(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    Err(CtlError::new(format!("{}: OVSDB managers are not supported by rvs (it is configured through its local socket only)", c.arg(0))))
+}
+
+pub fn unsupported_ssl(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    Err(CtlError::new(format!("{}: SSL is not supported by rvs (it is configured through its local socket only)", c.arg(0))))
+}
+
+pub fn unsupported_bond(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    Err(CtlError::new(format!("{}: bonds are not supported by rvs yet", c.arg(0))))
+}
+
+pub fn unsupported_other(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    Err(CtlError::new(format!("{}: this command is not supported by rvs", c.arg(0))))
+}

@@ -1,0 +1,128 @@
+//! `--help`, `--version`, `--commands`, `--options`: what rvsctl really supports.
+
+use crate::commands::COMMANDS;
+use crate::options::{Arg, all_long_options};
+
+/// `--version`. Invoked as `ovs-vsctl`, the first line is the one Open vSwitch 3.1.0
+/// prints (scripts parse it), since that is the interface rvsctl implements.
+pub fn version(prog: &str) -> String {
+    let schema = datapath::db::schema::SCHEMA_VERSION;
+    if prog == "rvsctl" {
+        format!(
+            "rvsctl (rvs) {}\nDB Schema {schema}\nCompatible with ovs-vsctl of Open vSwitch 3.1.0\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    } else {
+        format!("{prog} (Open vSwitch) 3.1.0\nDB Schema {schema}\n")
+    }
+}
+
+/// `--commands`: one line per command, OVS's format.
+pub fn commands() -> String {
+    let mut s = String::new();
+    for c in COMMANDS {
+        for o in c.options.split(',').filter(|o| !o.is_empty()) {
+            s += &format!("[{o}] ");
+        }
+        s += &format!(",{},{}\n", c.name, c.usage);
+    }
+    s
+}
+
+/// `--options`: every long option.
+pub fn options() -> String {
+    let mut s = String::new();
+    for (n, a) in all_long_options() {
+        s += &format!("--{n}{}\n", if a == Arg::No { "" } else { "=ARG" });
+    }
+    s
+}
+
+/// `--help`.
+pub fn vsctl(prog: &str) -> String {
+    format!(
+        "{prog}: rvs configuration utility (ovs-vsctl compatible)
+usage: {prog} [OPTIONS] COMMAND [ARG...] [-- [OPTIONS] COMMAND [ARG...]]...
+
+Open vSwitch commands:
+  init                        initialize database, if not yet initialized
+  show                        print overview of database contents
+  emer-reset                  reset configuration to clean state
+
+Bridge commands:
+  add-br BRIDGE               create a new bridge named BRIDGE
+  add-br BRIDGE PARENT VLAN   create new fake BRIDGE in PARENT on VLAN
+  del-br BRIDGE               delete BRIDGE and all of its ports
+  list-br                     print the names of all the bridges
+  br-exists BRIDGE            exit 2 if BRIDGE does not exist
+  br-to-vlan BRIDGE           print the VLAN which BRIDGE is on
+  br-to-parent BRIDGE         print the parent of BRIDGE
+  br-set-external-id BRIDGE KEY [VALUE]  set (or unset) KEY on BRIDGE
+  br-get-external-id BRIDGE [KEY]  print KEY (or all key-value pairs) on BRIDGE
+
+Port commands:
+  list-ports BRIDGE           print the names of all the ports on BRIDGE
+  add-port BRIDGE PORT [COLUMN[:KEY]=VALUE]...  add network device PORT to BRIDGE
+  del-port [BRIDGE] PORT      delete PORT from BRIDGE
+  port-to-br PORT             print name of bridge that contains PORT
+
+Interface commands:
+  list-ifaces BRIDGE          print the names of all interfaces on BRIDGE
+  iface-to-br IFACE           print name of bridge that contains IFACE
+
+Fail mode:
+  get-fail-mode BRIDGE / del-fail-mode BRIDGE / set-fail-mode BRIDGE MODE
+
+Database commands:
+  list TBL [REC]              list RECord (or all records) in TBL
+  find TBL CONDITION...       list records satisfying CONDITION in TBL
+  get TBL REC COL[:KEY]       print values of COLumns in RECord in TBL
+  set TBL REC COL[:KEY]=VALUE set COLumn values in RECord in TBL
+  add TBL REC COL [KEY=]VALUE add (KEY=)VALUE to COLumn in RECord in TBL
+  remove TBL REC COL [KEY=]VALUE  remove (KEY=)VALUE from COLumn
+  clear TBL REC COL           clear values from COLumn in RECord in TBL
+  create TBL COL[:KEY]=VALUE  create and initialize new record
+  destroy TBL REC             delete RECord from TBL
+  wait-until TBL REC [COL[:KEY]=VALUE]  wait until condition is true
+Tables: Open_vSwitch (as \".\"), Bridge, Port, Interface (by name), QoS (via the
+Port's \"qos\"), Queue (by UUID). Names may be abbreviated to a unique prefix.
+
+Switch commands (ovs-appctl style, answered by rvs-vswitchd):
+  fdb/show BRIDGE [--format=json]  MAC table: port, VLAN, MAC, age
+  fdb/flush [BRIDGE]          forget learned MACs
+  fdb/stats-show BRIDGE       MAC table counters
+  fdb/stats-clear [BRIDGE]    reset them
+  fdb/add BRIDGE PORT VLAN MAC  static entry (kept across restarts)
+  fdb/del BRIDGE VLAN MAC     remove a static entry
+  dpif/show                   ports and their numbers
+  rvs/drops [BRIDGE]          dropped frames by reason
+  list-commands, version, vlog/list, vlog/set SPEC
+
+Not supported by rvs (these commands fail with an error saying so): bonds
+(add-bond...), OpenFlow controllers and managers (set-controller, set-manager),
+SSL (set-ssl), Auto Attach and conntrack zone commands; writes to the tables of
+those features.
+
+Options:
+  --db=unix:FILE              rvs-vswitchd's control socket
+                              (default: $RVS_RUNDIR/rvs.sock, else /run/rvs/rvs.sock)
+  --no-wait                   do not wait for rvs-vswitchd to apply the change
+  -t, --timeout=SECS          give up (SIGALRM) after SECS seconds; without it,
+                              {prog} waits at most 30 seconds for the daemon
+  --dry-run                   do not commit changes to database
+  --oneline                   print exactly one line of output per command
+  --if-exists, --may-exist, --id=@NAME, --columns=COL,...  per-command options
+
+Output formatting options:
+  -f, --format=FORMAT         \"list\" (default), \"table\", \"html\", \"csv\" or \"json\"
+  -d, --data=FORMAT           \"string\" (default), \"bare\" or \"json\"
+  --no-headings               omit table heading row
+  --pretty                    pretty-print JSON in output
+  --bare                      same as --format=list --data=bare --no-headings
+
+Other options:
+  -h, --help                  display this help message
+  -V, --version               display version information
+"
+    )
+}

@@ -1,0 +1,166 @@
+//! Running a chain of commands as one transaction (ovs-vsctl's do_vsctl): read a
+//! snapshot, run every command against a copy, check the result, send the difference,
+//! start over if someone committed first, print the outputs, then report interfaces
+//! that failed to come up.
+
+use std::time::{Duration, Instant};
+
+use datapath::db::{Datum, Db, TABLES, Uuid, tables};
+
+use crate::backend::{Backend, BackendError, Commit};
+use crate::commands::Parsed;
+use crate::context::Txn;
+use crate::error::{CtlError, Result};
+use crate::format::Printer;
+use crate::options::Options;
+
+/// What running the commands produced.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub stdout: String,
+    /// Messages for stderr (without the program name), e.g. setup errors.
+    pub errors: Vec<String>,
+}
+
+/// How long to wait when the user did not say (`--timeout`).
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+
+/// Runs `cmds` against `backend` until `deadline`.
+pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], deadline: Instant, db_name: &str) -> Result<Outcome> {
+    loop {
+        let snapshot = backend.snapshot().map_err(|e| backend_error(e, db_name))?;
+        let mut txn = Txn::new(snapshot.clone());
+        for c in cmds.iter_mut() {
+            c.cmd.output.clear();
+            c.cmd.table = None;
+        }
+        let n = cmds.len();
+        for (i, c) in cmds.iter_mut().enumerate() {
+            txn.last_command = i + 1 == n;
+            (c.syntax.run)(&mut txn, &mut c.cmd)?;
+            if txn.try_again {
+                break;
+            }
+        }
+        if txn.try_again {
+            if Instant::now() >= deadline {
+                return Err(timeout_error(opts, db_name));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        for (name, s) in &txn.symbols {
+            if !s.created {
+                return Err(CtlError::new(format!(
+                    "row id \"{name}\" is referenced but never created (e.g. with \"-- --id={name} create ...\")"
+                )));
+            }
+        }
+        check_deletions(&snapshot, &txn.db)?;
+        let mut ops = snapshot.diff(&txn.db);
+        if !ops.is_empty() && !opts.no_wait {
+            let root = txn.root();
+            let next = txn.db.get(tables::OPEN_VSWITCH, &root, "next_cfg").and_then(Datum::as_int).unwrap_or(0) + 1;
+            txn.db.set(tables::OPEN_VSWITCH, &root, "next_cfg", Datum::integer(next));
+            ops = snapshot.diff(&txn.db);
+        }
+        let after = if ops.is_empty() || opts.dry_run {
+            None
+        } else {
+            match backend.commit(snapshot.generation, ops, !opts.no_wait).map_err(|e| backend_error(e, db_name))? {
+                Commit::Done(db) => Some(db),
+                Commit::Conflict => {
+                    if Instant::now() >= deadline {
+                        return Err(timeout_error(opts, db_name));
+                    }
+                    continue;
+                }
+                Commit::Refused(msg) => return Err(CtlError::new(msg)),
+            }
+        };
+        let mut out = Outcome { stdout: print(opts, cmds), errors: vec![] };
+        if let (Some(db), false) = (after, opts.no_wait) {
+            out.errors = setup_errors(&db, &txn.new_ifaces);
+        }
+        return Ok(out);
+    }
+}
+
+fn print(opts: &Options, cmds: &[Parsed]) -> String {
+    let mut printer = Printer::default();
+    let mut s = String::new();
+    for c in cmds {
+        if let Some(t) = &c.cmd.table {
+            s += &printer.format(t, &opts.style);
+        } else if opts.oneline {
+            let o = c.cmd.output.strip_suffix('\n').unwrap_or(&c.cmd.output);
+            s += &o.replace('\\', "\\\\").replace('\n', "\\n");
+            s.push('\n');
+        } else {
+            s += &c.cmd.output;
+        }
+    }
+    s
+}
+
+/// OVSDB refuses to delete a row that another row still refers to (root tables only;
+/// rows of other tables just lose the reference).
+fn check_deletions(before: &Db, after: &Db) -> Result<()> {
+    for (ti, rows) in before.tables.iter().enumerate() {
+        for u in rows.keys().filter(|u| !after.tables[ti].contains_key(u)) {
+            let refs: usize = after.referrers(ti, u).iter().map(|(_, _, n)| n).sum();
+            if refs > 0 {
+                return Err(CtlError::new(format!(
+                    "transaction error: {{\"details\":\"cannot delete {} row {u} because of {refs} remaining reference(s).\",\"error\":\"referential integrity violation\"}}",
+                    TABLES[ti].name
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// "Error detected while setting up …" for each new interface without an OpenFlow
+/// port number, as ovs-vsctl reports after ovs-vswitchd applied the change.
+fn setup_errors(db: &Db, new_ifaces: &[Uuid]) -> Vec<String> {
+    let mut out = Vec::new();
+    for u in new_ifaces {
+        let Some(row) = db.row(tables::INTERFACE, u) else { continue };
+        let t = &TABLES[tables::INTERFACE];
+        let ofport = row.get(t, "ofport").as_int();
+        if ofport.is_none() || ofport == Some(-1) {
+            let name = row.get(t, "name").as_str().unwrap_or_default();
+            match row.get(t, "error").as_str().filter(|e| !e.is_empty()) {
+                Some(e) => out.push(format!("Error detected while setting up '{name}': {e}.  See ovs-vswitchd log for details.")),
+                None => out.push(format!("Error detected while setting up '{name}'.  See ovs-vswitchd log for details.")),
+            }
+        }
+    }
+    if !out.is_empty() {
+        out.push("The default log directory is \"/var/log/rvs\".".into());
+    }
+    out
+}
+
+pub fn backend_error(e: BackendError, db_name: &str) -> CtlError {
+    match e {
+        BackendError::Connect(err) => {
+            let msg = err.to_string();
+            let msg = msg.split(" (os error").next().unwrap_or(&msg).to_string();
+            CtlError::new(format!("{db_name}: database connection failed ({msg})"))
+        }
+        BackendError::Timeout => CtlError::new(format!(
+            "{db_name}: no answer from rvs-vswitchd within {} s (use --timeout=SECS to wait longer)",
+            DEFAULT_WAIT.as_secs()
+        )),
+        BackendError::Protocol(m) => CtlError::new(format!("{db_name}: {m}")),
+    }
+}
+
+fn timeout_error(opts: &Options, db_name: &str) -> CtlError {
+    match opts.timeout {
+        // With --timeout, SIGALRM ends the process first (as in ovs-vsctl).
+        Some(t) => CtlError::new(format!("{db_name}: timed out after {t} s")),
+        None => backend_error(BackendError::Timeout, db_name),
+    }
+}
