@@ -125,22 +125,22 @@ fn appctl_answers_like_ovs_vswitchd() {
         other => panic!("{other:?}"),
     };
     assert_eq!(ask(&mut c, "fdb/show", &["brq"]), (true, " port  VLAN  MAC                Age\n".to_string()));
-    assert_eq!(ask(&mut c, "fdb/show", &["nope"]), (false, "no such bridge".to_string()));
-    assert_eq!(ask(&mut c, "fdb/show", &[]), (false, "\"fdb/show\" command requires at least 1 arguments".to_string()));
-    assert_eq!(ask(&mut c, "fdb/flush", &[]), (true, "table successfully flushed".to_string()));
-    assert_eq!(ask(&mut c, "fdb/stats-clear", &["brq"]), (true, "statistics successfully cleared".to_string()));
+    assert_eq!(ask(&mut c, "fdb/show", &["nope"]), (false, "no such bridge\n".to_string()));
+    assert_eq!(ask(&mut c, "fdb/show", &[]), (false, "\"fdb/show\" command requires at least 1 arguments\n".to_string()));
+    assert_eq!(ask(&mut c, "fdb/flush", &[]), (true, "table successfully flushed\n".to_string()));
+    assert_eq!(ask(&mut c, "fdb/stats-clear", &["brq"]), (true, "statistics successfully cleared\n".to_string()));
     let (ok, s) = ask(&mut c, "fdb/stats-show", &["brq"]);
     assert!(ok && s.starts_with("Statistics for bridge \"brq\":\n  Current/maximum MAC entries in the table: 0/8192\n"), "{s}");
     let (ok, s) = ask(&mut c, "fdb/add", &["brq", "rvs-nodev6", "10", "02:00:00:00:00:01"]);
-    assert!(!ok && s == "software error, odp port is present but no ofp port", "a port without ofport: {s}");
-    assert_eq!(ask(&mut c, "fdb/add", &["brq", "x", "10", "zz"]).1, "bad MAC address");
+    assert!(!ok && s == "software error, odp port is present but no ofp port\n", "a port without ofport: {s}");
+    assert_eq!(ask(&mut c, "fdb/add", &["brq", "x", "10", "zz"]).1, "bad MAC address\n");
     assert_eq!(ask(&mut c, "fdb/del", &["brq", "10", "02:00:00:00:00:01"]).1, "could not find static mac entry\n");
     let (ok, s) = ask(&mut c, "dpif/show", &[]);
     assert!(ok && s.contains("  brq:\n") && s.contains("    rvs-nodev6 none/none: (system)\n"), "{s}");
     assert!(ask(&mut c, "list-commands", &[]).1.starts_with("The available commands are:\n"));
     assert!(ask(&mut c, "version", &[]).1.starts_with("rvs-vswitchd (rvs) "));
     let (ok, s) = ask(&mut c, "bogus", &[]);
-    assert!(!ok && s == "\"bogus\" is not a valid command (use \"list-commands\" to see a list of valid commands)");
+    assert!(!ok && s == "\"bogus\" is not a valid command (use \"list-commands\" to see a list of valid commands)\n");
     assert!(ask(&mut c, "vlog/set", &["ANY:file:dbg"]).0);
     assert!(ask(&mut c, "vlog/list", &[]).1.contains("DBG"));
 }

@@ -87,8 +87,10 @@ pub fn vsctl(prog: &str, args: &[String], backend: Option<&mut dyn Backend>) -> 
             (s.clone(), format!("unix:{}", s.display()))
         }
     };
-    // rvs extension: `rvsctl fdb/show br0` is an appctl command.
-    if let Some(cmd) = rest.first().filter(|c| c.contains('/') && !c.starts_with('-')) {
+    // rvs extension: `rvsctl fdb/show br0` is an appctl command (so are the two
+    // appctl verbs without a slash that ovs-vsctl has no use for).
+    let appctl_verb = |c: &&String| (c.contains('/') && !c.starts_with('-')) || matches!(c.as_str(), "list-commands" | "version");
+    if let Some(cmd) = rest.first().filter(appctl_verb) {
         let timeout = opts.timeout.map_or(run::DEFAULT_WAIT, |t| std::time::Duration::from_secs(u64::from(t)));
         if let Some(t) = opts.timeout {
             datapath::sys::process::alarm(t);

@@ -34,7 +34,21 @@ const COMMANDS: &[(&str, &str, usize, usize)] = &[
 type Reply = Result<String, String>;
 
 /// Runs one command: `Ok(output)` or `Err(error text)` ("server returned an error").
+/// Like OVS's unixctl server, a non-empty answer always ends with a newline.
 pub async fn run(ctl: &mut Control, cmd: &str, args: &[String]) -> Reply {
+    let nl = |mut s: String| {
+        if !s.is_empty() && !s.ends_with('\n') {
+            s.push('\n');
+        }
+        s
+    };
+    match dispatch(ctl, cmd, args).await {
+        Ok(s) => Ok(nl(s)),
+        Err(s) => Err(nl(s)),
+    }
+}
+
+async fn dispatch(ctl: &mut Control, cmd: &str, args: &[String]) -> Reply {
     let Some(&(_, _, min, max)) = COMMANDS.iter().find(|c| c.0 == cmd) else {
         return Err(format!("\"{cmd}\" is not a valid command (use \"list-commands\" to see a list of valid commands)"));
     };
