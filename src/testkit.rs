@@ -258,3 +258,51 @@ pub fn plug(node: Option<&Netns>, dev: &str, vm: &Netns, addr: &str) {
     sh(&format!("{from}link set {dev} netns {}", vm.name));
     vm.sh(&format!("ip link set {dev} up && ip addr add {addr} dev {dev}"));
 }
+
+/// Fails the test unless every tool is on the PATH, naming what to install.
+pub fn require_tools(tools: &[&str]) {
+    for t in tools {
+        assert!(sh_ok(&format!("command -v {t} >/dev/null")), "this test needs `{t}` (install it; .ci/run does)");
+    }
+}
+
+/// Sends `size` bytes of pseudo-random data over one TCP connection from namespace
+/// `client` to `addr:port`, served in namespace `server`, and checks that the server
+/// received exactly those bytes (length and SHA-256 compared). The receiving stack
+/// verified every TCP checksum on the way. Bounded by 60 s.
+pub fn tcp_transfer(server: &Netns, client: &Netns, addr: &str, port: u16, size: usize) -> Result<(), String> {
+    let srv = format!(
+        "import socket,hashlib\n\
+s=socket.socket(socket.AF_INET6 if ':' in '{addr}' else socket.AF_INET)\n\
+s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+s.bind(('',{port}));s.listen(1);s.settimeout(50)\n\
+c,_=s.accept();c.settimeout(50);h=hashlib.sha256();n=0\n\
+while True:\n d=c.recv(1<<16)\n if not d: break\n h.update(d);n+=len(d)\n\
+print(n,h.hexdigest())\n"
+    );
+    let cli = format!(
+        "import socket,hashlib,random,time\n\
+data=random.Random(7).randbytes({size})\n\
+for i in range(50):\n try:\n  s=socket.create_connection(('{addr}',{port}),timeout=50);break\n except OSError:\n  time.sleep(0.1)\n\
+s.sendall(data);s.shutdown(socket.SHUT_WR);s.recv(1)\n\
+print(len(data),hashlib.sha256(data).hexdigest())\n"
+    );
+    let server_proc = Command::new("ip")
+        .args(["netns", "exec", &server.name, "timeout", "60", "python3", "-c", &srv])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("python3 server: {e}"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let c = run_bounded(Command::new("ip").args(["netns", "exec", &client.name, "timeout", "60", "python3", "-c", &cli]), Duration::from_secs(70));
+    let s = server_proc.wait_with_output().map_err(|e| e.to_string())?;
+    let (sent, got) = (String::from_utf8_lossy(&c.stdout).trim().to_string(), String::from_utf8_lossy(&s.stdout).trim().to_string());
+    if sent.is_empty() || sent != got {
+        return Err(format!(
+            "sent [{sent}] received [{got}]; client stderr: {} server stderr: {}",
+            String::from_utf8_lossy(&c.stderr),
+            String::from_utf8_lossy(&s.stderr)
+        ));
+    }
+    Ok(())
+}

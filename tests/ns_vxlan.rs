@@ -109,6 +109,7 @@ fn fdb_row(node: &RvsNode, mac: &str) -> Option<(String, String)> {
 
 #[test]
 fn two_nodes_vlans_over_vxlan() {
+    require_tools(&["python3"]);
     let ul = Underlay::new();
     let (n1, n2) = (RvsNode::new(&ul, 1), RvsNode::new(&ul, 2));
     let vx12 = n1.tunnel_to(2, 5000);
@@ -128,21 +129,16 @@ fn two_nodes_vlans_over_vxlan() {
     assert_eq!((port, vlan.as_str()), (n2.ofport("vx1"), "120"));
     let _ = vx12;
 
-    // A TCP transfer of several MB across the overlay (segmented in software on the way
-    // in, checksums verified by the receiving stack).
-    a120.sh("true");
-    let srv = Command::new("ip").args(["netns", "exec", &_b120.name, "iperf3", "-s", "-1"]).spawn().expect("iperf3 server");
-    std::thread::sleep(Duration::from_millis(400));
-    let out = a120.sh("iperf3 -c 198.18.120.2 -n 20M -J");
-    let mut srv = srv;
-    let _ = srv.wait();
-    let v: serde_json::Value = serde_json::from_str(&out).expect("iperf3 JSON");
-    let bytes = v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
-    assert!(bytes >= 20 << 20, "received {bytes} bytes");
+    // A TCP transfer of 20 MB across the overlay: VM TSO frames segmented by rvs into
+    // UDP GSO trains, received as GRO trains and coalesced back; the receiving stack
+    // verifies every checksum and the bytes are compared by hash.
+    tcp_transfer(&_b120, &a120, "198.18.120.2", 5301, 20 << 20).expect("TCP across VXLAN");
+    tcp_transfer(&a120, &_b120, "198.18.120.1", 5302, 5 << 20).expect("TCP across VXLAN, other way");
 }
 
 #[test]
 fn three_node_full_mesh_broadcasts_arrive_once() {
+    require_tools(&["arping", "tcpdump"]);
     let ul = Underlay::new();
     let nodes: Vec<RvsNode> = (1..=3).map(|n| RvsNode::new(&ul, n)).collect();
     for a in &nodes {
@@ -162,7 +158,7 @@ fn three_node_full_mesh_broadcasts_arrive_once() {
         .iter()
         .map(|(vm, dev)| {
             Command::new("ip")
-                .args(["netns", "exec", &vm.name, "timeout", "6", "tcpdump", "-i", dev, "-nn", "-l", "arp and host 198.18.33.99"])
+                .args(["netns", "exec", &vm.name, "timeout", "12", "tcpdump", "-i", dev, "-nn", "-l", "arp and host 198.18.33.99"])
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::null())
                 .spawn()
@@ -170,7 +166,7 @@ fn three_node_full_mesh_broadcasts_arrive_once() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
-    vms[0].0.sh(&format!("arping -c 5 -i 0.2 -I {} 198.18.33.99 || true", vms[0].1));
+    vms[0].0.sh(&format!("arping -c 5 -w 8 -I {} 198.18.33.99 || true", vms[0].1));
     for c in caps {
         let out = c.wait_with_output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
@@ -181,6 +177,7 @@ fn three_node_full_mesh_broadcasts_arrive_once() {
 
 #[test]
 fn interop_with_linux_kernel_vxlan() {
+    require_tools(&["ethtool", "python3"]);
     let ul = Underlay::new();
     let n1 = RvsNode::new(&ul, 1);
     n1.tunnel_to(2, 4242);
@@ -197,17 +194,17 @@ fn interop_with_linux_kernel_vxlan() {
     ));
     let vm2 = Netns::new("kvm");
     plug(Some(&k), &v_b, &vm2, "198.18.42.2/24");
+    // On a purely virtual underlay no NIC ever completes the inner TCP checksum that
+    // Linux leaves to offload (a kernel vxlan peer would trust the skb's checksum state,
+    // which does not travel in the datagram); with a real NIC the inner checksum is
+    // filled on the wire. So the kernel-side VM computes its checksums itself, as
+    // every real deployment has them.
+    vm2.sh(&format!("ethtool -K {v_b} tx off >/dev/null"));
     assert!(vm1.ping_eventually("198.18.42.2", Duration::from_secs(15)), "rvs -> kernel vxlan\n{}", n1.d.log());
     assert!(vm2.ping("198.18.42.1", 2), "kernel vxlan -> rvs");
-    // TCP both ways.
-    for (server, client, addr) in [(&vm2, &vm1, "198.18.42.2"), (&vm1, &vm2, "198.18.42.1")] {
-        let mut srv = Command::new("ip").args(["netns", "exec", &server.name, "iperf3", "-s", "-1"]).spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(400));
-        let out = client.sh(&format!("iperf3 -c {addr} -n 5M -J"));
-        let _ = srv.wait();
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert!(v["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0) >= 5 << 20, "TCP to {addr}");
-    }
+    // TCP both ways, bytes compared by hash.
+    tcp_transfer(&vm2, &vm1, "198.18.42.2", 5303, 5 << 20).expect("TCP rvs -> kernel vxlan");
+    tcp_transfer(&vm1, &vm2, "198.18.42.1", 5304, 5 << 20).expect("TCP kernel vxlan -> rvs");
 }
 
 #[test]
@@ -242,6 +239,7 @@ fn underlay_capture_shows_standard_vxlan() {
 
 #[test]
 fn mac_moves_with_a_migrating_vm() {
+    require_tools(&["arping"]);
     let ul = Underlay::new();
     let (n1, n2) = (RvsNode::new(&ul, 1), RvsNode::new(&ul, 2));
     n1.tunnel_to(2, 9);
