@@ -111,7 +111,7 @@ fn check_deletions(before: &Db, after: &Db) -> Result<()> {
             let refs: usize = after.referrers(ti, u).iter().map(|(_, _, n)| n).sum();
             if refs > 0 {
                 return Err(CtlError::new(format!(
-                    "transaction error: {{\"details\":\"cannot delete {} row {u} because of {refs} remaining reference(s).\",\"error\":\"referential integrity violation\"}}",
+                    "transaction error: {{\"details\":\"cannot delete {} row {u} because of {refs} remaining reference(s)\",\"error\":\"referential integrity violation\"}}",
                     TABLES[ti].name
                 )));
             }

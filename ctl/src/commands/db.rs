@@ -30,7 +30,7 @@ pub fn get(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let tbl = table_arg(c)?;
     for a in &c.argv[3..] {
         if !is_uuid_word(a) {
-            parse_column_key(tbl, a)?;
+            precheck_column(tbl, a)?;
         }
     }
     let Some(row) = names::get_row(&t.db, tbl, c.arg(2), must_exist)? else { return Ok(()) };
@@ -256,10 +256,19 @@ pub fn find(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     Ok(())
 }
 
+/// The column part of `column[:key]=value` must name a column (pre_parse_column_key_value).
+fn precheck_column(tbl: usize, arg: &str) -> Result<()> {
+    let (name, _) = datapath::db::value::next_token(arg).map_err(CtlError::new)?;
+    if name.is_empty() {
+        return Err(CtlError::new(format!("{arg}: missing column name")));
+    }
+    names::column(tbl, &name).map(drop)
+}
+
 pub fn set(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let tbl = table_arg(c)?;
     for a in &c.argv[3..] {
-        names::column(tbl, datapath::db::value::next_token(a).map(|x| x.0).unwrap_or_default().as_str())?;
+        precheck_column(tbl, a)?;
     }
     let Some(row) = names::get_row(&t.db, tbl, c.arg(2), !c.has("--if-exists"))? else { return Ok(()) };
     names::writable(tbl)?;
@@ -286,10 +295,18 @@ pub fn add(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let mut add_ty = col.ty;
     add_ty.n_min = 1;
     add_ty.n_max = datapath::db::schema::UNLIMITED;
+    // As in ovs-vsctl: within a chain, an existing key keeps its value (datum union);
+    // as the last command the change is sent as a partial map update, which replaces.
+    let replace = t.last_command;
     for a in c.argv[4..].to_vec() {
         let d = t.parse_datum(&add_ty, &a)?;
         for (i, k) in d.keys.iter().enumerate() {
-            new.insert(k.clone(), d.values.as_ref().map(|v| v[i].clone()));
+            match (&d.values, replace) {
+                (Some(v), true) => new.put(k.clone(), v[i].clone()),
+                (v, _) => {
+                    new.insert(k.clone(), v.as_ref().map(|v| v[i].clone()));
+                }
+            }
         }
     }
     if new.len() as u64 > u64::from(col.ty.n_max) {
