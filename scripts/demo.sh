@@ -13,7 +13,6 @@ cd "$(dirname "$0")/.."
 cargo build --release --workspace --bins
 bin="$PWD/target/release"
 dir="$(mktemp -d /tmp/rvs-demo.XXXXXX)"
-tag="d$$"; tag="${tag:0:6}"
 node="rvsdemo-node-$$"
 ctl() { "$bin/rvsctl" --db="unix:$dir/rvs.sock" "$@"; }
 cleanup() {
@@ -36,16 +35,16 @@ say "rvsctl add-br br0; three VM ports: vm1, vm2 in VLAN 10, vm3 in VLAN 20"
 ctl add-br br0
 for n in 1 2 3; do
     t=$([ $n = 3 ] && echo 20 || echo 10)
-    ctl add-port br0 "${tag}vm$n" tag=$t -- set Interface "${tag}vm$n" type=tap
+    ctl add-port br0 "vm$n" tag=$t -- set Interface "vm$n" type=tap
 done
 plug() {
     for n in 1 2 3; do
         ns="rvsdemo-vm$n-$$"
         ip netns list | grep -q "^$ns" || ip netns add "$ns"
-        ip -n "$node" link set "${tag}vm$n" netns "$ns"
+        ip -n "$node" link set "vm$n" netns "$ns"
         ip -n "$ns" link set lo up
-        ip -n "$ns" link set "${tag}vm$n" up
-        ip -n "$ns" addr add "198.18.0.$n/24" dev "${tag}vm$n"
+        ip -n "$ns" link set "vm$n" up
+        ip -n "$ns" addr add "198.18.0.$n/24" dev "vm$n"
     done
 }
 plug

@@ -41,7 +41,7 @@ pub fn call(prog: &str, sock: PathBuf, command: &str, args: &[String], timeout: 
 /// `ovs-vswitchd`) means rvs-vswitchd's socket.
 pub fn main(prog: &str, args: &[String], default_sock: PathBuf) -> Out {
     let mut sock = default_sock;
-    let mut timeout = crate::run::DEFAULT_WAIT;
+    let mut timeout = crate::run::default_wait();
     let mut i = 0;
     while i < args.len() && args[i].starts_with('-') {
         let a = args[i].as_str();

@@ -109,6 +109,7 @@ Options:
   --no-wait                   do not wait for rvs-vswitchd to apply the change
   -t, --timeout=SECS          give up (SIGALRM) after SECS seconds; without it,
                               {prog} waits at most 30 seconds for the daemon
+                              ($RVSCTL_WAIT seconds if set)
   --dry-run                   do not commit changes to database
   --oneline                   print exactly one line of output per command
   --if-exists, --may-exist, --id=@NAME, --columns=COL,...  per-command options

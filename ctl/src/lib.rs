@@ -91,7 +91,7 @@ pub fn vsctl(prog: &str, args: &[String], backend: Option<&mut dyn Backend>) -> 
     // appctl verbs without a slash that ovs-vsctl has no use for).
     let appctl_verb = |c: &&String| (c.contains('/') && !c.starts_with('-')) || matches!(c.as_str(), "list-commands" | "version");
     if let Some(cmd) = rest.first().filter(appctl_verb) {
-        let timeout = opts.timeout.map_or(run::DEFAULT_WAIT, |t| std::time::Duration::from_secs(u64::from(t)));
+        let timeout = opts.timeout.map_or(run::default_wait(), |t| std::time::Duration::from_secs(u64::from(t)));
         if let Some(t) = opts.timeout {
             datapath::sys::process::alarm(t);
         }
@@ -108,7 +108,7 @@ pub fn vsctl(prog: &str, args: &[String], backend: Option<&mut dyn Backend>) -> 
             datapath::sys::process::alarm(t);
             Instant::now() + std::time::Duration::from_secs(u64::from(t) + 5)
         }
-        None => Instant::now() + run::DEFAULT_WAIT,
+        None => Instant::now() + run::default_wait(),
     };
     let mut socket;
     let b: &mut dyn Backend = match backend {

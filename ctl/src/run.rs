@@ -22,8 +22,12 @@ pub struct Outcome {
     pub errors: Vec<String>,
 }
 
-/// How long to wait when the user did not say (`--timeout`).
-pub const DEFAULT_WAIT: Duration = Duration::from_secs(30);
+/// How long to wait when the user did not say (`--timeout`): 30 s, or
+/// `$RVSCTL_WAIT` seconds.
+pub fn default_wait() -> Duration {
+    let secs = std::env::var("RVSCTL_WAIT").ok().and_then(|v| v.parse::<u64>().ok()).filter(|&v| v > 0).unwrap_or(30);
+    Duration::from_secs(secs)
+}
 
 /// Runs `cmds` against `backend` until `deadline`.
 pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], deadline: Instant, db_name: &str) -> Result<Outcome> {
@@ -151,7 +155,7 @@ pub fn backend_error(e: BackendError, db_name: &str) -> CtlError {
         }
         BackendError::Timeout => CtlError::new(format!(
             "{db_name}: no answer from rvs-vswitchd within {} s (use --timeout=SECS to wait longer)",
-            DEFAULT_WAIT.as_secs()
+            default_wait().as_secs()
         )),
         BackendError::Protocol(m) => CtlError::new(format!("{db_name}: {m}")),
     }

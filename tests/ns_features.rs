@@ -1,0 +1,163 @@
+//! Namespace tests of the columns rvs carries out: interface statistics as libvirt
+//! reads them, ingress policing, mtu_request, protected ports, a host IP on an internal
+//! port in a VLAN (and on a fake bridge), static MAC entries that survive a restart,
+//! transient ports removed after a node reboot. Root required.
+
+use std::time::Duration;
+
+use rvs::testkit::*;
+
+struct Node {
+    ns: Netns,
+    d: Daemon,
+}
+
+impl Node {
+    fn new(tag: &str) -> Node {
+        require_root();
+        let ns = Netns::new(tag);
+        let d = Daemon::start(tag, Some(&ns.name));
+        d.ctl_ok(&["add-br", "br0"]);
+        Node { ns, d }
+    }
+
+    fn vm(&self, br: &str, name: &str, args: &[&str], addr: &str) -> Netns {
+        let mut a = vec!["add-port", br, name];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--", "set", "Interface", name, "type=tap"]);
+        self.d.ctl_ok(&a);
+        let vm = Netns::new("vm");
+        plug(Some(&self.ns), name, &vm, addr);
+        vm
+    }
+}
+
+#[test]
+fn statistics_as_libvirt_reads_them() {
+    let n = Node::new("st");
+    let (p1, p2) = (unique("s1"), unique("s2"));
+    let vm1 = n.vm("br0", &p1, &[], "198.18.10.1/24");
+    let _vm2 = n.vm("br0", &p2, &[], "198.18.10.2/24");
+    assert!(vm1.ping_eventually("198.18.10.2", Duration::from_secs(10)));
+    assert!(vm1.ping("198.18.10.2", 3));
+    // libvirt's query, verbatim (virNetDevOpenvswitchInterfaceStats).
+    let out = n.d.ctl_ok(&["--timeout=5", "--if-exists", "--format=list", "--data=json", "--no-headings", "--columns=statistics", "list", "Interface", &p1]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(v[0], "map");
+    let get = |k: &str| v[1].as_array().unwrap().iter().find(|p| p[0] == k).and_then(|p| p[1].as_u64());
+    assert!(get("rx_packets").unwrap() >= 4, "{out}");
+    assert!(get("tx_packets").unwrap() >= 4, "{out}");
+    assert!(get("rx_bytes").unwrap() > 300);
+    for k in ["rx_dropped", "rx_errors", "tx_dropped", "tx_errors"] {
+        assert!(get(k).is_some(), "{k} in {out}");
+    }
+    // …and nothing at all for an interface that does not exist.
+    assert_eq!(n.d.ctl_ok(&["--if-exists", "--format=list", "--data=json", "--no-headings", "--columns=statistics", "list", "Interface", "nosuch"]), "");
+    assert_eq!(n.d.ctl_ok(&["get", "Interface", &p1, "link_state"]).trim(), "[]", "moved into a VM namespace: not visible from the switch");
+}
+
+#[test]
+fn ingress_policing_limits_received_traffic() {
+    let n = Node::new("pol");
+    let (p1, p2) = (unique("q1"), unique("q2"));
+    let vm1 = n.vm("br0", &p1, &[], "198.18.11.1/24");
+    let vm2 = n.vm("br0", &p2, &[], "198.18.11.2/24");
+    assert!(vm1.ping_eventually("198.18.11.2", Duration::from_secs(10)));
+    // 2 Mbit/s with a 100 kbit burst on what vm1 sends into the switch.
+    n.d.ctl_ok(&["set", "Interface", &p1, "ingress_policing_rate=2000", "ingress_policing_burst=100"]);
+    let policed = |d: &Daemon| -> u64 {
+        let s = d.ctl_ok(&["rvs/drops", "br0"]);
+        s.lines().find(|l| l.trim_start().starts_with("policed")).and_then(|l| l.split_whitespace().nth(1)).and_then(|x| x.parse().ok()).unwrap_or(0)
+    };
+    let before = policed(&n.d);
+    // 1 MB through a 2 Mbit/s policer: TCP backs off, the data still arrives intact.
+    tcp_transfer(&vm2, &vm1, "198.18.11.2", 5401, 1 << 20).expect("TCP through a policer");
+    assert!(policed(&n.d) > before, "frames above the rate were dropped and counted");
+    let stats = n.d.ctl_ok(&["get", "Interface", &p1, "statistics:rx_dropped"]);
+    assert!(stats.trim().parse::<u64>().unwrap() > 0, "{stats}");
+    // Off again: nothing more is policed.
+    n.d.ctl_ok(&["set", "Interface", &p1, "ingress_policing_rate=0"]);
+    let now = policed(&n.d);
+    tcp_transfer(&vm2, &vm1, "198.18.11.2", 5402, 1 << 20).expect("TCP without a policer");
+    assert_eq!(policed(&n.d), now);
+}
+
+#[test]
+fn mtu_request_and_mac_are_applied() {
+    let n = Node::new("mtu");
+    let p = unique("m1");
+    n.d.ctl_ok(&["add-port", "br0", &p, "--", "set", "Interface", &p, "type=internal", "mtu_request=1400", "mac=\"02:00:00:00:12:34\""]);
+    wait_until("MTU 1400 on the device", Duration::from_secs(10), || n.ns.sh(&format!("cat /sys/class/net/{p}/mtu")).trim() == "1400");
+    assert_eq!(n.ns.sh(&format!("cat /sys/class/net/{p}/address")).trim(), "02:00:00:00:12:34");
+    assert_eq!(n.d.ctl_ok(&["get", "Interface", &p, "mtu"]).trim(), "1400");
+    assert_eq!(n.d.ctl_ok(&["get", "Interface", &p, "mac_in_use"]).trim(), "\"02:00:00:00:12:34\"");
+}
+
+#[test]
+fn protected_ports_do_not_talk_to_each_other() {
+    let n = Node::new("prot");
+    let (a, b, c) = (unique("pa"), unique("pb"), unique("pc"));
+    let vma = n.vm("br0", &a, &["protected=true"], "198.18.12.1/24");
+    let _vmb = n.vm("br0", &b, &["protected=true"], "198.18.12.2/24");
+    let _vmc = n.vm("br0", &c, &[], "198.18.12.3/24");
+    assert!(vma.ping_eventually("198.18.12.3", Duration::from_secs(10)), "protected to unprotected works");
+    assert!(!vma.ping("198.18.12.2", 2), "protected to protected is blocked");
+}
+
+#[test]
+fn host_ip_on_internal_ports_in_a_vlan_and_on_a_fake_bridge() {
+    let n = Node::new("hip");
+    // Mission step 6: a host interface inside VLAN 120.
+    n.d.ctl_ok(&["add-port", "br0", "vlan120", "tag=120", "--", "set", "interface", "vlan120", "type=internal"]);
+    n.ns.sh("ip link set vlan120 up && ip addr add 198.18.120.254/24 dev vlan120");
+    let vm = n.vm("br0", &unique("h1"), &["tag=120"], "198.18.120.1/24");
+    assert!(vm.ping_eventually("198.18.120.254", Duration::from_secs(10)), "VM reaches the host IP in its VLAN\n{}", n.d.log());
+    // Mission step 2: a VLAN fake bridge; its own internal port carries the host IP,
+    // VMs added to it land on the parent with its tag.
+    n.d.ctl_ok(&["add-br", "brlv140", "br0", "140"]);
+    n.ns.sh("ip link set brlv140 up && ip addr add 198.18.140.254/24 dev brlv140");
+    let p = unique("h2");
+    let vm140 = n.vm("brlv140", &p, &[], "198.18.140.1/24");
+    assert_eq!(n.d.ctl_ok(&["get", "Port", &p, "tag"]), "140\n");
+    assert!(vm140.ping_eventually("198.18.140.254", Duration::from_secs(10)), "VM on the fake bridge reaches its host IP");
+    assert!(!vm140.ping("198.18.120.254", 2), "but not VLAN 120's");
+}
+
+#[test]
+fn static_macs_are_kept_across_restarts() {
+    let n = Node::new("fdb");
+    let (p1, p2) = (unique("f1"), unique("f2"));
+    let _vm1 = n.vm("br0", &p1, &["tag=5"], "198.18.13.1/24");
+    let _vm2 = n.vm("br0", &p2, &["tag=5"], "198.18.13.2/24");
+    assert_eq!(n.d.ctl_ok(&["fdb/add", "br0", &p1, "5", "02:00:00:00:aa:01"]), "");
+    let has_static = |d: &Daemon| d.ctl_ok(&["fdb/show", "br0"]).lines().any(|l| l.contains("02:00:00:00:aa:01") && l.ends_with("static"));
+    assert!(has_static(&n.d), "{}", n.d.ctl_ok(&["fdb/show", "br0"]));
+    let stats = n.d.ctl_ok(&["fdb/stats-show", "br0"]);
+    assert!(stats.contains("Current static MAC entries in the table : 1\n"), "{stats}");
+    n.d.stop();
+    assert!(n.d.try_start().status.success());
+    wait_until("the static entry to be back", Duration::from_secs(10), || has_static(&n.d));
+    assert_eq!(n.d.ctl_ok(&["fdb/del", "br0", "5", "02:00:00:00:aa:01"]), "");
+    assert!(!has_static(&n.d));
+}
+
+#[test]
+fn transient_ports_disappear_after_a_node_reboot_not_a_daemon_restart() {
+    let n = Node::new("trn");
+    n.d.ctl_ok(&["add-port", "br0", "keep", "--", "set", "Interface", "keep", "type=internal"]);
+    n.d.ctl_ok(&["add-port", "br0", "vnet7", "--", "set", "Port", "vnet7", "other_config:transient=true", "--", "set", "Interface", "vnet7", "type=internal"]);
+    // A daemon restart keeps it.
+    n.d.stop();
+    assert!(n.d.try_start().status.success());
+    assert_eq!(n.d.ctl_ok(&["list-ports", "br0"]), "keep\nvnet7\n");
+    // A node reboot (another kernel boot id in the saved file) drops it, as OVS's
+    // start script does.
+    n.d.stop();
+    let db = n.d.dir.join("conf.db");
+    let text = std::fs::read_to_string(&db).unwrap();
+    let mut j: serde_json::Value = serde_json::from_str(&text).unwrap();
+    j["boot_id"] = serde_json::json!("00000000-0000-0000-0000-000000000000");
+    std::fs::write(&db, serde_json::to_string(&j).unwrap()).unwrap();
+    assert!(n.d.try_start().status.success());
+    assert_eq!(n.d.ctl_ok(&["list-ports", "br0"]), "keep\n");
+}
