@@ -168,3 +168,84 @@ fn timeout_error(opts: &Options, db_name: &str) -> CtlError {
         None => backend_error(BackendError::Timeout, db_name),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::{Backend, BackendError, Commit, Memory};
+    use datapath::db::{Db, RowOp};
+
+    fn run(mem: &mut dyn Backend, args: &[&str]) -> crate::Output {
+        let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        crate::vsctl("rvsctl", &a, Some(mem))
+    }
+
+    #[test]
+    fn a_failing_command_rolls_back_the_chain() {
+        let mut m = Memory::new();
+        assert_eq!(run(&mut m, &["add-br", "br0"]).code, 0);
+        let before = m.db.generation;
+        let out = run(&mut m, &["add-port", "br0", "p1", "--", "set", "Port", "p1", "tag=9999"]);
+        assert_eq!(out.code, 1);
+        assert_eq!(out.stderr, "rvsctl: constraint violation: 9999 is not in the valid range 0 to 4095 (inclusive)\n");
+        assert_eq!(m.db.generation, before, "nothing committed");
+        assert_eq!(run(&mut m, &["list-ports", "br0"]).stdout, "");
+    }
+
+    /// A backend that reports a conflict on the first commit, as when another client
+    /// committed in between.
+    struct Busy {
+        inner: Memory,
+        conflicts: usize,
+    }
+
+    impl Backend for Busy {
+        fn snapshot(&mut self) -> Result<Db, BackendError> {
+            self.inner.snapshot()
+        }
+        fn commit(&mut self, base: u64, ops: Vec<RowOp>, wait: bool) -> Result<Commit, BackendError> {
+            if self.conflicts > 0 {
+                self.conflicts -= 1;
+                // Someone else added a bridge meanwhile.
+                let _ = run(&mut self.inner, &["add-br", "other"]);
+                return Ok(Commit::Conflict);
+            }
+            self.inner.commit(base, ops, wait)
+        }
+        fn appctl(&mut self, c: &str, a: &[String]) -> Result<(bool, String), BackendError> {
+            self.inner.appctl(c, a)
+        }
+    }
+
+    #[test]
+    fn conflicts_rerun_on_a_fresh_snapshot_without_lost_updates() {
+        let mut b = Busy { inner: Memory::new(), conflicts: 2 };
+        let out = run(&mut b, &["add-br", "mine"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(run(&mut b.inner, &["list-br"]).stdout, "mine\nother\n");
+        // The retry saw "other" and a second conflict made it run a third time.
+        assert_eq!(b.conflicts, 0);
+    }
+
+    #[test]
+    fn symbols_must_be_created() {
+        let mut m = Memory::new();
+        run(&mut m, &["add-br", "br0"]);
+        run(&mut m, &["add-port", "br0", "p1"]);
+        let out = run(&mut m, &["set", "Port", "p1", "qos=@q"]);
+        assert_eq!(out.stderr, "rvsctl: row id \"@q\" is referenced but never created (e.g. with \"-- --id=@q create ...\")\n");
+        let out = run(&mut m, &["--", "--id=@q", "create", "QoS", "type=linux-htb", "--", "set", "Port", "p1", "qos=@q"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(out.stdout.len(), 37, "the new row's UUID: {}", out.stdout);
+        assert_eq!(run(&mut m, &["get", "QoS", "p1", "type"]).stdout, "linux-htb\n");
+    }
+
+    #[test]
+    fn oneline_and_dry_run() {
+        let mut m = Memory::new();
+        run(&mut m, &["add-br", "br0"]);
+        run(&mut m, &["add-br", "br1"]);
+        assert_eq!(run(&mut m, &["--oneline", "list-br", "--", "br-exists", "br0"]).stdout, "br0\\nbr1\n\n");
+        assert_eq!(run(&mut m, &["--dry-run", "del-br", "br0"]).code, 0);
+        assert_eq!(run(&mut m, &["list-br"]).stdout, "br0\nbr1\n");
+    }
+}
