@@ -69,6 +69,9 @@ struct Entry {
     port: PortIdx,
     last_seen: Time,
     is_static: bool,
+    /// Order of the last insert or refresh, over static and dynamic entries alike:
+    /// `fdb/show` lists entries in this order, as OVS lists its single LRU list.
+    seq: u64,
     global: Links,
     local: Links,
 }
@@ -125,6 +128,7 @@ pub struct MacTable {
     aging_ms: u64,
     n_static: usize,
     stats: FdbStats,
+    seq: u64,
 }
 
 impl MacTable {
@@ -139,6 +143,7 @@ impl MacTable {
             aging_ms: u64::from(aging_secs) * 1000,
             n_static: 0,
             stats: FdbStats::default(),
+            seq: 0,
         }
     }
 
@@ -212,9 +217,11 @@ impl MacTable {
             }
             let old = e.port;
             self.unlink(i);
+            let seq = self.next_seq();
             let e = &mut self.slab[i as usize];
             e.port = port;
             e.last_seen = now;
+            e.seq = seq;
             self.link(i);
             self.stats.moved += 1;
             return Learned::Moved(old);
@@ -317,26 +324,19 @@ impl MacTable {
         (self.lru.head != NIL).then(|| self.slab[self.lru.head as usize].last_seen + self.aging_ms)
     }
 
-    /// All entries, for `fdb/show`: dynamic ones from least to most recently seen (as
-    /// OVS lists them), then static ones.
+    /// All entries, for `fdb/show`, from least to most recently inserted or refreshed
+    /// (static entries by when they were added), the order OVS lists them in.
     pub fn entries(&self, now: Time) -> Vec<FdbEntry> {
-        let row = |i: u32| {
-            let e = &self.slab[i as usize];
-            let (vlan, mac) = unkey(e.key);
-            FdbEntry { vlan, mac, port: e.port, age_secs: (!e.is_static).then(|| now.since(e.last_seen) / 1000) }
-        };
-        let mut out = Vec::with_capacity(self.len());
-        let mut i = self.lru.head;
-        while i != NIL {
-            out.push(row(i));
-            i = self.slab[i as usize].global.next;
-        }
-        if self.n_static > 0 {
-            let mut statics: Vec<u32> = self.index.values().copied().filter(|&i| self.slab[i as usize].is_static).collect();
-            statics.sort_by_key(|&i| self.slab[i as usize].key);
-            out.extend(statics.into_iter().map(row));
-        }
-        out
+        let mut slots: Vec<u32> = self.index.values().copied().collect();
+        slots.sort_by_key(|&i| self.slab[i as usize].seq);
+        slots
+            .into_iter()
+            .map(|i| {
+                let e = &self.slab[i as usize];
+                let (vlan, mac) = unkey(e.key);
+                FdbEntry { vlan, mac, port: e.port, age_secs: (!e.is_static).then(|| now.since(e.last_seen) / 1000) }
+            })
+            .collect()
     }
 
     /// Number of entries on `port`, static entries included.
@@ -357,8 +357,14 @@ impl MacTable {
 
     // ---- internals -------------------------------------------------------------
 
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
     fn insert(&mut self, k: u64, port: PortIdx, now: Time, is_static: bool) {
-        let e = Entry { key: k, port, last_seen: now, is_static, global: UNLINKED, local: UNLINKED };
+        let seq = self.next_seq();
+        let e = Entry { key: k, port, last_seen: now, is_static, seq, global: UNLINKED, local: UNLINKED };
         let i = match self.free.pop() {
             Some(i) => {
                 self.slab[i as usize] = e;
@@ -391,7 +397,10 @@ impl MacTable {
 
     fn touch(&mut self, i: u32, now: Time) {
         self.unlink(i);
-        self.slab[i as usize].last_seen = now;
+        let seq = self.next_seq();
+        let e = &mut self.slab[i as usize];
+        e.last_seen = now;
+        e.seq = seq;
         self.link(i);
     }
 

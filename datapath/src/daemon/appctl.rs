@@ -16,6 +16,7 @@ use crate::types::{MacAddr, OfPort, VlanId};
 
 /// (name, usage, min args, max args)
 const COMMANDS: &[(&str, &str, usize, usize)] = &[
+    ("bond/show", "[port]", 0, 1),
     ("dpif/show", "", 0, 0),
     ("exit", "[--cleanup]", 0, 1),
     ("fdb/add", "bridge port vlan mac", 4, 4),
@@ -73,6 +74,11 @@ async fn dispatch(ctl: &mut Control, cmd: &str, args: &[String]) -> Reply {
         "fdb/add" => fdb_add(ctl, &args[0], &args[1], &args[2], &args[3]).await,
         "fdb/del" => fdb_del(ctl, &args[0], &args[1], &args[2]).await,
         "dpif/show" => dpif_show(ctl).await,
+        // rvs has no bonds: nothing to show, and no port is a bond.
+        "bond/show" => match a(0) {
+            None => Ok(String::new()),
+            Some(_) => Err("no such bond".into()),
+        },
         "rvs/drops" => drops(ctl, a(0)).await,
         "vlog/list" => Ok(logging::vlog_list()),
         "vlog/set" => logging::vlog_set(args).map(|_| String::new()),
@@ -109,7 +115,8 @@ async fn fdb_show(ctl: &mut Control, br: &str, fmt: Option<&str>) -> Reply {
     let json_out = match fmt {
         None => false,
         Some("--format=json") => true,
-        Some(other) => return Err(format!("unknown option \"{other}\" (rvs accepts --format=json)")),
+        // Anything else is what OVS would say to a second argument.
+        Some(_) => return Err("\"fdb/show\" command takes at most 1 arguments".into()),
     };
     if ctl.bridge_ports(br).is_none() {
         return Err(no_bridge());
