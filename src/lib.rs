@@ -10,4 +10,5 @@
 //! * addresses come from 198.18.0.0/15 (RFC 2544 benchmarking range), inside
 //!   namespaces the test made.
 
+pub mod overlay;
 pub mod testkit;

@@ -1,0 +1,103 @@
+//! Interop with Open vSwitch over VXLAN: an rvs node and a node running Debian's
+//! Open vSwitch with its userspace datapath (`datapath_type=netdev`, no kernel module),
+//! joined by unicast VXLAN (VNI 5000, UDP 4789). Ping and TCP both ways; each side
+//! learns the other's VM behind its tunnel port. Root and Open vSwitch required.
+//!
+//! OVS's userspace tunnels need the underlay address on an OVS bridge (`br-phy`) that
+//! holds the uplink; its VM's veth needs transmit checksum offload off (OVS userspace
+//! cannot complete partial checksums). On the rvs side, the underlay veth's transmit
+//! checksum offload is off too: on an all-virtual underlay no NIC ever completes the
+//! outer UDP checksum the kernel leaves to offload, and OVS (reading the uplink through
+//! a raw socket) would see it incomplete. A real NIC fills it in.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use rvs::overlay::*;
+use rvs::testkit::*;
+
+/// ovsdb-server + ovs-vswitchd in a node namespace, stopped on drop.
+struct OvsNode {
+    ns: Netns,
+    dir: PathBuf,
+}
+
+impl OvsNode {
+    fn vsctl(&self, args: &str) -> String {
+        sh(&format!("ovs-vsctl --db=unix:{}/db.sock --timeout=20 {args}", self.dir.display()))
+    }
+
+    fn appctl(&self, args: &str) -> String {
+        sh(&format!("ovs-appctl -t {}/vs.ctl {args}", self.dir.display()))
+    }
+}
+
+impl Drop for OvsNode {
+    fn drop(&mut self) {
+        for p in ["vs.pid", "ovsdb.pid"] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(p)) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn ovs_node(ul: &Underlay, n: u8, remote: u8, key: u32) -> OvsNode {
+    let ns = Netns::new("ovn");
+    let uplink = ul.attach(&ns, n);
+    // The underlay address moves to br-phy below.
+    ns.sh(&format!("ip addr flush dev {uplink}"));
+    let dir = Daemon::new_dir("ovn");
+    let d = dir.display();
+    sh(&format!("ovsdb-tool create {d}/conf.db /usr/share/openvswitch/vswitch.ovsschema"));
+    sh(&format!(
+        "ip netns exec {} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --unixctl={d}/ovsdb.ctl --pidfile={d}/ovsdb.pid --detach --log-file={d}/ovsdb.log",
+        ns.name
+    ));
+    sh(&format!("ovs-vsctl --db=unix:{d}/db.sock --no-wait init"));
+    sh(&format!(
+        "ip netns exec {} env OVS_RUNDIR={d} ovs-vswitchd unix:{d}/db.sock --pidfile={d}/vs.pid --unixctl={d}/vs.ctl --detach --log-file={d}/vs.log",
+        ns.name
+    ));
+    let o = OvsNode { ns, dir };
+    o.vsctl(&format!("add-br br-phy -- set bridge br-phy datapath_type=netdev -- add-port br-phy {uplink}"));
+    o.ns.sh(&format!("ip addr add 198.19.0.{n}/24 dev br-phy && ip link set br-phy up"));
+    o.vsctl("add-br br-int -- set bridge br-int datapath_type=netdev");
+    o.vsctl(&format!("add-port br-int vx{remote} -- set Interface vx{remote} type=vxlan options:remote_ip=198.19.0.{remote} options:key={key}"));
+    o
+}
+
+#[test]
+fn rvs_and_open_vswitch_over_vxlan() {
+    require_root();
+    require_tools(&["ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl", "ethtool", "python3"]);
+    let ul = Underlay::new();
+    let rvs = RvsNode::new(&ul, 1);
+    rvs.ns.sh(&format!("ethtool -K {} tx off >/dev/null", rvs.uplink));
+    rvs.tunnel_to(2, 5000);
+    let (vm1, p1) = rvs.vm(None, "198.18.44.1/24");
+
+    let ovs = ovs_node(&ul, 2, 1, 5000);
+    let (v, p) = (unique("ov"), unique("op"));
+    let vm2 = Netns::new("ovm");
+    sh(&format!("ip link add {v} netns {} type veth peer name {p} netns {}", ovs.ns.name, vm2.name));
+    ovs.ns.sh(&format!("ip link set {v} up"));
+    ovs.vsctl(&format!("add-port br-int {v}"));
+    vm2.sh(&format!("ip link set {p} up && ip addr add 198.18.44.2/24 dev {p} && ethtool -K {p} tx off >/dev/null"));
+
+    assert!(vm1.ping_eventually("198.18.44.2", Duration::from_secs(20)), "rvs -> OVS\n{}", rvs.d.log());
+    assert!(vm2.ping("198.18.44.1", 3), "OVS -> rvs");
+    tcp_transfer(&vm2, &vm1, "198.18.44.2", 5501, 5 << 20).expect("TCP rvs -> OVS");
+    tcp_transfer(&vm1, &vm2, "198.18.44.1", 5502, 5 << 20).expect("TCP OVS -> rvs");
+
+    // Each side learned the other's VM behind its tunnel port.
+    let mac2 = mac_of(&vm2, &p);
+    assert_eq!(fdb_row(&rvs, &mac2).map(|r| r.0), Some(rvs.ofport("vx2")));
+    let mac1 = mac_of(&vm1, &p1);
+    let ovs_port = ovs.vsctl("get Interface vx1 ofport").trim().to_string();
+    let table = ovs.appctl("fdb/show br-int");
+    assert!(table.lines().any(|l| l.contains(&mac1) && l.split_whitespace().next() == Some(ovs_port.as_str())), "{table}");
+}
