@@ -10,6 +10,11 @@
 //!   with a partial checksum;
 //! * `coalesce/tcp4_45x1448` — 45 in-order 1448-byte TCPv4 segments (checksums verified)
 //!   merged into one GSO frame.
+//! * `vxlan/encap_64k` — VXLAN transmit work for a 64 KiB GSO frame: cut at the MSS and
+//!   packed as `[VXLAN header][segment]` datagrams into `UDP_SEGMENT` trains (all but
+//!   the system call);
+//! * `vxlan/decap_45` — VXLAN receive work for a GRO train of 45 datagrams: headers
+//!   checked, inner segments coalesced back into one GSO frame.
 //!
 //! Throughput is reported in bytes of the input frame(s).
 
@@ -18,6 +23,8 @@ use std::net::Ipv4Addr;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use datapath::offload::{Coalescer, Layer, MAX_COALESCED, Segmenter, complete_checksum};
+use datapath::port::vxlan::{self, EndpointStats};
+use datapath::types::Vni;
 use datapath::types::MacAddr;
 use datapath::wire::checksum;
 use datapath::wire::ethernet::{EtherType, EthernetFrame, EthernetRepr};
@@ -162,5 +169,46 @@ fn coalesce(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, segment, checksums, coalesce);
+fn vxlan_encap_decap(c: &mut Criterion) {
+    let (frame, vnet) = tcp4_frame(45 * usize::from(MSS), 1);
+    let hdr = vxlan::header(Vni::new(5000).unwrap());
+    let mut scratch = vec![0u8; 128 * 1024];
+    let mut g = c.benchmark_group("vxlan");
+    g.throughput(Throughput::Bytes(frame.len() as u64));
+    g.bench_function("encap_64k", |b| {
+        b.iter(|| {
+            let mut seg = Segmenter::new(black_box(&frame), &vnet).unwrap();
+            let mut total = 0;
+            while seg.remaining() > 0 {
+                let (off, n, _) = vxlan::pack_train(&mut seg, &hdr, &mut scratch, 64).unwrap();
+                assert!(n > 0);
+                total += black_box(&scratch[..off]).len();
+            }
+            total
+        })
+    });
+    // One GRO train as the endpoint receives it: 45 datagrams of equal size.
+    let mut seg = Segmenter::new(&frame, &vnet).unwrap();
+    let (off, n, _) = vxlan::pack_train(&mut seg, &hdr, &mut scratch, 64).unwrap();
+    assert_eq!(n, 45);
+    let train = scratch[..off].to_vec();
+    let unit = (off / n) as u16;
+    let stats = EndpointStats::default();
+    let mut co = Coalescer::new(vec![0u8; MAX_COALESCED]);
+    g.bench_function("decap_45", |b| {
+        b.iter(|| {
+            let mut delivered = 0;
+            for d in vxlan::datagrams(black_box(&train), Some(unit), &stats) {
+                let (_, inner) = d.unwrap();
+                co.push(inner, |f, _| delivered += f.len());
+            }
+            let (f, v) = co.flush().unwrap();
+            assert_eq!(v.gso_size, MSS);
+            delivered + f.len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, segment, checksums, coalesce, vxlan_encap_decap);
 criterion_main!(benches);

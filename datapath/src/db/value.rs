@@ -414,7 +414,7 @@ fn json_unescape(s: &str) -> Result<String, String> {
                         let cp = u32::from_str_radix(&hex, 16)
                             .ok()
                             .filter(|_| hex.len() == 4)
-                            .ok_or_else(|| format!("malformed \\u escape"))?;
+                            .ok_or_else(|| "malformed \\u escape".to_string())?;
                         let ch = if (0xd800..0xdc00).contains(&cp) {
                             // a surrogate pair: \uD8xx\uDCxx
                             let rest: String = it.by_ref().take(6).collect();
@@ -723,16 +723,13 @@ impl Datum {
                 p = skip_spaces(r);
             }
         }
-        match end_delim {
-            Some(e) => {
-                if !p.starts_with(e) {
-                    return Err(format!("{s}: missing \"{e}\" at end of data"));
-                }
-                if !skip_spaces(&p[1..]).is_empty() {
-                    return Err(format!("{s}: trailing garbage after \"{e}\""));
-                }
+        if let Some(e) = end_delim {
+            if !p.starts_with(e) {
+                return Err(format!("{s}: missing \"{e}\" at end of data"));
             }
-            None => {}
+            if !skip_spaces(&p[1..]).is_empty() {
+                return Err(format!("{s}: trailing garbage after \"{e}\""));
+            }
         }
         let what = if is_map { "pair(s)" } else { "value(s)" };
         if (d.len() as u64) < u64::from(ty.n_min) {

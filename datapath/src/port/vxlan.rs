@@ -345,27 +345,14 @@ impl PortIo for Tunnel {
         let sock = self.pool.pick(flow_hash(buf.frame()));
         let mut out = GsoSent::default();
         while seg.remaining() > 0 {
-            let (mut off, mut n) = (0, 0);
-            while n < per_call && seg.remaining() > 0 {
-                let Some(room) = scratch.get_mut(off..) else { break };
-                if room.len() < HEADER_LEN {
-                    break;
+            let (off, n, bytes) = match pack_train(&mut seg, &hdr, scratch, per_call) {
+                Ok(t) => t,
+                Err(_) => {
+                    out.dropped += seg.remaining().max(1);
+                    return Ok(Some(out));
                 }
-                room[..HEADER_LEN].copy_from_slice(&hdr);
-                match seg.next_into(room, HEADER_LEN, Layer::L2) {
-                    Ok(Some(len)) => {
-                        off += HEADER_LEN + len;
-                        out.bytes += len;
-                        n += 1;
-                    }
-                    Ok(None) => break,
-                    Err(OffloadError::NoRoom { .. }) if n > 0 => break,
-                    Err(_) => {
-                        out.dropped += seg.remaining().max(1);
-                        return Ok(Some(out));
-                    }
-                }
-            }
+            };
+            out.bytes += bytes;
             if n == 0 {
                 out.dropped += seg.remaining();
                 break;
@@ -402,6 +389,32 @@ impl PortIo for Tunnel {
     fn offloads(&self) -> bool {
         false
     }
+}
+
+/// Packs up to `max` encapsulated datagrams, `[VXLAN header][next segment of seg]`,
+/// back to back into `scratch` (the payload of one `UDP_SEGMENT` send). Returns the
+/// bytes used, the datagrams packed and the inner bytes among them; stops early when
+/// `scratch` is full. `Err` for a frame the segmenter cannot cut.
+pub fn pack_train(seg: &mut Segmenter<'_>, hdr: &[u8; HEADER_LEN], scratch: &mut [u8], max: usize) -> Result<(usize, usize, usize), OffloadError> {
+    let (mut off, mut n, mut bytes) = (0, 0, 0);
+    while n < max && seg.remaining() > 0 {
+        let Some(room) = scratch.get_mut(off..) else { break };
+        if room.len() < HEADER_LEN {
+            break;
+        }
+        room[..HEADER_LEN].copy_from_slice(hdr);
+        match seg.next_into(room, HEADER_LEN, Layer::L2) {
+            Ok(Some(len)) => {
+                off += HEADER_LEN + len;
+                bytes += len;
+                n += 1;
+            }
+            Ok(None) => break,
+            Err(OffloadError::NoRoom { .. }) if n > 0 => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((off, n, bytes))
 }
 
 /// A hash of the inner flow (MACs, IP addresses, L4 ports when present), for the choice
