@@ -180,3 +180,22 @@ fn concurrent_clients_lose_no_updates() {
         assert_eq!(d.ctl_ok(&["get", "Port", &format!("cp{i}"), "tag"]), format!("{}\n", 100 + i));
     }
 }
+
+#[test]
+fn a_name_linux_cannot_take_stays_configured_with_an_error() {
+    require_root();
+    let ns = Netns::new("lng");
+    let d = Daemon::start("lng", Some(&ns.name));
+    d.ctl_ok(&["add-br", "br0"]);
+    let long = "averyverylongportname";
+    // As ovs-vsctl: the transaction commits (exit 0), the setup error goes to stderr.
+    let out = d.ctl(&["add-port", "br0", long, "--", "set", "Interface", long, "type=tap"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expect = format!("could not open network device {long} (Invalid argument: name is longer than 15 bytes)");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("Error detected while setting up '{long}': {expect}")));
+    assert_eq!(d.ctl_ok(&["get", "Interface", long, "error"]), format!("\"{expect}\"\n"));
+    assert_eq!(d.ctl_ok(&["list-ports", "br0"]), format!("{long}\n"));
+    assert!(d.ctl_ok(&["show"]).contains(&format!("error: \"{expect}\"")));
+    // The rest of the bridge is unaffected.
+    assert!(ns.sh_ok("ip link show br0"));
+}
