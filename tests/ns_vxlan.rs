@@ -206,3 +206,85 @@ impl PingDf for Netns {
         self.sh_ok(&format!("ping -c 3 -i 0.3 -W 1 -M do -s {size} 198.18.123.2"))
     }
 }
+
+/// An `rvs/drops` counter of node `node`'s VXLAN receive socket.
+fn endpoint_counter(node: &RvsNode, name: &str) -> u64 {
+    let t = node.d.ctl_ok(&["rvs/drops"]);
+    let sock = t.split("VXLAN receive socket").nth(1).unwrap_or_else(|| panic!("no VXLAN socket in rvs/drops:\n{t}"));
+    sock.lines()
+        .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("no {name} in rvs/drops:\n{t}"))
+}
+
+/// Sends each hex-encoded datagram to 198.19.0.`to`:4789 from namespace `ns`.
+fn send_datagrams(ns: &Netns, to: u8, datagrams: &[String]) {
+    let list = datagrams.iter().map(|d| format!("'{d}'")).collect::<Vec<_>>().join(",");
+    ns.sh(&format!(
+        "python3 -c \"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); [s.sendto(bytes.fromhex(d), ('198.19.0.{to}', 4789)) for d in [{list}]]\""
+    ));
+}
+
+#[test]
+fn bad_input_on_4789_is_counted_and_forwarding_goes_on() {
+    require_tools(&["python3"]);
+    let ul = Underlay::new();
+    let (n1, n2) = (RvsNode::new(&ul, 1), RvsNode::new(&ul, 2));
+    n1.tunnel_to(2, 5000);
+    n2.tunnel_to(1, 5000);
+    let (vm1, _) = n1.vm(None, "198.18.123.1/24");
+    let (_vm2, _) = n2.vm(None, "198.18.123.2/24");
+    assert!(vm1.ping_eventually("198.18.123.2", Duration::from_secs(15)));
+    let rogue = Netns::new("rg");
+    ul.attach(&rogue, 9);
+    let (bad0, unknown0) = (endpoint_counter(&n1, "bad_header"), endpoint_counter(&n1, "unknown_tunnel"));
+
+    // A broadcast inner frame: were it accepted, it would be flooded to vm1.
+    let inner = format!("ffffffffffff02000000aa010800{}", "45".repeat(46));
+    let hdr = |flags: &str, vni: u32| format!("{flags}000000{vni:06x}00");
+    send_datagrams(
+        &n2.ns, // from the real peer's address
+        1,
+        &[
+            "08".into(),                                  // short
+            format!("{}{inner}", hdr("00", 5000)),        // I flag missing
+            hex(b"GET / HTTP/1.0\r\n\r\n some garbage"), // garbage
+            format!("{}{inner}", hdr("08", 77)),          // a VNI no port has
+        ],
+    );
+    send_datagrams(&rogue, 1, &[format!("{}{inner}", hdr("08", 5000))]); // unknown source
+    wait_until("the bad datagrams to be counted", Duration::from_secs(10), || {
+        endpoint_counter(&n1, "bad_header") >= bad0 + 3 && endpoint_counter(&n1, "unknown_tunnel") >= unknown0 + 2
+    });
+    assert_eq!(endpoint_counter(&n1, "bad_header"), bad0 + 3);
+    assert_eq!(endpoint_counter(&n1, "unknown_tunnel"), unknown0 + 2);
+    // Nothing of it reached the bridge, and forwarding goes on.
+    assert!(fdb_row(&n1, "02:00:00:00:aa:01").is_none(), "{}", n1.d.ctl_ok(&["fdb/show", "br0"]));
+    assert!(vm1.ping("198.18.123.2", 2), "still forwarding\n{}", n1.d.log());
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn tunnel_options_change_live() {
+    let ul = Underlay::new();
+    let (n1, n2, n3) = (RvsNode::new(&ul, 1), RvsNode::new(&ul, 2), RvsNode::new(&ul, 3));
+    let vx = n1.tunnel_to(2, 5000);
+    n2.tunnel_to(1, 6000); // VNIs differ: nothing gets through
+    n3.tunnel_to(1, 7000);
+    let (vm1, _) = n1.vm(None, "198.18.124.1/24");
+    let (_vm2, _) = n2.vm(None, "198.18.124.2/24");
+    let (_vm3, _) = n3.vm(None, "198.18.124.3/24");
+    assert!(!vm1.ping("198.18.124.2", 2), "VNI 5000 must not reach a VNI 6000 port");
+    // A new key: the same port now talks to node 2.
+    n1.d.ctl_ok(&["set", "Interface", &vx, "options:key=6000"]);
+    assert_eq!(n1.d.ctl_ok(&["get", "Interface", &vx, "options:key"]), "\"6000\"\n");
+    assert!(vm1.ping_eventually("198.18.124.2", Duration::from_secs(10)), "after the key change\n{}", n1.d.log());
+    // A new remote and key: node 3 instead of node 2.
+    n1.d.ctl_ok(&["set", "Interface", &vx, "options:remote_ip=198.19.0.3", "options:key=7000"]);
+    assert!(vm1.ping_eventually("198.18.124.3", Duration::from_secs(10)), "after the remote change\n{}", n1.d.log());
+    assert!(!vm1.ping("198.18.124.2", 2), "node 2 is no longer the remote");
+    // The port kept its number through the changes.
+    assert_eq!(n1.ofport(&vx), "1");
+}
