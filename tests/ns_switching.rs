@@ -226,3 +226,49 @@ fn owned_tap_deleted_by_hand_is_recreated() {
     assert!(vm1.ping_eventually("198.18.7.2", Duration::from_secs(10)), "{}", n.d.log());
     drop(vm2);
 }
+
+/// Two datapath workers (`Open_vSwitch other_config:n-workers=2`): the inputs are
+/// dealt over both, VMs on taps and one on a veth (AF_PACKET) reach each other and
+/// move data intact both ways, the MAC table the first worker shows has every VM's
+/// address whichever worker learned it, and back to one worker traffic goes on.
+#[test]
+fn two_workers_forward_and_share_learning() {
+    let n = Node::new("wrk");
+    n.d.ctl_ok(&["add-br", "br0"]);
+    n.d.ctl_ok(&["set", "Open_vSwitch", ".", "other_config:n-workers=2"]);
+    let (p1, p2, v3, v3p) = (unique("w1"), unique("w2"), unique("w3"), unique("w3p"));
+    let vm1 = n.vm("br0", &p1, &["tag=10"], "198.18.12.1/24");
+    let vm2 = n.vm("br0", &p2, &["tag=10"], "198.18.12.2/24");
+    n.ns.sh(&format!("ip link add {v3} type veth peer name {v3p} && ip link set {v3} up"));
+    n.d.ctl_ok(&["add-port", "br0", &v3, "tag=10"]);
+    let vm3 = Netns::new("vm");
+    plug(Some(&n.ns), &v3p, &vm3, "198.18.12.3/24");
+
+    let workers = || n.d.ctl_ok(&["rvs/workers"]);
+    wait_until("four inputs on two workers", Duration::from_secs(10), || {
+        let s = workers();
+        s.lines().filter(|l| l.starts_with("worker ")).count() == 2 && s.split_whitespace().filter(|w| [&p1, &p2, &v3, "br0"].contains(w)).count() == 4
+    });
+    let s = workers();
+    for name in [p1.as_str(), p2.as_str(), v3.as_str(), "br0"] {
+        assert_eq!(s.split_whitespace().filter(|w| *w == name).count(), 1, "{name} polled by exactly one worker:\n{s}");
+    }
+    assert!(!s.contains("(no inputs)"), "both workers poll something:\n{s}");
+
+    assert!(vm1.ping_eventually("198.18.12.2", Duration::from_secs(10)), "tap -> tap\n{}", n.d.log());
+    assert!(vm1.ping_eventually("198.18.12.3", Duration::from_secs(10)), "tap -> veth");
+    assert!(vm3.ping("198.18.12.2", 2), "veth -> tap");
+    tcp_transfer(&vm2, &vm1, "198.18.12.2", 5411, 4 << 20).expect("TCP tap -> tap with two workers");
+    tcp_transfer(&vm3, &vm2, "198.18.12.3", 5412, 4 << 20).expect("TCP tap -> veth with two workers");
+    tcp_transfer(&vm1, &vm3, "198.18.12.1", 5413, 4 << 20).expect("TCP veth -> tap with two workers");
+
+    let table = fdb(&n, "br0");
+    for (vm, dev) in [(&vm1, &p1), (&vm2, &p2), (&vm3, &v3p)] {
+        let mac = mac_of(vm, dev);
+        assert!(table.contains(&mac), "{mac} in the first worker's table:\n{table}");
+    }
+
+    n.d.ctl_ok(&["set", "Open_vSwitch", ".", "other_config:n-workers=1"]);
+    wait_until("one worker", Duration::from_secs(10), || workers().lines().filter(|l| l.starts_with("worker ")).count() == 1);
+    assert!(vm3.ping_eventually("198.18.12.1", Duration::from_secs(10)), "veth -> tap with one worker again");
+}

@@ -96,6 +96,7 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   fdb/del BRIDGE VLAN MAC     remove a static entry
   dpif/show                   ports and their numbers
   rvs/drops [BRIDGE]          dropped frames by reason
+  rvs/workers                 datapath threads and the inputs each polls
   list-commands, version, vlog/list, vlog/set SPEC
 
 Not supported by rvs (these commands fail with an error saying so): bonds

@@ -107,8 +107,10 @@ pub struct FdbEntry {
 /// What `learn` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Learned {
-    /// Address already known on this port (possibly refreshed).
+    /// Address already known on this port, refreshed recently: nothing changed.
     Known,
+    /// Address already known on this port; its age was reset.
+    Refreshed,
     New,
     /// Address moved from the given port.
     Moved(PortIdx),
@@ -212,17 +214,12 @@ impl MacTable {
             if e.port == port {
                 if now.since(e.last_seen) >= REFRESH_GRANULARITY_MS {
                     self.touch(i, now);
+                    return Learned::Refreshed;
                 }
                 return Learned::Known;
             }
             let old = e.port;
-            self.unlink(i);
-            let seq = self.next_seq();
-            let e = &mut self.slab[i as usize];
-            e.port = port;
-            e.last_seen = now;
-            e.seq = seq;
-            self.link(i);
+            self.relink(i, port, now);
             self.stats.moved += 1;
             return Learned::Moved(old);
         }
@@ -232,6 +229,31 @@ impl MacTable {
         self.insert(k, port, now, false);
         self.stats.learned += 1;
         Learned::New
+    }
+
+    /// Applies what another worker's replica of this table learned: `mac` in `vlan`
+    /// was seen behind `port` at `seen`. Newer news wins (ties by the higher port
+    /// index, so two replicas that learned a move at the same moment agree); static
+    /// entries and multicast addresses are left alone. Not counted in the statistics
+    /// (the worker that learned it counted it). Returns whether anything changed.
+    pub fn apply_remote(&mut self, vlan: VlanId, mac: MacAddr, port: PortIdx, seen: Time) -> bool {
+        if mac.is_multicast() {
+            return false;
+        }
+        let k = key(vlan, mac);
+        if let Some(&i) = self.index.get(&k) {
+            let e = &self.slab[i as usize];
+            if e.is_static || (seen, port) <= (e.last_seen, e.port) {
+                return false;
+            }
+            self.relink(i, port, seen);
+            return true;
+        }
+        if self.len() >= self.capacity && !self.evict_one() {
+            return false;
+        }
+        self.insert(k, port, seen, false);
+        true
     }
 
     /// Adds or replaces a static entry. Returns `false` when the table is full of static
@@ -396,9 +418,17 @@ impl MacTable {
     }
 
     fn touch(&mut self, i: u32, now: Time) {
+        let port = self.slab[i as usize].port;
+        self.relink(i, port, now);
+    }
+
+    /// Puts dynamic entry `i` on `port` (maybe the one it is on), seen at `now`: to
+    /// the tail of the global and the port's list.
+    fn relink(&mut self, i: u32, port: PortIdx, now: Time) {
         self.unlink(i);
         let seq = self.next_seq();
         let e = &mut self.slab[i as usize];
+        e.port = port;
         e.last_seen = now;
         e.seq = seq;
         self.link(i);
@@ -494,12 +524,33 @@ mod tests {
     }
 
     #[test]
+    fn remote_updates_newer_wins() {
+        let mut f = MacTable::new(16, 300);
+        assert!(f.apply_remote(v(10), mac(1), 1, t(5)), "unknown address: inserted");
+        assert_eq!(f.lookup(v(10), mac(1)), Some(1));
+        assert!(!f.apply_remote(v(10), mac(1), 2, t(4)), "older news of a move is ignored");
+        assert_eq!(f.lookup(v(10), mac(1)), Some(1));
+        assert!(f.apply_remote(v(10), mac(1), 2, t(6)), "newer news of a move applies");
+        assert_eq!(f.lookup(v(10), mac(1)), Some(2));
+        assert!(!f.apply_remote(v(10), mac(1), 1, t(6)), "tie: the higher port index wins");
+        assert!(f.apply_remote(v(10), mac(1), 2, t(100)), "a refresh");
+        assert_eq!(f.entries(t(100))[0].age_secs, Some(0));
+        assert_eq!(f.age(t(399)), 0, "the remote refresh reset the age");
+        assert!(!f.apply_remote(v(10), MacAddr::BROADCAST, 1, t(7)));
+        f.add_static(v(10), mac(9), 3);
+        assert!(!f.apply_remote(v(10), mac(9), 1, t(500)), "static entries stay");
+        assert_eq!(f.lookup(v(10), mac(9)), Some(3));
+        assert_eq!(f.stats(), FdbStats::default(), "remote updates are not counted here");
+    }
+
+    #[test]
     fn learn_lookup_move() {
         let mut f = MacTable::new(16, 300);
         assert_eq!(f.learn(t(0), v(10), mac(1), 1), Learned::New);
         assert_eq!(f.lookup(v(10), mac(1)), Some(1));
         assert_eq!(f.lookup(v(20), mac(1)), None, "keyed by VLAN too");
-        assert_eq!(f.learn(t(1), v(10), mac(1), 1), Learned::Known);
+        assert_eq!(f.learn(t(1), v(10), mac(1), 1), Learned::Refreshed);
+        assert_eq!(f.learn(Time::from_millis(1500), v(10), mac(1), 1), Learned::Known, "within the refresh granularity");
         assert_eq!(f.learn(t(2), v(10), mac(1), 2), Learned::Moved(1));
         assert_eq!(f.lookup(v(10), mac(1)), Some(2));
         assert_eq!(f.stats(), FdbStats { learned: 1, expired: 0, evicted: 0, moved: 1 });

@@ -121,7 +121,8 @@ impl Bridge {
             return Err(DropReason::ReservedMulticast);
         }
         let (in_protected, in_tunnel) = (inp.protected, inp.tunnel);
-        self.fdb.learn(now, vlan, l2.src, in_port);
+        let learned = self.fdb.learn(now, vlan, l2.src, in_port);
+        self.note(learned, vlan, l2.src, in_port, now);
 
         if !l2.dst.is_multicast() {
             if let Some(p) = self.fdb.lookup(vlan, l2.dst) {

@@ -90,12 +90,28 @@ impl Default for BridgeConfig {
     }
 }
 
+/// A change [`Bridge::process`] made to the MAC table (a new address, a move, or a
+/// refresh of its age), noted for other replicas of the table when journaling is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LearnNote {
+    pub vlan: crate::types::VlanId,
+    pub mac: crate::types::MacAddr,
+    pub port: PortIdx,
+    pub seen: Time,
+}
+
+/// Notes kept between two drains; more are not recorded (the replicas then learn
+/// from later frames: at worst they flood a little longer).
+const JOURNAL_MAX: usize = 1024;
+
 /// One bridge's switching state.
 pub struct Bridge {
     cfg: BridgeConfig,
     ports: Vec<PortConfig>,
     fdb: MacTable,
     drops: DropCounters,
+    journaling: bool,
+    journal: Vec<LearnNote>,
 }
 
 impl Bridge {
@@ -105,6 +121,8 @@ impl Bridge {
             ports: Vec::new(),
             fdb: MacTable::new(cfg.mac_table_size, cfg.mac_aging_secs),
             drops: DropCounters::default(),
+            journaling: false,
+            journal: Vec::new(),
         };
         b.reconfigure(cfg, ports);
         b
@@ -154,6 +172,40 @@ impl Bridge {
     /// Counts a drop the shell decided on (e.g. a frame it could not even read whole).
     pub fn count_drop(&mut self, reason: DropReason) {
         self.drops.add(reason);
+    }
+
+    /// Turns the learning journal on or off. With several workers each holds a
+    /// replica of the bridge; what one learns reaches the others through the journal.
+    pub fn set_journaling(&mut self, on: bool) {
+        self.journaling = on;
+        self.journal.clear();
+        if on {
+            self.journal.reserve(JOURNAL_MAX);
+        }
+    }
+
+    /// Takes the notes recorded since the last call (empty unless journaling).
+    pub fn drain_journal(&mut self) -> std::vec::Drain<'_, LearnNote> {
+        self.journal.drain(..)
+    }
+
+    /// Applies a note from another replica, if its port still exists here (looked up by
+    /// stable key, as port indices may differ while configurations change).
+    pub fn apply_note(&mut self, port_key: u32, note: LearnNote) -> bool {
+        match self.port_index(port_key) {
+            Some(p) => self.fdb.apply_remote(note.vlan, note.mac, p, note.seen),
+            None => false,
+        }
+    }
+
+    #[inline]
+    fn note(&mut self, learned: Learned, vlan: crate::types::VlanId, mac: crate::types::MacAddr, port: PortIdx, now: Time) {
+        if self.journaling
+            && matches!(learned, Learned::New | Learned::Moved(_) | Learned::Refreshed)
+            && self.journal.len() < JOURNAL_MAX
+        {
+            self.journal.push(LearnNote { vlan, mac, port, seen: now });
+        }
     }
 
     /// Expires old MAC entries.

@@ -49,6 +49,34 @@ fn two_vlans() -> Bridge {
     )
 }
 
+/// With journaling on, what the MAC table learned (new, moved, refreshed) is noted
+/// for the other workers' replicas, and a replica applying the notes forwards the way
+/// the original does.
+#[test]
+fn journal_carries_learning_to_a_replica() {
+    let (mut b, mut replica) = (two_vlans(), two_vlans());
+    b.set_journaling(true);
+    let mut a = Actions::default();
+    let note = |vlan, m, port, ms| LearnNote { vlan: v(vlan), mac: mac(m), port, seen: Time::from_millis(ms) };
+    b.process(Time::ZERO, 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    b.process(Time::from_millis(10), 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    b.process(Time::from_millis(20), 1, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    b.process(Time::from_millis(1500), 1, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    b.process(Time::from_millis(1600), 0, &frame(MacAddr::BROADCAST, MacAddr([1, 0, 0x5e, 0, 0, 1])), &mut a);
+    let notes: Vec<LearnNote> = b.drain_journal().collect();
+    assert_eq!(notes, vec![note(10, 1, 0, 0), note(10, 1, 1, 20), note(10, 1, 1, 1500)], "new, moved, refreshed; not the repeat nor multicast");
+    assert_eq!(b.drain_journal().count(), 0);
+    for n in notes {
+        let key = b.ports()[n.port as usize].key;
+        replica.apply_note(key, n);
+    }
+    replica.process(Time::from_millis(1700), 0, &frame(mac(1), mac(2)), &mut a);
+    assert_eq!(outs(&a), vec![(1, None)], "the replica knows where mac 1 is");
+    let mut plain = two_vlans();
+    plain.process(Time::ZERO, 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    assert_eq!(plain.drain_journal().count(), 0, "no journal unless asked for");
+}
+
 #[test]
 fn flood_learn_then_unicast() {
     let mut b = two_vlans();

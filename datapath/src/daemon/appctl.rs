@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::daemon::control::Control;
 use crate::daemon::logging;
 use crate::daemon::store::StaticMac;
+use crate::daemon::worker::Worker;
 use crate::types::{MacAddr, OfPort, VlanId};
 
 /// (name, usage, min args, max args)
@@ -27,6 +28,7 @@ const COMMANDS: &[(&str, &str, usize, usize)] = &[
     ("fdb/stats-show", "bridge", 1, 1),
     ("list-commands", "", 0, 0),
     ("rvs/drops", "[bridge]", 0, 1),
+    ("rvs/workers", "", 0, 0),
     ("version", "", 0, 0),
     ("vlog/list", "", 0, 0),
     ("vlog/set", "{spec | PATTERN:destination:pattern}", 0, usize::MAX),
@@ -80,6 +82,7 @@ async fn dispatch(ctl: &mut Control, cmd: &str, args: &[String]) -> Reply {
             Some(_) => Err("no such bond".into()),
         },
         "rvs/drops" => drops(ctl, a(0)).await,
+        "rvs/workers" => workers(ctl).await,
         "vlog/list" => Ok(logging::vlog_list()),
         "vlog/set" => logging::vlog_set(args).map(|_| String::new()),
         _ => Err(format!("\"{cmd}\" is not a valid command")),
@@ -98,13 +101,31 @@ fn no_bridge() -> String {
     "no such bridge".into()
 }
 
-/// Asks the worker; a worker that does not answer is a server error, not a hang.
-async fn ask<R: Send + 'static>(ctl: &Control, f: impl FnOnce(&mut crate::daemon::worker::Worker) -> R + Send + 'static) -> Result<R, String> {
+/// How long a command waits for a worker's answer.
+const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Asks the first worker (whose replicas of the MAC tables and copy of the
+/// configuration commands show); a worker that does not answer is a server error,
+/// not a hang.
+async fn ask<R: Send + 'static>(ctl: &Control, f: impl FnOnce(&mut Worker) -> R + Send + 'static) -> Result<R, String> {
     let rx = ctl.worker.query(f);
-    match tokio::time::timeout(std::time::Duration::from_secs(5), rx).await {
+    match tokio::time::timeout(ASK_TIMEOUT, rx).await {
         Ok(Ok(r)) => Ok(r),
         _ => Err("datapath worker did not answer".into()),
     }
+}
+
+/// Asks every worker (to change every replica, or to add up counters); answers in
+/// worker order.
+async fn ask_all<R: Send + 'static>(ctl: &Control, f: impl Fn(&mut Worker) -> R + Send + Sync + 'static) -> Result<Vec<R>, String> {
+    let mut out = Vec::new();
+    for rx in ctl.worker.query_all(f) {
+        match tokio::time::timeout(ASK_TIMEOUT, rx).await {
+            Ok(Ok(r)) => out.push(r),
+            _ => return Err("datapath worker did not answer".into()),
+        }
+    }
+    Ok(out)
 }
 
 fn port_label(ofport: u16) -> String {
@@ -165,7 +186,7 @@ async fn fdb_each(ctl: &mut Control, br: Option<&str>, f: fn(&mut crate::daemon:
         }
     }
     let name = br.map(String::from);
-    ask(ctl, move |w| {
+    ask_all(ctl, move |w| {
         for b in w.bridges.iter_mut().filter(|b| name.as_ref().is_none_or(|n| *n == b.name)) {
             f(b);
         }
@@ -179,14 +200,20 @@ async fn fdb_stats_show(ctl: &mut Control, br: &str) -> Reply {
         return Err(no_bridge());
     }
     let name = br.to_string();
-    let r = ask(ctl, move |w| {
+    let all = ask_all(ctl, move |w| {
         w.bridge(&name).map(|b| {
             let f = b.core.fdb();
             (f.len(), f.capacity(), f.static_count(), f.stats())
         })
     })
     .await?;
-    let (len, cap, st, s) = r.unwrap_or((0, crate::core::fdb::DEFAULT_CAPACITY, 0, Default::default()));
+    // Table sizes and expiries from the first worker's replica; addresses learned and
+    // moved are counted by the worker that saw the frame, so they add up.
+    let (len, cap, st, mut s) = all.first().copied().flatten().unwrap_or((0, crate::core::fdb::DEFAULT_CAPACITY, 0, Default::default()));
+    for (_, _, _, o) in all.iter().skip(1).flatten() {
+        s.learned += o.learned;
+        s.moved += o.moved;
+    }
     Ok(format!(
         "Statistics for bridge \"{br}\":\n  Current/maximum MAC entries in the table: {len}/{cap}\n  Current static MAC entries in the table : {st}\n  Total number of learned MAC entries     : {}\n  Total number of expired MAC entries     : {}\n  Total number of evicted MAC entries     : {}\n  Total number of port moved MAC entries  : {}\n",
         s.learned, s.expired, s.evicted, s.moved
@@ -243,7 +270,7 @@ async fn fdb_del(ctl: &mut Control, br: &str, vlan: &str, mac: &str) -> Reply {
     }
     ctl.store.save(&ctl.db, &ctl.meta).map_err(|e| e.to_string())?;
     let bn = br.to_string();
-    ask(ctl, move |w| {
+    ask_all(ctl, move |w| {
         if let Some(b) = w.bridge_mut(&bn) {
             b.core.fdb_mut().remove(vid, mac);
         }
@@ -291,16 +318,32 @@ async fn drops(ctl: &mut Control, br: Option<&str>) -> Reply {
         }
     }
     let name = br.map(String::from);
-    let (rows, eps) = ask(ctl, move |w| {
-        let rows = w
-            .bridges
+    // Every worker counts the drops of the frames it handled: add them up per bridge.
+    let per_worker = ask_all(ctl, move |w| {
+        w.bridges
             .iter()
             .filter(|b| name.as_ref().is_none_or(|n| *n == b.name))
             .map(|b| (b.name.clone(), b.core.drops().iter().collect::<Vec<_>>()))
-            .collect::<Vec<_>>();
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    let mut rows: Vec<(String, Vec<(&'static str, u64)>)> = Vec::new();
+    for (b, counters) in per_worker.into_iter().flatten() {
+        match rows.iter_mut().find(|(n, _)| *n == b) {
+            None => rows.push((b, counters)),
+            Some((_, sum)) => {
+                for (reason, n) in counters {
+                    match sum.iter_mut().find(|(r, _)| *r == reason) {
+                        Some((_, t)) => *t += n,
+                        None => sum.push((reason, n)),
+                    }
+                }
+            }
+        }
+    }
+    let eps = ask(ctl, move |w| {
         use std::sync::atomic::Ordering::Relaxed;
-        let eps = w
-            .endpoints
+        w.endpoints
             .iter()
             .map(|e| {
                 let at = e.local.map_or_else(|| if e.v6 { "[::]".to_string() } else { "0.0.0.0".to_string() }, |a| a.to_string());
@@ -312,8 +355,7 @@ async fn drops(ctl: &mut Control, br: Option<&str>) -> Reply {
                     ("truncated", e.stats.truncated.load(Relaxed)),
                 ])
             })
-            .collect::<Vec<_>>();
-        (rows, eps)
+            .collect::<Vec<_>>()
     })
     .await?;
     let mut s = String::new();
@@ -329,6 +371,20 @@ async fn drops(ctl: &mut Control, br: Option<&str>) -> Reply {
             for (what, n) in counters {
                 let _ = writeln!(s, "  {what:<24} {n}");
             }
+        }
+    }
+    Ok(s)
+}
+
+/// `rvs/workers`: the datapath threads, the inputs each polls, and learning notes
+/// lost between them.
+async fn workers(ctl: &mut Control) -> Reply {
+    let all = ask_all(ctl, |w| (w.id(), w.inputs(), w.learn_lost)).await?;
+    let mut s = String::new();
+    for (id, inputs, lost) in all {
+        let _ = writeln!(s, "worker {id}: {}", if inputs.is_empty() { "(no inputs)".to_string() } else { inputs.join(" ") });
+        if lost > 0 {
+            let _ = writeln!(s, "  learning notes lost: {lost}");
         }
     }
     Ok(s)

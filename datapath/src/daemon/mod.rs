@@ -199,10 +199,13 @@ fn serve(store: Store, loaded: Option<(Db, Meta)>, listener: std::os::unix::net:
                     let _ = reply.send(resp);
                     if ctl.exit_requested { break; }
                 }
-                Some(Event::Worker(WorkerEvent::PortFailed { iface, name, error })) = ev_rx.recv() => {
-                    tracing::warn!("port {name}: {error}; reopening");
-                    ctl.ports.mark_broken(iface);
-                    ctl.reconcile();
+                Some(Event::Worker(WorkerEvent::PortFailed { iface, name, io, error })) = ev_rx.recv() => {
+                    // Every worker that used the backend may report it: reopen once.
+                    if ctl.ports.is_current(iface, io) {
+                        tracing::warn!("port {name}: {error}; reopening");
+                        ctl.ports.mark_broken(iface);
+                        ctl.reconcile();
+                    }
                 }
                 Some(()) = link_rx.recv() => {
                     while link_rx.try_recv().is_ok() {}

@@ -122,6 +122,12 @@ impl Ports {
         self.broken.push(iface);
     }
 
+    /// Whether `io` (see [`crate::daemon::worker::io_id`]) is the backend open for
+    /// `iface` now, and not already marked broken.
+    pub fn is_current(&self, iface: Uuid, io: usize) -> bool {
+        !self.broken.contains(&iface) && self.open.get(&iface).is_some_and(|p| crate::daemon::worker::io_id(&p.backend.io()) == io)
+    }
+
     /// Closes everything (shutdown).
     pub fn close_all(&mut self) {
         self.open.clear();
@@ -273,7 +279,7 @@ impl Ports {
                 }
             }
         }
-        DpConfig { bridges, endpoints }
+        DpConfig { bridges, endpoints, workers: n_workers(db) }
     }
 
     /// Opens the backend for one interface, or says why not (as the `error` column).
@@ -548,9 +554,16 @@ fn apply_link_settings(db: &Db, iface: &Uuid, p: &OpenPort) -> Result<(), String
     Ok(())
 }
 
+/// `Open_vSwitch other_config:n-workers`: datapath worker threads, 1 when unset or
+/// not a positive number, at most [`crate::daemon::worker::MAX_WORKERS`].
+pub fn n_workers(db: &Db) -> usize {
+    let oc = db.root().map(|(_, r)| r.get(&TABLES[tables::OPEN_VSWITCH], "other_config").clone()).unwrap_or_default();
+    (other_config_int(&oc, "n-workers").max(1) as usize).min(crate::daemon::worker::MAX_WORKERS)
+}
+
 /// A string that changes whenever the worker's configuration must change.
 fn signature(cfg: &DpConfig) -> String {
-    let mut s = String::new();
+    let mut s = format!("workers={}|", cfg.workers);
     for b in &cfg.bridges {
         s += &format!("{}|{:?}|", b.uuid, b.cfg);
         for p in &b.ports {

@@ -1,10 +1,20 @@
-//! The datapath worker: one thread running a run-to-completion poll loop over every
-//! port. For each ready port it reads up to [`BUDGET`] frames; for each frame it asks the
-//! core ([`crate::core::Bridge::process`]) and writes the copies, then goes on. It sleeps
-//! in epoll when nothing arrives (no busy polling), waking for input, for the control
-//! plane's doorbell, and for the next MAC expiry.
+//! The datapath workers: threads running a run-to-completion poll loop each. Every
+//! input (a port's fd, a VXLAN receive socket) is polled by exactly one worker; for each
+//! ready input the worker reads up to [`BUDGET`] frames, asks the core
+//! ([`crate::core::Bridge::process`]) for each and writes the copies to whichever ports
+//! they go to (sending on a port another worker polls is fine: the kernel serializes
+//! writers). A worker sleeps in epoll when nothing arrives (no busy polling), waking
+//! for input, for the control plane's doorbell, and for the next MAC expiry.
 //!
-//! The control plane never touches the worker's state directly: it sends whole new
+//! `Open_vSwitch other_config:n-workers` sets how many workers run (default 1). Inputs
+//! are dealt to workers round-robin. Each worker holds a replica of every bridge's MAC
+//! table, so the forwarding decision reads only the worker's own memory: no lock, no
+//! shared cache line on the per-frame path. What a worker learns (new address, move,
+//! refresh at most once a second per address) goes to the other workers through
+//! bounded queues, applied when they next wake, newest news winning. A replica that
+//! has not heard yet floods, which is always correct.
+//!
+//! The control plane never touches a worker's state directly: it sends whole new
 //! configurations ([`WorkerMsg::Reconfigure`], applied between batches) and closures
 //! that run on the worker thread between batches and send back owned answers
 //! ([`WorkerHandle::query`]). So forwarding never waits on a lock held by a command.
@@ -23,7 +33,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 use crate::core::police::Policer;
-use crate::core::{Actions, Bridge, BridgeConfig, DropReason, PortConfig, Verdict};
+use crate::core::{Actions, Bridge, BridgeConfig, DropReason, LearnNote, PortConfig, Verdict};
 use crate::db::Uuid;
 use crate::packet::PacketBuf;
 use crate::port::vxlan::Endpoint;
@@ -37,6 +47,10 @@ use crate::wire::virtio_net_hdr::VnetHdr;
 
 /// Frames read from one port before the worker looks at the others.
 pub const BUDGET: usize = 64;
+/// Most workers `n-workers` may ask for.
+pub const MAX_WORKERS: usize = 64;
+/// Learning notes queued for one worker before further ones are dropped (and counted).
+const LEARN_QUEUE: usize = 8192;
 /// Longest sleep when no MAC entry is due to expire.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// epoll token of the doorbell.
@@ -50,6 +64,7 @@ const BELL: u64 = u64::MAX;
 const SPIN: Duration = Duration::from_micros(200);
 
 /// A port as the worker sees it.
+#[derive(Clone)]
 pub struct DpPort {
     pub iface: Uuid,
     pub name: String,
@@ -60,7 +75,7 @@ pub struct DpPort {
     pub core: PortConfig,
     /// For a tunnel port: where its traffic arrives.
     pub tunnel: Option<TunnelKey>,
-    /// Ingress policing, if configured.
+    /// Ingress policing, if configured (used by the worker that polls the port).
     pub policer: Option<Policer>,
 }
 
@@ -74,6 +89,7 @@ pub struct TunnelKey {
 }
 
 /// A bridge as the worker sees it.
+#[derive(Clone)]
 pub struct DpBridge {
     pub uuid: Uuid,
     pub name: String,
@@ -84,11 +100,13 @@ pub struct DpBridge {
 }
 
 /// A whole datapath configuration.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct DpConfig {
     pub bridges: Vec<DpBridge>,
     /// Shared VXLAN receive sockets.
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// Worker threads wanted (`n-workers`); 0 means 1.
+    pub workers: usize,
 }
 
 /// Something the worker polls.
@@ -101,15 +119,48 @@ enum Source {
 /// Something the worker tells the control plane.
 #[derive(Debug)]
 pub enum WorkerEvent {
-    /// The port's device broke (deleted, moved away): it is no longer polled.
-    PortFailed { iface: Uuid, name: String, error: io::Error },
+    /// The port's device broke (deleted, moved away): it is no longer polled. `io`
+    /// identifies the backend that broke (every worker that used it may report it).
+    PortFailed { iface: Uuid, name: String, io: usize, error: io::Error },
+}
+
+/// The identity of a port backend, as carried by [`WorkerEvent::PortFailed`].
+pub fn io_id(io: &Arc<dyn PortIo>) -> usize {
+    Arc::as_ptr(io) as *const () as usize
 }
 
 type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 
+/// A learning note on its way to another worker. Bridges are named by index within
+/// the configuration of generation `generation`, ports by their stable key.
+#[derive(Debug, Clone, Copy)]
+struct LearnMsg {
+    generation: u64,
+    bridge: usize,
+    port_key: u32,
+    note: LearnNote,
+}
+
+/// A worker's place among the others.
+#[derive(Clone)]
+pub struct Crew {
+    id: usize,
+    n: usize,
+    /// The other workers' learning queues.
+    peers: Vec<Sender<LearnMsg>>,
+    /// Generation of the configuration this came with.
+    generation: u64,
+}
+
+impl Crew {
+    fn alone() -> Crew {
+        Crew { id: 0, n: 1, peers: Vec::new(), generation: 0 }
+    }
+}
+
 /// Messages from the control plane.
 pub enum WorkerMsg {
-    Reconfigure(DpConfig),
+    Reconfigure(DpConfig, Crew),
     Run(Job),
     Stop,
 }
@@ -141,27 +192,64 @@ pub struct Worker {
     /// Software GRO for decapsulated TCP segments.
     coalescer: Coalescer<Vec<u8>>,
     actions: Actions,
-    events: Box<dyn Fn(WorkerEvent) + Send>,
+    events: Arc<dyn Fn(WorkerEvent) + Send + Sync>,
+    crew: Crew,
+    /// Learning notes from the other workers.
+    inbox: Receiver<LearnMsg>,
+    /// Learning notes that did not fit a peer's queue.
+    pub learn_lost: u64,
 }
 
-/// The control plane's end.
-pub struct WorkerHandle {
+/// One worker thread as the control plane holds it.
+struct Thread {
     tx: Sender<WorkerMsg>,
     bell: Arc<EventFd>,
-    thread: Option<JoinHandle<()>>,
+    learn: Sender<LearnMsg>,
+    join: Option<JoinHandle<()>>,
+}
+
+impl Thread {
+    fn send(&self, m: WorkerMsg) {
+        // The worker only goes away at Stop; a send error then is harmless.
+        let _ = self.tx.send(m);
+        self.bell.notify();
+    }
+
+    fn join(&mut self) {
+        if let Some(t) = self.join.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The control plane's end: the worker threads.
+pub struct WorkerHandle {
+    clock: Clock,
+    events: Arc<dyn Fn(WorkerEvent) + Send + Sync>,
+    threads: Vec<Thread>,
+    generation: u64,
 }
 
 impl WorkerHandle {
-    /// Starts the worker thread. `events` is called on the worker thread.
-    pub fn spawn(clock: Clock, events: impl Fn(WorkerEvent) + Send + 'static) -> io::Result<WorkerHandle> {
+    /// Starts one worker thread (more follow a configuration that asks for them).
+    /// `events` is called on the worker threads.
+    pub fn spawn(clock: Clock, events: impl Fn(WorkerEvent) + Send + Sync + 'static) -> io::Result<WorkerHandle> {
+        let mut h = WorkerHandle { clock, events: Arc::new(events), threads: Vec::new(), generation: 0 };
+        let t = h.spawn_one(0)?;
+        h.threads.push(t);
+        Ok(h)
+    }
+
+    fn spawn_one(&self, id: usize) -> io::Result<Thread> {
         let (tx, rx) = crossbeam_channel::unbounded();
+        let (learn, inbox) = crossbeam_channel::bounded(LEARN_QUEUE);
         let bell = Arc::new(EventFd::new()?);
         let epoll = Epoll::new(256)?;
         epoll.add(bell.as_fd(), BELL)?;
         let mut w = Worker {
             bridges: Vec::new(),
             endpoints: Vec::new(),
-            clock,
+            clock: self.clock,
             epoll,
             tokens: Vec::new(),
             demux: HashMap::new(),
@@ -170,49 +258,97 @@ impl WorkerHandle {
             train: vec![0u8; 65_536 + 4096],
             coalescer: Coalescer::new(vec![0u8; offload::MAX_COALESCED]),
             actions: Actions::with_capacity(256),
-            events: Box::new(events),
+            events: self.events.clone(),
+            crew: Crew::alone(),
+            inbox,
+            learn_lost: 0,
         };
         let b = bell.clone();
-        let thread = std::thread::Builder::new().name("rvs-datapath".into()).spawn(move || w.run(&rx, &b))?;
-        Ok(WorkerHandle { tx, bell, thread: Some(thread) })
+        let join = std::thread::Builder::new().name(format!("rvs-datapath{id}")).spawn(move || w.run(&rx, &b))?;
+        Ok(Thread { tx, bell, learn, join: Some(join) })
     }
 
-    fn send(&self, m: WorkerMsg) {
-        // The worker only goes away at Stop; a send error then is harmless.
-        let _ = self.tx.send(m);
-        self.bell.notify();
+    /// Number of worker threads running.
+    pub fn workers(&self) -> usize {
+        self.threads.len()
     }
 
-    /// Replaces the configuration (applied between batches).
-    pub fn reconfigure(&self, cfg: DpConfig) {
-        self.send(WorkerMsg::Reconfigure(cfg));
+    /// Replaces the configuration (applied by each worker between batches), starting or
+    /// stopping workers first if `cfg.workers` asks for another number.
+    pub fn reconfigure(&mut self, cfg: DpConfig) {
+        let want = cfg.workers.clamp(1, MAX_WORKERS);
+        while self.threads.len() < want {
+            match self.spawn_one(self.threads.len()) {
+                Ok(t) => self.threads.push(t),
+                Err(e) => {
+                    tracing::error!("cannot start datapath worker {}: {e}; running {}", self.threads.len(), self.threads.len());
+                    break;
+                }
+            }
+        }
+        let mut gone: Vec<Thread> = self.threads.drain(want.min(self.threads.len())..).collect();
+        for t in &gone {
+            t.send(WorkerMsg::Stop);
+        }
+        for t in &mut gone {
+            t.join();
+        }
+        self.generation += 1;
+        let n = self.threads.len();
+        let learns: Vec<Sender<LearnMsg>> = self.threads.iter().map(|t| t.learn.clone()).collect();
+        for (id, t) in self.threads.iter().enumerate() {
+            let peers = learns.iter().enumerate().filter(|&(i, _)| i != id).map(|(_, s)| s.clone()).collect();
+            t.send(WorkerMsg::Reconfigure(cfg.clone(), Crew { id, n, peers, generation: self.generation }));
+        }
     }
 
-    /// Runs `f` on the worker between batches; the answer arrives on the receiver.
+    /// Runs `f` on the first worker between batches; the answer arrives on the
+    /// receiver. Every worker holds every bridge and port, so this is the view of the
+    /// MAC tables and the configuration `fdb/show` and the like print.
     pub fn query<R: Send + 'static>(&self, f: impl FnOnce(&mut Worker) -> R + Send + 'static) -> tokio::sync::oneshot::Receiver<R> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(WorkerMsg::Run(Box::new(move |w| {
+        self.threads[0].send(WorkerMsg::Run(Box::new(move |w| {
             let _ = tx.send(f(w));
         })));
         rx
     }
 
-    /// Stops the thread and waits for it; the configuration (and every port) is dropped.
+    /// Runs `f` on every worker (to change every replica, or to sum counters).
+    pub fn query_all<R: Send + 'static>(&self, f: impl Fn(&mut Worker) -> R + Send + Sync + 'static) -> Vec<tokio::sync::oneshot::Receiver<R>> {
+        let f = Arc::new(f);
+        self.threads
+            .iter()
+            .map(|t| {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let f = f.clone();
+                t.send(WorkerMsg::Run(Box::new(move |w| {
+                    let _ = tx.send(f(w));
+                })));
+                rx
+            })
+            .collect()
+    }
+
+    /// Stops the threads and waits for them; the configuration (and every port) is
+    /// dropped.
     pub fn stop(mut self) {
-        self.send(WorkerMsg::Stop);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
+        for t in &self.threads {
+            t.send(WorkerMsg::Stop);
         }
+        for t in &mut self.threads {
+            t.join();
+        }
+        self.threads.clear();
     }
 }
 
 impl Drop for WorkerHandle {
     fn drop(&mut self) {
-        if let Some(t) = self.thread.take() {
-            let _ = self.tx.send(WorkerMsg::Stop);
-            self.bell.notify();
-            let _ = t.join();
-        }
+        self.stop_all();
     }
 }
 
@@ -252,6 +388,7 @@ impl Worker {
             if ready.iter().any(|r| r.token != BELL) {
                 last_traffic = Some(std::time::Instant::now());
             }
+            self.receive_notes();
             for r in ready.drain(..) {
                 if r.token == BELL {
                     bell.drain();
@@ -264,6 +401,7 @@ impl Worker {
                         Some(&Source::Endpoint(e)) => self.service_endpoint(e),
                         None => {}
                     }
+                    self.publish_notes();
                 }
             }
             let now = self.clock.now();
@@ -288,7 +426,10 @@ impl Worker {
     fn handle_messages(&mut self, rx: &Receiver<WorkerMsg>) -> bool {
         while let Ok(m) = rx.try_recv() {
             match m {
-                WorkerMsg::Reconfigure(cfg) => self.apply(cfg),
+                WorkerMsg::Reconfigure(cfg, crew) => {
+                    self.crew = crew;
+                    self.apply(cfg);
+                }
                 WorkerMsg::Run(job) => job(self),
                 WorkerMsg::Stop => {
                     self.apply(DpConfig::default());
@@ -297,6 +438,63 @@ impl Worker {
             }
         }
         true
+    }
+
+    /// This worker's number (0-based).
+    pub fn id(&self) -> usize {
+        self.crew.id
+    }
+
+    /// Whether this worker polls input number `token`: inputs are dealt round-robin.
+    fn owns(&self, token: usize) -> bool {
+        token % self.crew.n == self.crew.id
+    }
+
+    /// The inputs this worker polls: port names and VXLAN endpoints.
+    pub fn inputs(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for (t, src) in self.tokens.iter().enumerate() {
+            if !self.owns(t) {
+                continue;
+            }
+            match *src {
+                Source::Port(b, p) => v.push(self.bridges[b].ports[p].name.clone()),
+                Source::Endpoint(e) => v.push(format!("vxlan:{}", self.endpoints[e].port)),
+            }
+        }
+        v
+    }
+
+    /// Applies the learning notes other workers sent.
+    fn receive_notes(&mut self) {
+        while let Ok(m) = self.inbox.try_recv() {
+            if m.generation != self.crew.generation {
+                continue;
+            }
+            if let Some(b) = self.bridges.get_mut(m.bridge) {
+                b.core.apply_note(m.port_key, m.note);
+            }
+        }
+    }
+
+    /// Sends what this worker learned to the others.
+    fn publish_notes(&mut self) {
+        if self.crew.peers.is_empty() {
+            return;
+        }
+        let generation = self.crew.generation;
+        for (bi, b) in self.bridges.iter_mut().enumerate() {
+            let ports = &b.ports;
+            for note in b.core.drain_journal() {
+                let Some(p) = ports.get(note.port as usize) else { continue };
+                let m = LearnMsg { generation, bridge: bi, port_key: p.core.key, note };
+                for peer in &self.crew.peers {
+                    if peer.try_send(m).is_err() {
+                        self.learn_lost += 1;
+                    }
+                }
+            }
+        }
     }
 
     /// Installs a new configuration, keeping the learned state of bridges and ports
@@ -325,6 +523,7 @@ impl Worker {
             };
             let n = nb.ports.len();
             let mut rt = BridgeRt { uuid: nb.uuid, name: nb.name, core, ports: nb.ports, failed: vec![false; n] };
+            rt.core.set_journaling(self.crew.n > 1);
             for (vlan, mac, ofport) in nb.statics {
                 if let Some(i) = rt.core.port_index(u32::from(ofport.get())) {
                     rt.core.fdb_mut().add_static(vlan, mac, i);
@@ -335,26 +534,33 @@ impl Worker {
         self.endpoints = cfg.endpoints;
         self.tokens.clear();
         self.demux.clear();
+        let (id, n) = (self.crew.id, self.crew.n);
         for (bi, b) in self.bridges.iter_mut().enumerate() {
             for (pi, p) in b.ports.iter().enumerate() {
                 if let Some(k) = p.tunnel {
                     self.demux.insert(k, (bi, pi));
                 }
                 let Some(fd) = p.io.fd() else { continue };
-                let token = self.tokens.len() as u64;
-                if let Err(e) = self.epoll.add(fd, token) {
+                let token = self.tokens.len();
+                self.tokens.push(Source::Port(bi, pi));
+                if token % n != id {
+                    continue;
+                }
+                if let Err(e) = self.epoll.add(fd, token as u64) {
                     tracing::error!("datapath: cannot poll port {}: {e}", p.name);
                     b.failed[pi] = true;
                 }
-                self.tokens.push(Source::Port(bi, pi));
             }
         }
         for (ei, e) in self.endpoints.iter().enumerate() {
-            let token = self.tokens.len() as u64;
-            if let Err(err) = self.epoll.add(e.fd(), token) {
+            let token = self.tokens.len();
+            self.tokens.push(Source::Endpoint(ei));
+            if token % n != id {
+                continue;
+            }
+            if let Err(err) = self.epoll.add(e.fd(), token as u64) {
                 tracing::error!("datapath: cannot poll VXLAN port {}: {err}", e.port);
             }
-            self.tokens.push(Source::Endpoint(ei));
         }
         // `old` (bridges that are gone) and the replaced ports drop here, closing fds.
     }
@@ -442,7 +648,7 @@ impl Worker {
         if let Some(fd) = port.io.fd() {
             let _ = self.epoll.delete(fd);
         }
-        (self.events)(WorkerEvent::PortFailed { iface: port.iface, name: port.name.clone(), error });
+        (self.events)(WorkerEvent::PortFailed { iface: port.iface, name: port.name.clone(), io: io_id(&port.io), error });
     }
 
     /// Reads and forwards up to [`BUDGET`] frames from port `p` of bridge `b`.
@@ -630,7 +836,7 @@ mod tests {
     fn worker_switches_between_mem_ports() {
         let (a, b, c) = (Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(false).unwrap()));
         let v10 = VlanId::new(10).unwrap();
-        let w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
+        let mut w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
         w.reconfigure(DpConfig {
             bridges: vec![DpBridge {
                 uuid: Uuid::random(),
@@ -643,7 +849,7 @@ mod tests {
                 ],
                 statics: vec![],
             }],
-            endpoints: vec![],
+            ..Default::default()
         });
         // a broadcasts: b gets it tagged 10, c untagged.
         a.inject(&frame(MacAddr::BROADCAST, mac(1)), VnetHdr::default());
@@ -681,7 +887,7 @@ mod tests {
     #[test]
     fn gso_frames_are_segmented_for_ports_without_offloads() {
         let (a, b, c) = (Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(false).unwrap()));
-        let w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
+        let mut w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
         w.reconfigure(DpConfig {
             bridges: vec![DpBridge {
                 uuid: Uuid::random(),
@@ -690,7 +896,7 @@ mod tests {
                 ports: vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))],
                 statics: vec![],
             }],
-            endpoints: vec![],
+            ..Default::default()
         });
         let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
         let mut f = Vec::new();
@@ -718,6 +924,73 @@ mod tests {
         let whole = b.take_sent();
         assert_eq!(whole.len(), 1);
         assert_eq!(whole[0].1, gso, "offload-capable ports get the GSO frame as it came");
+        w.stop();
+    }
+
+    /// Two workers: inputs dealt round-robin, what one learns reaches the other, so a
+    /// reply handled by the second worker goes to the one port, not flooded; back to
+    /// one worker, everything still forwards.
+    #[test]
+    fn two_workers_share_what_they_learn() {
+        let (a, b, c) = (Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()));
+        let mut w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
+        let uuid = Uuid::random();
+        let cfg = |workers| DpConfig {
+            bridges: vec![DpBridge {
+                uuid,
+                name: "br0".into(),
+                cfg: BridgeConfig::default(),
+                ports: vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))],
+                statics: vec![],
+            }],
+            endpoints: vec![],
+            workers,
+        };
+        w.reconfigure(cfg(2));
+        assert_eq!(w.workers(), 2);
+        let inputs: Vec<Vec<String>> = w.query_all(|w| w.inputs()).into_iter().map(futures_lite_block).collect();
+        assert_eq!(inputs, vec![vec!["p1".to_string(), "p3".to_string()], vec!["p2".to_string()]]);
+
+        // a (worker 0) broadcasts from mac 1: flooded to b and c, learned on worker 0.
+        a.inject(&frame(MacAddr::BROADCAST, mac(1)), VnetHdr::default());
+        wait_for(|| !b.take_sent().is_empty());
+        wait_for(|| !c.take_sent().is_empty());
+        // Worker 1 hears of it when it next wakes: poke it with a frame it drops (to
+        // a reserved group address: not learned, not forwarded), then ask it.
+        let mut learned_on_1 = false;
+        for _ in 0..100 {
+            b.inject(&frame(MacAddr([0x01, 0x80, 0xc2, 0, 0, 0]), mac(9)), VnetHdr::default());
+            let rx = w.query_all(|w| w.bridge("br0").and_then(|b| b.core.fdb().lookup(VlanId::NONE, mac(1))));
+            let answers: Vec<_> = rx.into_iter().map(futures_lite_block).collect();
+            if answers[1] == Some(0) {
+                learned_on_1 = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(learned_on_1, "worker 1 never learned what worker 0 saw");
+        a.take_sent();
+        c.take_sent();
+
+        // b (worker 1) answers mac 1: only a gets it.
+        b.inject(&frame(mac(1), mac(2)), VnetHdr::default());
+        wait_for(|| !a.take_sent().is_empty());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(c.take_sent().is_empty(), "known unicast was flooded");
+
+        // Learned counts add up over the workers: mac 1 on worker 0, mac 2 on
+        // worker 1.
+        let learned: u64 = w
+            .query_all(|w| w.bridge("br0").map_or(0, |b| b.core.fdb().stats().learned))
+            .into_iter()
+            .map(futures_lite_block)
+            .sum();
+        assert_eq!(learned, 2);
+
+        w.reconfigure(cfg(1));
+        assert_eq!(w.workers(), 1);
+        b.inject(&frame(mac(1), mac(2)), VnetHdr::default());
+        wait_for(|| !a.take_sent().is_empty());
         w.stop();
     }
 
