@@ -5,6 +5,7 @@
 #   sudo benches/e2e.sh            # 3 runs of each measurement, medians
 #   sudo benches/e2e.sh --quick    # 1 short run each
 #   sudo E2E_ROWS="rvs-veth linux-bridge" benches/e2e.sh   # only these rows
+#   sudo E2E_WORKERS=2 benches/e2e.sh   # rvs with other_config:n-workers=2
 #
 # Rows (each built, measured, torn down in turn):
 #   one node:   linux-bridge (veths) | rvs-tap (VMs on rvs taps) | rvs-veth (rvs
@@ -154,11 +155,12 @@ two_vms_on_veths() { # node-ns: makes veth pairs vm1<->node, vm2<->node; prints 
     vm_addr vm1 $VM1_DEV $VM1_IP; vm_addr vm2 $VM2_DEV $VM2_IP
 }
 
+rvsctl() { local dir=$1; shift; "$BIN/rvsctl" --db="unix:$dir/rvs.sock" "$@"; }
 start_rvs() { # ns dir
     mkdir -p "$2"
     ip netns exec "$P$1" "$BIN/rvs-vswitchd" --rundir "$2" --dbdir "$2" --detach --pidfile --log-file="$2/log"
+    [ -z "${E2E_WORKERS:-}" ] || rvsctl "$2" set Open_vSwitch . other_config:n-workers="$E2E_WORKERS"
 }
-rvsctl() { local dir=$1; shift; "$BIN/rvsctl" --db="unix:$dir/rvs.sock" "$@"; }
 
 start_ovs() { # ns dir
     local d=$2; mkdir -p "$d"
@@ -301,6 +303,7 @@ med = {k: statistics.median(v) for k, v in vals.items() if v}
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"rvs end-to-end benchmark, {runs} run(s) per figure (medians); ratio = this row / kernel row of its class")
 print(f"machine: {os.cpu_count()} cores, {cpu}, kernel {platform.release()}")
+print(f"rvs datapath workers per daemon: {os.environ.get('E2E_WORKERS') or 1}")
 hdr = f"{'row':<13}" + "".join(f"{name:>22}" for _, name, _ in metrics)
 print(hdr); print("-" * len(hdr))
 w = csv.writer(open(out_csv, "w"))
