@@ -228,9 +228,11 @@ fn owned_tap_deleted_by_hand_is_recreated() {
 }
 
 /// Two datapath workers (`Open_vSwitch other_config:n-workers=2`): the inputs are
-/// dealt over both, VMs on taps and one on a veth (AF_PACKET) reach each other and
-/// move data intact both ways, the MAC table the first worker shows has every VM's
-/// address whichever worker learned it, and back to one worker traffic goes on.
+/// dealt over both, the veth (AF_PACKET) port gets two receive queues in a
+/// `PACKET_FANOUT` group, one per worker; VMs on taps and on the veth reach each other
+/// and move data intact both ways, the MAC table the first worker shows has every VM's
+/// address whichever worker learned it, and back to one worker (the veth reopened with
+/// one queue, its counters kept) traffic goes on.
 #[test]
 fn two_workers_forward_and_share_learning() {
     let n = Node::new("wrk");
@@ -245,14 +247,18 @@ fn two_workers_forward_and_share_learning() {
     plug(Some(&n.ns), &v3p, &vm3, "198.18.12.3/24");
 
     let workers = || n.d.ctl_ok(&["rvs/workers"]);
-    wait_until("four inputs on two workers", Duration::from_secs(10), || {
+    let (q0, q1) = (format!("{v3}#0"), format!("{v3}#1"));
+    let inputs = [p1.as_str(), p2.as_str(), "br0", q0.as_str(), q1.as_str()];
+    wait_until("five inputs on two workers", Duration::from_secs(10), || {
         let s = workers();
-        s.lines().filter(|l| l.starts_with("worker ")).count() == 2 && s.split_whitespace().filter(|w| [&p1, &p2, &v3, "br0"].contains(w)).count() == 4
+        s.lines().filter(|l| l.starts_with("worker ")).count() == 2 && s.split_whitespace().filter(|w| inputs.contains(w)).count() == 5
     });
     let s = workers();
-    for name in [p1.as_str(), p2.as_str(), v3.as_str(), "br0"] {
+    for name in inputs {
         assert_eq!(s.split_whitespace().filter(|w| *w == name).count(), 1, "{name} polled by exactly one worker:\n{s}");
     }
+    let line_of = |name: &str| s.lines().position(|l| l.split_whitespace().any(|w| w == name));
+    assert_ne!(line_of(&q0), line_of(&q1), "the veth's two queues on different workers:\n{s}");
     assert!(!s.contains("(no inputs)"), "both workers poll something:\n{s}");
 
     assert!(vm1.ping_eventually("198.18.12.2", Duration::from_secs(10)), "tap -> tap\n{}", n.d.log());
@@ -262,13 +268,27 @@ fn two_workers_forward_and_share_learning() {
     tcp_transfer(&vm3, &vm2, "198.18.12.3", 5412, 4 << 20).expect("TCP tap -> veth with two workers");
     tcp_transfer(&vm1, &vm3, "198.18.12.1", 5413, 4 << 20).expect("TCP veth -> tap with two workers");
 
+    // Every VM's address is in the first worker's table, on its own port: a fanout
+    // socket that saw rvs's own transmissions on the veth would have moved the tap
+    // VMs' addresses there.
     let table = fdb(&n, "br0");
-    for (vm, dev) in [(&vm1, &p1), (&vm2, &p2), (&vm3, &v3p)] {
+    let of = |p: &str| n.d.ctl_ok(&["get", "Interface", p, "ofport"]).trim().to_string();
+    for (vm, dev, port) in [(&vm1, &p1, &p1), (&vm2, &p2, &p2), (&vm3, &v3p, &v3)] {
         let mac = mac_of(vm, dev);
-        assert!(table.contains(&mac), "{mac} in the first worker's table:\n{table}");
+        let row = table.lines().find(|l| l.contains(&mac)).unwrap_or_else(|| panic!("{mac} not in the first worker's table:\n{table}"));
+        assert_eq!(row.split_whitespace().next(), Some(of(port).as_str()), "{mac} on {port}:\n{table}");
     }
+    let moved = n.d.ctl_ok(&["fdb/stats-show", "br0"]);
+    assert!(moved.contains("Total number of port moved MAC entries  : 0"), "no address ever moved:\n{moved}");
 
+    let rx = |d: &Daemon| -> u64 { d.ctl_ok(&["get", "Interface", &v3, "statistics:rx_packets"]).trim().parse().unwrap_or(0) };
+    let before = rx(&n.d);
+    assert!(before > 50, "the veth port counted the transfers (64 KiB GSO frames): {before}");
     n.d.ctl_ok(&["set", "Open_vSwitch", ".", "other_config:n-workers=1"]);
-    wait_until("one worker", Duration::from_secs(10), || workers().lines().filter(|l| l.starts_with("worker ")).count() == 1);
+    wait_until("one worker, the veth with one queue", Duration::from_secs(10), || {
+        let s = workers();
+        s.lines().filter(|l| l.starts_with("worker ")).count() == 1 && s.split_whitespace().any(|w| w == v3)
+    });
     assert!(vm3.ping_eventually("198.18.12.1", Duration::from_secs(10)), "veth -> tap with one worker again");
+    assert!(rx(&n.d) >= before, "counters kept across the reopen");
 }

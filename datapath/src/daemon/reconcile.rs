@@ -97,6 +97,8 @@ pub struct Ports {
     /// Shared VXLAN receive sockets and send pools, kept while a tunnel uses them.
     endpoints: HashMap<EndpointKey, Arc<Endpoint>>,
     pools: HashMap<TxSettings, Arc<SendPool>>,
+    /// Receive queues to open on AF_PACKET ports: one per worker.
+    queues: usize,
 }
 
 /// One interface the configuration asks for.
@@ -139,14 +141,25 @@ impl Ports {
         let wanted = wanted(db);
         let before = persistent_status(db);
 
-        // Close what is no longer wanted, changed type, or broke.
+        // Close what is no longer wanted, changed type, or broke. AF_PACKET ports are
+        // reopened with one receive queue per worker when the number of workers
+        // changes; their counters carry over.
         let broken = std::mem::take(&mut self.broken);
+        self.queues = n_workers(db);
+        let queues = self.queues;
+        let mut requeued: HashMap<Uuid, Arc<PortStats>> = HashMap::new();
         self.open.retain(|u, p| {
             let keep = wanted.iter().any(|w| w.iface == *u && w.name == p.name)
                 && !broken.contains(u)
                 && p.backend.healthy(&p.name);
             if !keep {
                 tracing::info!("closing port {}", p.name);
+            } else if let Backend::AfPacket(a) = &p.backend {
+                if a.asked_queues() != queues {
+                    tracing::info!("reopening port {} with {queues} receive queue(s)", p.name);
+                    requeued.insert(*u, p.stats.clone());
+                    return false;
+                }
             }
             keep
         });
@@ -177,7 +190,10 @@ impl Ports {
                 Err(e) => Err(e.clone()),
             };
             match opened {
-                Ok(p) => {
+                Ok(mut p) => {
+                    if let Some(stats) = requeued.remove(&w.iface) {
+                        p.stats = stats;
+                    }
                     self.logged.remove(&w.iface);
                     tracing::info!("opened port {} ({})", w.name, if w.ty.is_empty() { "system" } else { &w.ty });
                     if let Err(e) = apply_link_settings(db, &w.iface, &p) {
@@ -292,7 +308,7 @@ impl Ports {
         let dev_err = |e: std::io::Error| format!("could not open network device {name} ({})", strerror(&e));
         let backend = match kind {
             Kind::Tap(_) => Backend::Tap(Arc::new(TapPort::open(name).map_err(dev_err)?)),
-            Kind::System => Backend::AfPacket(Arc::new(AfPacketPort::open(name).map_err(dev_err)?)),
+            Kind::System => Backend::AfPacket(Arc::new(AfPacketPort::open(name, self.queues.max(1)).map_err(dev_err)?)),
             Kind::Vxlan(spec) => {
                 let key = (spec.tx.local, spec.dst_port, spec.tx.v6);
                 let ep = match self.endpoints.get(&key) {

@@ -109,10 +109,10 @@ pub struct DpConfig {
     pub workers: usize,
 }
 
-/// Something the worker polls.
+/// Something the worker polls: (bridge, port, receive queue) or a VXLAN endpoint.
 #[derive(Debug, Clone, Copy)]
 enum Source {
-    Port(usize, usize),
+    Port(usize, usize, usize),
     Endpoint(usize),
 }
 
@@ -180,8 +180,8 @@ pub struct Worker {
     pub endpoints: Vec<Arc<Endpoint>>,
     clock: Clock,
     epoll: Epoll,
-    /// Token → what to service.
-    tokens: Vec<Source>,
+    /// Token → what to service, and whether this worker polls it.
+    tokens: Vec<(Source, bool)>,
     /// (endpoint, outer source, VNI) → (bridge, port).
     demux: HashMap<TunnelKey, (usize, usize)>,
     buf: PacketBuf,
@@ -397,8 +397,8 @@ impl Worker {
                     }
                 } else {
                     match self.tokens.get(r.token as usize) {
-                        Some(&Source::Port(b, p)) => self.service_port(b, p),
-                        Some(&Source::Endpoint(e)) => self.service_endpoint(e),
+                        Some(&(Source::Port(b, p, q), _)) => self.service_port(b, p, q),
+                        Some(&(Source::Endpoint(e), _)) => self.service_endpoint(e),
                         None => {}
                     }
                     self.publish_notes();
@@ -445,20 +445,19 @@ impl Worker {
         self.crew.id
     }
 
-    /// Whether this worker polls input number `token`: inputs are dealt round-robin.
-    fn owns(&self, token: usize) -> bool {
-        token % self.crew.n == self.crew.id
-    }
-
-    /// The inputs this worker polls: port names and VXLAN endpoints.
+    /// The inputs this worker polls: port names (`NAME#Q` for queue Q of a port with
+    /// several) and VXLAN endpoints (`vxlan:PORT`).
     pub fn inputs(&self) -> Vec<String> {
         let mut v = Vec::new();
-        for (t, src) in self.tokens.iter().enumerate() {
-            if !self.owns(t) {
+        for &(src, mine) in &self.tokens {
+            if !mine {
                 continue;
             }
-            match *src {
-                Source::Port(b, p) => v.push(self.bridges[b].ports[p].name.clone()),
+            match src {
+                Source::Port(b, p, q) => {
+                    let port = &self.bridges[b].ports[p];
+                    v.push(if port.io.queues() > 1 { format!("{}#{q}", port.name) } else { port.name.clone() });
+                }
                 Source::Endpoint(e) => v.push(format!("vxlan:{}", self.endpoints[e].port)),
             }
         }
@@ -502,8 +501,8 @@ impl Worker {
     fn apply(&mut self, cfg: DpConfig) {
         for b in &self.bridges {
             for (p, failed) in b.ports.iter().zip(&b.failed) {
-                if let (false, Some(fd)) = (failed, p.io.fd()) {
-                    let _ = self.epoll.delete(fd);
+                if !failed {
+                    unpoll(&self.epoll, p);
                 }
             }
         }
@@ -534,32 +533,47 @@ impl Worker {
         self.endpoints = cfg.endpoints;
         self.tokens.clear();
         self.demux.clear();
+        // Every worker numbers the inputs alike; queue Q of a port with several goes
+        // to worker Q, inputs with one queue are dealt round-robin.
         let (id, n) = (self.crew.id, self.crew.n);
+        let mut dealt = 0usize;
+        let mut deal = |queues: usize, q: usize| {
+            let w = if queues > 1 {
+                q
+            } else {
+                dealt += 1;
+                dealt - 1
+            };
+            w % n == id
+        };
         for (bi, b) in self.bridges.iter_mut().enumerate() {
             for (pi, p) in b.ports.iter().enumerate() {
                 if let Some(k) = p.tunnel {
                     self.demux.insert(k, (bi, pi));
                 }
-                let Some(fd) = p.io.fd() else { continue };
-                let token = self.tokens.len();
-                self.tokens.push(Source::Port(bi, pi));
-                if token % n != id {
-                    continue;
-                }
-                if let Err(e) = self.epoll.add(fd, token as u64) {
-                    tracing::error!("datapath: cannot poll port {}: {e}", p.name);
-                    b.failed[pi] = true;
+                let queues = p.io.queues();
+                for q in 0..queues {
+                    let Some(fd) = p.io.queue_fd(q) else { continue };
+                    let token = self.tokens.len();
+                    let mine = deal(queues, q);
+                    self.tokens.push((Source::Port(bi, pi, q), mine));
+                    if mine {
+                        if let Err(e) = self.epoll.add(fd, token as u64) {
+                            tracing::error!("datapath: cannot poll port {}: {e}", p.name);
+                            b.failed[pi] = true;
+                        }
+                    }
                 }
             }
         }
         for (ei, e) in self.endpoints.iter().enumerate() {
             let token = self.tokens.len();
-            self.tokens.push(Source::Endpoint(ei));
-            if token % n != id {
-                continue;
-            }
-            if let Err(err) = self.epoll.add(e.fd(), token as u64) {
-                tracing::error!("datapath: cannot poll VXLAN port {}: {err}", e.port);
+            let mine = deal(1, 0);
+            self.tokens.push((Source::Endpoint(ei), mine));
+            if mine {
+                if let Err(err) = self.epoll.add(e.fd(), token as u64) {
+                    tracing::error!("datapath: cannot poll VXLAN port {}: {err}", e.port);
+                }
             }
         }
         // `old` (bridges that are gone) and the replaced ports drop here, closing fds.
@@ -645,14 +659,13 @@ impl Worker {
         }
         br.failed[p] = true;
         let port = &br.ports[p];
-        if let Some(fd) = port.io.fd() {
-            let _ = self.epoll.delete(fd);
-        }
+        unpoll(&self.epoll, port);
         (self.events)(WorkerEvent::PortFailed { iface: port.iface, name: port.name.clone(), io: io_id(&port.io), error });
     }
 
-    /// Reads and forwards up to [`BUDGET`] frames from port `p` of bridge `b`.
-    fn service_port(&mut self, b: usize, p: usize) {
+    /// Reads and forwards up to [`BUDGET`] frames from queue `q` of port `p` of
+    /// bridge `b`.
+    fn service_port(&mut self, b: usize, p: usize, q: usize) {
         let now = self.clock.now();
         for _ in 0..BUDGET {
             if self.bridges[b].failed[p] {
@@ -660,7 +673,7 @@ impl Worker {
             }
             let br = &mut self.bridges[b];
             let port = &mut br.ports[p];
-            match port.io.recv(&mut self.buf) {
+            match port.io.recv_queue(q, &mut self.buf) {
                 Ok(Rx::Empty) => return,
                 Ok(Rx::Bad) => {
                     PortStats::inc(&port.stats.rx_errors);
@@ -722,6 +735,16 @@ impl Worker {
             }
         }
         Ok(())
+    }
+}
+
+/// Takes every receive queue of `port` out of `epoll` (those it never polled too:
+/// the error is ignored).
+fn unpoll(epoll: &Epoll, port: &DpPort) {
+    for q in 0..port.io.queues() {
+        if let Some(fd) = port.io.queue_fd(q) {
+            let _ = epoll.delete(fd);
+        }
     }
 }
 

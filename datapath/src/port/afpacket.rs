@@ -5,6 +5,11 @@
 //! virtio-net header (`PACKET_VNET_HDR`) so GSO frames and partial checksums pass
 //! through unchanged. NICs and veths strip the 802.1Q tag on receive and report it as
 //! auxiliary data: the tag is put back into the frame here, before the core sees it.
+//!
+//! With several workers the port opens one socket per worker, joined in a
+//! `PACKET_FANOUT` group that spreads received frames by flow hash: each worker reads
+//! its own queue, the frames of one flow stay in order on one of them. Frames are sent
+//! on the first socket (the kernel serializes concurrent senders).
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -17,16 +22,47 @@ use crate::wire::virtio_net_hdr::{LEN_LEGACY, VnetHdr};
 /// An open AF_PACKET port.
 pub struct AfPacketPort {
     fd: OwnedFd,
+    /// Receive queues 1.. (fanout members); queue 0 is `fd`.
+    more: Vec<OwnedFd>,
+    /// Receive queues asked for at open.
+    asked: usize,
     ifindex: u32,
     vnet_hdr: bool,
 }
 
 impl AfPacketPort {
-    /// Attaches to the device called `name` in this network namespace.
-    pub fn open(name: &str) -> io::Result<AfPacketPort> {
+    /// Attaches to the device called `name` in this network namespace, with `queues`
+    /// receive queues. If the kernel cannot make a fanout group the port has one queue
+    /// (and says so in the log): it still works, polled by one worker.
+    pub fn open(name: &str, queues: usize) -> io::Result<AfPacketPort> {
         let ifindex = netdev::ifindex(name)?;
         let (fd, info) = packet::open(ifindex, true)?;
-        Ok(AfPacketPort { fd, ifindex, vnet_hdr: info.vnet_hdr })
+        let mut port = AfPacketPort { fd, more: Vec::new(), asked: queues, ifindex, vnet_hdr: info.vnet_hdr };
+        if queues > 1 {
+            if let Err(e) = port.fan_out(queues) {
+                tracing::warn!("{name}: no PACKET_FANOUT ({e}): one receive queue");
+                port.more.clear();
+            }
+        }
+        Ok(port)
+    }
+
+    fn fan_out(&mut self, queues: usize) -> io::Result<()> {
+        let group = packet::fanout_create(self.fd.as_fd())?;
+        for _ in 1..queues {
+            let (fd, info) = packet::open(self.ifindex, true)?;
+            if info.vnet_hdr != self.vnet_hdr {
+                return Err(io::Error::other("virtio-net header on one socket but not another"));
+            }
+            packet::fanout_join(fd.as_fd(), group)?;
+            self.more.push(fd);
+        }
+        Ok(())
+    }
+
+    /// The number of receive queues asked for at open (the port may have fewer).
+    pub fn asked_queues(&self) -> usize {
+        self.asked
     }
 
     /// The ifindex the socket is bound to (a device re-created under the same name has
@@ -38,12 +74,28 @@ impl AfPacketPort {
 
 impl PortIo for AfPacketPort {
     fn recv(&self, buf: &mut PacketBuf) -> io::Result<Rx> {
+        self.recv_queue(0, buf)
+    }
+
+    fn queues(&self) -> usize {
+        1 + self.more.len()
+    }
+
+    fn queue_fd(&self, q: usize) -> Option<BorrowedFd<'_>> {
+        match q {
+            0 => Some(self.fd.as_fd()),
+            _ => self.more.get(q - 1).map(|f| f.as_fd()),
+        }
+    }
+
+    fn recv_queue(&self, q: usize, buf: &mut PacketBuf) -> io::Result<Rx> {
+        let Some(fd) = self.queue_fd(q) else { return Ok(Rx::Empty) };
         let mut hdr = [0u8; LEN_LEGACY];
         let area = buf.rx_area();
         let got = if self.vnet_hdr {
-            packet::recv(self.fd.as_fd(), &mut [IoSliceMut::new(&mut hdr), IoSliceMut::new(area)])
+            packet::recv(fd, &mut [IoSliceMut::new(&mut hdr), IoSliceMut::new(area)])
         } else {
-            packet::recv(self.fd.as_fd(), &mut [IoSliceMut::new(area)])
+            packet::recv(fd, &mut [IoSliceMut::new(area)])
         };
         let r = match got {
             Ok(Some(r)) => r,

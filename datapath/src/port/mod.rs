@@ -46,6 +46,23 @@ pub trait PortIo: Send + Sync {
     /// endpoint (VXLAN tunnels).
     fn fd(&self) -> Option<BorrowedFd<'_>>;
 
+    /// Receive queues: each has its own fd and is polled by one worker, and the device
+    /// keeps the frames of one flow on one queue. Most backends have one.
+    fn queues(&self) -> usize {
+        1
+    }
+
+    /// The fd of receive queue `q` (queue 0 is [`PortIo::fd`]).
+    fn queue_fd(&self, q: usize) -> Option<BorrowedFd<'_>> {
+        if q == 0 { self.fd() } else { None }
+    }
+
+    /// Receives at most one frame from queue `q` (see [`PortIo::recv`]).
+    fn recv_queue(&self, q: usize, buf: &mut PacketBuf) -> io::Result<Rx> {
+        debug_assert_eq!(q, 0);
+        self.recv(buf)
+    }
+
     /// Whether the device takes frames with partial checksums and GSO (virtio-net
     /// header) — if not, the worker completes them in software first.
     fn offloads(&self) -> bool;

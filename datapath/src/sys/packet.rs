@@ -69,6 +69,33 @@ pub fn open(ifindex: u32, vnet_hdr: bool) -> io::Result<(OwnedFd, PacketSocketIn
     Ok((fd, PacketSocketInfo { vnet_hdr: vnet }))
 }
 
+/// Fanout by flow hash (`PACKET_FANOUT_HASH`), group-wide "not our own transmissions"
+/// (`PACKET_FANOUT_FLAG_IGNORE_OUTGOING`: in a group the socket option no longer
+/// applies), and for the first member a kernel-chosen unused group id
+/// (`PACKET_FANOUT_FLAG_UNIQUEID`, not kept in the group's flags).
+const FANOUT_HASH: u32 = libc::PACKET_FANOUT_HASH;
+const FANOUT_FLAG_UNIQUEID: u32 = 0x2000;
+const FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
+
+/// Makes `fd` (opened by [`open`]) the first member of a new fanout group that spreads
+/// received frames over its members by flow hash, so frames of one flow stay on one
+/// socket, in order. Returns the group id for [`fanout_join`].
+pub fn fanout_create(fd: BorrowedFd<'_>) -> io::Result<u16> {
+    let raw = fd.as_raw_fd();
+    setsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_FANOUT, ((FANOUT_HASH | FANOUT_FLAG_IGNORE_OUTGOING | FANOUT_FLAG_UNIQUEID) << 16) as libc::c_int)?;
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: passes a pointer to a live c_int and its size; the kernel writes at most
+    // that many bytes and the length back.
+    cvt(unsafe { libc::getsockopt(raw, libc::SOL_PACKET, libc::PACKET_FANOUT, (&mut v as *mut libc::c_int).cast(), &mut len) })?;
+    Ok((v as u32 & 0xffff) as u16)
+}
+
+/// Adds `fd` (opened by [`open`] on the same device) to fanout group `id`.
+pub fn fanout_join(fd: BorrowedFd<'_>, id: u16) -> io::Result<()> {
+    setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_FANOUT, (u32::from(id) | ((FANOUT_HASH | FANOUT_FLAG_IGNORE_OUTGOING) << 16)) as libc::c_int)
+}
+
 /// One received frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Received {
