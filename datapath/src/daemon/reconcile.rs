@@ -283,7 +283,7 @@ impl Ports {
                 stats: op.stats.clone(),
                 core,
                 tunnel,
-                policer: Policer::new(policer_config(db, &w.iface)),
+                policer: Policer::new(policer_config(db, &w.iface)).map(|p| Arc::new(std::sync::Mutex::new(p))),
             });
         }
         for b in &mut bridges {

@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -75,8 +75,17 @@ pub struct DpPort {
     pub core: PortConfig,
     /// For a tunnel port: where its traffic arrives.
     pub tunnel: Option<TunnelKey>,
-    /// Ingress policing, if configured (used by the worker that polls the port).
-    pub policer: Option<Policer>,
+    /// Ingress policing, if configured: one bucket, shared by the workers polling the
+    /// port's queues (a lock taken only on policed ports).
+    pub policer: Option<Arc<Mutex<Policer>>>,
+}
+
+impl DpPort {
+    /// Whether ingress policing lets a received frame of `len` bytes in.
+    #[inline]
+    fn admit(&self, now: Time, len: usize) -> bool {
+        self.policer.as_ref().is_none_or(|p| p.lock().unwrap_or_else(|e| e.into_inner()).admit(now, len))
+    }
 }
 
 /// How received VXLAN traffic finds its tunnel port: the endpoint it arrives on (index
@@ -641,7 +650,7 @@ impl Worker {
         self.buf.set_len(frame.len());
         self.buf.vnet = *vnet;
         port.stats.rx(frame.len(), frame.first().is_some_and(|b| b & 1 == 1));
-        if port.policer.as_mut().is_some_and(|pol| !pol.admit(now, frame.len())) {
+        if !port.admit(now, frame.len()) {
             PortStats::inc(&port.stats.rx_dropped);
             br.core.count_drop(DropReason::Policed);
             return;
@@ -682,7 +691,7 @@ impl Worker {
                 Ok(Rx::Frame) => {
                     let multicast = self.buf.frame().first().is_some_and(|b| b & 1 == 1);
                     port.stats.rx(self.buf.len(), multicast);
-                    if port.policer.as_mut().is_some_and(|pol| !pol.admit(now, self.buf.len())) {
+                    if !port.admit(now, self.buf.len()) {
                         PortStats::inc(&port.stats.rx_dropped);
                         br.core.count_drop(DropReason::Policed);
                         continue;
