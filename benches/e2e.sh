@@ -39,7 +39,7 @@ HAVE_SOCKPERF=0; command -v sockperf >/dev/null && HAVE_SOCKPERF=1
 HAVE_GNUPLOT=0; command -v gnuplot >/dev/null && HAVE_GNUPLOT=1
 
 cargo build --release --workspace --bins -q || exit 1
-BIN="$PWD/target/release"
+BIN="${E2E_BIN:-$PWD/target/release}"
 P="e2e$$"                       # name prefix, unique per run
 WORK="$(mktemp -d /tmp/rvs-e2e.XXXXXX)"
 OUT_DIR="bench-results"; mkdir -p "$OUT_DIR"
