@@ -6,6 +6,7 @@
 #   sudo benches/e2e.sh --quick    # 1 short run each
 #   sudo E2E_ROWS="rvs-veth linux-bridge" benches/e2e.sh   # only these rows
 #   sudo E2E_WORKERS=2 benches/e2e.sh   # rvs with other_config:n-workers=2
+#   sudo E2E_BIN=/other/target/release benches/e2e.sh   # another build of rvs
 #
 # Rows (each built, measured, torn down in turn):
 #   one node:   linux-bridge (veths) | rvs-tap (VMs on rvs taps) | rvs-veth (rvs
