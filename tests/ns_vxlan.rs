@@ -288,3 +288,42 @@ fn tunnel_options_change_live() {
     // The port kept its number through the changes.
     assert_eq!(n1.ofport(&vx), "1");
 }
+
+/// Two workers per node: the VXLAN receive socket becomes two sockets in a
+/// `SO_REUSEPORT` group, one per worker; VMs on both nodes still reach each other and
+/// move data intact both ways (several connections, so the outer flows differ), and
+/// back to one worker the tunnel works on.
+#[test]
+fn two_workers_per_node_over_vxlan() {
+    require_tools(&["python3"]);
+    let ul = Underlay::new();
+    let (n1, n2) = (RvsNode::new(&ul, 1), RvsNode::new(&ul, 2));
+    for n in [&n1, &n2] {
+        n.d.ctl_ok(&["set", "Open_vSwitch", ".", "other_config:n-workers=2"]);
+    }
+    n1.tunnel_to(2, 5000);
+    n2.tunnel_to(1, 5000);
+    let (a, _) = n1.vm(Some(120), "198.18.121.1/24");
+    let (b, _) = n2.vm(Some(120), "198.18.121.2/24");
+    for n in [&n1, &n2] {
+        wait_until("the VXLAN socket's two queues on two workers", Duration::from_secs(10), || {
+            let s = n.d.ctl_ok(&["rvs/workers"]);
+            let line_of = |w: &str| s.lines().position(|l| l.split_whitespace().any(|x| x == w));
+            matches!((line_of("vxlan:4789#0"), line_of("vxlan:4789#1")), (Some(x), Some(y)) if x != y)
+        });
+    }
+    assert!(a.ping_eventually("198.18.121.2", Duration::from_secs(15)), "across VXLAN with two workers\n{}", n1.d.log());
+    for (i, port) in (5311..5315).enumerate() {
+        let (srv, cli, addr) = if i % 2 == 0 { (&b, &a, "198.18.121.2") } else { (&a, &b, "198.18.121.1") };
+        tcp_transfer(srv, cli, addr, port, 4 << 20).expect("TCP across VXLAN with two workers");
+    }
+    for n in [&n1, &n2] {
+        n.d.ctl_ok(&["set", "Open_vSwitch", ".", "other_config:n-workers=1"]);
+        wait_until("one worker with the whole socket", Duration::from_secs(10), || {
+            let s = n.d.ctl_ok(&["rvs/workers"]);
+            s.lines().filter(|l| l.starts_with("worker ")).count() == 1 && s.split_whitespace().any(|w| w == "vxlan:4789")
+        });
+    }
+    assert!(a.ping_eventually("198.18.121.2", Duration::from_secs(15)), "across VXLAN with one worker again\n{}", n1.d.log());
+    tcp_transfer(&b, &a, "198.18.121.2", 5316, 4 << 20).expect("TCP across VXLAN with one worker again");
+}

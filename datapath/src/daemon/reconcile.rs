@@ -141,9 +141,9 @@ impl Ports {
         let wanted = wanted(db);
         let before = persistent_status(db);
 
-        // Close what is no longer wanted, changed type, or broke. AF_PACKET ports are
-        // reopened with one receive queue per worker when the number of workers
-        // changes; their counters carry over.
+        // Close what is no longer wanted, changed type, or broke. AF_PACKET and VXLAN
+        // ports are reopened with one receive queue per worker when the number of
+        // workers changes; their counters carry over.
         let broken = std::mem::take(&mut self.broken);
         self.queues = n_workers(db);
         let queues = self.queues;
@@ -154,8 +154,13 @@ impl Ports {
                 && p.backend.healthy(&p.name);
             if !keep {
                 tracing::info!("closing port {}", p.name);
-            } else if let Backend::AfPacket(a) = &p.backend {
-                if a.asked_queues() != queues {
+            } else {
+                let requeue = match &p.backend {
+                    Backend::AfPacket(a) => a.asked_queues() != queues,
+                    Backend::Vxlan(_, ep) => ep.queues() != queues,
+                    Backend::Tap(_) => false,
+                };
+                if requeue {
                     tracing::info!("reopening port {} with {queues} receive queue(s)", p.name);
                     requeued.insert(*u, p.stats.clone());
                     return false;
@@ -311,10 +316,11 @@ impl Ports {
             Kind::System => Backend::AfPacket(Arc::new(AfPacketPort::open(name, self.queues.max(1)).map_err(dev_err)?)),
             Kind::Vxlan(spec) => {
                 let key = (spec.tx.local, spec.dst_port, spec.tx.v6);
+                let queues = self.queues.max(1);
                 let ep = match self.endpoints.get(&key) {
-                    Some(e) => e.clone(),
-                    None => {
-                        let e = Arc::new(Endpoint::open(spec.tx.local, spec.dst_port, spec.tx.v6).map_err(|e| {
+                    Some(e) if e.queues() == queues => e.clone(),
+                    _ => {
+                        let e = Arc::new(Endpoint::open(spec.tx.local, spec.dst_port, spec.tx.v6, queues).map_err(|e| {
                             format!("{name}: could not listen on UDP port {} for VXLAN ({})", spec.dst_port, strerror(&e))
                         })?);
                         self.endpoints.insert(key, e.clone());

@@ -118,11 +118,12 @@ pub struct DpConfig {
     pub workers: usize,
 }
 
-/// Something the worker polls: (bridge, port, receive queue) or a VXLAN endpoint.
+/// Something the worker polls: (bridge, port, receive queue) or (VXLAN endpoint,
+/// receive queue).
 #[derive(Debug, Clone, Copy)]
 enum Source {
     Port(usize, usize, usize),
-    Endpoint(usize),
+    Endpoint(usize, usize),
 }
 
 /// Something the worker tells the control plane.
@@ -407,7 +408,7 @@ impl Worker {
                 } else {
                     match self.tokens.get(r.token as usize) {
                         Some(&(Source::Port(b, p, q), _)) => self.service_port(b, p, q),
-                        Some(&(Source::Endpoint(e), _)) => self.service_endpoint(e),
+                        Some(&(Source::Endpoint(e, q), _)) => self.service_endpoint(e, q),
                         None => {}
                     }
                     self.publish_notes();
@@ -467,7 +468,10 @@ impl Worker {
                     let port = &self.bridges[b].ports[p];
                     v.push(if port.io.queues() > 1 { format!("{}#{q}", port.name) } else { port.name.clone() });
                 }
-                Source::Endpoint(e) => v.push(format!("vxlan:{}", self.endpoints[e].port)),
+                Source::Endpoint(e, q) => {
+                    let ep = &self.endpoints[e];
+                    v.push(if ep.queues() > 1 { format!("vxlan:{}#{q}", ep.port) } else { format!("vxlan:{}", ep.port) });
+                }
             }
         }
         v
@@ -516,7 +520,9 @@ impl Worker {
             }
         }
         for e in &self.endpoints {
-            let _ = self.epoll.delete(e.fd());
+            for q in 0..e.queues() {
+                let _ = self.epoll.delete(e.fd(q));
+            }
         }
         let mut old: Vec<BridgeRt> = std::mem::take(&mut self.bridges);
         for nb in cfg.bridges {
@@ -576,12 +582,15 @@ impl Worker {
             }
         }
         for (ei, e) in self.endpoints.iter().enumerate() {
-            let token = self.tokens.len();
-            let mine = deal(1, 0);
-            self.tokens.push((Source::Endpoint(ei), mine));
-            if mine {
-                if let Err(err) = self.epoll.add(e.fd(), token as u64) {
-                    tracing::error!("datapath: cannot poll VXLAN port {}: {err}", e.port);
+            let queues = e.queues();
+            for q in 0..queues {
+                let token = self.tokens.len();
+                let mine = deal(queues, q);
+                self.tokens.push((Source::Endpoint(ei, q), mine));
+                if mine {
+                    if let Err(err) = self.epoll.add(e.fd(q), token as u64) {
+                        tracing::error!("datapath: cannot poll VXLAN port {}: {err}", e.port);
+                    }
                 }
             }
         }
@@ -592,14 +601,14 @@ impl Worker {
     /// endpoint `e`, demultiplexes each to its tunnel port, coalesces consecutive TCP
     /// segments of a flow back into GSO frames (software GRO, so the VM's stack gets
     /// 64 KiB frames instead of 1.5 KiB ones), and forwards them.
-    fn service_endpoint(&mut self, e: usize) {
+    fn service_endpoint(&mut self, e: usize, q: usize) {
         let now = self.clock.now();
         let ep = self.endpoints[e].clone();
         let mut train = std::mem::take(&mut self.train);
         let mut co = std::mem::replace(&mut self.coalescer, Coalescer::new(Vec::new()));
         let mut target: Option<(usize, usize)> = None;
         for _ in 0..BUDGET {
-            let t = match ep.recv_train(&mut train) {
+            let t = match ep.recv_train(q, &mut train) {
                 Ok(Some(t)) => t,
                 Ok(None) => break,
                 Err(err) => {

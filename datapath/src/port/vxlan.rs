@@ -71,9 +71,12 @@ pub struct EndpointStats {
     pub truncated: AtomicU64,
 }
 
-/// A shared receive socket.
+/// A shared receive endpoint: one UDP socket per receive queue, all bound to the same
+/// address and port in one `SO_REUSEPORT` group, so the kernel spreads the tunnels'
+/// traffic over them by the outer flow (whose source port senders derive from the
+/// inner flow): each worker reads its own socket, one flow stays on one.
 pub struct Endpoint {
-    sock: Socket,
+    socks: Vec<Socket>,
     pub local: Option<IpAddr>,
     pub port: u16,
     pub v6: bool,
@@ -98,20 +101,36 @@ pub fn datagrams<'a>(train: &'a [u8], seg: Option<u16>, stats: &'a EndpointStats
 }
 
 impl Endpoint {
-    /// Binds `local` (or the wildcard of the family) : `port`.
-    pub fn open(local: Option<IpAddr>, port: u16, v6: bool) -> io::Result<Endpoint> {
+    /// Binds `queues` sockets to `local` (or the wildcard of the family) : `port`.
+    /// They are always opened with `SO_REUSEPORT`, so a new endpoint with another
+    /// number of queues can be bound while the old one is still being read. (A socket
+    /// bound there without it — the kernel's own vxlan device, say — still makes this
+    /// fail, as it should.)
+    pub fn open(local: Option<IpAddr>, port: u16, v6: bool, queues: usize) -> io::Result<Endpoint> {
         let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
-        let sock = Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
-        if v6 {
-            sock.set_only_v6(true)?;
-        }
-        let _ = sock.set_recv_buffer_size(8 << 20);
-        // Receive-side UDP GRO: the kernel hands over trains of same-size datagrams of
-        // one flow, one system call for up to 64 KiB (best effort; old kernels lack it).
-        let gro = udp::set_gro(sock.as_fd(), true).is_ok();
         let ip = local.unwrap_or(if v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) });
-        sock.bind(&SocketAddr::new(ip, port).into())?;
-        Ok(Endpoint { sock, local, port, v6, gro, stats: EndpointStats::default() })
+        let mut socks = Vec::new();
+        let mut gro = true;
+        for _ in 0..queues.max(1) {
+            let sock = Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
+            if v6 {
+                sock.set_only_v6(true)?;
+            }
+            sock.set_reuse_port(true)?;
+            let _ = sock.set_recv_buffer_size(8 << 20);
+            // Receive-side UDP GRO: the kernel hands over trains of same-size datagrams
+            // of one flow, one system call for up to 64 KiB (best effort; old kernels
+            // lack it).
+            gro &= udp::set_gro(sock.as_fd(), true).is_ok();
+            sock.bind(&SocketAddr::new(ip, port).into())?;
+            socks.push(sock);
+        }
+        Ok(Endpoint { socks, local, port, v6, gro, stats: EndpointStats::default() })
+    }
+
+    /// Receive queues (sockets).
+    pub fn queues(&self) -> usize {
+        self.socks.len()
     }
 
     /// Whether the socket delivers GRO trains.
@@ -122,8 +141,9 @@ impl Endpoint {
     /// Receives a datagram or a GRO train of datagrams into `buf` (which should hold
     /// 64 KiB). Each datagram is `[VXLAN header][inner frame]`; split them with
     /// [`datagrams`].
-    pub fn recv_train(&self, buf: &mut [u8]) -> io::Result<Option<udp::Train>> {
-        let t = udp::recv_train(self.sock.as_fd(), buf)?;
+    pub fn recv_train(&self, queue: usize, buf: &mut [u8]) -> io::Result<Option<udp::Train>> {
+        let Some(sock) = self.socks.get(queue) else { return Ok(None) };
+        let t = udp::recv_train(sock.as_fd(), buf)?;
         if let Some(t) = &t {
             self.stats.receives.fetch_add(1, Relaxed);
             if t.truncated {
@@ -133,8 +153,9 @@ impl Endpoint {
         Ok(t)
     }
 
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.sock.as_fd()
+    /// The socket of receive queue `queue` (< [`Endpoint::queues`]).
+    pub fn fd(&self, queue: usize) -> BorrowedFd<'_> {
+        self.socks[queue].as_fd()
     }
 
     /// Receives one datagram; on success the buffer holds the inner frame and the
@@ -142,7 +163,7 @@ impl Endpoint {
     /// consumed but is not valid VXLAN (counted); `Ok(None)` when nothing is queued.
     pub fn recv(&self, buf: &mut PacketBuf) -> io::Result<Option<Option<(IpAddr, Vni)>>> {
         let area = buf.rx_area();
-        let Some((n, truncated, from)) = udp::recv_from(self.sock.as_fd(), area)? else { return Ok(None) };
+        let Some((n, truncated, from)) = udp::recv_from(self.socks[0].as_fd(), area)? else { return Ok(None) };
         self.stats.received.fetch_add(1, Relaxed);
         if truncated {
             self.stats.truncated.fetch_add(1, Relaxed);
