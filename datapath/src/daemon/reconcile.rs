@@ -312,7 +312,7 @@ impl Ports {
         }
         let dev_err = |e: std::io::Error| format!("could not open network device {name} ({})", strerror(&e));
         let backend = match kind {
-            Kind::Tap(_) => Backend::Tap(Arc::new(TapPort::open(name).map_err(dev_err)?)),
+            Kind::Tap(_) => Backend::Tap(Arc::new(TapPort::open(name, self.queues.max(1)).map_err(dev_err)?)),
             Kind::System => Backend::AfPacket(Arc::new(AfPacketPort::open(name, self.queues.max(1)).map_err(dev_err)?)),
             Kind::Vxlan(spec) => {
                 let key = (spec.tx.local, spec.dst_port, spec.tx.v6);

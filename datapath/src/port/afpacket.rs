@@ -21,9 +21,8 @@ use crate::wire::virtio_net_hdr::{LEN_LEGACY, VnetHdr};
 
 /// An open AF_PACKET port.
 pub struct AfPacketPort {
-    fd: OwnedFd,
-    /// Receive queues 1.. (fanout members); queue 0 is `fd`.
-    more: Vec<OwnedFd>,
+    /// One socket per receive queue (fanout members); frames are sent on the first.
+    fds: Vec<OwnedFd>,
     /// Receive queues asked for at open.
     asked: usize,
     ifindex: u32,
@@ -37,25 +36,25 @@ impl AfPacketPort {
     pub fn open(name: &str, queues: usize) -> io::Result<AfPacketPort> {
         let ifindex = netdev::ifindex(name)?;
         let (fd, info) = packet::open(ifindex, true)?;
-        let mut port = AfPacketPort { fd, more: Vec::new(), asked: queues, ifindex, vnet_hdr: info.vnet_hdr };
+        let mut port = AfPacketPort { fds: vec![fd], asked: queues, ifindex, vnet_hdr: info.vnet_hdr };
         if queues > 1 {
             if let Err(e) = port.fan_out(queues) {
                 tracing::warn!("{name}: no PACKET_FANOUT ({e}): one receive queue");
-                port.more.clear();
+                port.fds.truncate(1);
             }
         }
         Ok(port)
     }
 
     fn fan_out(&mut self, queues: usize) -> io::Result<()> {
-        let group = packet::fanout_create(self.fd.as_fd())?;
+        let group = packet::fanout_create(self.fds[0].as_fd())?;
         for _ in 1..queues {
             let (fd, info) = packet::open(self.ifindex, true)?;
             if info.vnet_hdr != self.vnet_hdr {
                 return Err(io::Error::other("virtio-net header on one socket but not another"));
             }
             packet::fanout_join(fd.as_fd(), group)?;
-            self.more.push(fd);
+            self.fds.push(fd);
         }
         Ok(())
     }
@@ -78,14 +77,11 @@ impl PortIo for AfPacketPort {
     }
 
     fn queues(&self) -> usize {
-        1 + self.more.len()
+        self.fds.len()
     }
 
     fn queue_fd(&self, q: usize) -> Option<BorrowedFd<'_>> {
-        match q {
-            0 => Some(self.fd.as_fd()),
-            _ => self.more.get(q - 1).map(|f| f.as_fd()),
-        }
+        self.fds.get(q).map(|f| f.as_fd())
     }
 
     fn recv_queue(&self, q: usize, buf: &mut PacketBuf) -> io::Result<Rx> {
@@ -129,9 +125,9 @@ impl PortIo for AfPacketPort {
         let mut hdr = [0u8; LEN_LEGACY];
         let res = if self.vnet_hdr {
             buf.vnet.emit(&mut hdr);
-            packet::send(self.fd.as_fd(), &[IoSlice::new(&hdr), IoSlice::new(buf.frame())])
+            packet::send(self.fds[0].as_fd(), &[IoSlice::new(&hdr), IoSlice::new(buf.frame())])
         } else {
-            packet::send(self.fd.as_fd(), &[IoSlice::new(buf.frame())])
+            packet::send(self.fds[0].as_fd(), &[IoSlice::new(buf.frame())])
         };
         match res {
             Ok(_) => Ok(true),
@@ -142,7 +138,7 @@ impl PortIo for AfPacketPort {
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.fd.as_fd())
+        Some(self.fds[0].as_fd())
     }
 
     fn offloads(&self) -> bool {

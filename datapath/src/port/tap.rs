@@ -8,6 +8,12 @@
 //! intact to other offload-capable ports. The device may be moved into another network
 //! namespace (a VM namespace in tests) and keeps working: the fd stays attached.
 //! Dropping the port closes the fd, which deletes the (non-persistent) device.
+//!
+//! With several workers the tap is created multi-queue (`IFF_MULTI_QUEUE`), one queue
+//! per worker: the kernel puts the frames the stack behind the tap sends on a queue
+//! chosen by flow hash, so each worker reads its own queue and a flow stays in order.
+//! The queues are opened when the device is created, in rvs's namespace; a tap that
+//! has since moved to another namespace keeps its number of queues.
 
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -20,7 +26,8 @@ use crate::wire::virtio_net_hdr::{LEN_V1, VnetHdr};
 
 /// An open tap.
 pub struct TapPort {
-    file: File,
+    /// One file per queue (one for a single-queue tap); the first also for control.
+    files: Vec<File>,
     name: String,
     offloads: u32,
 }
@@ -33,9 +40,32 @@ const OFFLOAD_SETS: [u32; 3] = [
 ];
 
 impl TapPort {
-    /// Creates tap `name` (or attaches to an existing, unattached one).
-    pub fn open(name: &str) -> io::Result<TapPort> {
-        let (file, actual) = tun::open_tap(name, true)?;
+    /// Creates tap `name` (or attaches to an existing, unattached one) with `queues`
+    /// receive queues. An existing single-queue tap, or a kernel that refuses
+    /// multi-queue, gives one queue.
+    pub fn open(name: &str, queues: usize) -> io::Result<TapPort> {
+        let multi = queues > 1;
+        let (file, actual, more) = match tun::open_tap(name, true, multi) {
+            Ok((f, n)) if multi => {
+                let mut more = Vec::new();
+                for _ in 1..queues {
+                    match tun::open_tap(&n, true, true) {
+                        Ok((q, _)) => more.push(q),
+                        Err(e) => {
+                            tracing::warn!("{n}: cannot attach another tap queue ({e}): {} queue(s)", 1 + more.len());
+                            break;
+                        }
+                    }
+                }
+                (f, n, more)
+            }
+            Ok((f, n)) => (f, n, Vec::new()),
+            Err(e) if multi && e.raw_os_error() == Some(libc::EINVAL) => {
+                let (f, n) = tun::open_tap(name, true, false)?;
+                (f, n, Vec::new())
+            }
+            Err(e) => return Err(e),
+        };
         tun::set_vnet_hdr_size(file.as_fd(), LEN_V1 as i32)?;
         let mut offloads = 0;
         for set in OFFLOAD_SETS {
@@ -44,7 +74,9 @@ impl TapPort {
                 break;
             }
         }
-        Ok(TapPort { file, name: actual, offloads })
+        let mut files = vec![file];
+        files.extend(more);
+        Ok(TapPort { files, name: actual, offloads })
     }
 
     pub fn name(&self) -> &str {
@@ -58,7 +90,7 @@ impl TapPort {
 
     /// Whether the device still exists (it may live in another namespace).
     pub fn is_attached(&self) -> bool {
-        match tun::attached_name(self.file.as_fd()) {
+        match tun::attached_name(self.files[0].as_fd()) {
             Ok(_) => true,
             Err(e) => !tun::is_detached(&e),
         }
@@ -66,17 +98,30 @@ impl TapPort {
 
     /// Keeps the device after rvs closes it (or not).
     pub fn set_persist(&self, persist: bool) -> io::Result<()> {
-        tun::set_persist(self.file.as_fd(), persist)
+        tun::set_persist(self.files[0].as_fd(), persist)
     }
 }
 
 impl PortIo for TapPort {
     fn recv(&self, buf: &mut PacketBuf) -> io::Result<Rx> {
+        self.recv_queue(0, buf)
+    }
+
+    fn queues(&self) -> usize {
+        self.files.len()
+    }
+
+    fn queue_fd(&self, q: usize) -> Option<BorrowedFd<'_>> {
+        self.files.get(q).map(|f| f.as_fd())
+    }
+
+    fn recv_queue(&self, q: usize, buf: &mut PacketBuf) -> io::Result<Rx> {
+        let Some(file) = self.files.get(q) else { return Ok(Rx::Empty) };
         let mut hdr = [0u8; LEN_V1];
         let area = buf.rx_area();
         let n = {
             let mut iov = [IoSliceMut::new(&mut hdr), IoSliceMut::new(area)];
-            match (&self.file).read_vectored(&mut iov) {
+            match (&*file).read_vectored(&mut iov) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
                     return Ok(Rx::Empty);
@@ -98,7 +143,7 @@ impl PortIo for TapPort {
     fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
         let mut hdr = [0u8; LEN_V1];
         buf.vnet.emit(&mut hdr);
-        match (&self.file).write_vectored(&[IoSlice::new(&hdr), IoSlice::new(buf.frame())]) {
+        match (&self.files[0]).write_vectored(&[IoSlice::new(&hdr), IoSlice::new(buf.frame())]) {
             Ok(_) => Ok(true),
             Err(e) if tun::is_detached(&e) => Err(e),
             Err(e) if super::is_transient_tx(&e) => Ok(false),
@@ -107,7 +152,7 @@ impl PortIo for TapPort {
     }
 
     fn fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.file.as_fd())
+        Some(self.files[0].as_fd())
     }
 
     fn offloads(&self) -> bool {

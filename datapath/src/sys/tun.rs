@@ -13,13 +13,17 @@ pub use libc::{TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_USO4, TU
 
 /// Opens `/dev/net/tun` (non-blocking, close-on-exec) and attaches it to tap `name`,
 /// creating the device if it does not exist. The device carries frames without packet
-/// info and, when `vnet_hdr`, with a virtio-net header in front of each frame.
-/// Returns the file and the device's name.
-pub fn open_tap(name: &str, vnet_hdr: bool) -> io::Result<(File, String)> {
+/// info and, when `vnet_hdr`, with a virtio-net header in front of each frame. With
+/// `multi_queue` the device is (or must already be) a multi-queue tap and each call
+/// attaches one more queue. Returns the file and the device's name.
+pub fn open_tap(name: &str, vnet_hdr: bool, multi_queue: bool) -> io::Result<(File, String)> {
     let mut ifr = IfReq::new(name)?;
     let mut flags = libc::IFF_TAP | libc::IFF_NO_PI;
     if vnet_hdr {
         flags |= libc::IFF_VNET_HDR;
+    }
+    if multi_queue {
+        flags |= libc::IFF_MULTI_QUEUE;
     }
     ifr.set_short(flags as i16);
     let f = OpenOptions::new()
