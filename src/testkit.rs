@@ -111,6 +111,19 @@ impl Netns {
         Netns { name }
     }
 
+    /// Runs `f` on a thread that has entered this namespace (setns), and returns its
+    /// result; panics in `f` fail the caller.
+    pub fn run_in<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+            datapath::sys::process::enter_netns(std::os::fd::AsFd::as_fd(&file)).unwrap_or_else(|e| panic!("setns {path}: {e}"));
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
     /// Runs a shell script inside the namespace.
     pub fn sh(&self, script: &str) -> String {
         sh(&format!("ip netns exec {} sh -c '{}'", self.name, script.replace('\'', "'\\''")))

@@ -47,6 +47,8 @@ use crate::wire::virtio_net_hdr::VnetHdr;
 
 /// Frames read from one port before the worker looks at the others.
 pub const BUDGET: usize = 64;
+/// Frames one receive call may return, for ports that batch (AF_PACKET: recvmmsg).
+const RX_BATCH: usize = 32;
 /// Most workers `n-workers` may ask for.
 pub const MAX_WORKERS: usize = 64;
 /// Learning notes queued for one worker before further ones are dropped (and counted).
@@ -195,6 +197,8 @@ pub struct Worker {
     /// (endpoint, outer source, VNI) → (bridge, port).
     demux: HashMap<TunnelKey, (usize, usize)>,
     buf: PacketBuf,
+    /// Receive buffers for batched ports; each is swapped into `buf` to be forwarded.
+    batch: Vec<PacketBuf>,
     /// Scratch buffer for software segmentation.
     seg: PacketBuf,
     /// Receive buffer for VXLAN datagram trains (UDP GRO).
@@ -264,6 +268,7 @@ impl WorkerHandle {
             tokens: Vec::new(),
             demux: HashMap::new(),
             buf: PacketBuf::new(),
+            batch: (0..RX_BATCH).map(|_| PacketBuf::new()).collect(),
             seg: PacketBuf::with_capacity(70 * 1024),
             train: vec![0u8; 65_536 + 4096],
             coalescer: Coalescer::new(vec![0u8; offload::MAX_COALESCED]),
@@ -682,37 +687,55 @@ impl Worker {
     }
 
     /// Reads and forwards up to [`BUDGET`] frames from queue `q` of port `p` of
-    /// bridge `b`.
+    /// bridge `b`, in batches where the port reads several frames per call.
     fn service_port(&mut self, b: usize, p: usize, q: usize) {
         let now = self.clock.now();
-        for _ in 0..BUDGET {
-            if self.bridges[b].failed[p] {
-                return;
-            }
-            let br = &mut self.bridges[b];
-            let port = &mut br.ports[p];
-            match port.io.recv_queue(q, &mut self.buf) {
-                Ok(Rx::Empty) => return,
-                Ok(Rx::Bad) => {
-                    PortStats::inc(&port.stats.rx_errors);
-                    br.core.count_drop(DropReason::Malformed);
-                }
-                Ok(Rx::Frame) => {
-                    let multicast = self.buf.frame().first().is_some_and(|b| b & 1 == 1);
-                    port.stats.rx(self.buf.len(), multicast);
-                    if !port.admit(now, self.buf.len()) {
-                        PortStats::inc(&port.stats.rx_dropped);
-                        br.core.count_drop(DropReason::Policed);
-                        continue;
-                    }
-                    if let Err(e) = self.forward(b, p, now) {
-                        let (fb, fp, err) = e;
-                        self.fail_port(fb, fp, err);
-                    }
-                }
+        let mut bufs = std::mem::take(&mut self.batch);
+        let mut out = [Rx::Empty; RX_BATCH];
+        let mut done = 0;
+        while done < BUDGET && !self.bridges[b].failed[p] {
+            let want = self.bridges[b].ports[p].io.batch().clamp(1, RX_BATCH);
+            let n = match self.bridges[b].ports[p].io.recv_batch(q, &mut bufs[..want], &mut out[..want]) {
+                Ok(n) => n,
                 Err(e) => {
                     self.fail_port(b, p, e);
+                    break;
+                }
+            };
+            for (buf, rx) in bufs.iter_mut().zip(out).take(n) {
+                std::mem::swap(&mut self.buf, buf);
+                self.received(b, p, rx, now);
+                std::mem::swap(&mut self.buf, buf);
+            }
+            done += n;
+            if n < want {
+                break;
+            }
+        }
+        self.batch = bufs;
+    }
+
+    /// Counts, polices and forwards one frame read from port `p` of bridge `b` (in
+    /// `self.buf`).
+    fn received(&mut self, b: usize, p: usize, rx: Rx, now: Time) {
+        let br = &mut self.bridges[b];
+        let port = &br.ports[p];
+        match rx {
+            Rx::Empty => {}
+            Rx::Bad => {
+                PortStats::inc(&port.stats.rx_errors);
+                br.core.count_drop(DropReason::Malformed);
+            }
+            Rx::Frame => {
+                let multicast = self.buf.frame().first().is_some_and(|b| b & 1 == 1);
+                port.stats.rx(self.buf.len(), multicast);
+                if !port.admit(now, self.buf.len()) {
+                    PortStats::inc(&port.stats.rx_dropped);
+                    br.core.count_drop(DropReason::Policed);
                     return;
+                }
+                if let Err((fb, fp, err)) = self.forward(b, p, now) {
+                    self.fail_port(fb, fp, err);
                 }
             }
         }

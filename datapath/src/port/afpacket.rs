@@ -59,6 +59,27 @@ impl AfPacketPort {
         Ok(())
     }
 
+    /// Completes a received frame: length, offload state, the VLAN tag the kernel
+    /// stripped put back.
+    fn finish(&self, buf: &mut PacketBuf, hdr: &[u8; LEN_LEGACY], r: packet::Received, hlen: usize) -> Rx {
+        if r.truncated || r.len < hlen {
+            return Rx::Bad;
+        }
+        buf.set_len(r.len - hlen);
+        if self.vnet_hdr {
+            buf.vnet = match VnetHdr::parse(hdr) {
+                Ok(v) => v,
+                Err(_) => return Rx::Bad,
+            };
+        }
+        if let Some((tpid, tci)) = r.vlan {
+            if !buf.push_vlan(tpid, tci) {
+                return Rx::Bad;
+            }
+        }
+        Rx::Frame
+    }
+
     /// The number of receive queues asked for at open (the port may have fewer).
     pub fn asked_queues(&self) -> usize {
         self.asked
@@ -85,40 +106,41 @@ impl PortIo for AfPacketPort {
     }
 
     fn recv_queue(&self, q: usize, buf: &mut PacketBuf) -> io::Result<Rx> {
-        let Some(fd) = self.queue_fd(q) else { return Ok(Rx::Empty) };
-        let mut hdr = [0u8; LEN_LEGACY];
-        let area = buf.rx_area();
-        let got = if self.vnet_hdr {
-            packet::recv(fd, &mut [IoSliceMut::new(&mut hdr), IoSliceMut::new(area)])
-        } else {
-            packet::recv(fd, &mut [IoSliceMut::new(area)])
-        };
-        let r = match got {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(Rx::Empty),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(Rx::Empty),
-            // A frame larger than the buffer or an out-of-memory on the socket are
-            // per-frame problems, not a broken port.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::ENOMEM)) => return Ok(Rx::Bad),
-            Err(e) => return Err(e),
-        };
+        let mut out = [Rx::Empty];
+        self.recv_batch(q, std::slice::from_mut(buf), &mut out)?;
+        Ok(out[0])
+    }
+
+    fn batch(&self) -> usize {
+        packet::MAX_BATCH
+    }
+
+    /// One recvmmsg(2) for up to [`packet::MAX_BATCH`] frames.
+    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<usize> {
+        let Some(fd) = self.queue_fd(q) else { return Ok(0) };
         let hlen = if self.vnet_hdr { LEN_LEGACY } else { 0 };
-        if r.truncated || r.len < hlen {
-            return Ok(Rx::Bad);
-        }
-        buf.set_len(r.len - hlen);
-        if self.vnet_hdr {
-            buf.vnet = match VnetHdr::parse(&hdr) {
-                Ok(v) => v,
-                Err(_) => return Ok(Rx::Bad),
-            };
-        }
-        if let Some((tpid, tci)) = r.vlan {
-            if !buf.push_vlan(tpid, tci) {
-                return Ok(Rx::Bad);
+        let n = bufs.len().min(out.len()).min(packet::MAX_BATCH);
+        let mut hdrs = [[0u8; LEN_LEGACY]; packet::MAX_BATCH];
+        let mut got = [packet::Received::default(); packet::MAX_BATCH];
+        let k = {
+            // Two iovecs per frame: the virtio-net header (empty without one), the frame.
+            let mut slices = hdrs.iter_mut().zip(bufs.iter_mut()).take(n).flat_map(|(h, b)| [IoSliceMut::new(&mut h[..hlen]), IoSliceMut::new(b.rx_area())]);
+            let mut iov: [IoSliceMut<'_>; 2 * packet::MAX_BATCH] = std::array::from_fn(|_| slices.next().unwrap_or_else(|| IoSliceMut::new(&mut [])));
+            match packet::recv_many(fd, &mut iov[..2 * n], 2, &mut got[..n]) {
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                // Out of memory on the socket is a per-frame problem, not a broken port.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::ENOMEM)) => {
+                    out[0] = Rx::Bad;
+                    return Ok(1);
+                }
+                Err(e) => return Err(e),
             }
+        };
+        for i in 0..k {
+            out[i] = self.finish(&mut bufs[i], &hdrs[i], got[i], hlen);
         }
-        Ok(Rx::Frame)
+        Ok(k)
     }
 
     fn send(&self, buf: &PacketBuf) -> io::Result<bool> {

@@ -63,6 +63,25 @@ pub trait PortIo: Send + Sync {
         self.recv(buf)
     }
 
+    /// Frames one [`PortIo::recv_batch`] call may return (1 without batching).
+    fn batch(&self) -> usize {
+        1
+    }
+
+    /// Receives up to `bufs.len()` frames from queue `q` (frame `i` into `bufs[i]`,
+    /// its outcome in `out[i]`, which must be as long); returns how many, 0 when
+    /// nothing is queued. `Err` only when the port is broken.
+    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<usize> {
+        let Some(buf) = bufs.first_mut() else { return Ok(0) };
+        match self.recv_queue(q, buf)? {
+            Rx::Empty => Ok(0),
+            r => {
+                out[0] = r;
+                Ok(1)
+            }
+        }
+    }
+
     /// Whether the device takes frames with partial checksums and GSO (virtio-net
     /// header) — if not, the worker completes them in software first.
     fn offloads(&self) -> bool;

@@ -97,7 +97,7 @@ pub fn fanout_join(fd: BorrowedFd<'_>, id: u16) -> io::Result<()> {
 }
 
 /// One received frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Received {
     /// Bytes placed in the buffers (vnet header included, if any).
     pub len: usize,
@@ -110,29 +110,14 @@ pub struct Received {
 /// Room for one `tpacket_auxdata` control message.
 const CMSG_SPACE: usize = 64;
 
-/// Receives one frame into `bufs` (scatter). `Ok(None)` when nothing is queued.
-pub fn recv(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>]) -> io::Result<Option<Received>> {
-    let mut cbuf = [0u64; CMSG_SPACE / 8];
-    // SAFETY: msghdr is plain old data; all-zero is a valid value.
-    let mut msg: libc::msghdr = unsafe { zeroed() };
-    msg.msg_iov = bufs.as_mut_ptr().cast();
-    msg.msg_iovlen = bufs.len();
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = CMSG_SPACE;
-    // SAFETY: `msg` points at `bufs` (IoSliceMut is ABI-compatible with iovec) and at
-    // `cbuf`, both live and writable for the call; lengths are their sizes.
-    let r = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_TRUNC | libc::MSG_DONTWAIT) };
-    let len = match cvt_size(r) {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let cap: usize = bufs.iter().map(|b| b.len()).sum();
+/// What the kernel said about one frame: `len` bytes (its real length, `MSG_TRUNC`)
+/// into buffers of `cap` bytes, and the stripped VLAN tag from the control messages.
+fn received(msg: &libc::msghdr, len: usize, cap: usize) -> Received {
     let mut vlan = None;
     // SAFETY: the CMSG_* helpers walk the control buffer the kernel just filled, bounded
     // by msg_controllen; the aux data is read unaligned from inside that buffer.
     unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_PACKET && (*c).cmsg_type == libc::PACKET_AUXDATA {
                 let aux: libc::tpacket_auxdata = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
@@ -141,10 +126,46 @@ pub fn recv(fd: BorrowedFd<'_>, bufs: &mut [IoSliceMut<'_>]) -> io::Result<Optio
                     vlan = Some((tpid, aux.tp_vlan_tci));
                 }
             }
-            c = libc::CMSG_NXTHDR(&msg, c);
+            c = libc::CMSG_NXTHDR(msg, c);
         }
     }
-    Ok(Some(Received { len: len.min(cap), truncated: len > cap || msg.msg_flags & libc::MSG_TRUNC != 0, vlan }))
+    Received { len: len.min(cap), truncated: len > cap || msg.msg_flags & libc::MSG_TRUNC != 0, vlan }
+}
+
+/// Most frames one [`recv_many`] call takes.
+pub const MAX_BATCH: usize = 32;
+
+/// Receives up to `out.len()` (at most [`MAX_BATCH`]) frames with one recvmmsg(2):
+/// frame `i` is scattered into `iovs[i * per..(i + 1) * per]`. Returns how many arrived,
+/// 0 when nothing is queued.
+pub fn recv_many(fd: BorrowedFd<'_>, iovs: &mut [IoSliceMut<'_>], per: usize, out: &mut [Received]) -> io::Result<usize> {
+    let n = out.len().min(MAX_BATCH).min(iovs.len().checked_div(per).unwrap_or(0));
+    if n == 0 {
+        return Ok(0);
+    }
+    let mut cbufs = [[0u64; CMSG_SPACE / 8]; MAX_BATCH];
+    // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+    let mut msgs: [libc::mmsghdr; MAX_BATCH] = unsafe { zeroed() };
+    for (i, (m, c)) in msgs.iter_mut().zip(cbufs.iter_mut()).take(n).enumerate() {
+        m.msg_hdr.msg_iov = iovs[i * per..(i + 1) * per].as_mut_ptr().cast();
+        m.msg_hdr.msg_iovlen = per;
+        m.msg_hdr.msg_control = c.as_mut_ptr().cast();
+        m.msg_hdr.msg_controllen = CMSG_SPACE;
+    }
+    // SAFETY: the first `n` headers point at distinct live iovec runs of `iovs`
+    // (IoSliceMut is ABI-compatible with iovec) and at their own control buffers, all
+    // writable for the call; the count passed is `n`; no timeout.
+    let r = unsafe { libc::recvmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_TRUNC | libc::MSG_DONTWAIT, std::ptr::null_mut()) };
+    let got = match cvt(r) {
+        Ok(k) => k as usize,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for i in 0..got.min(n) {
+        let cap: usize = iovs[i * per..(i + 1) * per].iter().map(|b| b.len()).sum();
+        out[i] = received(&msgs[i].msg_hdr, msgs[i].msg_len as usize, cap);
+    }
+    Ok(got.min(n))
 }
 
 /// Sends one frame gathered from `bufs`.

@@ -69,3 +69,10 @@ pub fn umask(mask: u32) -> u32 {
     // SAFETY: umask(2) cannot fail and has no memory-safety preconditions.
     unsafe { libc::umask(mask as libc::mode_t) as u32 }
 }
+
+/// Moves the calling thread into the network namespace `ns` (an open `/run/netns/NAME`
+/// or `/proc/PID/ns/net` file). Only this thread changes namespace.
+pub fn enter_netns(ns: std::os::fd::BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: setns(2) with a valid open fd and a namespace type; no memory is passed.
+    cvt(unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) }).map(drop)
+}
