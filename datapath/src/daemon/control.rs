@@ -1,10 +1,10 @@
 //! The control plane's state and its request handlers: the database, the open ports,
-//! the store and the worker handle, owned by one task so that commits are serialized.
+//! the store and the workers' handle, owned by one task so that commits are serialized.
 //!
 //! A commit is: check the base generation (else `Conflict`), apply the ops to a copy,
 //! collect garbage, check the schema rules, reconcile ports against the copy (opening
 //! devices, assigning ofports, recording errors), write the file durably, swap the copy
-//! in, hand the worker its new configuration, answer. The datapath never waits for any
+//! in, hand the workers their new configuration, answer. The datapath never waits for any
 //! of this: it keeps forwarding with the old configuration until the new one arrives.
 
 use serde_json::Value as Json;

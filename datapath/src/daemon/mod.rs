@@ -1,14 +1,15 @@
 //! `rvs-vswitchd`: the daemon.
 //!
-//! Threads: one datapath worker ([`worker`]) running the poll loop over all ports, and
-//! the control plane on the main thread (a single-threaded tokio runtime) serving the
-//! control socket ([`server`]), watching link events, and owning the database
-//! ([`control`]). They talk only through messages: configuration snapshots and
-//! closures go to the worker between batches; broken-port reports come back.
+//! Threads: the datapath workers ([`worker`], `other_config:n-workers`, default 1)
+//! running poll loops over the ports' receive queues, and the control plane on the
+//! main thread (a single-threaded tokio runtime) serving the control socket
+//! ([`server`]), watching link events, and owning the database ([`control`]). They
+//! talk only through messages: configuration snapshots and closures go to the workers
+//! between batches; broken-port reports come back.
 //!
 //! Startup: load `DBDIR/conf.db` (a corrupt file is an error naming it), detach if
 //! asked (the parent returns only once the control socket accepts commands), open the
-//! ports, serve. SIGTERM/SIGINT stop cleanly: the worker stops, every port closes
+//! ports, serve. SIGTERM/SIGINT stop cleanly: the workers stop, every port closes
 //! (taps rvs created disappear with their fd), the socket and pidfile are removed.
 
 pub mod appctl;

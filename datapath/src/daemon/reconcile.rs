@@ -1,9 +1,9 @@
 //! From configuration to datapath: opens and closes port backends so they match the
 //! database, assigns OpenFlow port numbers, records per-interface errors, and builds the
-//! [`DpConfig`] the worker runs.
+//! [`DpConfig`] the workers run (and how many: `n-workers`).
 //!
 //! Called after every commit, on link events (a device appeared or went away), when
-//! the worker reports a broken port, and periodically to retry ports in error. It is
+//! a worker reports a broken port, and periodically to retry ports in error. It is
 //! idempotent: a port whose configuration did not change keeps its open backend (and
 //! its learned MAC addresses).
 //!
