@@ -611,6 +611,18 @@ mod tests {
     }
 
     #[test]
+    fn n_workers_is_bounded() {
+        let mut db = Db::default();
+        assert_eq!(n_workers(&db), 1, "no Open_vSwitch row");
+        let root = db.ensure_root();
+        assert_eq!(n_workers(&db), 1, "unset");
+        for (v, want) in [("4", 4), ("0", 1), ("-3", 1), ("abc", 1), ("1000", crate::daemon::worker::MAX_WORKERS)] {
+            db.set(tables::OPEN_VSWITCH, &root, "other_config", Datum::smap([("n-workers", v)]));
+            assert_eq!(n_workers(&db), want, "n-workers={v}");
+        }
+    }
+
+    #[test]
     fn long_names_are_errors() {
         let e = Ports::default().open_port("a-name-longer-than-15", &Kind::Tap("internal".into())).err().unwrap();
         assert!(e.starts_with("could not open network device a-name-longer-than-15 (Invalid argument"), "{e}");

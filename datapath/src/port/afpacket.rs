@@ -93,10 +93,6 @@ impl AfPacketPort {
 }
 
 impl PortIo for AfPacketPort {
-    fn recv(&self, buf: &mut PacketBuf) -> io::Result<Rx> {
-        self.recv_queue(0, buf)
-    }
-
     fn queues(&self) -> usize {
         self.fds.len()
     }
@@ -157,10 +153,6 @@ impl PortIo for AfPacketPort {
             Err(e) if super::is_transient_tx(&e) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.fds[0].as_fd())
     }
 
     fn offloads(&self) -> bool {

@@ -38,7 +38,7 @@ impl MemPort {
 }
 
 impl PortIo for MemPort {
-    fn recv(&self, buf: &mut PacketBuf) -> io::Result<Rx> {
+    fn recv_queue(&self, _q: usize, buf: &mut PacketBuf) -> io::Result<Rx> {
         let mut q = self.rx.lock().unwrap_or_else(|e| e.into_inner());
         let Some((frame, vnet)) = q.pop_front() else {
             self.bell.drain();
@@ -62,8 +62,8 @@ impl PortIo for MemPort {
         Ok(true)
     }
 
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.bell.as_fd())
+    fn queue_fd(&self, q: usize) -> Option<BorrowedFd<'_>> {
+        (q == 0).then(|| self.bell.as_fd())
     }
 
     fn offloads(&self) -> bool {

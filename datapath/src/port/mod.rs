@@ -35,32 +35,22 @@ pub enum Rx {
 
 /// A port backend.
 pub trait PortIo: Send + Sync {
-    /// Receives at most one frame into `buf`. `Err` only when the port is broken.
-    fn recv(&self, buf: &mut PacketBuf) -> io::Result<Rx>;
+    /// Receives at most one frame from receive queue `q` into `buf`. `Err` only when
+    /// the port is broken.
+    fn recv_queue(&self, q: usize, buf: &mut PacketBuf) -> io::Result<Rx>;
 
     /// Sends the frame in `buf` (with `buf.vnet`). `Ok(false)` when the device refused
     /// it for now (queue full, link down): a counted drop, not a broken port.
     fn send(&self, buf: &PacketBuf) -> io::Result<bool>;
 
-    /// The fd to wait on for input; `None` for ports that receive through a shared
-    /// endpoint (VXLAN tunnels).
-    fn fd(&self) -> Option<BorrowedFd<'_>>;
+    /// The fd to wait on for input on receive queue `q`; `None` past the last queue
+    /// and for ports that receive through a shared endpoint (VXLAN tunnels).
+    fn queue_fd(&self, q: usize) -> Option<BorrowedFd<'_>>;
 
     /// Receive queues: each has its own fd and is polled by one worker, and the device
     /// keeps the frames of one flow on one queue. Most backends have one.
     fn queues(&self) -> usize {
         1
-    }
-
-    /// The fd of receive queue `q` (queue 0 is [`PortIo::fd`]).
-    fn queue_fd(&self, q: usize) -> Option<BorrowedFd<'_>> {
-        if q == 0 { self.fd() } else { None }
-    }
-
-    /// Receives at most one frame from queue `q` (see [`PortIo::recv`]).
-    fn recv_queue(&self, q: usize, buf: &mut PacketBuf) -> io::Result<Rx> {
-        debug_assert_eq!(q, 0);
-        self.recv(buf)
     }
 
     /// Frames one [`PortIo::recv_batch`] call may return (1 without batching).

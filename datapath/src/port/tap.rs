@@ -103,10 +103,6 @@ impl TapPort {
 }
 
 impl PortIo for TapPort {
-    fn recv(&self, buf: &mut PacketBuf) -> io::Result<Rx> {
-        self.recv_queue(0, buf)
-    }
-
     fn queues(&self) -> usize {
         self.files.len()
     }
@@ -149,10 +145,6 @@ impl PortIo for TapPort {
             Err(e) if super::is_transient_tx(&e) => Ok(false),
             Err(e) => Err(e),
         }
-    }
-
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
-        Some(self.files[0].as_fd())
     }
 
     fn offloads(&self) -> bool {

@@ -338,7 +338,7 @@ impl Tunnel {
 }
 
 impl PortIo for Tunnel {
-    fn recv(&self, _buf: &mut PacketBuf) -> io::Result<Rx> {
+    fn recv_queue(&self, _q: usize, _buf: &mut PacketBuf) -> io::Result<Rx> {
         // Tunnel ports receive through their shared endpoint.
         Ok(Rx::Empty)
     }
@@ -403,7 +403,7 @@ impl PortIo for Tunnel {
         Ok(Some(out))
     }
 
-    fn fd(&self) -> Option<BorrowedFd<'_>> {
+    fn queue_fd(&self, _q: usize) -> Option<BorrowedFd<'_>> {
         None
     }
 
