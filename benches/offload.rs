@@ -24,8 +24,8 @@ use std::net::Ipv4Addr;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use datapath::offload::{Coalescer, Layer, MAX_COALESCED, Segmenter, complete_checksum};
 use datapath::port::vxlan::{self, EndpointStats};
-use datapath::types::Vni;
 use datapath::types::MacAddr;
+use datapath::types::Vni;
 use datapath::wire::checksum;
 use datapath::wire::ethernet::{EtherType, EthernetFrame, EthernetRepr};
 use datapath::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, pseudo_header_sum};
@@ -42,11 +42,7 @@ const MSS: u16 = 1448;
 fn tcp4_frame(payload: usize, seq: u32) -> (Vec<u8>, VnetHdr) {
     let tcp_len = 32 + payload;
     let mut f = vec![0u8; 14 + 20 + tcp_len];
-    let eth = EthernetRepr {
-        dst: MacAddr([2, 0, 0, 0, 0, 2]),
-        src: MacAddr([2, 0, 0, 0, 0, 1]),
-        ethertype: EtherType::Ipv4,
-    };
+    let eth = EthernetRepr { dst: MacAddr([2, 0, 0, 0, 0, 2]), src: MacAddr([2, 0, 0, 0, 0, 1]), ethertype: EtherType::Ipv4 };
     eth.emit(&mut EthernetFrame::new_unchecked(&mut f[..]));
     let ip = Ipv4Repr {
         src: SRC,
@@ -62,31 +58,14 @@ fn tcp4_frame(payload: usize, seq: u32) -> (Vec<u8>, VnetHdr) {
         ttl: 64,
     };
     ip.emit(&mut Ipv4Packet::new_unchecked(&mut f[14..]));
-    let t = TcpRepr {
-        src_port: 40000,
-        dst_port: 5201,
-        seq,
-        ack: 1,
-        flags: tcp::ACK,
-        window: 502,
-        urgent: 0,
-        options: &TS,
-    };
+    let t = TcpRepr { src_port: 40000, dst_port: 5201, seq, ack: 1, flags: tcp::ACK, window: 502, urgent: 0, options: &TS };
     t.emit(&mut TcpPacket::new_unchecked(&mut f[34..]));
     for (i, b) in f[66..].iter_mut().enumerate() {
         *b = i as u8;
     }
-    let partial =
-        checksum::fold(u64::from(pseudo_header_sum(SRC, DST, IpProtocol::Tcp, tcp_len as u16)));
+    let partial = checksum::fold(u64::from(pseudo_header_sum(SRC, DST, IpProtocol::Tcp, tcp_len as u16)));
     f[50..52].copy_from_slice(&partial.to_be_bytes());
-    let vnet = VnetHdr {
-        flags: F_NEEDS_CSUM,
-        gso_type: 1,
-        hdr_len: 66,
-        gso_size: MSS,
-        csum_start: 34,
-        csum_offset: 16,
-    };
+    let vnet = VnetHdr { flags: F_NEEDS_CSUM, gso_type: 1, hdr_len: 66, gso_size: MSS, csum_start: 34, csum_offset: 16 };
     (f, vnet)
 }
 

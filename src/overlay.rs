@@ -99,4 +99,3 @@ pub fn fdb_row(node: &RvsNode, mac: &str) -> Option<(String, String)> {
         (c[0].to_string(), c[1].to_string())
     })
 }
-

@@ -14,10 +14,7 @@ pub fn require_root() {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2).unwrap_or("1").to_string()))
         .unwrap_or_else(|| "1".into());
-    assert!(
-        euid == "0",
-        "this test builds network namespaces and needs root (CAP_NET_ADMIN); run the test suite as root, e.g. `sudo scripts/test.sh`"
-    );
+    assert!(euid == "0", "this test builds network namespaces and needs root (CAP_NET_ADMIN); run the test suite as root, e.g. `sudo scripts/test.sh`");
 }
 
 /// A short token unique to this process and call: 4 hex digits of pid + a counter.
@@ -60,7 +57,11 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
             Ok(None) if start.elapsed() > timeout => {
                 let _ = child.kill();
                 let out = child.wait_with_output().expect("wait_with_output");
-                panic!("{cmd:?} did not finish within {timeout:?}; stdout: {} stderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+                panic!(
+                    "{cmd:?} did not finish within {timeout:?}; stdout: {} stderr: {}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(10)),
             Err(e) => panic!("wait {cmd:?}: {e}"),
@@ -71,13 +72,7 @@ pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
 /// Runs `sh -c script`, panicking with the output if it fails.
 pub fn sh(script: &str) -> String {
     let out = run_bounded(Command::new("sh").arg("-c").arg(script), Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "`{script}` failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "`{script}` failed ({}):\n{}{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

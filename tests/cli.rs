@@ -67,10 +67,7 @@ fn timeout_ends_with_sigalrm_like_ovs_vsctl() {
 #[test]
 fn without_timeout_the_wait_is_bounded_and_says_so() {
     let (p, _l) = silent_server("nt");
-    let out = run_bounded(
-        Command::new(bin("rvsctl")).env("RVSCTL_WAIT", "2").args([&format!("--db=unix:{}", p.display()), "show"]),
-        Duration::from_secs(20),
-    );
+    let out = run_bounded(Command::new(bin("rvsctl")).env("RVSCTL_WAIT", "2").args([&format!("--db=unix:{}", p.display()), "show"]), Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),

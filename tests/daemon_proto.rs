@@ -53,10 +53,7 @@ fn commit_applies_reports_port_errors_and_persists() {
     assert_eq!(generation, base.generation + 1);
     let db = Db::from_json(&db).unwrap();
     let i = db.find_by_name(tables::INTERFACE, "rvs-nodev0").unwrap();
-    assert_eq!(
-        db.get(tables::INTERFACE, &i, "error").and_then(Datum::as_str),
-        Some("could not open network device rvs-nodev0 (No such device)")
-    );
+    assert_eq!(db.get(tables::INTERFACE, &i, "error").and_then(Datum::as_str), Some("could not open network device rvs-nodev0 (No such device)"));
     assert_eq!(db.get(tables::INTERFACE, &i, "ofport").and_then(Datum::as_int), Some(-1));
     // Durable: a restarted daemon has it.
     d.stop();
@@ -120,7 +117,10 @@ fn appctl_answers_like_ovs_vswitchd() {
     let mut c = client(&d);
     let base = snapshot(&mut c);
     let Response::Committed { .. } = commit(&mut c, &base, &with_bridge(&base, "brq", "rvs-nodev6")) else { panic!() };
-    let ask = |c: &mut Client, cmd: &str, args: &[&str]| match c.call(&Request::Appctl { command: cmd.into(), args: args.iter().map(|s| s.to_string()).collect() }).unwrap() {
+    let ask = |c: &mut Client, cmd: &str, args: &[&str]| match c
+        .call(&Request::Appctl { command: cmd.into(), args: args.iter().map(|s| s.to_string()).collect() })
+        .unwrap()
+    {
         Response::Appctl { ok, output } => (ok, output),
         other => panic!("{other:?}"),
     };

@@ -196,9 +196,7 @@ fn system_tap_deleted_and_recreated_comes_back() {
     let vm2 = n.vm("br0", &v2, &[], "198.18.6.2/24");
     // A VM restart: the tap goes away...
     n.ns.sh(&format!("ip link del {t1}"));
-    wait_until("the error to show", Duration::from_secs(10), || {
-        n.d.ctl_ok(&["get", "Interface", &t1, "error"]).contains("No such device")
-    });
+    wait_until("the error to show", Duration::from_secs(10), || n.d.ctl_ok(&["get", "Interface", &t1, "error"]).contains("No such device"));
     let show = n.d.ctl_ok(&["show"]);
     assert!(show.contains(&format!("error: \"could not open network device {t1} (No such device)\"")), "{show}");
     // ...and comes back: rvs reattaches by itself.

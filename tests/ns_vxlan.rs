@@ -134,11 +134,7 @@ fn underlay_capture_shows_standard_vxlan() {
     assert!(text.contains("VXLAN, flags [I] (0x08), vni 5000"), "I flag and VNI:\n{text}");
     assert!(text.contains("vlan 120"), "inner 802.1Q tag:\n{text}");
     // Outer source ports come from the kernel's ephemeral range.
-    let sport: Vec<u32> = text
-        .split("198.19.0.1.")
-        .skip(1)
-        .filter_map(|s| s.split(' ').next()?.parse().ok())
-        .collect();
+    let sport: Vec<u32> = text.split("198.19.0.1.").skip(1).filter_map(|s| s.split(' ').next()?.parse().ok()).collect();
     assert!(!sport.is_empty() && sport.iter().all(|p| (32768..=61000).contains(p)), "source ports {sport:?}");
 }
 
@@ -161,9 +157,7 @@ fn mac_moves_with_a_migrating_vm() {
     vm.sh(&format!("ip link del {p1}; ip link set {p2} address {mac} && ip link set {p2} up && ip addr add 198.18.122.1/24 dev {p2}"));
     // The guest announces itself (gratuitous ARP), as QEMU does after migration.
     vm.sh(&format!("arping -c 1 -U -I {p2} 198.18.122.1 || true"));
-    wait_until("the MAC to move to the local port", Duration::from_secs(10), || {
-        fdb_row(&n2, &mac).map(|r| r.0) == Some(n2.ofport(&p2))
-    });
+    wait_until("the MAC to move to the local port", Duration::from_secs(10), || fdb_row(&n2, &mac).map(|r| r.0) == Some(n2.ofport(&p2)));
     let stats = n2.d.ctl_ok(&["fdb/stats-show", "br0"]);
     assert!(!stats.contains("Total number of port moved MAC entries  : 0\n"), "{stats}");
     assert!(peer.ping_eventually("198.18.122.1", Duration::from_secs(10)), "reachable at its new place");
@@ -211,9 +205,7 @@ impl PingDf for Netns {
 fn endpoint_counter(node: &RvsNode, name: &str) -> u64 {
     let t = node.d.ctl_ok(&["rvs/drops"]);
     let sock = t.split("VXLAN receive socket").nth(1).unwrap_or_else(|| panic!("no VXLAN socket in rvs/drops:\n{t}"));
-    sock.lines()
-        .find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().parse::<u64>().unwrap()))
-        .unwrap_or_else(|| panic!("no {name} in rvs/drops:\n{t}"))
+    sock.lines().find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().parse::<u64>().unwrap())).unwrap_or_else(|| panic!("no {name} in rvs/drops:\n{t}"))
 }
 
 /// Sends each hex-encoded datagram to 198.19.0.`to`:4789 from namespace `ns`.
@@ -245,10 +237,10 @@ fn bad_input_on_4789_is_counted_and_forwarding_goes_on() {
         &n2.ns, // from the real peer's address
         1,
         &[
-            "08".into(),                                  // short
-            format!("{}{inner}", hdr("00", 5000)),        // I flag missing
+            "08".into(),                                 // short
+            format!("{}{inner}", hdr("00", 5000)),       // I flag missing
             hex(b"GET / HTTP/1.0\r\n\r\n some garbage"), // garbage
-            format!("{}{inner}", hdr("08", 77)),          // a VNI no port has
+            format!("{}{inner}", hdr("08", 77)),         // a VNI no port has
         ],
     );
     send_datagrams(&rogue, 1, &[format!("{}{inner}", hdr("08", 5000))]); // unknown source

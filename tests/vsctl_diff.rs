@@ -32,9 +32,7 @@ impl Ovs {
         let dir = Daemon::new_dir("ovs");
         let d = dir.display();
         sh(&format!("ovsdb-tool create {d}/conf.db /usr/share/openvswitch/vswitch.ovsschema"));
-        sh(&format!(
-            "ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --unixctl={d}/ovsdb.ctl --pidfile={d}/ovsdb.pid --detach --log-file={d}/ovsdb.log"
-        ));
+        sh(&format!("ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --unixctl={d}/ovsdb.ctl --pidfile={d}/ovsdb.pid --detach --log-file={d}/ovsdb.log"));
         let o = Ovs { dir };
         let out = o.vsctl("init");
         assert_eq!(out.0, 0, "ovs-vsctl init: {}", out.2);
@@ -88,11 +86,7 @@ fn run_line(cmd: &str, path_first: Option<&Path>) -> (i32, String, String) {
         c.env("PATH", format!("{}:{}", p.display(), std::env::var("PATH").unwrap_or_default()));
     }
     let out = run_bounded(&mut c, Duration::from_secs(30));
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// Replaces every UUID (8-4-4-4-12 hex) by `<uuid>`.
@@ -116,10 +110,7 @@ fn normalize(s: &str) -> String {
 /// Drops ovs-vsctl's own log lines (`2026-…Z|00002|module|WARN|…`): timestamped
 /// diagnostics that rvsctl does not print; the error lines that follow are compared.
 fn drop_vlog(s: &str) -> String {
-    s.lines()
-        .filter(|l| !(l.len() > 20 && l.as_bytes()[4] == b'-' && l.as_bytes()[10] == b'T' && l.contains("Z|")))
-        .map(|l| format!("{l}\n"))
-        .collect()
+    s.lines().filter(|l| !(l.len() > 20 && l.as_bytes()[4] == b'-' && l.as_bytes()[10] == b'T' && l.contains("Z|"))).map(|l| format!("{l}\n")).collect()
 }
 
 fn is_uuid(s: &str) -> bool {

@@ -29,9 +29,7 @@ pub fn call(prog: &str, sock: PathBuf, command: &str, args: &[String], timeout: 
             let m = m.split(" (os error").next().unwrap_or(&m).to_string();
             (String::new(), format!("{prog}: cannot connect to \"{target}\" ({m})\n"), 1)
         }
-        Err(BackendError::Timeout) => {
-            (String::new(), format!("{prog}: {target}: no answer within {} s\n", timeout.as_secs()), 1)
-        }
+        Err(BackendError::Timeout) => (String::new(), format!("{prog}: {target}: no answer within {} s\n", timeout.as_secs()), 1),
         Err(BackendError::Protocol(m)) => (String::new(), format!("{prog}: {target}: {m}\n"), 1),
     }
 }

@@ -8,10 +8,7 @@ use crate::options::{Arg, all_long_options};
 pub fn version(prog: &str) -> String {
     let schema = datapath::db::schema::SCHEMA_VERSION;
     if prog == "rvsctl" {
-        format!(
-            "rvsctl (rvs) {}\nDB Schema {schema}\nCompatible with ovs-vsctl of Open vSwitch 3.1.0\n",
-            env!("CARGO_PKG_VERSION")
-        )
+        format!("rvsctl (rvs) {}\nDB Schema {schema}\nCompatible with ovs-vsctl of Open vSwitch 3.1.0\n", env!("CARGO_PKG_VERSION"))
     } else {
         format!("{prog} (Open vSwitch) 3.1.0\nDB Schema {schema}\n")
     }

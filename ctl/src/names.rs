@@ -74,22 +74,14 @@ pub fn column(t: usize, s: &str) -> Result<(usize, &'static ColumnSchema), CtlEr
     match best(ts.columns.iter().map(|c| c.name), s) {
         Ok(n) => Ok(ts.column(n).unwrap_or((0, &ts.columns[0]))),
         Err(None) => Err(CtlError::new(format!("{} does not contain a column whose name matches \"{s}\"", ts.name))),
-        Err(Some(m)) => Err(CtlError::new(format!(
-            "{} contains more than one column whose name matches \"{s}\": {}",
-            ts.name,
-            m.join(", ")
-        ))),
+        Err(Some(m)) => Err(CtlError::new(format!("{} contains more than one column whose name matches \"{s}\": {}", ts.name, m.join(", ")))),
     }
 }
 
 /// Refuses to change a table rvs does not implement.
 pub fn writable(t: usize) -> Result<&'static TableSchema, CtlError> {
     let ts = &TABLES[t];
-    if ts.supported {
-        Ok(ts)
-    } else {
-        Err(CtlError::new(format!("the {} table is not supported by rvs", ts.name)))
-    }
+    if ts.supported { Ok(ts) } else { Err(CtlError::new(format!("the {} table is not supported by rvs", ts.name))) }
 }
 
 /// Whether `s` looks like the start of a UUID: hex digits and dashes in the right
@@ -145,7 +137,9 @@ pub fn find_row(db: &Db, t: usize, id: &str) -> Result<Option<Uuid>, CtlError> {
     };
     let found = match t {
         tables::BRIDGE | tables::PORT | tables::INTERFACE => by_name(t, id)?,
-        tables::QOS => by_name(tables::PORT, id)?.and_then(|p| db.get(tables::PORT, &p, "qos").and_then(Datum::as_uuid)).filter(|q| db.tables[t].contains_key(q)),
+        tables::QOS => {
+            by_name(tables::PORT, id)?.and_then(|p| db.get(tables::PORT, &p, "qos").and_then(Datum::as_uuid)).filter(|q| db.tables[t].contains_key(q))
+        }
         _ => None,
     };
     if found.is_some() {
@@ -156,10 +150,7 @@ pub fn find_row(db: &Db, t: usize, id: &str) -> Result<Option<Uuid>, CtlError> {
         for u in db.tables[t].keys() {
             if u.to_string().starts_with(&id.to_ascii_lowercase()) {
                 if let Some(h) = hit {
-                    return Err(CtlError::new(format!(
-                        "{} contains 2 or more rows whose UUIDs begin with {id}: at least {h} and {u}",
-                        TABLES[t].name
-                    )));
+                    return Err(CtlError::new(format!("{} contains 2 or more rows whose UUIDs begin with {id}: at least {h} and {u}", TABLES[t].name)));
                 }
                 hit = Some(*u);
             }
@@ -196,7 +187,9 @@ mod tests {
         assert_eq!(column(p, "external-ids").unwrap().1.name, "external_ids");
         assert_eq!(column(p, "TAG").unwrap().1.name, "tag");
         assert_eq!(column(p, "nosuchcol").unwrap_err().to_string(), "Port does not contain a column whose name matches \"nosuchcol\"");
-        assert!(column(p, "bond_").unwrap_err().to_string().starts_with("Port contains more than one column whose name matches \"bond_\": bond_active_slave, "));
+        assert!(
+            column(p, "bond_").unwrap_err().to_string().starts_with("Port contains more than one column whose name matches \"bond_\": bond_active_slave, ")
+        );
     }
 
     #[test]

@@ -123,11 +123,8 @@ enum Opt {
 
 /// Finds a long option by exact name or unique prefix (glibc semantics).
 fn lookup_long(name: &str, prog: &str, shown: &str) -> Result<(Opt, Arg)> {
-    let all: Vec<(Opt, Arg, &str)> = GLOBAL
-        .iter()
-        .map(|(n, a, _)| (Opt::Global(n), *a, *n))
-        .chain(LOCAL.iter().map(|(n, a)| (Opt::Local(n), *a, *n)))
-        .collect();
+    let all: Vec<(Opt, Arg, &str)> =
+        GLOBAL.iter().map(|(n, a, _)| (Opt::Global(n), *a, *n)).chain(LOCAL.iter().map(|(n, a)| (Opt::Local(n), *a, *n))).collect();
     if let Some(i) = all.iter().position(|(_, _, n)| *n == name) {
         let (o, a, _) = all.into_iter().nth(i).expect("found");
         return Ok((o, a));
@@ -255,9 +252,7 @@ fn apply_global(o: &mut Options, name: &str, value: Option<String>) -> Result<()
         "version" => o.action = Action::Version,
         "commands" => o.action = Action::Commands,
         "options" => o.action = Action::ListOptions,
-        "format" => {
-            o.style.format = Format::parse(&v).ok_or_else(|| CtlError::new(format!("unknown output format \"{v}\"")))?
-        }
+        "format" => o.style.format = Format::parse(&v).ok_or_else(|| CtlError::new(format!("unknown output format \"{v}\"")))?,
         "data" => o.style.cell = CellFormat::parse(&v).ok_or_else(|| CtlError::new(format!("unknown data format \"{v}\"")))?,
         "no-headings" => o.style.headings = false,
         "pretty" => o.style.pretty = true,
@@ -286,7 +281,8 @@ mod tests {
     fn libvirt_style() {
         let (o, i) = p(&["--timeout=5", "--", "--if-exists", "del-port", "vnet0"]).unwrap();
         assert_eq!((o.timeout, i), (Some(5), 2));
-        let (o, i) = p(&["--timeout=5", "--if-exists", "--format=list", "--data=json", "--no-heading", "--columns=statistics", "list", "Interface", "x"]).unwrap();
+        let (o, i) =
+            p(&["--timeout=5", "--if-exists", "--format=list", "--data=json", "--no-heading", "--columns=statistics", "list", "Interface", "x"]).unwrap();
         assert_eq!(i, 6);
         assert_eq!(o.style.format, Format::List);
         assert_eq!(o.style.cell, CellFormat::Json);

@@ -55,9 +55,7 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
         }
         for (name, s) in &txn.symbols {
             if !s.created {
-                return Err(CtlError::new(format!(
-                    "row id \"{name}\" is referenced but never created (e.g. with \"-- --id={name} create ...\")"
-                )));
+                return Err(CtlError::new(format!("row id \"{name}\" is referenced but never created (e.g. with \"-- --id={name} create ...\")")));
             }
         }
         check_deletions(&snapshot, &txn.db)?;
@@ -153,10 +151,9 @@ pub fn backend_error(e: BackendError, db_name: &str) -> CtlError {
             let msg = msg.split(" (os error").next().unwrap_or(&msg).to_string();
             CtlError::new(format!("{db_name}: database connection failed ({msg})"))
         }
-        BackendError::Timeout => CtlError::new(format!(
-            "{db_name}: no answer from rvs-vswitchd within {} s (use --timeout=SECS to wait longer)",
-            default_wait().as_secs()
-        )),
+        BackendError::Timeout => {
+            CtlError::new(format!("{db_name}: no answer from rvs-vswitchd within {} s (use --timeout=SECS to wait longer)", default_wait().as_secs()))
+        }
         BackendError::Protocol(m) => CtlError::new(format!("{db_name}: {m}")),
     }
 }

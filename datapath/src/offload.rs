@@ -87,11 +87,7 @@ pub fn complete_checksum(frame: &mut [u8], vnet: &VnetHdr) -> Result<(), Offload
         return Ok(());
     }
     let (start, offset) = (vnet.csum_start, vnet.csum_offset);
-    if checksum::complete(frame, usize::from(start), usize::from(offset)) {
-        Ok(())
-    } else {
-        Err(OffloadError::BadCsum { start, offset })
-    }
+    if checksum::complete(frame, usize::from(start), usize::from(offset)) { Ok(()) } else { Err(OffloadError::BadCsum { start, offset }) }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,10 +260,7 @@ impl<'a> Segmenter<'a> {
             L4::Tcp => tcp::CHECKSUM_OFFSET,
             L4::Udp => udp::CHECKSUM_OFFSET,
         };
-        if vnet.needs_csum()
-            && (usize::from(vnet.csum_start) != lay.l4
-                || usize::from(vnet.csum_offset) != csum_offset)
-        {
+        if vnet.needs_csum() && (usize::from(vnet.csum_start) != lay.l4 || usize::from(vnet.csum_offset) != csum_offset) {
             return Err(OffloadError::BadCsum { start: vnet.csum_start, offset: vnet.csum_offset });
         }
         if usize::from(vnet.hdr_len) > frame.len() {
@@ -326,12 +319,7 @@ impl<'a> Segmenter<'a> {
     /// its length (without the headroom), or `None` when all segments have been written.
     /// `out[..headroom]` is not touched. A too small `out` is an error and consumes
     /// nothing, so the call can be repeated with a larger buffer.
-    pub fn next_into(
-        &mut self,
-        out: &mut [u8],
-        headroom: usize,
-        layer: Layer,
-    ) -> Result<Option<usize>, OffloadError> {
+    pub fn next_into(&mut self, out: &mut [u8], headroom: usize, layer: Layer) -> Result<Option<usize>, OffloadError> {
         if self.remaining() == 0 {
             return Ok(None);
         }
@@ -484,8 +472,7 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
             let len = frame.len().min(buf.len());
             buf[..len].copy_from_slice(&frame[..len]);
             let t = TcpPacket::new_unchecked(&frame[lay.l4..]);
-            let ident =
-                if lay.v6 { 0 } else { Ipv4Packet::new_unchecked(&frame[lay.l3..]).ident() };
+            let ident = if lay.v6 { 0 } else { Ipv4Packet::new_unchecked(&frame[lay.l3..]).ident() };
             let mss = lay.end - lay.hdrs;
             self.held = Some(Held {
                 lay,
@@ -528,16 +515,14 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
         let lay = h.lay;
         let ip_len = lay.end - lay.l3;
         if lay.v6 {
-            Ipv6Packet::new_unchecked(&mut buf[lay.l3..])
-                .set_payload_len((ip_len - ipv6::HEADER_LEN) as u16);
+            Ipv6Packet::new_unchecked(&mut buf[lay.l3..]).set_payload_len((ip_len - ipv6::HEADER_LEN) as u16);
         } else {
             let mut ip = Ipv4Packet::new_unchecked(&mut buf[lay.l3..]);
             ip.set_total_len(ip_len as u16);
             ip.fill_checksum();
         }
         let pseudo = lay.pseudo_base(buf) + (lay.end - lay.l4) as u32;
-        TcpPacket::new_unchecked(&mut buf[lay.l4..])
-            .set_checksum(checksum::fold(u64::from(pseudo)));
+        TcpPacket::new_unchecked(&mut buf[lay.l4..]).set_checksum(checksum::fold(u64::from(pseudo)));
         let gso = if lay.v6 { GsoType::TcpV6 } else { GsoType::TcpV4 };
         let ecn = if h.first_flags & tcp::CWR != 0 { GSO_ECN } else { 0 };
         let vnet = VnetHdr {
@@ -589,9 +574,7 @@ fn coalescable(frame: &[u8]) -> Option<Layout> {
         }
     }
     let t = TcpPacket::new_unchecked(&frame[lay.l4..lay.end]);
-    if t.flags() & (tcp::SYN | tcp::RST | tcp::URG | tcp::ACK) != tcp::ACK
-        || !tcp::only_timestamps(t.options())
-    {
+    if t.flags() & (tcp::SYN | tcp::RST | tcp::URG | tcp::ACK) != tcp::ACK || !tcp::only_timestamps(t.options()) {
         return None;
     }
     let (src, dst) = lay.addrs(frame);
@@ -623,8 +606,7 @@ fn continues(h: &Held, buf: &[u8], frame: &[u8], lay: &Layout) -> bool {
     let (a, b) = (&buf[hl.l4..hl.hdrs], &frame[lay.l4..lay.hdrs]);
     let tb = TcpPacket::new_unchecked(b);
     // ports; ack and data offset; window; options
-    let tcp_same =
-        a[..4] == b[..4] && a[8..13] == b[8..13] && a[14..16] == b[14..16] && a[20..] == b[20..];
+    let tcp_same = a[..4] == b[..4] && a[8..13] == b[8..13] && a[14..16] == b[14..16] && a[20..] == b[20..];
     let flags_ok = tb.flags() & !(tcp::PSH | tcp::FIN) == h.first_flags & !tcp::CWR;
     ip_same && tcp_same && flags_ok && tb.seq_number() == h.next_seq
 }
@@ -716,15 +698,8 @@ mod tests {
             }
             let proto = if self.udp { IpProtocol::Udp } else { IpProtocol::Tcp };
             if self.v6 {
-                let ip = Ipv6Repr {
-                    src: SRC6,
-                    dst: DST6,
-                    next_header: proto,
-                    payload_len: l4_len as u16,
-                    hop_limit: 64,
-                    traffic_class: 0,
-                    flow_label: 0x12345,
-                };
+                let ip =
+                    Ipv6Repr { src: SRC6, dst: DST6, next_header: proto, payload_len: l4_len as u16, hop_limit: 64, traffic_class: 0, flow_label: 0x12345 };
                 ip.emit(&mut Ipv6Packet::new_unchecked(&mut f[l3..]));
             } else {
                 let ip = Ipv4Repr {
@@ -743,30 +718,16 @@ mod tests {
                 ip.emit(&mut Ipv4Packet::new_unchecked(&mut f[l3..]));
             }
             if self.udp {
-                let u = UdpRepr {
-                    src_port: 4000,
-                    dst_port: 5000,
-                    payload_len: self.payload.len() as u16,
-                };
+                let u = UdpRepr { src_port: 4000, dst_port: 5000, payload_len: self.payload.len() as u16 };
                 u.emit(&mut UdpPacket::new_unchecked(&mut f[l4..]));
             } else {
-                let t = TcpRepr {
-                    src_port: 40000,
-                    dst_port: 5201,
-                    seq: self.seq,
-                    ack: 0xabcd,
-                    flags: self.flags,
-                    window: 502,
-                    urgent: 0,
-                    options: opts,
-                };
+                let t = TcpRepr { src_port: 40000, dst_port: 5201, seq: self.seq, ack: 0xabcd, flags: self.flags, window: 502, urgent: 0, options: opts };
                 t.emit(&mut TcpPacket::new_unchecked(&mut f[l4..]));
             }
             f[l4 + l4_hdr..].copy_from_slice(&self.payload);
             // The partial checksum a stack leaves for NEEDS_CSUM: the folded pseudo-header sum.
             let (s, d) = self.addrs();
-            let partial =
-                checksum::fold(u64::from(pseudo_header_sum_ip(s, d, proto, l4_len as u32)));
+            let partial = checksum::fold(u64::from(pseudo_header_sum_ip(s, d, proto, l4_len as u32)));
             let off = if self.udp { udp::CHECKSUM_OFFSET } else { tcp::CHECKSUM_OFFSET };
             f[l4 + off..l4 + off + 2].copy_from_slice(&partial.to_be_bytes());
             let gso = match (self.udp, self.v6) {
@@ -817,12 +778,8 @@ mod tests {
             let data = match &p.transport {
                 Some(TransportSlice::Tcp(t)) => {
                     let want = match (src, dst) {
-                        (IpAddr::V4(a), IpAddr::V4(b)) => {
-                            t.calc_checksum_ipv4(a.octets(), b.octets())
-                        }
-                        (IpAddr::V6(a), IpAddr::V6(b)) => {
-                            t.calc_checksum_ipv6(a.octets(), b.octets())
-                        }
+                        (IpAddr::V4(a), IpAddr::V4(b)) => t.calc_checksum_ipv4(a.octets(), b.octets()),
+                        (IpAddr::V6(a), IpAddr::V6(b)) => t.calc_checksum_ipv6(a.octets(), b.octets()),
                         _ => unreachable!(),
                     };
                     assert_eq!(t.checksum(), want.unwrap());
@@ -837,12 +794,8 @@ mod tests {
                     assert_eq!(usize::from(u.length()), l4_len);
                     let h = u.to_header();
                     let want = match (src, dst) {
-                        (IpAddr::V4(a), IpAddr::V4(b)) => {
-                            h.calc_checksum_ipv4_raw(a.octets(), b.octets(), u.payload())
-                        }
-                        (IpAddr::V6(a), IpAddr::V6(b)) => {
-                            h.calc_checksum_ipv6_raw(a.octets(), b.octets(), u.payload())
-                        }
+                        (IpAddr::V4(a), IpAddr::V4(b)) => h.calc_checksum_ipv4_raw(a.octets(), b.octets(), u.payload()),
+                        (IpAddr::V6(a), IpAddr::V6(b)) => h.calc_checksum_ipv6_raw(a.octets(), b.octets(), u.payload()),
                         _ => unreachable!(),
                     };
                     assert_eq!(u.checksum(), want.unwrap());
@@ -895,14 +848,7 @@ mod tests {
     fn fixture() -> (Vec<u8>, VnetHdr) {
         let mut f = GSO_FRAME.to_vec();
         Ipv4Packet::new_unchecked(&mut f[14..]).fill_checksum();
-        let vnet = VnetHdr {
-            flags: F_NEEDS_CSUM,
-            gso_type: 1,
-            hdr_len: 54,
-            gso_size: 4,
-            csum_start: 34,
-            csum_offset: 16,
-        };
+        let vnet = VnetHdr { flags: F_NEEDS_CSUM, gso_type: 1, hdr_len: 54, gso_size: 4, csum_start: 34, csum_offset: 16 };
         (f, vnet)
     }
 
@@ -924,22 +870,16 @@ mod tests {
     /// sequence +4 each, PSH only on the last.
     const SEGMENTS: [&[u8]; 3] = [
         &[
-            0x45, 0x00, 0x00, 0x2c, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, 0x9c, 0x70, 198, 18, 0, 1,
-            198, 18, 0, 2, // IPv4
-            0x9c, 0x40, 0x14, 0x51, 0x00, 0x00, 0x03, 0xe8, 0x00, 0x00, 0xab, 0xcd, 0x50, 0x10,
-            0x01, 0xf6, 0xfc, 0xa4, 0x00, 0x00, b'a', b'b', b'c', b'd',
+            0x45, 0x00, 0x00, 0x2c, 0x12, 0x34, 0x40, 0x00, 0x40, 0x06, 0x9c, 0x70, 198, 18, 0, 1, 198, 18, 0, 2, // IPv4
+            0x9c, 0x40, 0x14, 0x51, 0x00, 0x00, 0x03, 0xe8, 0x00, 0x00, 0xab, 0xcd, 0x50, 0x10, 0x01, 0xf6, 0xfc, 0xa4, 0x00, 0x00, b'a', b'b', b'c', b'd',
         ],
         &[
-            0x45, 0x00, 0x00, 0x2c, 0x12, 0x35, 0x40, 0x00, 0x40, 0x06, 0x9c, 0x6f, 198, 18, 0, 1,
-            198, 18, 0, 2, // IPv4
-            0x9c, 0x40, 0x14, 0x51, 0x00, 0x00, 0x03, 0xec, 0x00, 0x00, 0xab, 0xcd, 0x50, 0x10,
-            0x01, 0xf6, 0xf4, 0x98, 0x00, 0x00, b'e', b'f', b'g', b'h',
+            0x45, 0x00, 0x00, 0x2c, 0x12, 0x35, 0x40, 0x00, 0x40, 0x06, 0x9c, 0x6f, 198, 18, 0, 1, 198, 18, 0, 2, // IPv4
+            0x9c, 0x40, 0x14, 0x51, 0x00, 0x00, 0x03, 0xec, 0x00, 0x00, 0xab, 0xcd, 0x50, 0x10, 0x01, 0xf6, 0xf4, 0x98, 0x00, 0x00, b'e', b'f', b'g', b'h',
         ],
         &[
-            0x45, 0x00, 0x00, 0x2a, 0x12, 0x36, 0x40, 0x00, 0x40, 0x06, 0x9c, 0x70, 198, 18, 0, 1,
-            198, 18, 0, 2, // IPv4
-            0x9c, 0x40, 0x14, 0x51, 0x00, 0x00, 0x03, 0xf0, 0x00, 0x00, 0xab, 0xcd, 0x50, 0x18,
-            0x01, 0xf6, 0x57, 0xf3, 0x00, 0x00, b'i', b'j',
+            0x45, 0x00, 0x00, 0x2a, 0x12, 0x36, 0x40, 0x00, 0x40, 0x06, 0x9c, 0x70, 198, 18, 0, 1, 198, 18, 0, 2, // IPv4
+            0x9c, 0x40, 0x14, 0x51, 0x00, 0x00, 0x03, 0xf0, 0x00, 0x00, 0xab, 0xcd, 0x50, 0x18, 0x01, 0xf6, 0x57, 0xf3, 0x00, 0x00, b'i', b'j',
         ],
     ];
 
@@ -1004,14 +944,8 @@ mod tests {
         let (f, vnet) = fixture();
         let mut seg = Segmenter::new(&f, &vnet).unwrap();
         let mut small = [0u8; 57];
-        assert_eq!(
-            seg.next_into(&mut small, 0, Layer::L2),
-            Err(OffloadError::NoRoom { need: 58, have: 57 })
-        );
-        assert_eq!(
-            seg.next_into(&mut small, usize::MAX, Layer::L3),
-            Err(OffloadError::NoRoom { need: usize::MAX, have: 57 })
-        );
+        assert_eq!(seg.next_into(&mut small, 0, Layer::L2), Err(OffloadError::NoRoom { need: 58, have: 57 }));
+        assert_eq!(seg.next_into(&mut small, usize::MAX, Layer::L3), Err(OffloadError::NoRoom { need: usize::MAX, have: 57 }));
         let mut out = [0u8; 58];
         assert_eq!(seg.next_into(&mut out, 0, Layer::L2), Ok(Some(58)));
         assert_eq!(&out[54..], b"abcd");
@@ -1059,18 +993,9 @@ mod tests {
         assert_eq!(err(&f, VnetHdr { gso_size: 0, ..vnet }), Some(OffloadError::ZeroGsoSize));
         let bad = OffloadError::BadCsum { start: 34, offset: 6 };
         assert_eq!(err(&f, VnetHdr { csum_offset: 6, ..vnet }), Some(bad));
-        assert_eq!(
-            err(&f, VnetHdr { csum_start: 14, ..vnet }),
-            Some(OffloadError::BadCsum { start: 14, offset: 16 })
-        );
-        assert!(
-            err(&f, VnetHdr { flags: 0, csum_start: 0, ..vnet }).is_none(),
-            "offsets unused without NEEDS_CSUM"
-        );
-        assert_eq!(
-            err(&f, VnetHdr { hdr_len: 65, ..vnet }),
-            Some(OffloadError::BadHdrLen { hdr_len: 65, len: 64 })
-        );
+        assert_eq!(err(&f, VnetHdr { csum_start: 14, ..vnet }), Some(OffloadError::BadCsum { start: 14, offset: 16 }));
+        assert!(err(&f, VnetHdr { flags: 0, csum_start: 0, ..vnet }).is_none(), "offsets unused without NEEDS_CSUM");
+        assert_eq!(err(&f, VnetHdr { hdr_len: 65, ..vnet }), Some(OffloadError::BadHdrLen { hdr_len: 65, len: 64 }));
         assert!(err(&f, VnetHdr { hdr_len: 0, ..vnet }).is_none(), "hdr_len is a hint");
         assert_eq!(err(&f, VnetHdr { gso_type: 0x81, ..vnet }), None, "ECN bit accepted");
 
@@ -1099,10 +1024,7 @@ mod tests {
         assert_eq!(err(&g, vnet), Some(OffloadError::Tcp(TcpError::BadDataOffset(15))));
         let mut g = f.clone();
         g[23] = 17; // UDP whose length field (0x9c40) is wrong
-        assert_eq!(
-            err(&g, VnetHdr { gso_type: 5, csum_offset: 6, ..vnet }),
-            Some(OffloadError::Udp(UdpError::BadLength(0)))
-        );
+        assert_eq!(err(&g, VnetHdr { gso_type: 5, csum_offset: 6, ..vnet }), Some(OffloadError::Udp(UdpError::BadLength(0))));
 
         let mut s = Spec::tcp4(100, 10);
         s.v6 = true;
@@ -1121,10 +1043,7 @@ mod tests {
     fn errors_read_well() {
         let e = OffloadError::BadCsum { start: 34, offset: 6 };
         assert_eq!(e.to_string(), "csum_start 34 / csum_offset 6 do not point at the L4 checksum");
-        assert_eq!(
-            OffloadError::Ipv4(Ipv4Error::Checksum).to_string(),
-            "IPv4 header checksum mismatch"
-        );
+        assert_eq!(OffloadError::Ipv4(Ipv4Error::Checksum).to_string(), "IPv4 header checksum mismatch");
     }
 
     #[test]
@@ -1145,10 +1064,7 @@ mod tests {
         assert_eq!(complete_checksum(&mut f, &VnetHdr::default()), Ok(()));
         assert_eq!(f, before);
         let bad = VnetHdr { csum_start: 60, csum_offset: 16, ..partial };
-        assert_eq!(
-            complete_checksum(&mut f, &bad),
-            Err(OffloadError::BadCsum { start: 60, offset: 16 })
-        );
+        assert_eq!(complete_checksum(&mut f, &bad), Err(OffloadError::BadCsum { start: 60, offset: 16 }));
         assert_eq!(f, before);
         let bad = VnetHdr { csum_start: 64, csum_offset: 0, ..partial };
         assert!(complete_checksum(&mut f, &bad).is_err());
@@ -1313,21 +1229,18 @@ mod tests {
     fn spec() -> impl Strategy<Value = Spec> {
         let sizes = prop_oneof![(0usize..4000, 1u16..1600), (60_000usize..65_400, 500u16..9000)];
         let flags = (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>());
-        (any::<(bool, bool, bool, bool)>(), flags, any::<(u16, u32)>(), sizes, any::<u8>())
-            .prop_map(
-                |((v6, vlan, ts, df), (psh, fin, cwr, ece), (ident, seq), (len, mss), salt)| {
-                    let mut flags = tcp::ACK;
-                    for (on, f) in
-                        [(psh, tcp::PSH), (fin, tcp::FIN), (cwr, tcp::CWR), (ece, tcp::ECE)]
-                    {
-                        if on {
-                            flags |= f;
-                        }
+        (any::<(bool, bool, bool, bool)>(), flags, any::<(u16, u32)>(), sizes, any::<u8>()).prop_map(
+            |((v6, vlan, ts, df), (psh, fin, cwr, ece), (ident, seq), (len, mss), salt)| {
+                let mut flags = tcp::ACK;
+                for (on, f) in [(psh, tcp::PSH), (fin, tcp::FIN), (cwr, tcp::CWR), (ece, tcp::ECE)] {
+                    if on {
+                        flags |= f;
                     }
-                    let payload = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ salt).collect();
-                    Spec { v6, vlan, udp: false, flags, ts, df, ident, seq, mss, payload }
-                },
-            )
+                }
+                let payload = (0..len).map(|i| (i as u8).wrapping_mul(31) ^ salt).collect();
+                Spec { v6, vlan, udp: false, flags, ts, df, ident, seq, mss, payload }
+            },
+        )
     }
 
     proptest! {
@@ -1358,21 +1271,16 @@ mod tests {
     }
 
     fn vnet_strategy() -> impl Strategy<Value = VnetHdr> {
-        (
-            any::<u8>(),
-            prop_oneof![Just(1u8), Just(4), Just(5), Just(0x81), any::<u8>()],
-            any::<[u16; 4]>(),
+        (any::<u8>(), prop_oneof![Just(1u8), Just(4), Just(5), Just(0x81), any::<u8>()], any::<[u16; 4]>()).prop_map(
+            |(flags, gso_type, [hdr_len, gso_size, csum_start, csum_offset])| VnetHdr {
+                flags,
+                gso_type,
+                hdr_len: hdr_len % 128,
+                gso_size: gso_size % 2000,
+                csum_start: csum_start % 128,
+                csum_offset: csum_offset % 32,
+            },
         )
-            .prop_map(|(flags, gso_type, [hdr_len, gso_size, csum_start, csum_offset])| {
-                VnetHdr {
-                    flags,
-                    gso_type,
-                    hdr_len: hdr_len % 128,
-                    gso_size: gso_size % 2000,
-                    csum_start: csum_start % 128,
-                    csum_offset: csum_offset % 32,
-                }
-            })
     }
 
     /// Drives a segmenter over `frame` with a buffer of `room` bytes; must not panic.

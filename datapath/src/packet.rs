@@ -43,12 +43,7 @@ impl PacketBuf {
 
     /// A buffer for frames of up to `cap` bytes.
     pub fn with_capacity(cap: usize) -> PacketBuf {
-        PacketBuf {
-            data: vec![0u8; HEADROOM + cap].into_boxed_slice(),
-            head: HEADROOM,
-            tail: HEADROOM,
-            vnet: VnetHdr::default(),
-        }
+        PacketBuf { data: vec![0u8; HEADROOM + cap].into_boxed_slice(), head: HEADROOM, tail: HEADROOM, vnet: VnetHdr::default() }
     }
 
     /// A buffer holding a copy of `frame` (tests, slow paths).
@@ -134,9 +129,7 @@ impl PacketBuf {
     #[inline]
     pub fn vlan_tci(&self) -> Option<u16> {
         let f = self.frame();
-        if f.len() >= ethernet::HEADER_LEN + vlan::TAG_LEN
-            && crate::wire::be16(f, vlan::TPID_OFFSET) == u16::from(EtherType::Vlan)
-        {
+        if f.len() >= ethernet::HEADER_LEN + vlan::TAG_LEN && crate::wire::be16(f, vlan::TPID_OFFSET) == u16::from(EtherType::Vlan) {
             Some(crate::wire::be16(f, vlan::TPID_OFFSET + 2))
         } else {
             None
@@ -177,9 +170,7 @@ impl PacketBuf {
         match (self.vlan_tci(), want) {
             (None, None) => true,
             (Some(_), None) => self.pop_vlan().is_some(),
-            (None, Some(vid)) => {
-                self.push_vlan(EtherType::Vlan.into(), vlan::tci(pcp, false, vid))
-            }
+            (None, Some(vid)) => self.push_vlan(EtherType::Vlan.into(), vlan::tci(pcp, false, vid)),
             (Some(tci), Some(vid)) => {
                 let new = (tci & 0xf000) | vid.get();
                 if new != tci {

@@ -42,15 +42,10 @@ pub fn add_br(t: &mut Txn, c: &mut Cmd) -> Result<()> {
                     return Err(CtlError::new(format!("\"--may-exist add-br {name} {p} {vlan}\" but {name} is not a VLAN bridge")));
                 }
                 (Some(p), Some(bp)) if p != bp => {
-                    return Err(CtlError::new(format!(
-                        "\"--may-exist add-br {name} {p} {vlan}\" but {name} has the wrong parent {bp}"
-                    )));
+                    return Err(CtlError::new(format!("\"--may-exist add-br {name} {p} {vlan}\" but {name} has the wrong parent {bp}")));
                 }
                 (Some(p), Some(_)) if br.vlan != vlan => {
-                    return Err(CtlError::new(format!(
-                        "\"--may-exist add-br {name} {p} {vlan}\" but {name} is a VLAN bridge for the wrong VLAN {}",
-                        br.vlan
-                    )));
+                    return Err(CtlError::new(format!("\"--may-exist add-br {name} {p} {vlan}\" but {name} is a VLAN bridge for the wrong VLAN {}", br.vlan)));
                 }
                 _ => return Ok(()),
             }

@@ -378,8 +378,7 @@ pub fn clear(t: &mut Txn, c: &mut Cmd) -> Result<()> {
         if col.ty.n_min > 0 {
             return Err(CtlError::new(format!(
                 "\"clear\" operation cannot be applied to column {} of table {}, which is not allowed to be empty",
-                col.name,
-                TABLES[tbl].name
+                col.name, TABLES[tbl].name
             )));
         }
         t.db.tables[tbl].get_mut(&row).expect("row").cols[ci] = Datum::empty(&col.ty);

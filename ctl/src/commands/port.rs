@@ -97,9 +97,7 @@ pub fn del_port(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     } else if !c.has("--with-iface") {
         cache.find_port(&target, must_exist)?
     } else {
-        let p = cache.find_port(&target, false)?.or_else(|| {
-            cache.find_iface(&target, false).ok().flatten().and_then(|i| cache.ports.get(&i.port))
-        });
+        let p = cache.find_port(&target, false)?.or_else(|| cache.find_iface(&target, false).ok().flatten().and_then(|i| cache.ports.get(&i.port)));
         if must_exist && p.is_none() {
             return Err(CtlError::new(format!("no port or interface named {target}")));
         }
@@ -132,13 +130,8 @@ pub fn port_to_br(t: &mut Txn, c: &mut Cmd) -> Result<()> {
 pub fn list_ifaces(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let cache = t.cache();
     let b = cache.find_bridge(c.arg(1), true)?.expect("must exist");
-    let mut names: Vec<&str> = b
-        .ports
-        .iter()
-        .filter_map(|p| cache.ports.get(p))
-        .flat_map(|p| p.ifaces.iter().map(String::as_str))
-        .filter(|i| *i != b.name)
-        .collect();
+    let mut names: Vec<&str> =
+        b.ports.iter().filter_map(|p| cache.ports.get(p)).flat_map(|p| p.ifaces.iter().map(String::as_str)).filter(|i| *i != b.name).collect();
     names.sort_unstable();
     for n in names {
         c.output += &format!("{n}\n");

@@ -46,8 +46,7 @@ pub fn normalize_aging_secs(secs: i64) -> u32 {
 #[inline]
 fn key(vlan: VlanId, mac: MacAddr) -> u64 {
     let m = mac.0;
-    (u64::from(vlan.get()) << 48)
-        | u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+    (u64::from(vlan.get()) << 48) | u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
 }
 
 fn unkey(k: u64) -> (VlanId, MacAddr) {
@@ -289,12 +288,7 @@ impl MacTable {
 
     /// Removes every entry, static ones too, that points at `port`.
     pub fn flush_port(&mut self, port: PortIdx) {
-        let victims: Vec<u32> = self
-            .index
-            .values()
-            .copied()
-            .filter(|&i| self.slab[i as usize].port == port)
-            .collect();
+        let victims: Vec<u32> = self.index.values().copied().filter(|&i| self.slab[i as usize].port == port).collect();
         for i in victims {
             self.remove_slot(i);
         }
@@ -303,12 +297,7 @@ impl MacTable {
     /// Renumbers ports after a reconfiguration: `map[old]` is the new index, or `None`
     /// when the port is gone (its entries are removed).
     pub fn remap_ports(&mut self, map: &[Option<PortIdx>]) {
-        let victims: Vec<u32> = self
-            .index
-            .values()
-            .copied()
-            .filter(|&i| map.get(self.slab[i as usize].port as usize).copied().flatten().is_none())
-            .collect();
+        let victims: Vec<u32> = self.index.values().copied().filter(|&i| map.get(self.slab[i as usize].port as usize).copied().flatten().is_none()).collect();
         for i in victims {
             self.remove_slot(i);
         }
@@ -371,10 +360,13 @@ impl MacTable {
         if self.n_static == 0 {
             return 0;
         }
-        self.index.values().filter(|&&i| {
-            let e = &self.slab[i as usize];
-            e.is_static && e.port == port
-        }).count()
+        self.index
+            .values()
+            .filter(|&&i| {
+                let e = &self.slab[i as usize];
+                e.is_static && e.port == port
+            })
+            .count()
     }
 
     // ---- internals -------------------------------------------------------------
@@ -436,13 +428,7 @@ impl MacTable {
 
     /// Evicts the oldest dynamic entry of the port with the most dynamic entries.
     fn evict_one(&mut self) -> bool {
-        let victim_port = self
-            .per_port
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.len > 0)
-            .max_by_key(|(_, l)| l.len)
-            .map(|(p, _)| p);
+        let victim_port = self.per_port.iter().enumerate().filter(|(_, l)| l.len > 0).max_by_key(|(_, l)| l.len).map(|(p, _)| p);
         match victim_port {
             Some(p) => {
                 let i = self.per_port[p].head;

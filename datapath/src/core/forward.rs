@@ -146,11 +146,7 @@ impl Bridge {
         let split = in_tunnel && self.cfg.tunnel_split_horizon;
         for (i, p) in self.ports.iter().enumerate() {
             let i = i as PortIdx;
-            if i == in_port
-                || !p.vlan.includes(vlan)
-                || (in_protected && p.protected)
-                || (split && p.tunnel)
-            {
+            if i == in_port || !p.vlan.includes(vlan) || (in_protected && p.protected) || (split && p.tunnel) {
                 continue;
             }
             out.push(Egress { port: i, tag: p.vlan.output_tag(vlan) });

@@ -133,11 +133,7 @@ impl Bridge {
     /// that is gone are forgotten.
     pub fn reconfigure(&mut self, cfg: BridgeConfig, ports: Vec<PortConfig>) {
         assert!(ports.len() <= usize::from(PortIdx::MAX), "too many ports on one bridge");
-        let map: Vec<Option<PortIdx>> = self
-            .ports
-            .iter()
-            .map(|old| ports.iter().position(|p| p.key == old.key).map(|i| i as PortIdx))
-            .collect();
+        let map: Vec<Option<PortIdx>> = self.ports.iter().map(|old| ports.iter().position(|p| p.key == old.key).map(|i| i as PortIdx)).collect();
         self.fdb.remap_ports(&map);
         self.fdb.configure(cfg.mac_table_size, cfg.mac_aging_secs);
         self.cfg = cfg;
@@ -200,10 +196,7 @@ impl Bridge {
 
     #[inline]
     fn note(&mut self, learned: Learned, vlan: crate::types::VlanId, mac: crate::types::MacAddr, port: PortIdx, now: Time) {
-        if self.journaling
-            && matches!(learned, Learned::New | Learned::Moved(_) | Learned::Refreshed)
-            && self.journal.len() < JOURNAL_MAX
-        {
+        if self.journaling && matches!(learned, Learned::New | Learned::Moved(_) | Learned::Refreshed) && self.journal.len() < JOURNAL_MAX {
             self.journal.push(LearnNote { vlan, mac, port, seen: now });
         }
     }

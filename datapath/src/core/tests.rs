@@ -259,13 +259,7 @@ struct PortSpec {
 }
 
 fn port_spec() -> impl Strategy<Value = PortSpec> {
-    (
-        proptest::option::of(0u16..6),
-        proptest::collection::vec(0u16..6, 0..3),
-        proptest::option::of(0u8..4),
-        any::<bool>(),
-        any::<bool>(),
-    )
+    (proptest::option::of(0u16..6), proptest::collection::vec(0u16..6, 0..3), proptest::option::of(0u8..4), any::<bool>(), any::<bool>())
         .prop_map(|(tag, trunks, mode, protected, tunnel)| PortSpec { tag, trunks, mode, protected, tunnel })
 }
 
@@ -276,12 +270,7 @@ fn build(specs: &[PortSpec], cap: usize) -> Bridge {
         .map(|(i, s)| {
             let mode = s.mode.map(|m| [VlanMode::Access, VlanMode::Trunk, VlanMode::NativeTagged, VlanMode::NativeUntagged][m as usize]);
             let trunks: Vec<VlanId> = s.trunks.iter().map(|&t| v(t)).collect();
-            PortConfig {
-                key: i as u32 + 1,
-                vlan: PortVlan::new(s.tag.map(v), &trunks, mode),
-                protected: s.protected,
-                tunnel: s.tunnel,
-            }
+            PortConfig { key: i as u32 + 1, vlan: PortVlan::new(s.tag.map(v), &trunks, mode), protected: s.protected, tunnel: s.tunnel }
         })
         .collect();
     Bridge::new(BridgeConfig { mac_table_size: cap, ..BridgeConfig::default() }, ports)
@@ -297,8 +286,7 @@ struct Rx {
 }
 
 fn rx() -> impl Strategy<Value = Rx> {
-    (0usize..8, 0u8..12, 0u8..14, proptest::option::of(0u16..7), 0u64..20_000)
-        .prop_map(|(port, src, dst, vid, dt)| Rx { port, src, dst, vid, dt })
+    (0usize..8, 0u8..12, 0u8..14, proptest::option::of(0u16..7), 0u64..20_000).prop_map(|(port, src, dst, vid, dt)| Rx { port, src, dst, vid, dt })
 }
 
 fn addr(n: u8) -> MacAddr {

@@ -161,11 +161,19 @@ impl PortVlan {
     pub fn input(&self, vid: VlanId) -> Result<VlanId, DropReason> {
         match self.mode {
             VlanMode::Access => {
-                if vid.is_none() { Ok(self.vlan) } else { Err(DropReason::TaggedOnAccess) }
+                if vid.is_none() {
+                    Ok(self.vlan)
+                } else {
+                    Err(DropReason::TaggedOnAccess)
+                }
             }
             VlanMode::NativeTagged | VlanMode::NativeUntagged if vid.is_none() => Ok(self.vlan),
             _ => {
-                if self.trunks_vlan(vid) { Ok(vid) } else { Err(DropReason::VlanNotAllowed) }
+                if self.trunks_vlan(vid) {
+                    Ok(vid)
+                } else {
+                    Err(DropReason::VlanNotAllowed)
+                }
             }
         }
     }
@@ -187,7 +195,11 @@ impl PortVlan {
             VlanMode::Access => VlanId::NONE,
             VlanMode::Trunk | VlanMode::NativeTagged => vlan,
             VlanMode::NativeUntagged => {
-                if vlan == self.vlan { VlanId::NONE } else { vlan }
+                if vlan == self.vlan {
+                    VlanId::NONE
+                } else {
+                    vlan
+                }
             }
         };
         (!vid.is_none()).then_some(vid)

@@ -281,15 +281,10 @@ async fn fdb_del(ctl: &mut Control, br: &str, vlan: &str, mac: &str) -> Reply {
 }
 
 async fn dpif_show(ctl: &mut Control) -> Reply {
-    let totals = ask(ctl, |w| {
-        w.bridges.iter().flat_map(|b| b.ports.iter()).map(|p| p.stats.snapshot().rx_packets).sum::<u64>()
-    })
-    .await?;
+    let totals = ask(ctl, |w| w.bridges.iter().flat_map(|b| b.ports.iter()).map(|p| p.stats.snapshot().rx_packets).sum::<u64>()).await?;
     let mut s = format!("rvs@rvs-netdev: hit:{totals} missed:0\n");
-    let mut bridges: Vec<String> = ctl.db.tables[crate::db::tables::BRIDGE]
-        .keys()
-        .filter_map(|u| ctl.db.name_of(crate::db::tables::BRIDGE, u).map(String::from))
-        .collect();
+    let mut bridges: Vec<String> =
+        ctl.db.tables[crate::db::tables::BRIDGE].keys().filter_map(|u| ctl.db.name_of(crate::db::tables::BRIDGE, u).map(String::from)).collect();
     bridges.sort();
     for b in bridges {
         let _ = writeln!(s, "  {b}:");
@@ -347,13 +342,16 @@ async fn drops(ctl: &mut Control, br: Option<&str>) -> Reply {
             .iter()
             .map(|e| {
                 let at = e.local.map_or_else(|| if e.v6 { "[::]".to_string() } else { "0.0.0.0".to_string() }, |a| a.to_string());
-                (format!("{at}:{}", e.port), [
-                    ("receive_calls", e.stats.receives.load(Relaxed)),
-                    ("received", e.stats.received.load(Relaxed)),
-                    ("bad_header", e.stats.bad_header.load(Relaxed)),
-                    ("unknown_tunnel", e.stats.unknown_tunnel.load(Relaxed)),
-                    ("truncated", e.stats.truncated.load(Relaxed)),
-                ])
+                (
+                    format!("{at}:{}", e.port),
+                    [
+                        ("receive_calls", e.stats.receives.load(Relaxed)),
+                        ("received", e.stats.received.load(Relaxed)),
+                        ("bad_header", e.stats.bad_header.load(Relaxed)),
+                        ("unknown_tunnel", e.stats.unknown_tunnel.load(Relaxed)),
+                        ("truncated", e.stats.truncated.load(Relaxed)),
+                    ],
+                )
             })
             .collect::<Vec<_>>()
     })

@@ -95,11 +95,8 @@ impl Control {
             return 0;
         }
         let pt = &TABLES[tables::PORT];
-        let transient: Vec<Uuid> = self.db.tables[tables::PORT]
-            .iter()
-            .filter(|(_, r)| r.get(pt, "other_config").get_str("transient") == Some("true"))
-            .map(|(u, _)| *u)
-            .collect();
+        let transient: Vec<Uuid> =
+            self.db.tables[tables::PORT].iter().filter(|(_, r)| r.get(pt, "other_config").get_str("transient") == Some("true")).map(|(u, _)| *u).collect();
         let bt = &TABLES[tables::BRIDGE];
         for b in self.db.tables[tables::BRIDGE].values_mut() {
             let mut ports = b.get(bt, "ports").clone();

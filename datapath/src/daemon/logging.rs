@@ -19,8 +19,7 @@ static HANDLE: OnceLock<Handle> = OnceLock::new();
 static LEVEL: Mutex<&'static str> = Mutex::new("INFO");
 
 /// OVS level names → tracing filter directives.
-const LEVELS: &[(&str, &str)] =
-    &[("off", "off"), ("emer", "error"), ("err", "error"), ("warn", "warn"), ("info", "info"), ("dbg", "debug")];
+const LEVELS: &[(&str, &str)] = &[("off", "off"), ("emer", "error"), ("err", "error"), ("warn", "warn"), ("info", "info"), ("dbg", "debug")];
 
 /// Installs the global subscriber: to `file` when given (appending), else stderr.
 /// `RVS_LOG` (an EnvFilter spec) overrides the initial level.

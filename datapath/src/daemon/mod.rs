@@ -18,8 +18,8 @@ pub mod logging;
 pub mod reconcile;
 pub mod server;
 pub mod status;
-pub mod tunnel;
 pub mod store;
+pub mod tunnel;
 pub mod worker;
 
 use std::io::{Read, Write};
@@ -61,9 +61,7 @@ pub struct Opts {
 }
 
 fn dir_from(flag: &Option<PathBuf>, env: &str, default: &str) -> PathBuf {
-    flag.clone()
-        .or_else(|| std::env::var_os(env).filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(default))
+    flag.clone().or_else(|| std::env::var_os(env).filter(|v| !v.is_empty()).map(PathBuf::from)).unwrap_or_else(|| PathBuf::from(default))
 }
 
 fn or_default(v: &Option<PathBuf>, default: PathBuf) -> Option<PathBuf> {
@@ -154,7 +152,13 @@ enum Event {
     Worker(WorkerEvent),
 }
 
-fn serve(store: Store, loaded: Option<(Db, Meta)>, listener: std::os::unix::net::UnixListener, sock: &Path, ready: Option<UnixStream>) -> Result<(), StartError> {
+fn serve(
+    store: Store,
+    loaded: Option<(Db, Meta)>,
+    listener: std::os::unix::net::UnixListener,
+    sock: &Path,
+    ready: Option<UnixStream>,
+) -> Result<(), StartError> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| StartError::Io("tokio runtime", e))?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use crate::core::police::{Policer, PolicerConfig};
 use crate::core::{BridgeConfig, PortConfig, PortVlan, VlanMode, fdb};
+use crate::daemon::store::StaticMac;
 use crate::daemon::tunnel::{self, VxlanSpec};
 use crate::daemon::worker::{DpBridge, DpConfig, DpPort, TunnelKey};
 use crate::db::{Atom, Datum, Db, TABLES, Uuid, tables};
@@ -30,7 +31,6 @@ use crate::port::tap::TapPort;
 use crate::port::vxlan::{Endpoint, SendPool, Tunnel, TxSettings};
 use crate::port::{PortIo, PortStats};
 use crate::sys::netdev;
-use crate::daemon::store::StaticMac;
 use crate::types::{MacAddr, OfPort, VlanId, check_ifname};
 
 /// What kind of backend an interface needs.
@@ -149,9 +149,7 @@ impl Ports {
         let queues = self.queues;
         let mut requeued: HashMap<Uuid, Arc<PortStats>> = HashMap::new();
         self.open.retain(|u, p| {
-            let keep = wanted.iter().any(|w| w.iface == *u && w.name == p.name)
-                && !broken.contains(u)
-                && p.backend.healthy(&p.name);
+            let keep = wanted.iter().any(|w| w.iface == *u && w.name == p.name) && !broken.contains(u) && p.backend.healthy(&p.name);
             if !keep {
                 tracing::info!("closing port {}", p.name);
             } else {
@@ -223,7 +221,10 @@ impl Ports {
             if let Some(OpenPort { kind: Kind::Vxlan(spec), .. }) = self.open.get(&w.iface) {
                 let k = ((spec.tx.local, spec.dst_port, spec.tx.v6), spec.remote, spec.vni.get());
                 if let Some(other) = seen.get(&k) {
-                    errors.insert(w.iface, format!("{}: tunnel port {other} already has remote_ip={} key={} dst_port={}", w.name, spec.remote, spec.vni, spec.dst_port));
+                    errors.insert(
+                        w.iface,
+                        format!("{}: tunnel port {other} already has remote_ip={} key={} dst_port={}", w.name, spec.remote, spec.vni, spec.dst_port),
+                    );
                     self.open.remove(&w.iface);
                 } else {
                     seen.insert(k, w.name.clone());
@@ -255,13 +256,7 @@ impl Ports {
                 Some(i) => i,
                 None => {
                     let name = db.name_of(tables::BRIDGE, &w.bridge).unwrap_or_default().to_string();
-                    bridges.push(DpBridge {
-                        uuid: w.bridge,
-                        name,
-                        cfg: bridge_config(db, &w.bridge),
-                        ports: Vec::new(),
-                        statics: Vec::new(),
-                    });
+                    bridges.push(DpBridge { uuid: w.bridge, name, cfg: bridge_config(db, &w.bridge), ports: Vec::new(), statics: Vec::new() });
                     bridges.len() - 1
                 }
             };
@@ -320,9 +315,10 @@ impl Ports {
                 let ep = match self.endpoints.get(&key) {
                     Some(e) if e.queues() == queues => e.clone(),
                     _ => {
-                        let e = Arc::new(Endpoint::open(spec.tx.local, spec.dst_port, spec.tx.v6, queues).map_err(|e| {
-                            format!("{name}: could not listen on UDP port {} for VXLAN ({})", spec.dst_port, strerror(&e))
-                        })?);
+                        let e = Arc::new(
+                            Endpoint::open(spec.tx.local, spec.dst_port, spec.tx.v6, queues)
+                                .map_err(|e| format!("{name}: could not listen on UDP port {} for VXLAN ({})", spec.dst_port, strerror(&e)))?,
+                        );
                         self.endpoints.insert(key, e.clone());
                         e
                     }
@@ -402,12 +398,8 @@ fn kind_for(db: &Db, w: &Wanted) -> Result<Kind, String> {
         "internal" | "tap" => Ok(Kind::Tap(w.ty.clone())),
         "vxlan" => {
             let opts = db.get(tables::INTERFACE, &w.iface, "options").cloned().unwrap_or_default();
-            let map: BTreeMap<String, String> = opts
-                .keys
-                .iter()
-                .zip(opts.values.iter().flatten())
-                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
-                .collect();
+            let map: BTreeMap<String, String> =
+                opts.keys.iter().zip(opts.values.iter().flatten()).filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string()))).collect();
             tunnel::parse(&w.name, &map).map(Kind::Vxlan)
         }
         other => Err(format!("interface type \"{other}\" is not supported by rvs")),
@@ -416,11 +408,7 @@ fn kind_for(db: &Db, w: &Wanted) -> Result<Kind, String> {
 
 /// Ports whose VLAN configuration rvs cannot carry out.
 fn ports_with_unsupported_vlan(db: &Db) -> Vec<Uuid> {
-    db.tables[tables::PORT]
-        .iter()
-        .filter(|(_, r)| r.get(&TABLES[tables::PORT], "vlan_mode").as_str() == Some("dot1q-tunnel"))
-        .map(|(u, _)| *u)
-        .collect()
+    db.tables[tables::PORT].iter().filter(|(_, r)| r.get(&TABLES[tables::PORT], "vlan_mode").as_str() == Some("dot1q-tunnel")).map(|(u, _)| *u).collect()
 }
 
 /// An error that applies to every interface of a port.

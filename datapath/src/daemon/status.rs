@@ -32,11 +32,8 @@ pub fn fill_root(db: &mut Db) {
 pub fn fill_ports(db: &mut Db) {
     let t = &TABLES[tables::PORT];
     for row in db.tables[tables::PORT].values_mut() {
-        let status = if row.get(t, "qos").is_empty() {
-            Datum::map(vec![])
-        } else {
-            Datum::smap([("qos", "not applied: egress shaping (QoS) is not supported by rvs")])
-        };
+        let status =
+            if row.get(t, "qos").is_empty() { Datum::map(vec![]) } else { Datum::smap([("qos", "not applied: egress shaping (QoS) is not supported by rvs")]) };
         row.set(t, "status", status);
     }
 }

@@ -35,14 +35,14 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::core::police::Policer;
 use crate::core::{Actions, Bridge, BridgeConfig, DropReason, LearnNote, PortConfig, Verdict};
 use crate::db::Uuid;
+use crate::offload::{self, Coalescer, Layer, Segmenter};
 use crate::packet::PacketBuf;
+use crate::port::vxlan as port_vxlan;
 use crate::port::vxlan::Endpoint;
 use crate::port::{PortIo, PortStats, Rx};
 use crate::sys::epoll::{Epoll, EventFd};
 use crate::time::{Clock, Time};
 use crate::types::{MacAddr, OfPort, VlanId, Vni};
-use crate::offload::{self, Coalescer, Layer, Segmenter};
-use crate::port::vxlan as port_vxlan;
 use crate::wire::virtio_net_hdr::VnetHdr;
 
 /// Frames read from one port before the worker looks at the others.
@@ -873,16 +873,7 @@ mod tests {
     }
 
     fn port(n: u16, io: Arc<MemPort>, core: PortConfig) -> DpPort {
-        DpPort {
-            iface: Uuid::random(),
-            name: format!("p{n}"),
-            ofport: OfPort::new(n).unwrap(),
-            io,
-            stats: Arc::default(),
-            core,
-            tunnel: None,
-            policer: None,
-        }
+        DpPort { iface: Uuid::random(), name: format!("p{n}"), ofport: OfPort::new(n).unwrap(), io, stats: Arc::default(), core, tunnel: None, policer: None }
     }
 
     fn wait_for(mut f: impl FnMut() -> bool) {
@@ -929,11 +920,14 @@ mod tests {
         wait_for(|| !a.take_sent().is_empty());
         // b sends to a with a partial checksum; c has no offloads: not involved (known
         // unicast), and a frame flooded to c gets its checksum completed.
-        b.inject(&{
-            let mut t = frame(MacAddr::BROADCAST, mac(2));
-            t.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
-            t
-        }, VnetHdr { flags: 1, csum_start: 18, csum_offset: 20, ..Default::default() });
+        b.inject(
+            &{
+                let mut t = frame(MacAddr::BROADCAST, mac(2));
+                t.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
+                t
+            },
+            VnetHdr { flags: 1, csum_start: 18, csum_offset: 20, ..Default::default() },
+        );
         let mut got = Vec::new();
         wait_for(|| {
             got.extend(c.take_sent());
@@ -1044,11 +1038,7 @@ mod tests {
 
         // Learned counts add up over the workers: mac 1 on worker 0, mac 2 on
         // worker 1.
-        let learned: u64 = w
-            .query_all(|w| w.bridge("br0").map_or(0, |b| b.core.fdb().stats().learned))
-            .into_iter()
-            .map(futures_lite_block)
-            .sum();
+        let learned: u64 = w.query_all(|w| w.bridge("br0").map_or(0, |b| b.core.fdb().stats().learned)).into_iter().map(futures_lite_block).sum();
         assert_eq!(learned, 2);
 
         w.reconfigure(cfg(1));

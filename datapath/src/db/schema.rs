@@ -239,10 +239,7 @@ const BRIDGE: &[ColumnSchema] = &[
     col("netflow", optional(uuid_ref("NetFlow"))),
     col("other_config", smap()),
     col("ports", set(uuid_ref("Port"))),
-    col(
-        "protocols",
-        set(string_enum(&["OpenFlow10", "OpenFlow11", "OpenFlow12", "OpenFlow13", "OpenFlow14", "OpenFlow15"])),
-    ),
+    col("protocols", set(string_enum(&["OpenFlow10", "OpenFlow11", "OpenFlow12", "OpenFlow13", "OpenFlow14", "OpenFlow15"]))),
     col("rstp_enable", scalar(boolean())),
     eph("rstp_status", smap()),
     col("sflow", optional(uuid_ref("sFlow"))),
@@ -272,10 +269,7 @@ const PORT: &[ColumnSchema] = &[
     eph("status", smap()),
     col("tag", optional(VLAN)),
     col("trunks", set_range(VLAN, 0, 4096)),
-    col(
-        "vlan_mode",
-        optional(string_enum(&["access", "dot1q-tunnel", "native-tagged", "native-untagged", "trunk"])),
-    ),
+    col("vlan_mode", optional(string_enum(&["access", "dot1q-tunnel", "native-tagged", "native-untagged", "trunk"]))),
 ];
 
 const UP_DOWN: &[&str] = &["down", "up"];
@@ -318,18 +312,10 @@ const INTERFACE: &[ColumnSchema] = &[
     col("type", scalar(string())),
 ];
 
-const QOS: &[ColumnSchema] = &[
-    col("external_ids", smap()),
-    col("other_config", smap()),
-    col("queues", map(int_range(0, 4294967295), uuid_ref("Queue"))),
-    col("type", scalar(string())),
-];
+const QOS: &[ColumnSchema] =
+    &[col("external_ids", smap()), col("other_config", smap()), col("queues", map(int_range(0, 4294967295), uuid_ref("Queue"))), col("type", scalar(string()))];
 
-const QUEUE: &[ColumnSchema] = &[
-    col("dscp", optional(int_range(0, 63))),
-    col("external_ids", smap()),
-    col("other_config", smap()),
-];
+const QUEUE: &[ColumnSchema] = &[col("dscp", optional(int_range(0, 63))), col("external_ids", smap()), col("other_config", smap())];
 
 /// Every table, in the order OVS's schema lists them in `--help`.
 pub static TABLES: &[TableSchema] = &[

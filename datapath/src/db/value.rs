@@ -245,9 +245,7 @@ impl Atom {
             }
             let start = atom.as_int().unwrap_or(0);
             if (end as u64).wrapping_sub(start as u64) >= MAX_RANGE {
-                return Err(format!(
-                    "constraint violation: Range \"{start}-{end}\" is too big. Maximum allowed size is {MAX_RANGE}."
-                ));
+                return Err(format!("constraint violation: Range \"{start}-{end}\" is too big. Maximum allowed size is {MAX_RANGE}."));
             }
         }
         Ok((atom, end))
@@ -262,11 +260,7 @@ impl Atom {
             };
             if !ok {
                 let valid: Vec<String> = base.enum_.iter().map(|e| Atom::String(e.to_string()).to_cli()).collect();
-                return Err(format!(
-                    "constraint violation: {} is not one of the allowed values ([{}])",
-                    self.to_cli(),
-                    valid.join(", ")
-                ));
+                return Err(format!("constraint violation: {} is not one of the allowed values ([{}])", self.to_cli(), valid.join(", ")));
             }
         }
         if let Atom::Integer(i) = *self {
@@ -411,10 +405,7 @@ fn json_unescape(s: &str) -> Result<String, String> {
                     't' => out.push('\t'),
                     'u' => {
                         let hex: String = it.by_ref().take(4).collect();
-                        let cp = u32::from_str_radix(&hex, 16)
-                            .ok()
-                            .filter(|_| hex.len() == 4)
-                            .ok_or_else(|| "malformed \\u escape".to_string())?;
+                        let cp = u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == 4).ok_or_else(|| "malformed \\u escape".to_string())?;
                         let ch = if (0xd800..0xdc00).contains(&cp) {
                             // a surrogate pair: \uD8xx\uDCxx
                             let rest: String = it.by_ref().take(6).collect();
@@ -739,11 +730,7 @@ impl Datum {
             return Err(format!("{s}: {} {what} specified but the maximum number is {}", d.len(), ty.n_max));
         }
         if dup {
-            return Err(if is_map {
-                format!("{s}: map contains duplicate key")
-            } else {
-                format!("{s}: set contains duplicate value")
-            });
+            return Err(if is_map { format!("{s}: map contains duplicate key") } else { format!("{s}: set contains duplicate value") });
         }
         Ok(d)
     }
@@ -805,11 +792,8 @@ impl Datum {
     pub fn from_json(ty: &ColumnType, j: &Json) -> Result<Datum, String> {
         if ty.is_map() {
             let vt = ty.value.map(|v| v.atomic).unwrap_or(AtomicType::String);
-            let pairs = j
-                .as_array()
-                .filter(|a| a.len() == 2 && a[0] == "map")
-                .and_then(|a| a[1].as_array())
-                .ok_or_else(|| format!("expected a map but got {j}"))?;
+            let pairs =
+                j.as_array().filter(|a| a.len() == 2 && a[0] == "map").and_then(|a| a[1].as_array()).ok_or_else(|| format!("expected a map but got {j}"))?;
             let mut d = Datum::empty(ty);
             for p in pairs {
                 let kv = p.as_array().filter(|kv| kv.len() == 2).ok_or_else(|| format!("bad map pair {p}"))?;

@@ -33,11 +33,8 @@ pub struct TapPort {
 }
 
 /// Offload sets tried in order, most capable first.
-const OFFLOAD_SETS: [u32; 3] = [
-    tun::TUN_F_CSUM | tun::TUN_F_TSO4 | tun::TUN_F_TSO6 | tun::TUN_F_TSO_ECN,
-    tun::TUN_F_CSUM | tun::TUN_F_TSO4 | tun::TUN_F_TSO6,
-    tun::TUN_F_CSUM,
-];
+const OFFLOAD_SETS: [u32; 3] =
+    [tun::TUN_F_CSUM | tun::TUN_F_TSO4 | tun::TUN_F_TSO6 | tun::TUN_F_TSO_ECN, tun::TUN_F_CSUM | tun::TUN_F_TSO4 | tun::TUN_F_TSO6, tun::TUN_F_CSUM];
 
 impl TapPort {
     /// Creates tap `name` (or attaches to an existing, unattached one) with `queues`

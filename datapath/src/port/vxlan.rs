@@ -328,10 +328,14 @@ impl Tunnel {
                 Ok(false)
             }
             // Unreachable/refused peers, full queues, routes not yet there: drops.
-            Err(e) if matches!(
-                e.raw_os_error(),
-                Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::ECONNREFUSED) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPERM)
-            ) || super::is_transient_tx(&e) => Ok(false),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENETUNREACH) | Some(libc::EHOSTUNREACH) | Some(libc::ECONNREFUSED) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPERM)
+                ) || super::is_transient_tx(&e) =>
+            {
+                Ok(false)
+            }
             Err(e) => Err(e),
         }
     }

@@ -57,11 +57,7 @@ impl Epoll {
         };
         Ok(self.events[..n].iter().map(|e| {
             let ev = e.events;
-            Ready {
-                token: e.u64,
-                readable: ev & libc::EPOLLIN as u32 != 0,
-                error: ev & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0,
-            }
+            Ready { token: e.u64, readable: ev & libc::EPOLLIN as u32 != 0, error: ev & (libc::EPOLLERR | libc::EPOLLHUP) as u32 != 0 }
         }))
     }
 }

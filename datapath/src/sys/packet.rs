@@ -10,10 +10,7 @@ use super::{cvt, cvt_size, owned};
 
 fn setsockopt_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
     // SAFETY: passes a pointer to a live c_int and its exact size.
-    cvt(unsafe {
-        libc::setsockopt(fd, level, opt, (&v as *const libc::c_int).cast(), size_of::<libc::c_int>() as libc::socklen_t)
-    })
-    .map(drop)
+    cvt(unsafe { libc::setsockopt(fd, level, opt, (&v as *const libc::c_int).cast(), size_of::<libc::c_int>() as libc::socklen_t) }).map(drop)
 }
 
 /// What [`open`] could and could not enable.
@@ -47,9 +44,7 @@ pub fn open(ifindex: u32, vnet_hdr: bool) -> io::Result<(OwnedFd, PacketSocketIn
     sll.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
     sll.sll_ifindex = ifindex as i32;
     // SAFETY: `sll` is a valid sockaddr_ll and the length passed is its size.
-    cvt(unsafe {
-        libc::bind(raw, (&sll as *const libc::sockaddr_ll).cast(), size_of::<libc::sockaddr_ll>() as libc::socklen_t)
-    })?;
+    cvt(unsafe { libc::bind(raw, (&sll as *const libc::sockaddr_ll).cast(), size_of::<libc::sockaddr_ll>() as libc::socklen_t) })?;
 
     // SAFETY: packet_mreq is plain old data; all-zero is a valid value.
     let mut mreq: libc::packet_mreq = unsafe { zeroed() };

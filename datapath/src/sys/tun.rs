@@ -9,7 +9,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use super::{IfReq, cvt, ioctl_ifreq};
 
 /// Offload flags for [`set_offload`] (`TUN_F_*`).
-pub use libc::{TUN_F_CSUM, TUN_F_TSO4, TUN_F_TSO6, TUN_F_TSO_ECN, TUN_F_USO4, TUN_F_USO6};
+pub use libc::{TUN_F_CSUM, TUN_F_TSO_ECN, TUN_F_TSO4, TUN_F_TSO6, TUN_F_USO4, TUN_F_USO6};
 
 /// Opens `/dev/net/tun` (non-blocking, close-on-exec) and attaches it to tap `name`,
 /// creating the device if it does not exist. The device carries frames without packet
@@ -26,11 +26,7 @@ pub fn open_tap(name: &str, vnet_hdr: bool, multi_queue: bool) -> io::Result<(Fi
         flags |= libc::IFF_MULTI_QUEUE;
     }
     ifr.set_short(flags as i16);
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open("/dev/net/tun")?;
+    let f = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open("/dev/net/tun")?;
     ioctl_ifreq(f.as_raw_fd(), libc::TUNSETIFF, &mut ifr)?;
     Ok((f, ifr.name()))
 }

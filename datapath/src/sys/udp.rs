@@ -15,10 +15,7 @@ pub const UDP_GRO: libc::c_int = 104;
 
 fn setsockopt_int(fd: BorrowedFd<'_>, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
     // SAFETY: passes a pointer to a live c_int and its exact size.
-    cvt(unsafe {
-        libc::setsockopt(fd.as_raw_fd(), level, opt, (&v as *const libc::c_int).cast(), size_of::<libc::c_int>() as libc::socklen_t)
-    })
-    .map(drop)
+    cvt(unsafe { libc::setsockopt(fd.as_raw_fd(), level, opt, (&v as *const libc::c_int).cast(), size_of::<libc::c_int>() as libc::socklen_t) }).map(drop)
 }
 
 /// Sets the DF bit on every datagram (and refuses to send datagrams larger than the

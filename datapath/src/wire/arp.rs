@@ -83,9 +83,7 @@ impl From<Operation> for u16 {
 pub enum ArpError {
     #[error("truncated ARP packet")]
     Truncated,
-    #[error(
-        "ARP for hardware {htype} / protocol {ptype:#06x} (lengths {hlen}/{plen}), not Ethernet/IPv4"
-    )]
+    #[error("ARP for hardware {htype} / protocol {ptype:#06x} (lengths {hlen}/{plen}), not Ethernet/IPv4")]
     Unsupported { htype: u16, ptype: u16, hlen: u8, plen: u8 },
 }
 
@@ -214,8 +212,7 @@ impl ArpRepr {
     pub fn parse<T: AsRef<[u8]>>(p: &ArpPacket<T>) -> Result<ArpRepr, ArpError> {
         let (htype, ptype) = (p.hardware_type(), u16::from(p.protocol_type()));
         let (hlen, plen) = (p.hardware_len(), p.protocol_len());
-        if htype != HTYPE_ETHERNET || ptype != u16::from(EtherType::Ipv4) || hlen != 6 || plen != 4
-        {
+        if htype != HTYPE_ETHERNET || ptype != u16::from(EtherType::Ipv4) || hlen != 6 || plen != 4 {
             return Err(ArpError::Unsupported { htype, ptype, hlen, plen });
         }
         Ok(ArpRepr {
@@ -306,10 +303,7 @@ mod tests {
         assert_eq!(ArpPacket::new_checked(&REQUEST[..27]).err(), Some(Truncated));
         let mut b = REQUEST;
         b[1] = 6; // IEEE 802 hardware type
-        assert_eq!(
-            ArpRepr::parse(&ArpPacket::new_checked(&b[..]).unwrap()),
-            Err(ArpError::Unsupported { htype: 6, ptype: 0x0800, hlen: 6, plen: 4 })
-        );
+        assert_eq!(ArpRepr::parse(&ArpPacket::new_checked(&b[..]).unwrap()), Err(ArpError::Unsupported { htype: 6, ptype: 0x0800, hlen: 6, plen: 4 }));
         let mut b = REQUEST;
         b[4] = 8;
         assert!(ArpRepr::parse(&ArpPacket::new_checked(&b[..]).unwrap()).is_err());

@@ -329,10 +329,7 @@ mod tests {
         let (s4, d4) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
         assert_eq!(pseudo_header_sum_ip(s4, d4, IpProtocol::Udp, 8), 0x0a00 * 2 + 3 + 17 + 8);
         let s6 = IpAddr::V6(p.src_addr());
-        assert_eq!(
-            pseudo_header_sum_ip(s6, IpAddr::V6(p.dst_addr()), IpProtocol::Tcp, 4),
-            0xfd00 * 2 + 13
-        );
+        assert_eq!(pseudo_header_sum_ip(s6, IpAddr::V6(p.dst_addr()), IpProtocol::Tcp, 4), 0xfd00 * 2 + 13);
         // mixed families do not panic
         let _ = pseudo_header_sum_ip(s4, s6, IpProtocol::Tcp, 4);
     }

@@ -19,8 +19,8 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod tcp;
 pub mod udp;
-pub mod vlan;
 pub mod virtio_net_hdr;
+pub mod vlan;
 pub mod vxlan;
 
 /// A buffer was too short for the header it was read as.

@@ -323,11 +323,7 @@ impl<'a> TcpRepr<'a> {
     /// Validates the checksum against the addresses of the enclosing IP header. A
     /// segment whose checksum is still partial (virtio-net `NEEDS_CSUM`) must be
     /// completed first.
-    pub fn parse<T: AsRef<[u8]>>(
-        p: &'a TcpPacket<T>,
-        src: IpAddr,
-        dst: IpAddr,
-    ) -> Result<TcpRepr<'a>, TcpError> {
+    pub fn parse<T: AsRef<[u8]>>(p: &'a TcpPacket<T>, src: IpAddr, dst: IpAddr) -> Result<TcpRepr<'a>, TcpError> {
         if !p.verify_checksum(src, dst) {
             return Err(TcpError::Checksum);
         }
@@ -380,21 +376,14 @@ mod tests {
     // 10.0.0.1:40000 -> 10.0.0.2:5201, seq 0x01020304, ack 0x0a0b0c0d, ACK|PSH,
     // window 502, NOP NOP TS(1, 2), data "hi". Checksum worked out by hand (see test).
     const SEG: [u8; 34] = [
-        0x9c, 0x40, 0x14, 0x51, 0x01, 0x02, 0x03, 0x04, 0x0a, 0x0b, 0x0c, 0x0d, 0x80, 0x18, 0x01,
-        0xf6, 0x00, 0x00, 0x00, 0x00, // checksum filled in by `seg()`
+        0x9c, 0x40, 0x14, 0x51, 0x01, 0x02, 0x03, 0x04, 0x0a, 0x0b, 0x0c, 0x0d, 0x80, 0x18, 0x01, 0xf6, 0x00, 0x00, 0x00,
+        0x00, // checksum filled in by `seg()`
         0x01, 0x01, 0x08, 0x0a, 0, 0, 0, 1, 0, 0, 0, 2, b'h', b'i',
     ];
 
     fn seg() -> [u8; 34] {
         let mut s = SEG;
-        let words: u32 =
-            s.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>()
-                + 0x0a00
-                + 0x0001
-                + 0x0a00
-                + 0x0002
-                + 6
-                + 34;
+        let words: u32 = s.chunks(2).map(|w| u32::from(u16::from_be_bytes([w[0], w[1]]))).sum::<u32>() + 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 6 + 34;
         let c = !checksum::fold(u64::from(words));
         s[16..18].copy_from_slice(&c.to_be_bytes());
         s
@@ -421,16 +410,8 @@ mod tests {
 
     #[test]
     fn emit_matches_fixture() {
-        let r = TcpRepr {
-            src_port: 40000,
-            dst_port: 5201,
-            seq: 0x0102_0304,
-            ack: 0x0a0b_0c0d,
-            flags: ACK | PSH,
-            window: 502,
-            urgent: 0,
-            options: &SEG[20..32],
-        };
+        let r =
+            TcpRepr { src_port: 40000, dst_port: 5201, seq: 0x0102_0304, ack: 0x0a0b_0c0d, flags: ACK | PSH, window: 502, urgent: 0, options: &SEG[20..32] };
         assert_eq!(r.buffer_len(), 32);
         let mut b = [0u8; 34];
         b[32..].copy_from_slice(b"hi");
@@ -442,16 +423,7 @@ mod tests {
 
     #[test]
     fn options_are_padded() {
-        let r = TcpRepr {
-            src_port: 1,
-            dst_port: 2,
-            seq: 3,
-            ack: 4,
-            flags: SYN,
-            window: 5,
-            urgent: 0,
-            options: &[2, 4, 5, 0xb4, 1, 1, 4],
-        };
+        let r = TcpRepr { src_port: 1, dst_port: 2, seq: 3, ack: 4, flags: SYN, window: 5, urgent: 0, options: &[2, 4, 5, 0xb4, 1, 1, 4] };
         assert_eq!(r.buffer_len(), 28);
         let mut b = [0xffu8; 28];
         r.emit(&mut TcpPacket::new_unchecked(&mut b[..]));

@@ -171,19 +171,11 @@ pub struct UdpRepr {
 
 impl UdpRepr {
     /// Validates the checksum against the addresses of the enclosing IP header.
-    pub fn parse<T: AsRef<[u8]>>(
-        p: &UdpPacket<T>,
-        src: IpAddr,
-        dst: IpAddr,
-    ) -> Result<UdpRepr, UdpError> {
+    pub fn parse<T: AsRef<[u8]>>(p: &UdpPacket<T>, src: IpAddr, dst: IpAddr) -> Result<UdpRepr, UdpError> {
         if !p.verify_checksum(src, dst) {
             return Err(UdpError::Checksum);
         }
-        Ok(UdpRepr {
-            src_port: p.src_port(),
-            dst_port: p.dst_port(),
-            payload_len: p.length().wrapping_sub(HEADER_LEN as u16),
-        })
+        Ok(UdpRepr { src_port: p.src_port(), dst_port: p.dst_port(), payload_len: p.length().wrapping_sub(HEADER_LEN as u16) })
     }
 
     pub const fn buffer_len(&self) -> usize {
@@ -206,28 +198,20 @@ mod tests {
 
     use super::*;
 
-    const V4: (IpAddr, IpAddr) =
-        (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)));
+    const V4: (IpAddr, IpAddr) = (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)));
 
     fn v6() -> (IpAddr, IpAddr) {
-        (
-            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)),
-            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2)),
-        )
+        (IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1)), IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 2)))
     }
 
     // 192.0.2.1:1234 -> 192.0.2.2:4789, 4 data bytes "abcd", checksum computed by hand:
     // pseudo c000+0201+c000+0202+0011+000c, header 04d2+12b5+000c, data 6162+6364.
-    const DGRAM: [u8; 12] =
-        [0x04, 0xd2, 0x12, 0xb5, 0x00, 0x0c, 0x9f, 0x84, b'a', b'b', b'c', b'd'];
+    const DGRAM: [u8; 12] = [0x04, 0xd2, 0x12, 0xb5, 0x00, 0x0c, 0x9f, 0x84, b'a', b'b', b'c', b'd'];
 
     #[test]
     fn parse() {
         let p = UdpPacket::new_checked(&DGRAM[..]).unwrap();
-        assert_eq!(
-            (p.src_port(), p.dst_port(), p.length(), p.checksum()),
-            (1234, 4789, 12, 0x9f84)
-        );
+        assert_eq!((p.src_port(), p.dst_port(), p.length(), p.checksum()), (1234, 4789, 12, 0x9f84));
         assert_eq!(p.payload(), b"abcd");
         assert!(p.verify_checksum(V4.0, V4.1));
         let r = UdpRepr::parse(&p, V4.0, V4.1).unwrap();
@@ -266,10 +250,7 @@ mod tests {
         let mut b = [0u8; 10];
         let mut p = UdpPacket::new_unchecked(&mut b[..]);
         UdpRepr { src_port: 0, dst_port: 0, payload_len: 2 }.emit(&mut p);
-        let partial = !checksum::fold(checksum::sum(
-            &p.into_inner()[..],
-            pseudo_header_sum_ip(V4.0, V4.1, IpProtocol::Udp, 10),
-        ));
+        let partial = !checksum::fold(checksum::sum(&p.into_inner()[..], pseudo_header_sum_ip(V4.0, V4.1, IpProtocol::Udp, 10)));
         b[8..10].copy_from_slice(&partial.to_be_bytes());
         let mut p = UdpPacket::new_unchecked(&mut b[..]);
         p.fill_checksum(V4.0, V4.1);

@@ -80,14 +80,7 @@ impl VnetHdr {
             return Err(Truncated);
         }
         let u = |at: usize| u16::from_ne_bytes([b[at], b[at + 1]]);
-        Ok(VnetHdr {
-            flags: b[0],
-            gso_type: b[1],
-            hdr_len: u(2),
-            gso_size: u(4),
-            csum_start: u(6),
-            csum_offset: u(8),
-        })
+        Ok(VnetHdr { flags: b[0], gso_type: b[1], hdr_len: u(2), gso_size: u(4), csum_start: u(6), csum_offset: u(8) })
     }
 
     /// Writes the header into `b` (10 or 12 bytes; `num_buffers` is written as 0).
@@ -138,14 +131,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let h = VnetHdr {
-            flags: F_NEEDS_CSUM,
-            gso_type: 1,
-            hdr_len: 66,
-            gso_size: 1448,
-            csum_start: 34,
-            csum_offset: 16,
-        };
+        let h = VnetHdr { flags: F_NEEDS_CSUM, gso_type: 1, hdr_len: 66, gso_size: 1448, csum_start: 34, csum_offset: 16 };
         let mut b = [0xffu8; LEN_V1];
         h.emit(&mut b);
         assert_eq!(&b[10..], &[0, 0]);
@@ -156,14 +142,7 @@ mod tests {
 
     #[test]
     fn shift_for_vlan() {
-        let mut h = VnetHdr {
-            flags: F_NEEDS_CSUM,
-            gso_type: 4,
-            hdr_len: 74,
-            gso_size: 1428,
-            csum_start: 54,
-            csum_offset: 16,
-        };
+        let mut h = VnetHdr { flags: F_NEEDS_CSUM, gso_type: 4, hdr_len: 74, gso_size: 1428, csum_start: 54, csum_offset: 16 };
         h.shift(4);
         assert_eq!((h.csum_start, h.hdr_len), (58, 78));
         h.shift(-4);

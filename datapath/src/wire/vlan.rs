@@ -119,12 +119,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let r = VlanRepr {
-            pcp: 7,
-            dei: false,
-            vid: VlanId::new(4094).unwrap(),
-            inner_ethertype: EtherType::Arp,
-        };
+        let r = VlanRepr { pcp: 7, dei: false, vid: VlanId::new(4094).unwrap(), inner_ethertype: EtherType::Arp };
         let mut b = [0u8; 4];
         r.emit(&mut VlanHeader::new_unchecked(&mut b[..]));
         assert_eq!(b, [0xef, 0xfe, 0x08, 0x06]);

@@ -199,8 +199,7 @@ mod tests {
         r.emit(&mut VxlanHeader::new_unchecked(&mut b[..]));
         assert_eq!(b, [0x08, 0, 0, 0, 0xff, 0xff, 0xff, 0]);
         let mut b = [0xaau8; 8];
-        VxlanRepr { vni: Vni::new(5000).unwrap() }
-            .emit(&mut VxlanHeader::new_unchecked(&mut b[..]));
+        VxlanRepr { vni: Vni::new(5000).unwrap() }.emit(&mut VxlanHeader::new_unchecked(&mut b[..]));
         assert_eq!(b, HDR[..8]);
     }
 
