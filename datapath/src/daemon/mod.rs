@@ -1,6 +1,6 @@
 //! `rvs-vswitchd`: the daemon.
 //!
-//! Threads: the datapath workers ([`worker`], `other_config:n-workers`, default 1)
+//! Threads: the datapath workers ([`worker`], `other_config:n-workers`, default one per 4 CPUs, 1 to 8)
 //! running poll loops over the ports' receive queues, and the control plane on the
 //! main thread (a single-threaded tokio runtime) serving the control socket
 //! ([`server`]), watching link events, and owning the database ([`control`]). They

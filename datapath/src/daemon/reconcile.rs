@@ -564,11 +564,27 @@ fn apply_link_settings(db: &Db, iface: &Uuid, p: &OpenPort) -> Result<(), String
     Ok(())
 }
 
-/// `Open_vSwitch other_config:n-workers`: datapath worker threads, 1 when unset or
-/// not a positive number, at most [`crate::daemon::worker::MAX_WORKERS`].
+/// `Open_vSwitch other_config:n-workers`: datapath worker threads; when unset or not
+/// a positive number, [`default_workers`] for this machine's CPUs; at most
+/// [`crate::daemon::worker::MAX_WORKERS`].
 pub fn n_workers(db: &Db) -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    n_workers_for(db, cpus)
+}
+
+fn n_workers_for(db: &Db, cpus: usize) -> usize {
     let oc = db.root().map(|(_, r)| r.get(&TABLES[tables::OPEN_VSWITCH], "other_config").clone()).unwrap_or_default();
-    (other_config_int(&oc, "n-workers").max(1) as usize).min(crate::daemon::worker::MAX_WORKERS)
+    match other_config_int(&oc, "n-workers") {
+        n if n > 0 => (n as usize).min(crate::daemon::worker::MAX_WORKERS),
+        _ => default_workers(cpus),
+    }
+}
+
+/// Workers when `n-workers` is not set: one per 4 CPUs the daemon may run on, at
+/// least 1 and at most 8 — the rest of a node's cores are its VMs'. An idle worker
+/// sleeps, so an unused one costs nothing.
+pub fn default_workers(cpus: usize) -> usize {
+    (cpus / 4).clamp(1, 8)
 }
 
 /// A string that changes whenever the worker's configuration must change.
@@ -601,12 +617,14 @@ mod tests {
     #[test]
     fn n_workers_is_bounded() {
         let mut db = Db::default();
-        assert_eq!(n_workers(&db), 1, "no Open_vSwitch row");
+        assert_eq!(n_workers_for(&db, 2), 1, "no Open_vSwitch row");
         let root = db.ensure_root();
-        assert_eq!(n_workers(&db), 1, "unset");
-        for (v, want) in [("4", 4), ("0", 1), ("-3", 1), ("abc", 1), ("1000", crate::daemon::worker::MAX_WORKERS)] {
+        for (cpus, want) in [(1, 1), (2, 1), (7, 1), (8, 2), (16, 4), (64, 8), (256, 8)] {
+            assert_eq!(n_workers_for(&db, cpus), want, "unset, {cpus} CPUs");
+        }
+        for (v, want) in [("4", 4), ("0", 3), ("-3", 3), ("abc", 3), ("1000", crate::daemon::worker::MAX_WORKERS)] {
             db.set(tables::OPEN_VSWITCH, &root, "other_config", Datum::smap([("n-workers", v)]));
-            assert_eq!(n_workers(&db), want, "n-workers={v}");
+            assert_eq!(n_workers_for(&db, 12), want, "n-workers={v}, 12 CPUs");
         }
     }
 

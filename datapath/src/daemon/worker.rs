@@ -6,7 +6,8 @@
 //! writers). A worker sleeps in epoll when nothing arrives (no busy polling), waking
 //! for input, for the control plane's doorbell, and for the next MAC expiry.
 //!
-//! `Open_vSwitch other_config:n-workers` sets how many workers run (default 1). Inputs
+//! `Open_vSwitch other_config:n-workers` sets how many workers run (default: one per 4
+//! CPUs, 1 to 8, [`crate::daemon::reconcile::default_workers`]). Inputs
 //! are dealt to workers round-robin. Each worker holds a replica of every bridge's MAC
 //! table, so the forwarding decision reads only the worker's own memory: no lock, no
 //! shared cache line on the per-frame path. What a worker learns (new address, move,
