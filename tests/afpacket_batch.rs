@@ -1,14 +1,55 @@
-//! AF_PACKET ports read frames in batches (one recvmmsg for up to 32): a burst sent
-//! into one end of a veth pair is read from the other end in batches, every frame
-//! once, in order, whole, with the VLAN tag the kernel stripped put back. Root
-//! required (a namespace and a veth pair).
+//! Batched port I/O. AF_PACKET ports read frames in batches (one recvmmsg for up to
+//! 32): a burst sent into one end of a veth pair is read from the other end in
+//! batches, every frame once, in order, whole, with the VLAN tag the kernel stripped
+//! put back. AF_PACKET ports and VXLAN tunnels send in batches (one sendmmsg for up to
+//! 32): every frame arrives once, in order, whole. Root required (namespaces).
 
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use datapath::packet::PacketBuf;
 use datapath::port::afpacket::AfPacketPort;
+use datapath::port::vxlan::{SendPool, Tunnel, TxSettings};
 use datapath::port::{PortIo, Rx};
+use datapath::types::Vni;
 use rvs::testkit::*;
+
+/// Frame `i` of a test burst: numbered, every third tagged with VLAN 100 + i % 7.
+fn numbered(i: u16) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
+    if i % 3 == 0 {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&(100 + i % 7).to_be_bytes());
+    }
+    f.extend_from_slice(&[0x88, 0xb5]); // local experimental EtherType
+    f.extend_from_slice(&i.to_be_bytes());
+    f.resize(f.len() + 60 + usize::from(i % 50), i as u8);
+    f
+}
+
+/// Reads the test's frames from `rx` until `want` arrived or 5 s passed.
+fn read_frames(rx: &AfPacketPort, want: usize) -> (Vec<Vec<u8>>, usize) {
+    let mut bufs: Vec<PacketBuf> = (0..32).map(|_| PacketBuf::new()).collect();
+    let mut out = [Rx::Empty; 32];
+    let (mut got, mut largest) = (Vec::new(), 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < want && Instant::now() < deadline {
+        let n = rx.recv_batch(0, &mut bufs, &mut out).expect("receive").n;
+        largest = largest.max(n);
+        for (buf, r) in bufs.iter().zip(out).take(n) {
+            // Only the test's frames (the kernel may send IPv6 router solicitations).
+            if r == Rx::Frame && buf.frame().get(6..12) == Some(&[0x02, 0, 0, 0, 0, 0x01]) {
+                got.push(buf.frame().to_vec());
+            }
+        }
+        if n == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    (got, largest)
+}
 
 #[test]
 fn bursts_are_read_in_batches_with_tags_restored() {
@@ -20,38 +61,13 @@ fn bursts_are_read_in_batches_with_tags_restored() {
         let tx = AfPacketPort::open(&a, 1).expect("open the sending end");
         let rx = AfPacketPort::open(&b, 1).expect("open the receiving end");
         assert!(rx.batch() > 1, "AF_PACKET ports batch");
-        // 200 frames, every third tagged with VLAN 100 + i % 7, each numbered.
         let mut sent = Vec::new();
         for i in 0..200u16 {
-            let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
-            if i % 3 == 0 {
-                f.extend_from_slice(&[0x81, 0x00]);
-                f.extend_from_slice(&(100 + i % 7).to_be_bytes());
-            }
-            f.extend_from_slice(&[0x88, 0xb5]); // local experimental EtherType
-            f.extend_from_slice(&i.to_be_bytes());
-            f.resize(f.len() + 60, i as u8);
+            let f = numbered(i);
             assert!(tx.send(&PacketBuf::from_frame(&f)).expect("send"), "frame {i} refused");
             sent.push(f);
         }
-        let mut bufs: Vec<PacketBuf> = (0..32).map(|_| PacketBuf::new()).collect();
-        let mut out = [Rx::Empty; 32];
-        let (mut got, mut largest) = (Vec::new(), 0);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while got.len() < sent.len() && Instant::now() < deadline {
-            let n = rx.recv_batch(0, &mut bufs, &mut out).expect("receive");
-            largest = largest.max(n);
-            for (buf, r) in bufs.iter().zip(out).take(n) {
-                if r == Rx::Frame && buf.frame().get(12..14) != Some(&[0x86, 0xdd]) {
-                    got.push(buf.frame().to_vec());
-                }
-            }
-            if n == 0 {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        // Only the test's frames (the kernel may send IPv6 router solicitations, dropped above).
-        got.retain(|f| f.get(6..12) == Some(&[0x02, 0, 0, 0, 0, 0x01]));
+        let (got, largest) = read_frames(&rx, sent.len());
         assert_eq!(got.len(), sent.len(), "every frame arrived once");
         for (i, (g, s)) in got.iter().zip(&sent).enumerate() {
             assert_eq!(g, s, "frame {i} arrived whole, in order, with its tag");
@@ -60,4 +76,107 @@ fn bursts_are_read_in_batches_with_tags_restored() {
     });
     assert_eq!(frames, 200);
     assert!(largest > 1, "a receive call returned several frames (largest batch: {largest})");
+}
+
+#[test]
+fn afpacket_sends_batches_in_order() {
+    require_root();
+    let ns = Netns::new("asm");
+    let (a, b) = (unique("sa"), unique("sb"));
+    ns.sh(&format!("ip link add {a} type veth peer name {b} && ip link set {a} up && ip link set {b} up"));
+    ns.run_in(move || {
+        let tx = AfPacketPort::open(&a, 1).expect("open the sending end");
+        let rx = AfPacketPort::open(&b, 1).expect("open the receiving end");
+        assert!(tx.batches_tx(), "AF_PACKET ports send in batches");
+        // One sendmmsg takes up to 32 frames.
+        // (Another source MAC: not counted among the frames below.)
+        let probe: Vec<Vec<u8>> = (0..40u16)
+            .map(|i| {
+                let mut f = numbered(i);
+                f[11] = 0x09;
+                f
+            })
+            .collect();
+        let vnet = [0u8; 10];
+        let hdr: &[u8] = if tx.offloads() { &vnet } else { &[] };
+        let iov: Vec<std::io::IoSlice<'_>> = probe.iter().flat_map(|f| [std::io::IoSlice::new(hdr), std::io::IoSlice::new(f)]).collect();
+        let fd = tx.queue_fd(0).expect("a socket");
+        assert_eq!(datapath::sys::packet::send_many(fd, &iov, 2).expect("sendmmsg"), 32, "one sendmmsg, 32 frames");
+        // 150 frames in batches of 50: more than one sendmmsg each.
+        let frames: Vec<Vec<u8>> = (0..150u16).map(numbered).collect();
+        for chunk in frames.chunks(50) {
+            let bufs: Vec<PacketBuf> = chunk.iter().map(|f| PacketBuf::from_frame(f)).collect();
+            let refs: Vec<&PacketBuf> = bufs.iter().collect();
+            let mut sent = vec![false; refs.len()];
+            tx.send_batch(&refs, &mut sent).expect("send a batch");
+            assert!(sent.iter().all(|&s| s), "every frame of the batch left: {sent:?}");
+        }
+        let (got, _) = read_frames(&rx, frames.len());
+        assert_eq!(got.len(), frames.len(), "every frame arrived once");
+        for (i, (g, f)) in got.iter().zip(&frames).enumerate() {
+            assert_eq!(g, f, "frame {i} arrived whole, in order");
+        }
+    });
+}
+
+#[test]
+fn vxlan_tunnels_send_batches_in_order() {
+    require_root();
+    let ns = Netns::new("vsm");
+    ns.sh("ip link set lo up && ip addr add 198.18.7.1/32 dev lo && ip addr add 198.18.7.2/32 dev lo");
+    ns.run_in(|| {
+        let local = IpAddr::V4(Ipv4Addr::new(198, 18, 7, 1));
+        let sink = UdpSocket::bind("198.18.7.2:0").expect("bind the receiver");
+        sink.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let settings = TxSettings { local: Some(local), v6: false, ttl: 64, tos: 0, df: true, csum: false };
+        let pool = Arc::new(SendPool::open(&settings).expect("open the send sockets"));
+        let vni = Vni::new(4242).unwrap();
+        let tunnel = Tunnel::new("vxbatch", sink.local_addr().unwrap(), vni, pool);
+        assert!(tunnel.batches_tx(), "VXLAN tunnels send in batches");
+        // One flow (same addresses), so one socket: 40 frames, two sendmmsg calls.
+        let frames: Vec<Vec<u8>> = (0..40u16).map(numbered).collect();
+        let bufs: Vec<PacketBuf> = frames.iter().map(|f| PacketBuf::from_frame(f)).collect();
+        let refs: Vec<&PacketBuf> = bufs.iter().collect();
+        let mut sent = vec![false; refs.len()];
+        tunnel.send_batch(&refs, &mut sent).expect("send a batch");
+        assert!(sent.iter().all(|&s| s), "every frame left: {sent:?}");
+        let calls = tunnel.stats.sends.load(Relaxed);
+        assert!((1..frames.len() as u64).contains(&calls), "{calls} send calls for {} frames", frames.len());
+        let mut d = vec![0u8; 2048];
+        for (i, f) in frames.iter().enumerate() {
+            let (n, from) = sink.recv_from(&mut d).unwrap_or_else(|e| panic!("datagram {i}: {e}"));
+            assert_eq!(from.ip(), local);
+            assert_eq!(datapath::port::vxlan::parse_header(&d[..n]), Some(vni), "datagram {i}: VXLAN header");
+            assert_eq!(&d[8..n], &f[..], "datagram {i} carries frame {i}, whole, in order");
+        }
+
+        // Four flows (source MACs) interleaved: grouped by the socket each flow uses,
+        // so at most two sendmmsg per socket (48 frames: a batch of 32, one of 16), and
+        // every flow arrives in order.
+        let flows: Vec<Vec<u8>> = (0..48u16)
+            .map(|i| {
+                let mut f = numbered(i);
+                f[11] = 0x10 + (i % 4) as u8;
+                f
+            })
+            .collect();
+        let bufs: Vec<PacketBuf> = flows.iter().map(|f| PacketBuf::from_frame(f)).collect();
+        let refs: Vec<&PacketBuf> = bufs.iter().collect();
+        let mut sent = vec![false; refs.len()];
+        let before = tunnel.stats.sends.load(Relaxed);
+        tunnel.send_batch(&refs, &mut sent).expect("send a batch of four flows");
+        assert!(sent.iter().all(|&s| s), "every frame left: {sent:?}");
+        let calls = tunnel.stats.sends.load(Relaxed) - before;
+        assert!(calls <= 8, "{calls} send calls for 48 frames of 4 flows (at most 2 per socket)");
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        for i in 0..flows.len() {
+            let (n, _) = sink.recv_from(&mut d).unwrap_or_else(|e| panic!("datagram {i} of the four flows: {e}"));
+            got.push(d[8..n].to_vec());
+        }
+        for m in 0..4u8 {
+            let want: Vec<&Vec<u8>> = flows.iter().filter(|f| f[11] == 0x10 + m).collect();
+            let have: Vec<&Vec<u8>> = got.iter().filter(|f| f[11] == 0x10 + m).collect();
+            assert_eq!(have, want, "flow {m}: every frame once, in order");
+        }
+    });
 }

@@ -195,11 +195,19 @@ pub struct Worker {
     epoll: Epoll,
     /// Token → what to service, and whether this worker polls it.
     tokens: Vec<(Source, bool)>,
+    /// Token → whether its last service found at most one frame (see
+    /// [`PortIo::reads_ahead`]).
+    lone: Vec<bool>,
     /// (endpoint, outer source, VNI) → (bridge, port).
     demux: HashMap<TunnelKey, (usize, usize)>,
     buf: PacketBuf,
     /// Receive buffers for batched ports; each is swapped into `buf` to be forwarded.
     batch: Vec<PacketBuf>,
+    /// Which of `batch` is in `buf` now (while a receive batch is forwarded).
+    cur: Option<usize>,
+    /// Frames of the current receive batch held for ports that send in batches:
+    /// (bridge, port, index in `batch`), in arrival order; sent when the batch ends.
+    pending: Vec<(usize, usize, usize)>,
     /// Scratch buffer for software segmentation.
     seg: PacketBuf,
     /// Receive buffer for VXLAN datagram trains (UDP GRO).
@@ -267,9 +275,12 @@ impl WorkerHandle {
             clock: self.clock,
             epoll,
             tokens: Vec::new(),
+            lone: Vec::new(),
             demux: HashMap::new(),
             buf: PacketBuf::new(),
             batch: (0..RX_BATCH).map(|_| PacketBuf::new()).collect(),
+            cur: None,
+            pending: Vec::with_capacity(RX_BATCH),
             seg: PacketBuf::with_capacity(70 * 1024),
             train: vec![0u8; 65_536 + 4096],
             coalescer: Coalescer::new(vec![0u8; offload::MAX_COALESCED]),
@@ -413,7 +424,7 @@ impl Worker {
                     }
                 } else {
                     match self.tokens.get(r.token as usize) {
-                        Some(&(Source::Port(b, p, q), _)) => self.service_port(b, p, q),
+                        Some(&(Source::Port(b, p, q), _)) => self.service_port(r.token as usize, b, p, q),
                         Some(&(Source::Endpoint(e, q), _)) => self.service_endpoint(e, q),
                         None => {}
                     }
@@ -600,6 +611,7 @@ impl Worker {
                 }
             }
         }
+        self.lone = vec![true; self.tokens.len()];
         // `old` (bridges that are gone) and the replaced ports drop here, closing fds.
     }
 
@@ -688,32 +700,80 @@ impl Worker {
     }
 
     /// Reads and forwards up to [`BUDGET`] frames from queue `q` of port `p` of
-    /// bridge `b`, in batches where the port reads several frames per call.
-    fn service_port(&mut self, b: usize, p: usize, q: usize) {
+    /// bridge `b` (epoll token `token`), in batches where the port reads several frames
+    /// per call. Frames of a batch bound for a port that sends in batches go out
+    /// together at its end. A port that reads ahead one system call per frame, whose
+    /// last service found a lone frame, has its first frame forwarded at once: a
+    /// request/response exchange does not wait for the read that finds nothing more.
+    fn service_port(&mut self, token: usize, b: usize, p: usize, q: usize) {
         let now = self.clock.now();
-        let mut bufs = std::mem::take(&mut self.batch);
         let mut out = [Rx::Empty; RX_BATCH];
         let mut done = 0;
+        let mut first_alone = self.lone.get(token).copied().unwrap_or(false) && self.bridges[b].ports[p].io.reads_ahead();
         while done < BUDGET && !self.bridges[b].failed[p] {
-            let want = self.bridges[b].ports[p].io.batch().clamp(1, RX_BATCH);
-            let n = match self.bridges[b].ports[p].io.recv_batch(q, &mut bufs[..want], &mut out[..want]) {
-                Ok(n) => n,
+            let io = &self.bridges[b].ports[p].io;
+            let want = if first_alone { 1 } else { io.batch().clamp(1, RX_BATCH) };
+            let (n, more) = match io.recv_batch(q, &mut self.batch[..want], &mut out[..want]) {
+                Ok(r) => (r.n.min(want), r.more),
                 Err(e) => {
                     self.fail_port(b, p, e);
                     break;
                 }
             };
-            for (buf, rx) in bufs.iter_mut().zip(out).take(n) {
-                std::mem::swap(&mut self.buf, buf);
+            for (i, rx) in out.iter().copied().enumerate().take(n) {
+                std::mem::swap(&mut self.buf, &mut self.batch[i]);
+                self.cur = (!first_alone).then_some(i);
                 self.received(b, p, rx, now);
-                std::mem::swap(&mut self.buf, buf);
+                self.cur = None;
+                std::mem::swap(&mut self.buf, &mut self.batch[i]);
             }
+            self.flush_tx();
             done += n;
-            if n < want {
+            if !more || n == 0 {
                 break;
             }
+            first_alone = false;
         }
-        self.batch = bufs;
+        if let Some(l) = self.lone.get_mut(token) {
+            *l = done <= 1;
+        }
+    }
+
+    /// Sends the frames held in `pending`, one [`PortIo::send_batch`] per port, each
+    /// port's frames in the order they arrived.
+    fn flush_tx(&mut self) {
+        let mut sent = [false; RX_BATCH];
+        while let Some(&(b, out, _)) = self.pending.first() {
+            let mut idx = [0usize; RX_BATCH];
+            let mut n = 0;
+            self.pending.retain(|&(pb, po, i)| {
+                let mine = (pb, po) == (b, out) && n < RX_BATCH;
+                if mine {
+                    idx[n] = i;
+                    n += 1;
+                }
+                !mine
+            });
+            let br = &mut self.bridges[b];
+            if br.failed[out] {
+                continue;
+            }
+            let port = &br.ports[out];
+            let bufs: [&PacketBuf; RX_BATCH] = std::array::from_fn(|j| &self.batch[idx[j.min(n - 1)]]);
+            sent[..n].fill(false);
+            let r = port.io.send_batch(&bufs[..n], &mut sent[..n]);
+            for (buf, &ok) in bufs.iter().zip(&sent).take(n) {
+                if ok {
+                    port.stats.tx(buf.len());
+                } else if r.is_ok() {
+                    br.core.count_drop(DropReason::TxFailed);
+                    PortStats::inc(&port.stats.tx_dropped);
+                }
+            }
+            if let Err(e) = r {
+                self.fail_port(b, out, e);
+            }
+        }
     }
 
     /// Counts, polices and forwards one frame read from port `p` of bridge `b` (in
@@ -751,6 +811,16 @@ impl Worker {
             return Ok(());
         };
         self.actions.sort_by_tag();
+        // A frame with one output to a port that sends in batches is held until the
+        // receive batch ends; any other send goes first, after those held (order).
+        let hold = self.cur.filter(|_| self.actions.len() == 1).filter(|_| {
+            let port = &br.ports[self.actions.as_slice()[0].port as usize];
+            port.io.batches_tx() && (port.io.offloads() || !self.buf.vnet.is_gso())
+        });
+        if hold.is_none() && !self.pending.is_empty() {
+            self.flush_tx();
+        }
+        let br = &mut self.bridges[b];
         for e in self.actions.iter() {
             let out = e.port as usize;
             if br.failed[out] {
@@ -766,6 +836,10 @@ impl Worker {
                 if !port.io.offloads() && !complete_csum(&mut self.buf) {
                     br.core.count_drop(DropReason::BadOffload);
                     PortStats::inc(&port.stats.tx_dropped);
+                    continue;
+                }
+                if let Some(i) = hold {
+                    self.pending.push((b, out, i));
                     continue;
                 }
                 send_counted(&mut br.core, port, &self.buf)
@@ -877,6 +951,16 @@ mod tests {
         DpPort { iface: Uuid::random(), name: format!("p{n}"), ofport: OfPort::new(n).unwrap(), io, stats: Arc::default(), core, tunnel: None, policer: None }
     }
 
+    /// A worker running one bridge "br0" of `ports`.
+    fn one_bridge(ports: Vec<DpPort>) -> WorkerHandle {
+        let mut w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
+        w.reconfigure(DpConfig {
+            bridges: vec![DpBridge { uuid: Uuid::random(), name: "br0".into(), cfg: BridgeConfig::default(), ports, statics: vec![] }],
+            ..Default::default()
+        });
+        w
+    }
+
     fn wait_for(mut f: impl FnMut() -> bool) {
         for _ in 0..200 {
             if f() {
@@ -892,21 +976,11 @@ mod tests {
     fn worker_switches_between_mem_ports() {
         let (a, b, c) = (Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(false).unwrap()));
         let v10 = VlanId::new(10).unwrap();
-        let mut w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
-        w.reconfigure(DpConfig {
-            bridges: vec![DpBridge {
-                uuid: Uuid::random(),
-                name: "br0".into(),
-                cfg: BridgeConfig::default(),
-                ports: vec![
-                    port(1, a.clone(), PortConfig::access(1, v10)),
-                    port(2, b.clone(), PortConfig::trunk(2)),
-                    port(3, c.clone(), PortConfig::access(3, v10)),
-                ],
-                statics: vec![],
-            }],
-            ..Default::default()
-        });
+        let w = one_bridge(vec![
+            port(1, a.clone(), PortConfig::access(1, v10)),
+            port(2, b.clone(), PortConfig::trunk(2)),
+            port(3, c.clone(), PortConfig::access(3, v10)),
+        ]);
         // a broadcasts: b gets it tagged 10, c untagged.
         a.inject(&frame(MacAddr::BROADCAST, mac(1)), VnetHdr::default());
         wait_for(|| !c.take_sent().is_empty());
@@ -941,22 +1015,93 @@ mod tests {
         w.stop();
     }
 
+    /// Frames of one receive batch bound for a batching port leave in one send call,
+    /// in the order they came, also when floods (sent at once) come between them; a
+    /// port that does not batch gets one call per frame.
+    #[test]
+    fn receive_batches_are_sent_in_batches_in_order() {
+        let a = Arc::new(MemPort::batching(true, 32).unwrap());
+        let (b, c) = (Arc::new(MemPort::batching(true, 32).unwrap()), Arc::new(MemPort::new(true).unwrap()));
+        let w = one_bridge(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))]);
+        // b and c make themselves known.
+        b.inject(&frame(MacAddr::BROADCAST, mac(2)), VnetHdr::default());
+        c.inject(&frame(MacAddr::BROADCAST, mac(3)), VnetHdr::default());
+        wait_for(|| futures_lite_block(w.query(|w| w.bridge("br0").map_or(0, |b| b.core.fdb().len()))) == 2);
+        for p in [&a, &b, &c] {
+            p.take_sent();
+            p.take_tx_calls();
+        }
+        // 20 numbered frames from a: to b, with every fifth a broadcast (to b and c) and
+        // every seventh to c.
+        let frames: Vec<Vec<u8>> = (0..20u8)
+            .map(|i| {
+                let dst = if i % 5 == 4 {
+                    MacAddr::BROADCAST
+                } else if i % 7 == 6 {
+                    mac(3)
+                } else {
+                    mac(2)
+                };
+                let mut f = frame(dst, mac(1));
+                f[20] = i;
+                f
+            })
+            .collect();
+        let tx_b = || futures_lite_block(w.query(|w| w.bridge("br0").map_or(0, |b| b.ports[1].stats.snapshot().tx_packets)));
+        let before = tx_b();
+        a.inject_all(&frames);
+        let want_b: Vec<u8> = (0..20u8).filter(|i| i % 7 != 6 || i % 5 == 4).collect();
+        let want_c: Vec<u8> = (0..20u8).filter(|i| i % 5 == 4 || i % 7 == 6).collect();
+        let (mut got_b, mut got_c) = (Vec::new(), Vec::new());
+        wait_for(|| {
+            got_b.extend(b.take_sent().into_iter().map(|(f, _)| f[20]));
+            got_c.extend(c.take_sent().into_iter().map(|(f, _)| f[20]));
+            got_b.len() >= want_b.len() && got_c.len() >= want_c.len()
+        });
+        assert_eq!(got_b, want_b, "b got its frames once each, in order");
+        assert_eq!(got_c, want_c, "c got its frames once each, in order");
+        let calls_b = b.take_tx_calls();
+        assert!(calls_b.iter().any(|&n| n > 1), "frames to b went out in batches: {calls_b:?}");
+        assert!(calls_b.len() < want_b.len(), "fewer send calls than frames: {calls_b:?}");
+        let calls_c = c.take_tx_calls();
+        assert!(calls_c.len() == want_c.len() && calls_c.iter().all(|&n| n == 1), "c does not batch: {calls_c:?}");
+        assert_eq!(tx_b() - before, want_b.len() as u64, "every batched frame counted as sent");
+        w.stop();
+    }
+
+    /// From a port that reads ahead one call per frame (a tap), the first frame after
+    /// one that came alone is forwarded at once, before the port is read again; in a
+    /// burst the rest follow in one batch, and after a burst a burst goes out whole.
+    #[test]
+    fn a_lone_frame_is_not_held_for_a_batch() {
+        let a = Arc::new(MemPort::reading_ahead(true, 32).unwrap());
+        let b = Arc::new(MemPort::batching(true, 32).unwrap());
+        let w = one_bridge(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2))]);
+        b.inject(&frame(MacAddr::BROADCAST, mac(2)), VnetHdr::default());
+        wait_for(|| futures_lite_block(w.query(|w| w.bridge("br0").map_or(0, |b| b.core.fdb().len()))) == 1);
+        let burst = |n: usize| -> Vec<usize> {
+            a.inject_all(&vec![frame(mac(2), mac(1)); n]);
+            let mut got = 0;
+            wait_for(|| {
+                got += b.take_sent().len();
+                got >= n
+            });
+            b.take_tx_calls()
+        };
+        assert_eq!(burst(1), [1], "a lone frame");
+        assert_eq!(burst(20), [1, 19], "after a lone frame: the first at once, the rest batched");
+        assert_eq!(burst(20), [20], "after a burst: all batched");
+        assert_eq!(burst(1), [1]);
+        assert_eq!(burst(5), [1, 4]);
+        w.stop();
+    }
+
     /// A GSO frame flooded to a port without offloads arrives there as MSS-sized frames
     /// with full checksums; the offload-capable port gets it whole.
     #[test]
     fn gso_frames_are_segmented_for_ports_without_offloads() {
         let (a, b, c) = (Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(false).unwrap()));
-        let mut w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
-        w.reconfigure(DpConfig {
-            bridges: vec![DpBridge {
-                uuid: Uuid::random(),
-                name: "br0".into(),
-                cfg: BridgeConfig::default(),
-                ports: vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))],
-                statics: vec![],
-            }],
-            ..Default::default()
-        });
+        let w = one_bridge(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))]);
         let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
         let mut f = Vec::new();
         etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [0xff; 6])

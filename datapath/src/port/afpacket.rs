@@ -14,7 +14,7 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::{PortIo, Rx};
+use super::{PortIo, Rx, RxBatch};
 use crate::packet::PacketBuf;
 use crate::sys::{netdev, packet};
 use crate::wire::virtio_net_hdr::{LEN_LEGACY, VnetHdr};
@@ -112,8 +112,8 @@ impl PortIo for AfPacketPort {
     }
 
     /// One recvmmsg(2) for up to [`packet::MAX_BATCH`] frames.
-    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<usize> {
-        let Some(fd) = self.queue_fd(q) else { return Ok(0) };
+    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
+        let Some(fd) = self.queue_fd(q) else { return Ok(RxBatch::default()) };
         let hlen = if self.vnet_hdr { LEN_LEGACY } else { 0 };
         let n = bufs.len().min(out.len()).min(packet::MAX_BATCH);
         let mut hdrs = [[0u8; LEN_LEGACY]; packet::MAX_BATCH];
@@ -128,7 +128,7 @@ impl PortIo for AfPacketPort {
                 // Out of memory on the socket is a per-frame problem, not a broken port.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::ENOMEM)) => {
                     out[0] = Rx::Bad;
-                    return Ok(1);
+                    return Ok(RxBatch { n: 1, more: true });
                 }
                 Err(e) => return Err(e),
             }
@@ -136,7 +136,8 @@ impl PortIo for AfPacketPort {
         for i in 0..k {
             out[i] = self.finish(&mut bufs[i], &hdrs[i], got[i], hlen);
         }
-        Ok(k)
+        // recvmmsg(2) without waiting stops at the first empty read.
+        Ok(RxBatch::of(k, n))
     }
 
     fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
@@ -147,15 +148,45 @@ impl PortIo for AfPacketPort {
         } else {
             packet::send(self.fds[0].as_fd(), &[IoSlice::new(buf.frame())])
         };
-        match res {
-            Ok(_) => Ok(true),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV)) => Err(e),
-            Err(e) if super::is_transient_tx(&e) => Ok(false),
-            Err(e) => Err(e),
-        }
+        tx_outcome(res)
     }
 
     fn offloads(&self) -> bool {
         self.vnet_hdr
+    }
+
+    fn batches_tx(&self) -> bool {
+        true
+    }
+
+    /// One sendmmsg(2) for up to [`crate::sys::MAX_SEND_BATCH`] frames.
+    fn send_batch(&self, bufs: &[&PacketBuf], sent: &mut [bool]) -> io::Result<()> {
+        const MAX: usize = crate::sys::MAX_SEND_BATCH;
+        let fd = self.fds[0].as_fd();
+        let hlen = if self.vnet_hdr { LEN_LEGACY } else { 0 };
+        let mut hdrs = [[0u8; LEN_LEGACY]; MAX];
+        let many = |from: usize| {
+            let chunk = &bufs[from..bufs.len().min(from + MAX)];
+            for (h, b) in hdrs.iter_mut().zip(chunk) {
+                b.vnet.emit(h);
+            }
+            // Two iovecs per frame: the virtio-net header (empty without one), the frame.
+            let mut slices = hdrs.iter().zip(chunk).flat_map(|(h, b)| [IoSlice::new(&h[..hlen]), IoSlice::new(b.frame())]);
+            let iov: [IoSlice<'_>; 2 * MAX] = std::array::from_fn(|_| slices.next().unwrap_or_else(|| IoSlice::new(&[])));
+            packet::send_many(fd, &iov[..2 * chunk.len()], 2)
+        };
+        debug_assert_eq!(bufs.len(), sent.len());
+        super::send_batched(sent, many, |i| self.send(bufs[i]), |_, e| tx_outcome(Err(e)))
+    }
+}
+
+/// What a send's result means: `Ok(true)` sent, `Ok(false)` a drop (full queue, link
+/// down, frame refused), `Err` a port that is gone.
+fn tx_outcome(res: io::Result<usize>) -> io::Result<bool> {
+    match res {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV)) => Err(e),
+        Err(e) if super::is_transient_tx(&e) => Ok(false),
+        Err(e) => Err(e),
     }
 }

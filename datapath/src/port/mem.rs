@@ -7,7 +7,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Mutex;
 
-use super::{PortIo, Rx};
+use super::{PortIo, Rx, RxBatch};
 use crate::packet::PacketBuf;
 use crate::sys::epoll::EventFd;
 use crate::wire::virtio_net_hdr::VnetHdr;
@@ -16,13 +16,42 @@ use crate::wire::virtio_net_hdr::VnetHdr;
 pub struct MemPort {
     rx: Mutex<VecDeque<(Vec<u8>, VnetHdr)>>,
     tx: Mutex<Vec<(Vec<u8>, VnetHdr)>>,
+    /// Sizes of the send calls made (1 for [`PortIo::send`]).
+    tx_calls: Mutex<Vec<usize>>,
     bell: EventFd,
     offloads: bool,
+    /// Frames per receive and per send call (0: one at a time, no batching).
+    batch: usize,
+    /// What [`PortIo::reads_ahead`] says.
+    reads_ahead: bool,
 }
 
 impl MemPort {
     pub fn new(offloads: bool) -> io::Result<MemPort> {
-        Ok(MemPort { rx: Mutex::default(), tx: Mutex::default(), bell: EventFd::new()?, offloads })
+        Ok(MemPort { rx: Mutex::default(), tx: Mutex::default(), tx_calls: Mutex::default(), bell: EventFd::new()?, offloads, batch: 0, reads_ahead: false })
+    }
+
+    /// A port that receives up to `n` frames per call and sends in batches.
+    pub fn batching(offloads: bool, n: usize) -> io::Result<MemPort> {
+        Ok(MemPort { batch: n, ..MemPort::new(offloads)? })
+    }
+
+    /// A batching port whose receive batches cost a call per frame, as a tap's.
+    pub fn reading_ahead(offloads: bool, n: usize) -> io::Result<MemPort> {
+        Ok(MemPort { reads_ahead: true, ..MemPort::batching(offloads, n)? })
+    }
+
+    /// Queues several frames to be received, all before the worker is woken.
+    pub fn inject_all(&self, frames: &[Vec<u8>]) {
+        let mut q = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        q.extend(frames.iter().map(|f| (f.clone(), VnetHdr::default())));
+        drop(q);
+        self.bell.notify();
+    }
+
+    /// Takes the sizes of the send calls made so far.
+    pub fn take_tx_calls(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.tx_calls.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Queues a frame to be received.
@@ -58,8 +87,46 @@ impl PortIo for MemPort {
     }
 
     fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).push((buf.frame().to_vec(), buf.vnet));
+        let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        tx.push((buf.frame().to_vec(), buf.vnet));
+        // Under the same lock, so a test that saw the frame sees the call.
+        self.tx_calls.lock().unwrap_or_else(|e| e.into_inner()).push(1);
         Ok(true)
+    }
+
+    fn batch(&self) -> usize {
+        self.batch.max(1)
+    }
+
+    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
+        let want = bufs.len().min(out.len()).min(self.batch.max(1));
+        let mut n = 0;
+        while n < want {
+            match self.recv_queue(q, &mut bufs[n])? {
+                Rx::Empty => return Ok(RxBatch { n, more: false }),
+                r => {
+                    out[n] = r;
+                    n += 1;
+                }
+            }
+        }
+        Ok(RxBatch { n, more: true })
+    }
+
+    fn reads_ahead(&self) -> bool {
+        self.reads_ahead
+    }
+
+    fn batches_tx(&self) -> bool {
+        self.batch > 0
+    }
+
+    fn send_batch(&self, bufs: &[&PacketBuf], sent: &mut [bool]) -> io::Result<()> {
+        let mut tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        tx.extend(bufs.iter().map(|b| (b.frame().to_vec(), b.vnet)));
+        sent.fill(true);
+        self.tx_calls.lock().unwrap_or_else(|e| e.into_inner()).push(bufs.len());
+        Ok(())
     }
 
     fn queue_fd(&self, q: usize) -> Option<BorrowedFd<'_>> {

@@ -59,15 +59,15 @@ pub trait PortIo: Send + Sync {
     }
 
     /// Receives up to `bufs.len()` frames from queue `q` (frame `i` into `bufs[i]`,
-    /// its outcome in `out[i]`, which must be as long); returns how many, 0 when
-    /// nothing is queued. `Err` only when the port is broken.
-    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<usize> {
-        let Some(buf) = bufs.first_mut() else { return Ok(0) };
+    /// its outcome in `out[i]`, which must be as long): how many, 0 when nothing is
+    /// queued, and whether more may be waiting. `Err` only when the port is broken.
+    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
+        let Some(buf) = bufs.first_mut() else { return Ok(RxBatch::default()) };
         match self.recv_queue(q, buf)? {
-            Rx::Empty => Ok(0),
+            Rx::Empty => Ok(RxBatch::default()),
             r => {
                 out[0] = r;
-                Ok(1)
+                Ok(RxBatch { n: 1, more: true })
             }
         }
     }
@@ -76,6 +76,29 @@ pub trait PortIo: Send + Sync {
     /// header) — if not, the worker completes them in software first.
     fn offloads(&self) -> bool;
 
+    /// Whether [`PortIo::recv_batch`] costs a system call per frame (a tap: one `read`
+    /// each), so that finding the end of a batch costs one more. Then a frame that came
+    /// alone last time is forwarded before the port is read again.
+    fn reads_ahead(&self) -> bool {
+        false
+    }
+
+    /// Whether [`PortIo::send_batch`] sends several frames per system call (then the
+    /// worker collects a receive batch's frames for the port and sends them together).
+    fn batches_tx(&self) -> bool {
+        false
+    }
+
+    /// Sends `bufs` in order, each as [`PortIo::send`] would; `sent[i]` (as long as
+    /// `bufs`) says whether frame `i` left, `false` being a counted drop. `Err` when the
+    /// port broke; `sent` then still tells which frames had left.
+    fn send_batch(&self, bufs: &[&PacketBuf], sent: &mut [bool]) -> io::Result<()> {
+        for (b, s) in bufs.iter().zip(sent.iter_mut()) {
+            *s = self.send(b)?;
+        }
+        Ok(())
+    }
+
     /// Sends a GSO frame that the port cannot take as it is, cutting it itself in a
     /// cheaper way than one send per segment (VXLAN: one `sendmsg` with UDP GSO).
     /// `scratch` is the worker's buffer for that. `Ok(None)`: the port has no such
@@ -83,6 +106,64 @@ pub trait PortIo: Send + Sync {
     fn send_gso(&self, _buf: &PacketBuf, _scratch: &mut [u8]) -> io::Result<Option<GsoSent>> {
         Ok(None)
     }
+}
+
+/// What one [`PortIo::recv_batch`] call read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RxBatch {
+    /// Frames read (into the first `n` buffers).
+    pub n: usize,
+    /// Whether the port stopped before finding its queue empty (the batch was full, or
+    /// a tap had read enough bytes): then the worker reads on.
+    pub more: bool,
+}
+
+impl RxBatch {
+    /// `n` frames of `want` asked for: more may wait when the batch came back full.
+    pub fn of(n: usize, want: usize) -> RxBatch {
+        RxBatch { n, more: n >= want }
+    }
+}
+
+/// Drives a batched send of the frames `0..sent.len()`: `many(i)` sends frames from
+/// `i` on with one system call (up to [`crate::sys::MAX_SEND_BATCH`]) and returns how
+/// many left. When
+/// that call failed on frame `i` itself, `failed(i, error)` judges the error as a
+/// single send would (drop or broken port); when it stopped after some frames, the
+/// kernel dropped the error of the next (sendmmsg(2)), so `one(i)` sends that frame
+/// alone to learn it. The batch goes on after the frame. Fills `sent` as
+/// [`PortIo::send_batch`] does.
+pub(crate) fn send_batched(
+    sent: &mut [bool],
+    mut many: impl FnMut(usize) -> io::Result<usize>,
+    mut one: impl FnMut(usize) -> io::Result<bool>,
+    mut failed: impl FnMut(usize, io::Error) -> io::Result<bool>,
+) -> io::Result<()> {
+    let n = sent.len();
+    let mut i = 0;
+    while i < n {
+        let want = (n - i).min(crate::sys::MAX_SEND_BATCH);
+        match many(i) {
+            Ok(k) if k > 0 => {
+                let k = k.min(want);
+                sent[i..i + k].fill(true);
+                i += k;
+                if k < want {
+                    sent[i] = one(i)?;
+                    i += 1;
+                }
+            }
+            Ok(_) => {
+                sent[i] = one(i)?;
+                i += 1;
+            }
+            Err(e) => {
+                sent[i] = failed(i, e)?;
+                i += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What [`PortIo::send_gso`] did.
@@ -175,4 +256,79 @@ pub(crate) fn is_transient_tx(e: &io::Error) -> bool {
             | Some(libc::EINTR)
             | Some(libc::ENOMEM)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(code: i32) -> io::Error {
+        io::Error::from_raw_os_error(code)
+    }
+
+    /// Runs [`send_batched`] over `n` frames where `many` answers from `script` in turn
+    /// and a frame sent alone fails when it is in `bad`; returns `sent` and the calls
+    /// made ("many@i", "one@i", "failed@i").
+    fn drive(n: usize, script: Vec<io::Result<usize>>, bad: &[usize]) -> (io::Result<()>, Vec<bool>, Vec<String>) {
+        let calls = std::cell::RefCell::new(Vec::new());
+        let mut script = script.into_iter();
+        let mut sent = vec![false; n];
+        let r = send_batched(
+            &mut sent,
+            |i| {
+                calls.borrow_mut().push(format!("many@{i}"));
+                script.next().unwrap_or(Ok((n - i).min(crate::sys::MAX_SEND_BATCH)))
+            },
+            |i| {
+                calls.borrow_mut().push(format!("one@{i}"));
+                if bad.contains(&i) { Err(err(libc::ENODEV)) } else { Ok(true) }
+            },
+            |i, e| {
+                calls.borrow_mut().push(format!("failed@{i}"));
+                if e.raw_os_error() == Some(libc::EAGAIN) { Ok(false) } else { Err(e) }
+            },
+        );
+        (r, sent, calls.into_inner())
+    }
+
+    #[test]
+    fn whole_batches_take_one_call_per_32_frames() {
+        let (r, sent, calls) = drive(70, vec![], &[]);
+        assert!(r.is_ok());
+        assert!(sent.iter().all(|&s| s));
+        assert_eq!(calls, ["many@0", "many@32", "many@64"]);
+    }
+
+    #[test]
+    fn a_short_count_sends_the_next_frame_alone_and_goes_on() {
+        let (r, sent, calls) = drive(10, vec![Ok(3)], &[]);
+        assert!(r.is_ok());
+        assert!(sent.iter().all(|&s| s));
+        assert_eq!(calls, ["many@0", "one@3", "many@4"]);
+    }
+
+    #[test]
+    fn an_error_on_the_first_frame_is_judged_without_sending_it_again() {
+        let (r, sent, calls) = drive(4, vec![Err(err(libc::EAGAIN)), Ok(3)], &[]);
+        assert!(r.is_ok());
+        assert_eq!(sent, [false, true, true, true], "the first is a drop");
+        assert_eq!(calls, ["many@0", "failed@0", "many@1"]);
+    }
+
+    #[test]
+    fn a_broken_port_stops_the_batch_with_what_left_marked() {
+        let (r, sent, calls) = drive(6, vec![Ok(2)], &[2]);
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::ENODEV));
+        assert_eq!(sent, [true, true, false, false, false, false]);
+        assert_eq!(calls, ["many@0", "one@2"]);
+        let (r, sent, _) = drive(3, vec![Err(err(libc::ENXIO))], &[]);
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::ENXIO));
+        assert_eq!(sent, [false; 3]);
+    }
+
+    #[test]
+    fn no_frames_no_calls() {
+        let (r, _, calls) = drive(0, vec![], &[]);
+        assert!(r.is_ok() && calls.is_empty());
+    }
 }

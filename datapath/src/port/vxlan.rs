@@ -19,7 +19,7 @@
 
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -242,7 +242,7 @@ pub struct TunnelStats {
     /// UDP GSO sends the kernel refused (EIO/EINVAL), after which the tunnel sends
     /// one datagram per segment.
     pub gso_fallbacks: AtomicU64,
-    /// Send calls made (a UDP GSO train counts once).
+    /// Send system calls made (a UDP GSO train or a sendmmsg batch counts once).
     pub sends: AtomicU64,
 }
 
@@ -309,6 +309,7 @@ impl Tunnel {
     fn send_each(&self, sock: BorrowedFd<'_>, train: &[u8], unit: usize) -> io::Result<(usize, usize)> {
         let (mut sent, mut dropped) = (0, 0);
         for d in train.chunks(unit) {
+            self.stats.sends.fetch_add(1, Relaxed);
             match self.classify(udp::send_to(sock, &[IoSlice::new(d)], &self.remote), d.len() - HEADER_LEN)? {
                 true => sent += 1,
                 false => dropped += 1,
@@ -351,7 +352,50 @@ impl PortIo for Tunnel {
         let hdr = header(self.vni);
         let frame = buf.frame();
         let sock = self.pool.pick(flow_hash(frame));
+        self.stats.sends.fetch_add(1, Relaxed);
         self.classify(udp::send_to(sock, &[IoSlice::new(&hdr), IoSlice::new(frame)], &self.remote), frame.len())
+    }
+
+    fn batches_tx(&self) -> bool {
+        true
+    }
+
+    /// The frames are grouped by the pool socket their flow goes out through (so each
+    /// flow stays in order), and each group is sent with one sendmmsg(2) per up to
+    /// [`crate::sys::MAX_SEND_BATCH`] frames.
+    fn send_batch(&self, bufs: &[&PacketBuf], sent: &mut [bool]) -> io::Result<()> {
+        const MAX: usize = crate::sys::MAX_SEND_BATCH;
+        debug_assert_eq!(bufs.len(), sent.len());
+        let hdr = header(self.vni);
+        for (bufs, sent) in bufs.chunks(MAX).zip(sent.chunks_mut(MAX)) {
+            let socks: [Option<BorrowedFd<'_>>; MAX] = std::array::from_fn(|i| bufs.get(i).map(|b| self.pool.pick(flow_hash(b.frame()))));
+            let mut grouped = [false; MAX];
+            for first in 0..bufs.len() {
+                let Some(sock) = socks[first].filter(|_| !grouped[first]) else { continue };
+                // The frames that go through `sock`, in order.
+                let (mut ids, mut k) = ([0usize; MAX], 0);
+                for j in first..bufs.len() {
+                    if !grouped[j] && socks[j].is_some_and(|s| s.as_raw_fd() == sock.as_raw_fd()) {
+                        grouped[j] = true;
+                        ids[k] = j;
+                        k += 1;
+                    }
+                }
+                let many = |from: usize| {
+                    let mut slices = ids[from..k].iter().flat_map(|&j| [IoSlice::new(&hdr), IoSlice::new(bufs[j].frame())]);
+                    let iov: [IoSlice<'_>; 2 * MAX] = std::array::from_fn(|_| slices.next().unwrap_or_else(|| IoSlice::new(&[])));
+                    self.stats.sends.fetch_add(1, Relaxed);
+                    udp::send_many_to(sock, &iov[..2 * (k - from)], 2, &self.remote)
+                };
+                let mut ok = [false; MAX];
+                let r = super::send_batched(&mut ok[..k], many, |i| self.send(bufs[ids[i]]), |i, e| self.classify(Err(e), bufs[ids[i]].len()));
+                for (&j, &o) in ids.iter().zip(&ok).take(k) {
+                    sent[j] = o;
+                }
+                r?;
+            }
+        }
+        Ok(())
     }
 
     /// Cuts a TCP/UDP GSO frame at its MSS into `[VXLAN header][inner segment]`
@@ -362,7 +406,9 @@ impl PortIo for Tunnel {
     fn send_gso(&self, buf: &PacketBuf, scratch: &mut [u8]) -> io::Result<Option<GsoSent>> {
         let mut seg = match Segmenter::new(buf.frame(), &buf.vnet) {
             Ok(s) => s,
-            Err(_) => return Ok(Some(GsoSent { dropped: 1, ..GsoSent::default() })),
+            Err(_) => {
+                return Ok(Some(GsoSent { dropped: 1, ..GsoSent::default() }));
+            }
         };
         let hdr = header(self.vni);
         let unit = HEADER_LEN + seg.segment_len(Layer::L2);
@@ -383,8 +429,8 @@ impl PortIo for Tunnel {
                 break;
             }
             let train = &scratch[..off];
-            self.stats.sends.fetch_add(1, Relaxed);
             if n > 1 && self.gso.load(Relaxed) {
+                self.stats.sends.fetch_add(1, Relaxed);
                 match udp::send_gso(sock, train, unit as u16, &self.remote) {
                     Err(e) if matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL)) => {
                         self.gso.store(false, Relaxed);

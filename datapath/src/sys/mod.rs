@@ -16,8 +16,9 @@ pub mod process;
 pub mod tun;
 pub mod udp;
 
-use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::io::{self, IoSlice};
+use std::mem::zeroed;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Turns a `-1` return into the current `errno`.
 fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
@@ -27,6 +28,36 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
 /// Same for `ssize_t` returns.
 fn cvt_size(r: libc::ssize_t) -> io::Result<usize> {
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
+}
+
+/// Most messages one [`send_many`] call takes.
+pub const MAX_SEND_BATCH: usize = 32;
+
+/// Sends up to [`MAX_SEND_BATCH`] messages with one sendmmsg(2), without blocking:
+/// message `i` is gathered from `iovs[i * per..(i + 1) * per]` and goes to `to` (a raw
+/// socket address and its length) or, without one, where the socket is bound. Returns
+/// how many left, in order. When that is fewer than asked, the next message failed and
+/// the kernel dropped its error: send it alone to learn it. `Err` when the first failed.
+fn send_many(fd: BorrowedFd<'_>, iovs: &[IoSlice<'_>], per: usize, to: Option<(&libc::sockaddr_storage, libc::socklen_t)>) -> io::Result<usize> {
+    let n = iovs.len().checked_div(per).unwrap_or(0).min(MAX_SEND_BATCH);
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: mmsghdr is plain old data; all-zero is a valid value.
+    let mut msgs: [libc::mmsghdr; MAX_SEND_BATCH] = unsafe { zeroed() };
+    for (i, m) in msgs.iter_mut().take(n).enumerate() {
+        m.msg_hdr.msg_iov = iovs[i * per..(i + 1) * per].as_ptr() as *mut libc::iovec;
+        m.msg_hdr.msg_iovlen = per;
+        if let Some((ss, len)) = to {
+            m.msg_hdr.msg_name = (ss as *const libc::sockaddr_storage) as *mut libc::c_void;
+            m.msg_hdr.msg_namelen = len;
+        }
+    }
+    // SAFETY: the first `n` headers point at distinct live iovec runs of `iovs` (IoSlice
+    // is ABI-compatible with iovec) and at `to`, all only read during the call; the
+    // count passed is `n`.
+    let r = unsafe { libc::sendmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+    Ok((cvt(r)? as usize).min(n))
 }
 
 /// Takes ownership of a fd a syscall just returned.

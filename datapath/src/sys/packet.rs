@@ -163,6 +163,12 @@ pub fn recv_many(fd: BorrowedFd<'_>, iovs: &mut [IoSliceMut<'_>], per: usize, ou
     Ok(got.min(n))
 }
 
+/// Sends up to [`super::MAX_SEND_BATCH`] frames with one sendmmsg(2), frame `i`
+/// gathered from `iovs[i * per..(i + 1) * per]`; see [`super::send_many`].
+pub fn send_many(fd: BorrowedFd<'_>, iovs: &[IoSlice<'_>], per: usize) -> io::Result<usize> {
+    super::send_many(fd, iovs, per, None)
+}
+
 /// Sends one frame gathered from `bufs`.
 pub fn send(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: msghdr is plain old data; all-zero is a valid value.

@@ -100,6 +100,13 @@ pub fn send_to(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], to: &SocketAddr) -> io:
     cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) })
 }
 
+/// Sends up to [`super::MAX_SEND_BATCH`] datagrams to `to` with one sendmmsg(2),
+/// datagram `i` gathered from `iovs[i * per..(i + 1) * per]`; see [`super::send_many`].
+pub fn send_many_to(fd: BorrowedFd<'_>, iovs: &[IoSlice<'_>], per: usize, to: &SocketAddr) -> io::Result<usize> {
+    let (ss, len) = raw_addr(to);
+    super::send_many(fd, iovs, per, Some((&ss, len)))
+}
+
 /// Sends `buf` as a train of datagrams of `seg` bytes each (the last may be shorter)
 /// with one `sendmsg` and the `UDP_SEGMENT` control message (Linux UDP GSO, at most 64
 /// segments). Kernels or devices that cannot do it answer `EIO`/`EINVAL`.
