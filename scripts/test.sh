@@ -13,9 +13,9 @@ fi
 filter="${1:-}"
 cargo build --workspace --bins --locked
 if [ -n "$filter" ]; then
-    cargo test --workspace --locked -- "$filter"
+    cargo test --workspace --locked --no-fail-fast -- "$filter"
 else
-    cargo test --workspace --locked
+    cargo test --workspace --locked --no-fail-fast
 fi
 if [ -z "$filter" ] && [ "${RVS_SKIP_FUZZ:-0}" != 1 ]; then
     scripts/fuzz-smoke.sh

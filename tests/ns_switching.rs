@@ -82,6 +82,7 @@ fn vlans_isolate_and_fdb_shows_learned_macs() {
 
 #[test]
 fn trunk_between_bridges_over_veth_carries_tags() {
+    require_tools(&["tcpdump"]);
     let n = Node::new("trunk");
     let (va, vb, vc, vd) = (unique("ta"), unique("tb"), unique("tc"), unique("td"));
     n.ns.sh(&format!("ip link add {va} type veth peer name {vb} && ip link set {va} up && ip link set {vb} up"));

@@ -114,6 +114,7 @@ fn interop_with_linux_kernel_vxlan() {
 
 #[test]
 fn underlay_capture_shows_standard_vxlan() {
+    require_tools(&["tcpdump"]);
     let ul = Underlay::new();
     let (n1, n2) = (RvsNode::new(&ul, 1), RvsNode::new(&ul, 2));
     n1.tunnel_to(2, 5000);
