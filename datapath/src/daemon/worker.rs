@@ -763,11 +763,9 @@ impl Worker {
             sent[..n].fill(false);
             let r = port.io.send_batch(&bufs[..n], &mut sent[..n]);
             for (buf, &ok) in bufs.iter().zip(&sent).take(n) {
-                if ok {
-                    port.stats.tx(buf.len());
-                } else if r.is_ok() {
-                    br.core.count_drop(DropReason::TxFailed);
-                    PortStats::inc(&port.stats.tx_dropped);
+                // After an error, the frames that did not leave went with the port.
+                if ok || r.is_ok() {
+                    count_sent(&mut br.core, port, buf.len(), ok);
                 }
             }
             if let Err(e) = r {
@@ -866,15 +864,18 @@ fn unpoll(epoll: &Epoll, port: &DpPort) {
 
 /// Sends one frame, counting it as sent or dropped. `Err` only for a broken port.
 fn send_counted(core: &mut Bridge, port: &DpPort, buf: &PacketBuf) -> io::Result<()> {
-    match port.io.send(buf) {
-        Ok(true) => port.stats.tx(buf.len()),
-        Ok(false) => {
-            core.count_drop(DropReason::TxFailed);
-            PortStats::inc(&port.stats.tx_dropped);
-        }
-        Err(e) => return Err(e),
-    }
+    count_sent(core, port, buf.len(), port.io.send(buf)?);
     Ok(())
+}
+
+/// Counts one frame of `len` bytes as sent on `port`, or as a transmit drop.
+fn count_sent(core: &mut Bridge, port: &DpPort, len: usize, sent: bool) {
+    if sent {
+        port.stats.tx(len);
+    } else {
+        core.count_drop(DropReason::TxFailed);
+        PortStats::inc(&port.stats.tx_dropped);
+    }
 }
 
 /// Completes a partial checksum in place for a port without offloads; the frame then

@@ -99,18 +99,8 @@ impl PortIo for MemPort {
     }
 
     fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
-        let want = bufs.len().min(out.len()).min(self.batch.max(1));
-        let mut n = 0;
-        while n < want {
-            match self.recv_queue(q, &mut bufs[n])? {
-                Rx::Empty => return Ok(RxBatch { n, more: false }),
-                r => {
-                    out[n] = r;
-                    n += 1;
-                }
-            }
-        }
-        Ok(RxBatch { n, more: true })
+        let want = bufs.len().min(self.batch.max(1));
+        super::recv_each(self, q, &mut bufs[..want], out, usize::MAX)
     }
 
     fn reads_ahead(&self) -> bool {

@@ -62,14 +62,8 @@ pub trait PortIo: Send + Sync {
     /// its outcome in `out[i]`, which must be as long): how many, 0 when nothing is
     /// queued, and whether more may be waiting. `Err` only when the port is broken.
     fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
-        let Some(buf) = bufs.first_mut() else { return Ok(RxBatch::default()) };
-        match self.recv_queue(q, buf)? {
-            Rx::Empty => Ok(RxBatch::default()),
-            r => {
-                out[0] = r;
-                Ok(RxBatch { n: 1, more: true })
-            }
-        }
+        let one = bufs.len().min(1);
+        recv_each(self, q, &mut bufs[..one], out, usize::MAX)
     }
 
     /// Whether the device takes frames with partial checksums and GSO (virtio-net
@@ -123,6 +117,29 @@ impl RxBatch {
     pub fn of(n: usize, want: usize) -> RxBatch {
         RxBatch { n, more: n >= want }
     }
+}
+
+/// Reads frames from queue `q` of `port` with one [`PortIo::recv_queue`] each, into
+/// `bufs` (outcomes into `out`), until the queue is empty, the buffers are full or
+/// `max_bytes` have come in.
+pub(crate) fn recv_each<P: PortIo + ?Sized>(port: &P, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx], max_bytes: usize) -> io::Result<RxBatch> {
+    let (mut n, mut bytes) = (0, 0);
+    while n < bufs.len().min(out.len()) {
+        if bytes >= max_bytes {
+            return Ok(RxBatch { n, more: true });
+        }
+        match port.recv_queue(q, &mut bufs[n])? {
+            Rx::Empty => return Ok(RxBatch { n, more: false }),
+            r => {
+                out[n] = r;
+                if r == Rx::Frame {
+                    bytes += bufs[n].len();
+                }
+                n += 1;
+            }
+        }
+    }
+    Ok(RxBatch { n, more: true })
 }
 
 /// Drives a batched send of the frames `0..sent.len()`: `many(i)` sends frames from

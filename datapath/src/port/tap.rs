@@ -150,23 +150,7 @@ impl PortIo for TapPort {
     /// bound for batching ports together), but stops once [`READ_AHEAD_BYTES`] are in:
     /// a large frame goes out while it is still in the cache.
     fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
-        let (mut n, mut bytes) = (0, 0);
-        while n < bufs.len().min(out.len()) {
-            if bytes >= READ_AHEAD_BYTES {
-                return Ok(RxBatch { n, more: true });
-            }
-            match self.recv_queue(q, &mut bufs[n])? {
-                Rx::Empty => return Ok(RxBatch { n, more: false }),
-                r => {
-                    out[n] = r;
-                    if r == Rx::Frame {
-                        bytes += bufs[n].len();
-                    }
-                    n += 1;
-                }
-            }
-        }
-        Ok(RxBatch { n, more: true })
+        super::recv_each(self, q, bufs, out, READ_AHEAD_BYTES)
     }
 
     fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
