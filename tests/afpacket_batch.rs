@@ -51,12 +51,18 @@ fn read_frames(rx: &AfPacketPort, want: usize) -> (Vec<Vec<u8>>, usize) {
     (got, largest)
 }
 
+/// A namespace (needs root) holding a veth pair, both ends up: (namespace, end a, end b).
+fn veth_pair(tag: &str) -> (Netns, String, String) {
+    require_root();
+    let ns = Netns::new(tag);
+    let (a, b) = (unique(&format!("{tag}a")), unique(&format!("{tag}b")));
+    ns.sh(&format!("ip link add {a} type veth peer name {b} && ip link set {a} up && ip link set {b} up"));
+    (ns, a, b)
+}
+
 #[test]
 fn bursts_are_read_in_batches_with_tags_restored() {
-    require_root();
-    let ns = Netns::new("amm");
-    let (a, b) = (unique("ma"), unique("mb"));
-    ns.sh(&format!("ip link add {a} type veth peer name {b} && ip link set {a} up && ip link set {b} up"));
+    let (ns, a, b) = veth_pair("amm");
     let (largest, frames) = ns.run_in(move || {
         let tx = AfPacketPort::open(&a, 1).expect("open the sending end");
         let rx = AfPacketPort::open(&b, 1).expect("open the receiving end");
@@ -80,10 +86,7 @@ fn bursts_are_read_in_batches_with_tags_restored() {
 
 #[test]
 fn afpacket_sends_batches_in_order() {
-    require_root();
-    let ns = Netns::new("asm");
-    let (a, b) = (unique("sa"), unique("sb"));
-    ns.sh(&format!("ip link add {a} type veth peer name {b} && ip link set {a} up && ip link set {b} up"));
+    let (ns, a, b) = veth_pair("asm");
     ns.run_in(move || {
         let tx = AfPacketPort::open(&a, 1).expect("open the sending end");
         let rx = AfPacketPort::open(&b, 1).expect("open the receiving end");
