@@ -323,29 +323,48 @@ impl<'a> Segmenter<'a> {
         if self.remaining() == 0 {
             return Ok(None);
         }
-        let (lay, start) = (self.lay, self.start(layer));
-        let take = self.mss.min(lay.end - self.next);
-        let hdr = lay.hdrs - start;
-        let len = hdr + take;
+        let len = self.header_len(layer) + self.mss.min(self.lay.end - self.next);
         let need = headroom.saturating_add(len);
         if out.len() < need {
             return Err(OffloadError::NoRoom { need, have: out.len() });
         }
-        let seg = &mut out[headroom..need];
-        seg[..hdr].copy_from_slice(&self.frame[start..lay.hdrs]);
-        seg[hdr..].copy_from_slice(&self.frame[self.next..self.next + take]);
-        self.patch_ip(&mut seg[lay.l3 - start..]);
-        let last = self.next + take == lay.end;
-        self.patch_l4(&mut seg[lay.l4 - start..], last);
-        self.done += 1;
-        self.next += take;
+        let Some((hdr, payload)) = self.next_headers_into(out, headroom, layer)? else {
+            return Ok(None);
+        };
+        out[headroom + hdr..need].copy_from_slice(payload);
         Ok(Some(len))
     }
 
-    /// Lengths, identification and header checksum of the segment's IP header; `ip` is
-    /// the segment from its IP header to its end.
-    fn patch_ip(&self, ip: &mut [u8]) {
-        let len = ip.len();
+    /// Like [`Segmenter::next_into`], but writes only the next segment's headers (with
+    /// their lengths and checksums final) into `out[headroom..]`; returns their length
+    /// and the segment's payload, a slice of the frame. The segment is the headers
+    /// followed by that payload: for senders that gather the two (an iovec each)
+    /// instead of copying the payload.
+    pub fn next_headers_into(&mut self, out: &mut [u8], headroom: usize, layer: Layer) -> Result<Option<(usize, &'a [u8])>, OffloadError> {
+        if self.remaining() == 0 {
+            return Ok(None);
+        }
+        let (lay, start) = (self.lay, self.start(layer));
+        let hdr = lay.hdrs - start;
+        let need = headroom.saturating_add(hdr);
+        if out.len() < need {
+            return Err(OffloadError::NoRoom { need, have: out.len() });
+        }
+        let take = self.mss.min(lay.end - self.next);
+        let payload = &self.frame[self.next..self.next + take];
+        let h = &mut out[headroom..need];
+        h.copy_from_slice(&self.frame[start..lay.hdrs]);
+        self.patch_ip(&mut h[lay.l3 - start..lay.l4 - start], lay.hdrs - lay.l3 + take);
+        let last = self.next + take == lay.end;
+        self.patch_l4(&mut h[lay.l4 - start..], payload, last);
+        self.done += 1;
+        self.next += take;
+        Ok(Some((hdr, payload)))
+    }
+
+    /// Length, identification and header checksum of the segment's IP header `ip`, for
+    /// an IP packet of `len` bytes.
+    fn patch_ip(&self, ip: &mut [u8], len: usize) {
         if self.lay.v6 {
             Ipv6Packet::new_unchecked(ip).set_payload_len((len - ipv6::HEADER_LEN) as u16);
         } else {
@@ -356,10 +375,12 @@ impl<'a> Segmenter<'a> {
         }
     }
 
-    /// Sequence number, flags, length and full checksum of the segment's TCP/UDP header;
-    /// `l4` is the segment from its L4 header to its end.
-    fn patch_l4(&self, l4: &mut [u8], last: bool) {
-        let pseudo = self.pseudo + l4.len() as u32;
+    /// Sequence number, flags, length and full checksum of the segment's TCP/UDP header
+    /// `l4`, which `payload` follows. (TCP and UDP headers have an even length, so the
+    /// two parts can be summed apart.)
+    fn patch_l4(&self, l4: &mut [u8], payload: &[u8], last: bool) {
+        let pseudo = self.pseudo + (l4.len() + payload.len()) as u32;
+        let csum = |l4: &[u8]| !checksum::fold(checksum::sum(payload, u32::from(checksum::fold(checksum::sum(l4, pseudo)))));
         match self.lay.proto {
             L4::Tcp => {
                 let mut t = TcpPacket::new_unchecked(&mut *l4);
@@ -373,15 +394,15 @@ impl<'a> Segmenter<'a> {
                 }
                 t.set_flags(flags);
                 t.set_checksum(0);
-                let c = !checksum::fold(checksum::sum(l4, pseudo));
+                let c = csum(l4);
                 TcpPacket::new_unchecked(l4).set_checksum(c);
             }
             L4::Udp => {
-                let len = l4.len() as u16;
+                let len = (l4.len() + payload.len()) as u16;
                 let mut u = UdpPacket::new_unchecked(&mut *l4);
                 u.set_length(len);
                 u.set_checksum(0);
-                let c = !checksum::fold(checksum::sum(l4, pseudo));
+                let c = csum(l4);
                 // RFC 768: a computed zero is transmitted as all ones.
                 UdpPacket::new_unchecked(l4).set_checksum(if c == 0 { 0xffff } else { c });
             }
@@ -507,10 +528,17 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
 
     /// Takes the held frame, if any: its bytes and the vnet header to send it with.
     pub fn flush(&mut self) -> Option<(&[u8], VnetHdr)> {
+        let (len, vnet) = self.finish()?;
+        Some((&self.buf.as_ref()[..len], vnet))
+    }
+
+    /// Completes the held frame, if any, and lets it go: it is `buf[..len]`, to be sent
+    /// with the vnet header returned.
+    fn finish(&mut self) -> Option<(usize, VnetHdr)> {
         let h = self.held.take()?;
         let buf = self.buf.as_mut();
         if h.segs == 1 {
-            return Some((&buf[..h.len], VnetHdr::default()));
+            return Some((h.len, VnetHdr::default()));
         }
         let lay = h.lay;
         let ip_len = lay.end - lay.l3;
@@ -533,28 +561,54 @@ impl<B: AsRef<[u8]> + AsMut<[u8]>> Coalescer<B> {
             csum_start: lay.l4 as u16,
             csum_offset: tcp::CHECKSUM_OFFSET as u16,
         };
-        Some((&buf[..lay.end], vnet))
+        Some((lay.end, vnet))
     }
 
     /// [`Coalescer::offer`] with the follow-up done: whatever must go out before the
     /// frame is merged (the held frame, or the frame itself) is passed to `emit`.
-    pub fn push(&mut self, frame: &[u8], mut emit: impl FnMut(&[u8], &VnetHdr)) {
+    pub fn push(&mut self, frame: &[u8], mut emit: impl FnMut(Emit<'_, B>)) {
         let offer = self.offer(frame);
         if offer == Offer::Merged {
             return;
         }
-        if let Some((b, v)) = self.flush() {
-            emit(b, &v);
-        }
+        self.flush_with(&mut emit);
         if offer == Offer::Bypass || self.offer(frame) != Offer::Merged {
-            emit(frame, &VnetHdr::default());
+            emit(Emit::AsIs(frame));
         }
     }
 
     /// [`Coalescer::flush`] into `emit` (at the end of a receive batch).
-    pub fn flush_with(&mut self, mut emit: impl FnMut(&[u8], &VnetHdr)) {
-        if let Some((b, v)) = self.flush() {
-            emit(b, &v);
+    pub fn flush_with(&mut self, mut emit: impl FnMut(Emit<'_, B>)) {
+        if let Some((len, vnet)) = self.finish() {
+            emit(Emit::Built { buf: &mut self.buf, len, vnet });
+        }
+    }
+}
+
+/// A frame [`Coalescer::push`] or [`Coalescer::flush_with`] hands on.
+pub enum Emit<'a, B> {
+    /// The frame built in the coalescer's buffer, `buf[..len]`, to be sent with `vnet`.
+    /// The coalescer holds nothing at this point, so the receiver may take the buffer
+    /// and leave another of the same size in its place instead of copying the frame.
+    Built { buf: &'a mut B, len: usize, vnet: VnetHdr },
+    /// A frame passed on as it came, with no offload state.
+    AsIs(&'a [u8]),
+}
+
+impl<B: AsRef<[u8]>> Emit<'_, B> {
+    /// The frame's bytes.
+    pub fn frame(&self) -> &[u8] {
+        match self {
+            Emit::Built { buf, len, .. } => &buf.as_ref()[..*len],
+            Emit::AsIs(f) => f,
+        }
+    }
+
+    /// The vnet header to send the frame with.
+    pub fn vnet(&self) -> VnetHdr {
+        match self {
+            Emit::Built { vnet, .. } => *vnet,
+            Emit::AsIs(_) => VnetHdr::default(),
         }
     }
 }
@@ -827,9 +881,9 @@ mod tests {
         let mut co = Coalescer::new(vec![0u8; MAX_COALESCED]);
         let mut out = Vec::new();
         for s in segs {
-            co.push(s, |b, v| out.push((b.to_vec(), *v)));
+            co.push(s, |e| out.push((e.frame().to_vec(), e.vnet())));
         }
-        co.flush_with(|b, v| out.push((b.to_vec(), *v)));
+        co.flush_with(|e| out.push((e.frame().to_vec(), e.vnet())));
         assert!(co.is_empty());
         out
     }
@@ -1162,7 +1216,7 @@ mod tests {
         assert!(co.is_empty());
         // push() passes bypassed frames through, unchanged
         let mut out = Vec::new();
-        co.push(&pure_ack, |b, v| out.push((b.to_vec(), *v)));
+        co.push(&pure_ack, |e| out.push((e.frame().to_vec(), e.vnet())));
         assert_eq!(out, vec![(pure_ack.clone(), VnetHdr::default())]);
     }
 
@@ -1216,9 +1270,9 @@ mod tests {
             (one.seq, one.ident) = (s.seq + i * 1000, s.ident.wrapping_add(i as u16));
             let (f, v) = one.build();
             let seg = segment_and_check(&one, &f, &v).remove(0);
-            co.push(&seg, |b, v| out.push((b.len(), *v)));
+            co.push(&seg, |e| out.push((e.frame().len(), e.vnet())));
         }
-        co.flush_with(|b, v| out.push((b.len(), *v)));
+        co.flush_with(|e| out.push((e.frame().len(), e.vnet())));
         let ip_max = (65535 - 20 - 32) / 1000;
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].0, 14 + 20 + 32 + ip_max * 1000);
@@ -1262,6 +1316,21 @@ mod tests {
         }
 
         #[test]
+        fn gathered_segments_equal_copied_ones(s in spec(), udp: bool) {
+            let mut s = s;
+            s.udp = udp;
+            let (f, vnet) = s.build();
+            let (mut copied, mut gathered) = (Segmenter::new(&f, &vnet).unwrap(), Segmenter::new(&f, &vnet).unwrap());
+            let (mut out, mut hdrs) = (vec![0u8; 70_000], vec![0u8; 200]);
+            while let Some(n) = copied.next_into(&mut out, 0, Layer::L2).unwrap() {
+                let (h, payload) = gathered.next_headers_into(&mut hdrs, 3, Layer::L2).unwrap().unwrap();
+                prop_assert_eq!(&hdrs[3..3 + h], &out[..h]);
+                prop_assert_eq!(payload, &out[h..n]);
+            }
+            prop_assert_eq!(gathered.next_headers_into(&mut hdrs, 0, Layer::L2), Ok(None));
+        }
+
+        #[test]
         fn udp_segments_concatenate(v6: bool, vlan: bool, len in 0usize..5000, mss in 1u16..1500) {
             let mut s = Spec::tcp4(len, mss);
             (s.udp, s.v6, s.vlan) = (true, v6, vlan);
@@ -1296,9 +1365,9 @@ mod tests {
             }
         }
         let mut co = Coalescer::new(vec![0u8; room]);
-        co.push(frame, |_, _| {});
-        co.push(frame, |_, _| {});
-        co.flush_with(|_, _| {});
+        co.push(frame, |_| {});
+        co.push(frame, |_| {});
+        co.flush_with(|_| {});
     }
 
     /// Makes a mutated frame's IPv4 header and TCP checksums valid again, if it parses.

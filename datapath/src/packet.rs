@@ -117,6 +117,16 @@ impl PacketBuf {
         true
     }
 
+    /// Makes the first `len` bytes of the receive area the frame, sent with `vnet`: as
+    /// [`PacketBuf::rx_area`] followed by [`PacketBuf::set_len`], for a frame written
+    /// into the area while it was lent out as an [`Area`].
+    #[inline]
+    pub fn set_frame(&mut self, len: usize, vnet: VnetHdr) {
+        self.rx_area();
+        self.set_len(len);
+        self.vnet = vnet;
+    }
+
     /// Shortens the frame to `len` bytes (no-op when it is already shorter).
     #[inline]
     pub fn truncate(&mut self, len: usize) {
@@ -180,6 +190,23 @@ impl PacketBuf {
                 true
             }
         }
+    }
+}
+
+/// A [`PacketBuf`] lent out as a plain byte area — its receive area, after the
+/// headroom — for something that builds a frame there (the VXLAN coalescer). The
+/// frame becomes the buffer's with [`PacketBuf::set_frame`], without a copy.
+pub struct Area(pub PacketBuf);
+
+impl AsRef<[u8]> for Area {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.data[HEADROOM..]
+    }
+}
+
+impl AsMut<[u8]> for Area {
+    fn as_mut(&mut self) -> &mut [u8] {
+        &mut self.0.data[HEADROOM..]
     }
 }
 

@@ -36,15 +36,14 @@ use crossbeam_channel::{Receiver, Sender};
 use crate::core::police::Policer;
 use crate::core::{Actions, Bridge, BridgeConfig, DropReason, LearnNote, PortConfig, Verdict};
 use crate::db::Uuid;
-use crate::offload::{self, Coalescer, Layer, Segmenter};
-use crate::packet::PacketBuf;
+use crate::offload::{self, Coalescer, Emit, Layer, Segmenter};
+use crate::packet::{Area, PacketBuf};
 use crate::port::vxlan as port_vxlan;
 use crate::port::vxlan::Endpoint;
 use crate::port::{PortIo, PortStats, Rx};
 use crate::sys::epoll::{Epoll, EventFd};
 use crate::time::{Clock, Time};
 use crate::types::{MacAddr, OfPort, VlanId, Vni};
-use crate::wire::virtio_net_hdr::VnetHdr;
 
 /// Frames read from one port before the worker looks at the others.
 pub const BUDGET: usize = 64;
@@ -212,8 +211,9 @@ pub struct Worker {
     seg: PacketBuf,
     /// Receive buffer for VXLAN datagram trains (UDP GRO).
     train: Vec<u8>,
-    /// Software GRO for decapsulated TCP segments.
-    coalescer: Coalescer<Vec<u8>>,
+    /// Software GRO for decapsulated TCP segments, building in a spare packet buffer
+    /// that is swapped with `buf` to forward the frame built.
+    coalescer: Option<Coalescer<Area>>,
     actions: Actions,
     events: Arc<dyn Fn(WorkerEvent) + Send + Sync>,
     crew: Crew,
@@ -283,7 +283,7 @@ impl WorkerHandle {
             pending: Vec::with_capacity(RX_BATCH),
             seg: PacketBuf::with_capacity(70 * 1024),
             train: vec![0u8; 65_536 + 4096],
-            coalescer: Coalescer::new(vec![0u8; offload::MAX_COALESCED]),
+            coalescer: Some(Coalescer::new(Area(PacketBuf::new()))),
             actions: Actions::with_capacity(256),
             events: self.events.clone(),
             crew: Crew::alone(),
@@ -623,8 +623,11 @@ impl Worker {
         let now = self.clock.now();
         let ep = self.endpoints[e].clone();
         let mut train = std::mem::take(&mut self.train);
-        let mut co = std::mem::replace(&mut self.coalescer, Coalescer::new(Vec::new()));
+        let Some(mut co) = self.coalescer.take() else { return };
         let mut target: Option<(usize, usize)> = None;
+        // The datagrams of a train share their sender and mostly their VNI: the last
+        // lookup is kept, so a train costs one hash lookup, not one per datagram.
+        let mut last: Option<(TunnelKey, Option<(usize, usize)>)> = None;
         for _ in 0..BUDGET {
             let t = match ep.recv_train(q, &mut train) {
                 Ok(Some(t)) => t,
@@ -639,45 +642,64 @@ impl Worker {
             }
             for d in port_vxlan::datagrams(&train[..t.len], t.seg, &ep.stats) {
                 let Some((vni, inner)) = d else { continue };
-                let Some(&(b, p)) = self.demux.get(&TunnelKey { endpoint: e, remote: t.from.ip(), vni }) else {
+                let key = TunnelKey { endpoint: e, remote: t.from.ip(), vni };
+                let found = match last {
+                    Some((k, v)) if k == key => v,
+                    _ => {
+                        let v = self.demux.get(&key).copied();
+                        last = Some((key, v));
+                        v
+                    }
+                };
+                let Some((b, p)) = found else {
                     ep.stats.unknown_tunnel.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     continue;
                 };
                 if target != Some((b, p)) {
                     if let Some((tb, tp)) = target {
-                        co.flush_with(|f, v| self.deliver(tb, tp, f, v, now));
+                        co.flush_with(|f| self.deliver(tb, tp, f, now));
                     }
                     target = Some((b, p));
                 }
-                co.push(inner, |f, v| self.deliver(b, p, f, v, now));
+                co.push(inner, |f| self.deliver(b, p, f, now));
             }
         }
         if let Some((tb, tp)) = target {
-            co.flush_with(|f, v| self.deliver(tb, tp, f, v, now));
+            co.flush_with(|f| self.deliver(tb, tp, f, now));
         }
         self.train = train;
-        self.coalescer = co;
+        self.coalescer = Some(co);
     }
 
-    /// Hands one decapsulated (possibly coalesced) frame to the switch as received on
-    /// tunnel port `p` of bridge `b`.
-    fn deliver(&mut self, b: usize, p: usize, frame: &[u8], vnet: &VnetHdr, now: Time) {
+    /// Hands one decapsulated frame to the switch as received on tunnel port `p` of
+    /// bridge `b`. A frame the coalescer built is not copied: its buffer is swapped
+    /// with `self.buf`.
+    fn deliver(&mut self, b: usize, p: usize, frame: Emit<'_, Area>, now: Time) {
         if self.bridges[b].failed[p] {
             return;
         }
-        let area = self.buf.rx_area();
+        match frame {
+            Emit::Built { buf, len, vnet } => {
+                std::mem::swap(&mut self.buf, &mut buf.0);
+                self.buf.set_frame(len, vnet);
+            }
+            Emit::AsIs(frame) => {
+                let area = self.buf.rx_area();
+                if frame.len() > area.len() {
+                    let br = &mut self.bridges[b];
+                    PortStats::inc(&br.ports[p].stats.rx_errors);
+                    br.core.count_drop(DropReason::Oversize);
+                    return;
+                }
+                area[..frame.len()].copy_from_slice(frame);
+                self.buf.set_len(frame.len());
+            }
+        }
         let br = &mut self.bridges[b];
         let port = &mut br.ports[p];
-        if frame.len() > area.len() {
-            PortStats::inc(&port.stats.rx_errors);
-            br.core.count_drop(DropReason::Oversize);
-            return;
-        }
-        area[..frame.len()].copy_from_slice(frame);
-        self.buf.set_len(frame.len());
-        self.buf.vnet = *vnet;
-        port.stats.rx(frame.len(), frame.first().is_some_and(|b| b & 1 == 1));
-        if !port.admit(now, frame.len()) {
+        let len = self.buf.len();
+        port.stats.rx(len, self.buf.frame().first().is_some_and(|b| b & 1 == 1));
+        if !port.admit(now, len) {
             PortStats::inc(&port.stats.rx_dropped);
             br.core.count_drop(DropReason::Policed);
             return;
@@ -935,6 +957,7 @@ mod tests {
     use super::*;
     use crate::port::mem::MemPort;
     use crate::wire::checksum;
+    use crate::wire::virtio_net_hdr::VnetHdr;
 
     fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
         let mut f = vec![0u8; 60];

@@ -304,13 +304,14 @@ impl Tunnel {
 }
 
 impl Tunnel {
-    /// Sends the datagrams packed in `train` (each `unit` bytes but the last) one by
-    /// one. Returns (sent, dropped).
-    fn send_each(&self, sock: BorrowedFd<'_>, train: &[u8], unit: usize) -> io::Result<(usize, usize)> {
+    /// Sends the datagrams gathered in `iov` (each from two slices: headers, payload)
+    /// one by one. Returns (sent, dropped).
+    fn send_each(&self, sock: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> io::Result<(usize, usize)> {
         let (mut sent, mut dropped) = (0, 0);
-        for d in train.chunks(unit) {
+        for d in iov.chunks(2) {
             self.stats.sends.fetch_add(1, Relaxed);
-            match self.classify(udp::send_to(sock, &[IoSlice::new(d)], &self.remote), d.len() - HEADER_LEN)? {
+            let len: usize = d.iter().map(|s| s.len()).sum();
+            match self.classify(udp::send_to(sock, d, &self.remote), len - HEADER_LEN)? {
                 true => sent += 1,
                 false => dropped += 1,
             }
@@ -399,10 +400,11 @@ impl PortIo for Tunnel {
     }
 
     /// Cuts a TCP/UDP GSO frame at its MSS into `[VXLAN header][inner segment]`
-    /// datagrams packed back to back in `scratch`, and sends up to 64 of them per
-    /// `sendmsg` with UDP GSO: one system call instead of one per segment. If the
-    /// kernel refuses UDP GSO, the tunnel falls back to one send per datagram for good
-    /// (counted in `gso_fallbacks`).
+    /// datagrams and sends up to 64 of them per `sendmsg` with UDP GSO: one system call
+    /// instead of one per segment. Only the headers are written (into `scratch`); the
+    /// payloads are gathered from the frame where it lies, so the kernel's copy into the
+    /// socket is the only one. If the kernel refuses UDP GSO, the tunnel falls back to
+    /// one send per datagram for good (counted in `gso_fallbacks`).
     fn send_gso(&self, buf: &PacketBuf, scratch: &mut [u8]) -> io::Result<Option<GsoSent>> {
         let mut seg = match Segmenter::new(buf.frame(), &buf.vnet) {
             Ok(s) => s,
@@ -411,12 +413,14 @@ impl PortIo for Tunnel {
             }
         };
         let hdr = header(self.vni);
+        let block = HEADER_LEN + seg.header_len(Layer::L2);
         let unit = HEADER_LEN + seg.segment_len(Layer::L2);
-        let per_call = UDP_MAX_SEGMENTS.min(UDP_GSO_MAX_BYTES / unit).max(1);
+        let per_call = UDP_MAX_SEGMENTS.min(UDP_GSO_MAX_BYTES / unit).min(scratch.len() / block).max(1);
         let sock = self.pool.pick(flow_hash(buf.frame()));
         let mut out = GsoSent::default();
         while seg.remaining() > 0 {
-            let (off, n, bytes) = match pack_train(&mut seg, &hdr, scratch, per_call) {
+            let mut payloads: [&[u8]; UDP_MAX_SEGMENTS] = [&[]; UDP_MAX_SEGMENTS];
+            let (n, bytes) = match gather_train(&mut seg, &hdr, scratch, &mut payloads[..per_call]) {
                 Ok(t) => t,
                 Err(_) => {
                     out.dropped += seg.remaining().max(1);
@@ -428,10 +432,12 @@ impl PortIo for Tunnel {
                 out.dropped += seg.remaining();
                 break;
             }
-            let train = &scratch[..off];
+            let mut pieces = scratch.chunks_exact(block).zip(&payloads[..n]).flat_map(|(h, p)| [IoSlice::new(h), IoSlice::new(p)]);
+            let iov: [IoSlice<'_>; 2 * UDP_MAX_SEGMENTS] = std::array::from_fn(|_| pieces.next().unwrap_or_else(|| IoSlice::new(&[])));
+            let iov = &iov[..2 * n];
             if n > 1 && self.gso.load(Relaxed) {
                 self.stats.sends.fetch_add(1, Relaxed);
-                match udp::send_gso(sock, train, unit as u16, &self.remote) {
+                match udp::send_gso(sock, iov, unit as u16, &self.remote) {
                     Err(e) if matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL)) => {
                         self.gso.store(false, Relaxed);
                         self.stats.gso_fallbacks.fetch_add(1, Relaxed);
@@ -446,7 +452,7 @@ impl PortIo for Tunnel {
                     }
                 }
             }
-            let (s, d) = self.send_each(sock, train, unit)?;
+            let (s, d) = self.send_each(sock, iov)?;
             out.sent += s;
             out.dropped += d;
         }
@@ -462,30 +468,24 @@ impl PortIo for Tunnel {
     }
 }
 
-/// Packs up to `max` encapsulated datagrams, `[VXLAN header][next segment of seg]`,
-/// back to back into `scratch` (the payload of one `UDP_SEGMENT` send). Returns the
-/// bytes used, the datagrams packed and the inner bytes among them; stops early when
-/// `scratch` is full. `Err` for a frame the segmenter cannot cut.
-pub fn pack_train(seg: &mut Segmenter<'_>, hdr: &[u8; HEADER_LEN], scratch: &mut [u8], max: usize) -> Result<(usize, usize, usize), OffloadError> {
-    let (mut off, mut n, mut bytes) = (0, 0, 0);
-    while n < max && seg.remaining() > 0 {
-        let Some(room) = scratch.get_mut(off..) else { break };
-        if room.len() < HEADER_LEN {
-            break;
-        }
+/// Writes the headers of the next encapsulated datagrams — each the VXLAN header `hdr`
+/// and the headers of the next segment of `seg`, `HEADER_LEN + seg.header_len(L2)`
+/// bytes — back to back into `hdrs`, and their payloads (slices of the frame) into
+/// `payloads`: datagram `i` is header block `i` followed by `payloads[i]`, ready to be
+/// gathered into one `UDP_SEGMENT` send. Stops when `hdrs` or `payloads` is full or the
+/// frame is done; returns the datagrams written and the inner bytes among them. `Err`
+/// for a frame the segmenter cannot cut.
+pub fn gather_train<'a>(seg: &mut Segmenter<'a>, hdr: &[u8; HEADER_LEN], hdrs: &mut [u8], payloads: &mut [&'a [u8]]) -> Result<(usize, usize), OffloadError> {
+    let block = HEADER_LEN + seg.header_len(Layer::L2);
+    let (mut n, mut bytes) = (0, 0);
+    for (room, slot) in hdrs.chunks_exact_mut(block).zip(payloads.iter_mut()) {
         room[..HEADER_LEN].copy_from_slice(hdr);
-        match seg.next_into(room, HEADER_LEN, Layer::L2) {
-            Ok(Some(len)) => {
-                off += HEADER_LEN + len;
-                bytes += len;
-                n += 1;
-            }
-            Ok(None) => break,
-            Err(OffloadError::NoRoom { .. }) if n > 0 => break,
-            Err(e) => return Err(e),
-        }
+        let Some((h, payload)) = seg.next_headers_into(room, HEADER_LEN, Layer::L2)? else { break };
+        *slot = payload;
+        bytes += h + payload.len();
+        n += 1;
     }
-    Ok((off, n, bytes))
+    Ok((n, bytes))
 }
 
 /// A hash of the inner flow (MACs, IP addresses, L4 ports when present), for the choice

@@ -107,20 +107,20 @@ pub fn send_many_to(fd: BorrowedFd<'_>, iovs: &[IoSlice<'_>], per: usize, to: &S
     super::send_many(fd, iovs, per, Some((&ss, len)))
 }
 
-/// Sends `buf` as a train of datagrams of `seg` bytes each (the last may be shorter)
-/// with one `sendmsg` and the `UDP_SEGMENT` control message (Linux UDP GSO, at most 64
-/// segments). Kernels or devices that cannot do it answer `EIO`/`EINVAL`.
-pub fn send_gso(fd: BorrowedFd<'_>, buf: &[u8], seg: u16, to: &SocketAddr) -> io::Result<usize> {
+/// Sends the bytes gathered from `bufs` as a train of datagrams of `seg` bytes each (the
+/// last may be shorter) with one `sendmsg` and the `UDP_SEGMENT` control message (Linux
+/// UDP GSO, at most 64 segments). Kernels or devices that cannot do it answer
+/// `EIO`/`EINVAL`.
+pub fn send_gso(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>], seg: u16, to: &SocketAddr) -> io::Result<usize> {
     let (ss, len) = raw_addr(to);
-    let mut iov = [IoSlice::new(buf)];
     // Room for one cmsg carrying a u16, 8-byte aligned.
     let mut cbuf = [0u64; 4];
     // SAFETY: msghdr is plain old data; all-zero is a valid value.
     let mut msg: libc::msghdr = unsafe { zeroed() };
     msg.msg_name = (&ss as *const libc::sockaddr_storage) as *mut libc::c_void;
     msg.msg_namelen = len;
-    msg.msg_iov = iov.as_mut_ptr().cast();
-    msg.msg_iovlen = 1;
+    msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = bufs.len();
     msg.msg_control = cbuf.as_mut_ptr().cast();
     // SAFETY: CMSG_SPACE only computes a size.
     msg.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
@@ -133,7 +133,8 @@ pub fn send_gso(fd: BorrowedFd<'_>, buf: &[u8], seg: u16, to: &SocketAddr) -> io
         (*c).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
         std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<u16>(), seg);
     }
-    // SAFETY: `msg` points at `ss`, `iov` (over `buf`) and `cbuf`, all live for the call.
+    // SAFETY: `msg` points at `ss`, `bufs` (IoSlice is ABI-compatible with iovec) and
+    // `cbuf`, all live and only read during the call.
     cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) })
 }
 
@@ -224,7 +225,7 @@ mod tests {
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = b.local_addr().unwrap();
         let data: Vec<u8> = (0..250u8).collect();
-        assert_eq!(send_gso(a.as_fd(), &data, 100, &to).unwrap(), 250);
+        assert_eq!(send_gso(a.as_fd(), &[IoSlice::new(&data[..30]), IoSlice::new(&data[30..])], 100, &to).unwrap(), 250);
         let mut got = Vec::new();
         let mut buf = [0u8; 2000];
         for _ in 0..200 {
