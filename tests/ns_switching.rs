@@ -248,13 +248,15 @@ fn two_workers_forward_and_share_learning() {
     plug(Some(&n.ns), &v3p, &vm3, "198.18.12.3/24");
 
     let workers = || n.d.ctl_ok(&["rvs/workers"]);
-    let queues: Vec<(String, String)> = [&p1, &p2, &v3].iter().map(|p| (format!("{p}#0"), format!("{p}#1"))).collect();
-    let mut inputs: Vec<&str> = vec!["br0"];
+    // The bridge's internal port (a tap, created before n-workers was set) gets its
+    // second queue too.
+    let queues: Vec<(String, String)> = ["br0", &p1, &p2, &v3].iter().map(|p| (format!("{p}#0"), format!("{p}#1"))).collect();
+    let mut inputs: Vec<&str> = vec![];
     for (a, b) in &queues {
         inputs.push(a);
         inputs.push(b);
     }
-    wait_until("seven inputs on two workers", Duration::from_secs(10), || {
+    wait_until("eight inputs on two workers", Duration::from_secs(10), || {
         let s = workers();
         s.lines().filter(|l| l.starts_with("worker ")).count() == 2 && s.split_whitespace().filter(|w| inputs.contains(w)).count() == inputs.len()
     });
@@ -297,4 +299,34 @@ fn two_workers_forward_and_share_learning() {
     });
     assert!(vm3.ping_eventually("198.18.12.1", Duration::from_secs(10)), "veth -> tap with one worker again");
     assert!(rx(&n.d) >= before, "counters kept across the reopen");
+
+    // The taps, which live in the VMs' namespaces, lose their second queue in place
+    // and get it back when the workers come back: the device is never closed.
+    let tx_queues = |vm: &Netns, dev: &str| vm.sh(&format!("ls /sys/class/net/{dev}/queues | grep -c '^tx-'")).trim().to_string();
+    wait_until("every port with one queue", Duration::from_secs(10), || {
+        let s = workers();
+        [&p1, &p2, &v3].iter().all(|p| s.split_whitespace().any(|w| w == p.as_str()))
+    });
+    assert_eq!(
+        tx_queues(&vm1, &p1),
+        "1",
+        "{p1}: one queue left
+{}",
+        n.d.log()
+    );
+    assert!(vm1.ping_eventually("198.18.12.2", Duration::from_secs(10)), "tap -> tap with one queue each");
+    n.d.ctl_ok(&["set", "Open_vSwitch", ".", "other_config:n-workers=2"]);
+    wait_until("two workers, the taps with two queues again", Duration::from_secs(10), || {
+        let s = workers();
+        s.lines().filter(|l| l.starts_with("worker ")).count() == 2 && s.split_whitespace().filter(|w| inputs.contains(w)).count() == inputs.len()
+    });
+    assert_eq!(
+        tx_queues(&vm1, &p1),
+        "2",
+        "{p1}: a queue attached in the VM's namespace
+{}",
+        n.d.log()
+    );
+    assert_eq!(tx_queues(&vm2, &p2), "2", "{p2}: a queue attached in the VM's namespace");
+    tcp_transfer(&vm2, &vm1, "198.18.12.2", 5414, 4 << 20).expect("TCP tap -> tap after the taps were requeued");
 }

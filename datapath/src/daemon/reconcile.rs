@@ -143,7 +143,9 @@ impl Ports {
 
         // Close what is no longer wanted, changed type, or broke. AF_PACKET and VXLAN
         // ports are reopened with one receive queue per worker when the number of
-        // workers changes; their counters carry over.
+        // workers changes; their counters carry over. A tap is not closed (that would
+        // delete it, and it may be in a VM's namespace by now): its queues change in
+        // place.
         let broken = std::mem::take(&mut self.broken);
         self.queues = n_workers(db);
         let queues = self.queues;
@@ -153,10 +155,21 @@ impl Ports {
             if !keep {
                 tracing::info!("closing port {}", p.name);
             } else {
-                let requeue = match &p.backend {
+                let requeue = match &mut p.backend {
                     Backend::AfPacket(a) => a.asked_queues() != queues,
                     Backend::Vxlan(_, ep) => ep.queues() != queues,
-                    Backend::Tap(_) => false,
+                    Backend::Tap(t) => {
+                        if t.asked_queues() != queues {
+                            match t.requeued(queues) {
+                                Ok(n) => {
+                                    tracing::info!("port {}: {} receive queue(s)", p.name, n.queues());
+                                    *t = Arc::new(n);
+                                }
+                                Err(e) => tracing::warn!("port {}: cannot change its receive queues: {e}", p.name),
+                            }
+                        }
+                        false
+                    }
                 };
                 if requeue {
                     tracing::info!("reopening port {} with {queues} receive queue(s)", p.name);

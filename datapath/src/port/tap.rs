@@ -9,11 +9,12 @@
 //! namespace (a VM namespace in tests) and keeps working: the fd stays attached.
 //! Dropping the port closes the fd, which deletes the (non-persistent) device.
 //!
-//! With several workers the tap is created multi-queue (`IFF_MULTI_QUEUE`), one queue
-//! per worker: the kernel puts the frames the stack behind the tap sends on a queue
-//! chosen by flow hash, so each worker reads its own queue and a flow stays in order.
-//! The queues are opened when the device is created, in rvs's namespace; a tap that
-//! has since moved to another namespace keeps its number of queues.
+//! The tap is created multi-queue (`IFF_MULTI_QUEUE`) with one queue per worker: the
+//! kernel puts the frames the stack behind the tap sends on a queue chosen by flow
+//! hash, so each worker reads its own queue and a flow stays in order. When the number
+//! of workers changes, [`TapPort::requeued`] attaches more queues (in whatever
+//! namespace the device lives by then) or lets the surplus go; the device itself is
+//! never closed. Only a pre-existing single-queue tap keeps its one queue.
 
 use std::fs::File;
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
@@ -30,6 +31,10 @@ pub struct TapPort {
     files: Vec<File>,
     name: String,
     offloads: u32,
+    /// Whether the device is multi-queue (queues can be added).
+    multi_queue: bool,
+    /// Queues asked for (more than `files` when the kernel gave fewer).
+    asked: usize,
 }
 
 /// Frames a tap reads ahead before the worker forwards them.
@@ -46,25 +51,11 @@ impl TapPort {
     /// receive queues. An existing single-queue tap, or a kernel that refuses
     /// multi-queue, gives one queue.
     pub fn open(name: &str, queues: usize) -> io::Result<TapPort> {
-        let multi = queues > 1;
-        let (file, actual, more) = match tun::open_tap(name, true, multi) {
-            Ok((f, n)) if multi => {
-                let mut more = Vec::new();
-                for _ in 1..queues {
-                    match tun::open_tap(&n, true, true) {
-                        Ok((q, _)) => more.push(q),
-                        Err(e) => {
-                            tracing::warn!("{n}: cannot attach another tap queue ({e}): {} queue(s)", 1 + more.len());
-                            break;
-                        }
-                    }
-                }
-                (f, n, more)
-            }
-            Ok((f, n)) => (f, n, Vec::new()),
-            Err(e) if multi && e.raw_os_error() == Some(libc::EINVAL) => {
+        let (file, actual, multi_queue) = match tun::open_tap(name, true, true) {
+            Ok((f, n)) => (f, n, true),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 let (f, n) = tun::open_tap(name, true, false)?;
-                (f, n, Vec::new())
+                (f, n, false)
             }
             Err(e) => return Err(e),
         };
@@ -76,9 +67,33 @@ impl TapPort {
                 break;
             }
         }
-        let mut files = vec![file];
-        files.extend(more);
-        Ok(TapPort { files, name: actual, offloads })
+        let one = TapPort { files: vec![file], name: actual, offloads, multi_queue, asked: 1 };
+        one.requeued(queues)
+    }
+
+    /// The same tap with `queues` receive queues: the first ones shared with this port
+    /// (their files duplicated), more attached where the device is now
+    /// ([`tun::attach_queue`]); the queues beyond `queues` are let go when this port is
+    /// dropped. A single-queue tap keeps its queue; a queue the kernel refuses is
+    /// logged and the tap goes on with fewer.
+    pub fn requeued(&self, queues: usize) -> io::Result<TapPort> {
+        let asked = queues.max(1);
+        let mut files = self.files.iter().take(asked).map(File::try_clone).collect::<io::Result<Vec<_>>>()?;
+        while self.multi_queue && files.len() < asked {
+            match tun::attach_queue(self.files[0].as_fd(), true) {
+                Ok(f) => files.push(f),
+                Err(e) => {
+                    tracing::warn!("{}: cannot attach another tap queue ({e}): {} queue(s)", self.name, files.len());
+                    break;
+                }
+            }
+        }
+        Ok(TapPort { files, name: self.name.clone(), offloads: self.offloads, multi_queue: self.multi_queue, asked })
+    }
+
+    /// Queues asked for when the port was opened or requeued.
+    pub fn asked_queues(&self) -> usize {
+        self.asked
     }
 
     pub fn name(&self) -> &str {

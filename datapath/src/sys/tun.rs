@@ -1,10 +1,11 @@
-//! Tap devices (`/dev/net/tun`): create/attach, virtio-net header size, offloads,
-//! persistence, and the "still attached?" check.
+//! Tap devices (`/dev/net/tun`): create/attach, more queues for a tap that has moved
+//! to another network namespace, virtio-net header size, offloads, persistence, and the
+//! "still attached?" check.
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 
 use super::{IfReq, cvt, ioctl_ifreq};
 
@@ -29,6 +30,37 @@ pub fn open_tap(name: &str, vnet_hdr: bool, multi_queue: bool) -> io::Result<(Fi
     let f = OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open("/dev/net/tun")?;
     ioctl_ifreq(f.as_raw_fd(), libc::TUNSETIFF, &mut ifr)?;
     Ok((f, ifr.name()))
+}
+
+/// `TUNGETDEVNETNS` (`_IO('T', 227)`): a new fd of the network namespace the device
+/// is in now.
+const TUNGETDEVNETNS: libc::Ioctl = 0x54e3;
+
+/// Attaches one more queue to the multi-queue tap that `fd` is attached to, wherever
+/// the device is now: it may have been moved into another network namespace (a VM's)
+/// and renamed there. A device in another namespace is attached from a short-lived
+/// thread that enters that namespace; the file works from any thread afterwards.
+pub fn attach_queue(fd: BorrowedFd<'_>, vnet_hdr: bool) -> io::Result<File> {
+    let name = attached_name(fd)?;
+    // SAFETY: TUNGETDEVNETNS takes no argument; it returns a new fd or -1.
+    let raw = cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETDEVNETNS) })?;
+    // SAFETY: the ioctl just returned `raw`, a new fd that nothing else owns.
+    let ns = unsafe { OwnedFd::from_raw_fd(raw) };
+    let here = std::fs::metadata("/proc/thread-self/ns/net")?;
+    let there = File::from(ns.try_clone()?).metadata()?;
+    if (here.dev(), here.ino()) == (there.dev(), there.ino()) {
+        return open_tap(&name, vnet_hdr, true).map(|(f, _)| f);
+    }
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: setns only reads the fd; it moves this thread, which ends right
+            // after, into the device's network namespace.
+            cvt(unsafe { libc::setns(ns.as_fd().as_raw_fd(), libc::CLONE_NEWNET) })?;
+            open_tap(&name, vnet_hdr, true).map(|(f, _)| f)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the thread attaching a tap queue panicked")))
+    })
 }
 
 fn ioctl_int_ptr(fd: RawFd, req: libc::Ioctl, v: &mut libc::c_int) -> io::Result<()> {
