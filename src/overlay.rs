@@ -14,6 +14,8 @@ pub struct Underlay {
 impl Underlay {
     /// An underlay sized for VXLAN: 1600 bytes, so 1500-byte VM frames fit once
     /// encapsulated (see the README on sizing the underlay MTU).
+    // No `Default`: this creates a namespace and a bridge, which a default should not.
+    #[allow(clippy::new_without_default)]
     pub fn new() -> Underlay {
         Underlay::with_mtu(1600)
     }

@@ -183,14 +183,14 @@ impl Txn {
     }
 }
 
+/// A parsed `column[:key][op value]`: column index and schema, key, and (operator
+/// index, value).
+pub type ColumnKeyValue = (usize, &'static datapath::db::ColumnSchema, Option<String>, Option<(usize, String)>);
+
 /// Splits `column[:key][op value]` (db-ctl-base's parse_column_key_value): returns the
 /// column index and schema, the key, and (operator index, value) when an operator is
 /// present. `ops` are the allowed operators, longest match wins.
-pub fn parse_column_key_value(
-    t: usize,
-    arg: &str,
-    ops: &[&str],
-) -> Result<(usize, &'static datapath::db::ColumnSchema, Option<String>, Option<(usize, String)>)> {
+pub fn parse_column_key_value(t: usize, arg: &str, ops: &[&str]) -> Result<ColumnKeyValue> {
     let (col_name, mut rest) = datapath::db::value::next_token(arg).map_err(CtlError::new)?;
     if col_name.is_empty() {
         return Err(CtlError::new(format!("{arg}: missing column name")));

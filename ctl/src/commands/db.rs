@@ -46,12 +46,12 @@ pub fn get(t: &mut Txn, c: &mut Cmd) -> Result<()> {
         }
     }
     let ts = &TABLES[tbl];
-    for a in c.argv[3..].to_vec() {
-        if is_uuid_word(&a) {
+    for a in &c.argv[3..] {
+        if is_uuid_word(a) {
             c.output += &format!("{row}\n");
             continue;
         }
-        let (ci, col, key) = parse_column_key(tbl, &a)?;
+        let (ci, col, key) = parse_column_key(tbl, a)?;
         let d = &t.db.tables[tbl][&row].cols[ci];
         match key {
             Some(k) => {
@@ -128,8 +128,8 @@ pub fn list(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let cols = columns(tbl, c.opt("--columns"))?;
     let mut out = make_table(tbl, &cols);
     if c.argv.len() > 2 {
-        for id in c.argv[2..].to_vec() {
-            if let Some(u) = names::get_row(&t.db, tbl, &id, must_exist)? {
+        for id in &c.argv[2..] {
+            if let Some(u) = names::get_row(&t.db, tbl, id, must_exist)? {
                 add_record(t, tbl, &u, &cols, &mut out);
             }
         }
@@ -272,8 +272,8 @@ pub fn set(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     }
     let Some(row) = names::get_row(&t.db, tbl, c.arg(2), !c.has("--if-exists"))? else { return Ok(()) };
     names::writable(tbl)?;
-    for a in c.argv[3..].to_vec() {
-        t.set_column(tbl, &row, &a)?;
+    for a in &c.argv[3..] {
+        t.set_column(tbl, &row, a)?;
     }
     Ok(())
 }
@@ -298,8 +298,8 @@ pub fn add(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     // As in ovs-vsctl: within a chain, an existing key keeps its value (datum union);
     // as the last command the change is sent as a partial map update, which replaces.
     let replace = t.last_command;
-    for a in c.argv[4..].to_vec() {
-        let d = t.parse_datum(&add_ty, &a)?;
+    for a in &c.argv[4..] {
+        let d = t.parse_datum(&add_ty, a)?;
         for (i, k) in d.keys.iter().enumerate() {
             match (&d.values, replace) {
                 (Some(v), true) => new.put(k.clone(), v[i].clone()),
@@ -333,8 +333,8 @@ pub fn remove(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let mut rm_ty = col.ty;
     rm_ty.n_min = 1;
     rm_ty.n_max = datapath::db::schema::UNLIMITED;
-    for a in c.argv[4..].to_vec() {
-        match t.parse_datum(&rm_ty, &a) {
+    for a in &c.argv[4..] {
+        match t.parse_datum(&rm_ty, a) {
             Ok(d) => {
                 for (i, k) in d.keys.iter().enumerate() {
                     old.remove(k, d.values.as_ref().map(|v| &v[i]));
@@ -343,7 +343,7 @@ pub fn remove(t: &mut Txn, c: &mut Cmd) -> Result<()> {
             Err(e) if col.ty.is_map() => {
                 // A map's keys alone are also accepted.
                 let keys_ty = ColumnType { value: None, ..rm_ty };
-                let d = t.parse_datum(&keys_ty, &a).map_err(|_| e)?;
+                let d = t.parse_datum(&keys_ty, a).map_err(|_| e)?;
                 for k in &d.keys {
                     old.remove(k, None);
                 }
@@ -372,8 +372,8 @@ pub fn clear(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     }
     let Some(row) = names::get_row(&t.db, tbl, c.arg(2), !c.has("--if-exists"))? else { return Ok(()) };
     names::writable(tbl)?;
-    for a in c.argv[3..].to_vec() {
-        let (ci, col) = names::column(tbl, &a)?;
+    for a in &c.argv[3..] {
+        let (ci, col) = names::column(tbl, a)?;
         check_mutable(t, tbl, &row, col)?;
         if col.ty.n_min > 0 {
             return Err(CtlError::new(format!(
@@ -397,8 +397,8 @@ pub fn create(t: &mut Txn, c: &mut Cmd) -> Result<()> {
         None => None,
     };
     let row = t.insert_row(tbl, uuid);
-    for a in c.argv[2..].to_vec() {
-        t.set_column(tbl, &row, &a)?;
+    for a in &c.argv[2..] {
+        t.set_column(tbl, &row, a)?;
     }
     c.output += &format!("{row}\n");
     Ok(())
@@ -421,8 +421,8 @@ pub fn destroy(t: &mut Txn, c: &mut Cmd) -> Result<()> {
         t.db.tables[tbl].keys().copied().collect()
     } else {
         let mut v = Vec::new();
-        for id in c.argv[2..].to_vec() {
-            if let Some(u) = names::get_row(&t.db, tbl, &id, must_exist)? {
+        for id in &c.argv[2..] {
+            if let Some(u) = names::get_row(&t.db, tbl, id, must_exist)? {
                 v.push(u);
             }
         }
@@ -440,8 +440,8 @@ pub fn wait_until(t: &mut Txn, c: &mut Cmd) -> Result<()> {
         t.try_again = true;
         return Ok(());
     };
-    for a in c.argv[3..].to_vec() {
-        if !condition(t, tbl, &row, &a)? {
+    for a in &c.argv[3..] {
+        if !condition(t, tbl, &row, a)? {
             t.try_again = true;
             return Ok(());
         }

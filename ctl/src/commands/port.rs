@@ -37,7 +37,7 @@ pub fn list_ports(t: &mut Txn, c: &mut Cmd) -> Result<()> {
 pub fn add_port(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let (br, port) = (c.arg(1).to_string(), c.arg(2).to_string());
     let settings: Vec<String> = c.argv[3..].to_vec();
-    add(t, c, &br, &port, &[port.clone()], &settings)
+    add(t, c, &br, &port, std::slice::from_ref(&port), &settings)
 }
 
 /// add-port and add-bond share this (ovs-vsctl's add_port).
