@@ -18,7 +18,8 @@
 # median of sockperf ping-pong when installed), and the CPU the switch daemon(s) use
 # while idle (no traffic, 10 s, from /proc/PID/stat; rvs and OVS rows). Each figure is
 # the median of the runs and is also given as a ratio to the kernel row of its class
-# (one node: linux-bridge; two nodes: kernel-vxlan).
+# (one node: linux-bridge; two nodes: kernel-vxlan). The rows take turns: every row is
+# built, measured once and torn down, then the next; then the second run of each.
 # Output: a table on stdout and in bench-results/e2e-DATE.txt, a CSV, and a PNG plot
 # (gnuplot). Addresses: 198.18.0.0/15 only, inside namespaces made here; everything is
 # removed on exit, also on failure or Ctrl-C.
@@ -132,18 +133,18 @@ measure_idle() { # prints the % of one core the row's daemons used over IDLE_SEC
     python3 -c "print(round(($t1 - $t0) * 100 / $(getconf CLK_TCK) / $IDLE_SECS, 2))"
 }
 
-run_measurements() { # row
-    local row=$1 r v
+run_measurements() { # row run: one run of every measurement (idle CPU in the first)
+    local row=$1 r=$2 v
     # warm up: ARP and MAC learning
     nsx vm1 ping -c 3 -i 0.2 -W 1 $VM2_IP >/dev/null 2>&1 || { log "  $row: no connectivity, skipping"; return 1; }
     sleep 1
-    v=$(measure_idle); [ -n "$v" ] && { record "$row" idle_cpu 1 "$v"; log "  $row: idle CPU $v % of a core"; }
-    for r in $(seq 1 "$RUNS"); do
-        v=$(measure_tcp "$row"); record "$row" tcp_gbps "$r" "$v"; log "  $row run $r: TCP $v Gbit/s"
-        v=$(measure_pps "$row"); record "$row" pps64 "$r" "$v"; log "  $row run $r: $v frames/s (64 B)"
-        v=$(measure_rtt); record "$row" rtt_us "$r" "$v"; log "  $row run $r: ping RTT $v µs"
-        v=$(measure_sockperf); [ -n "$v" ] && { record "$row" pp_us "$r" "$v"; log "  $row run $r: sockperf ping-pong RTT $v µs"; }
-    done
+    if [ "$r" = 1 ]; then
+        v=$(measure_idle); [ -n "$v" ] && { record "$row" idle_cpu 1 "$v"; log "  $row: idle CPU $v % of a core"; }
+    fi
+    v=$(measure_tcp "$row"); record "$row" tcp_gbps "$r" "$v"; log "  $row run $r: TCP $v Gbit/s"
+    v=$(measure_pps "$row"); record "$row" pps64 "$r" "$v"; log "  $row run $r: $v frames/s (64 B)"
+    v=$(measure_rtt); record "$row" rtt_us "$r" "$v"; log "  $row run $r: ping RTT $v µs"
+    v=$(measure_sockperf); [ -n "$v" ] && { record "$row" pp_us "$r" "$v"; log "  $row run $r: sockperf ping-pong RTT $v µs"; }
 }
 
 # --- topologies -------------------------------------------------------------------------
@@ -178,6 +179,8 @@ stop_daemons() {
     done
     sleep 0.5
     delall
+    # the daemons' directories (databases, sockets, logs): the next build starts afresh
+    find "$WORK" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
 }
 
 row_linux_bridge() {
@@ -271,19 +274,24 @@ row_ovs_vxlan() {
     nsx vm1 ethtool -K $VM1_DEV tx off >/dev/null; nsx vm2 ethtool -K $VM2_DEV tx off >/dev/null
 }
 
+# The rows take turns: run 1 of every row, then run 2 of every row, ... (each row built
+# and torn down every time), so that the machine's slow and fast phases, which last
+# minutes on a shared host, fall on kernel and rvs rows alike rather than on whole rows.
 ROWS=(linux-bridge rvs-tap rvs-veth ovs-netdev kernel-vxlan rvs-vxlan ovs-vxlan)
-for row in "${ROWS[@]}"; do
-    [ -z "${E2E_ROWS:-}" ] || [[ " $E2E_ROWS " == *" $row "* ]] || continue
-    case $row in ovs-*) [ $HAVE_OVS = 1 ] || { log "== $row: Open vSwitch not installed, skipped"; continue; } ;; esac
-    log "== $row"
-    fn="row_${row//-/_}"
-    if $fn >"$WORK/setup-$row.log" 2>&1; then
-        sleep 1
-        run_measurements "$row" || true
-    else
-        log "  $row: setup failed: $(tail -3 "$WORK/setup-$row.log")"
-    fi
-    stop_daemons
+for r in $(seq 1 "$RUNS"); do
+    for row in "${ROWS[@]}"; do
+        [ -z "${E2E_ROWS:-}" ] || [[ " $E2E_ROWS " == *" $row "* ]] || continue
+        case $row in ovs-*) [ $HAVE_OVS = 1 ] || { [ "$r" = 1 ] && log "== $row: Open vSwitch not installed, skipped"; continue; } ;; esac
+        log "== $row (run $r of $RUNS)"
+        fn="row_${row//-/_}"
+        if $fn >"$WORK/setup-$row.log" 2>&1; then
+            sleep 1
+            run_measurements "$row" "$r" || true
+        else
+            log "  $row: setup failed: $(tail -3 "$WORK/setup-$row.log")"
+        fi
+        stop_daemons
+    done
 done
 
 # --- report ------------------------------------------------------------------------------
@@ -302,7 +310,7 @@ base = {r: ("linux-bridge" if r in rows[:4] else "kernel-vxlan") for r in rows}
 metrics = [("tcp_gbps", "TCP Gbit/s", True), ("pps64", "64B frames/s", True), ("rtt_us", "ping RTT us", False), ("pp_us", "sockperf RTT us", False), ("idle_cpu", "idle CPU %", None)]
 med = {k: statistics.median(v) for k, v in vals.items() if v}
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-print(f"rvs end-to-end benchmark, {runs} run(s) per figure (medians); ratio = this row / kernel row of its class")
+print(f"rvs end-to-end benchmark, {runs} run(s) per figure (medians; the rows take turns run by run); ratio = this row / kernel row of its class")
 print(f"machine: {os.cpu_count()} cores, {cpu}, kernel {platform.release()}")
 print(f"rvs datapath workers per daemon: {os.environ.get('E2E_WORKERS') or 1}")
 hdr = f"{'row':<13}" + "".join(f"{name:>22}" for _, name, _ in metrics)
