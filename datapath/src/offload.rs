@@ -320,19 +320,7 @@ impl<'a> Segmenter<'a> {
     /// `out[..headroom]` is not touched. A too small `out` is an error and consumes
     /// nothing, so the call can be repeated with a larger buffer.
     pub fn next_into(&mut self, out: &mut [u8], headroom: usize, layer: Layer) -> Result<Option<usize>, OffloadError> {
-        if self.remaining() == 0 {
-            return Ok(None);
-        }
-        let len = self.header_len(layer) + self.mss.min(self.lay.end - self.next);
-        let need = headroom.saturating_add(len);
-        if out.len() < need {
-            return Err(OffloadError::NoRoom { need, have: out.len() });
-        }
-        let Some((hdr, payload)) = self.next_headers_into(out, headroom, layer)? else {
-            return Ok(None);
-        };
-        out[headroom + hdr..need].copy_from_slice(payload);
-        Ok(Some(len))
+        Ok(self.next_segment(out, headroom, layer, true)?.map(|(len, _)| len))
     }
 
     /// Like [`Segmenter::next_into`], but writes only the next segment's headers (with
@@ -341,25 +329,36 @@ impl<'a> Segmenter<'a> {
     /// followed by that payload: for senders that gather the two (an iovec each)
     /// instead of copying the payload.
     pub fn next_headers_into(&mut self, out: &mut [u8], headroom: usize, layer: Layer) -> Result<Option<(usize, &'a [u8])>, OffloadError> {
+        self.next_segment(out, headroom, layer, false)
+    }
+
+    /// Writes the next segment's headers into `out[headroom..]` and, with `copy`, its
+    /// payload after them; returns the bytes written and the payload.
+    fn next_segment(&mut self, out: &mut [u8], headroom: usize, layer: Layer, copy: bool) -> Result<Option<(usize, &'a [u8])>, OffloadError> {
         if self.remaining() == 0 {
             return Ok(None);
         }
         let (lay, start) = (self.lay, self.start(layer));
         let hdr = lay.hdrs - start;
-        let need = headroom.saturating_add(hdr);
+        let take = self.mss.min(lay.end - self.next);
+        let len = if copy { hdr + take } else { hdr };
+        let need = headroom.saturating_add(len);
         if out.len() < need {
             return Err(OffloadError::NoRoom { need, have: out.len() });
         }
-        let take = self.mss.min(lay.end - self.next);
         let payload = &self.frame[self.next..self.next + take];
-        let h = &mut out[headroom..need];
-        h.copy_from_slice(&self.frame[start..lay.hdrs]);
-        self.patch_ip(&mut h[lay.l3 - start..lay.l4 - start], lay.hdrs - lay.l3 + take);
+        let seg = &mut out[headroom..need];
+        seg[..hdr].copy_from_slice(&self.frame[start..lay.hdrs]);
+        if copy {
+            seg[hdr..].copy_from_slice(payload);
+        }
+        self.patch_ip(&mut seg[lay.l3 - start..lay.l4 - start], lay.hdrs - lay.l3 + take);
         let last = self.next + take == lay.end;
-        self.patch_l4(&mut h[lay.l4 - start..], payload, last);
+        // A copied payload is summed with its headers in one pass.
+        self.patch_l4(&mut seg[lay.l4 - start..], if copy { &[] } else { payload }, last);
         self.done += 1;
         self.next += take;
-        Ok(Some((hdr, payload)))
+        Ok(Some((len, payload)))
     }
 
     /// Length, identification and header checksum of the segment's IP header `ip`, for
@@ -376,8 +375,9 @@ impl<'a> Segmenter<'a> {
     }
 
     /// Sequence number, flags, length and full checksum of the segment's TCP/UDP header
-    /// `l4`, which `payload` follows. (TCP and UDP headers have an even length, so the
-    /// two parts can be summed apart.)
+    /// at the start of `l4`, which `payload` follows (`l4` may hold the payload itself,
+    /// `payload` then being empty). TCP and UDP headers have an even length, so the two
+    /// parts can be summed apart.
     fn patch_l4(&self, l4: &mut [u8], payload: &[u8], last: bool) {
         let pseudo = self.pseudo + (l4.len() + payload.len()) as u32;
         let csum = |l4: &[u8]| !checksum::fold(checksum::sum(payload, u32::from(checksum::fold(checksum::sum(l4, pseudo)))));
