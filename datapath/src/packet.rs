@@ -64,6 +64,24 @@ impl PacketBuf {
         &mut self.data[HEADROOM..]
     }
 
+    /// Like [`PacketBuf::rx_area`], but the area starts `prefix` bytes early, in the
+    /// headroom, so one read fills a header that precedes the frame (a virtio-net
+    /// header) and the frame behind it: one buffer, no iovec to import. Call
+    /// [`PacketBuf::set_len`] with the bytes received less `prefix`; the header is then
+    /// [`PacketBuf::rx_prefix`].
+    #[inline]
+    pub fn rx_area_after(&mut self, prefix: usize) -> &mut [u8] {
+        assert!(prefix <= HEADROOM, "a receive prefix must fit the headroom");
+        self.rx_area();
+        &mut self.data[HEADROOM - prefix..]
+    }
+
+    /// The `prefix` bytes a receive into [`PacketBuf::rx_area_after`] put before the frame.
+    #[inline]
+    pub fn rx_prefix(&self, prefix: usize) -> &[u8] {
+        &self.data[HEADROOM - prefix..HEADROOM]
+    }
+
     /// Sets the frame length after a receive into [`PacketBuf::rx_area`].
     #[inline]
     pub fn set_len(&mut self, len: usize) {
@@ -224,6 +242,20 @@ mod tests {
             *b = i as u8;
         }
         f
+    }
+
+    #[test]
+    fn one_read_fills_the_header_before_the_frame() {
+        let mut p = PacketBuf::with_capacity(64);
+        p.push_front(4).unwrap(); // an earlier frame's state must not leak
+        let area = p.rx_area_after(12);
+        assert_eq!(area.len(), 12 + 64);
+        area[..12].copy_from_slice(&[7; 12]);
+        area[12..16].copy_from_slice(&[1, 2, 3, 4]);
+        p.set_len(4);
+        assert_eq!(p.rx_prefix(12), &[7; 12]);
+        assert_eq!(p.frame(), &[1, 2, 3, 4]);
+        assert_eq!(p.headroom(), HEADROOM);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! never closed. Only a pre-existing single-queue tap keeps its one queue.
 
 use std::fs::File;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 
 use super::{PortIo, Rx, RxBatch};
@@ -130,23 +130,19 @@ impl PortIo for TapPort {
 
     fn recv_queue(&self, q: usize, buf: &mut PacketBuf) -> io::Result<Rx> {
         let Some(file) = self.files.get(q) else { return Ok(Rx::Empty) };
-        let mut hdr = [0u8; LEN_V1];
-        let area = buf.rx_area();
-        let n = {
-            let mut iov = [IoSliceMut::new(&mut hdr), IoSliceMut::new(area)];
-            match (&*file).read_vectored(&mut iov) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
-                    return Ok(Rx::Empty);
-                }
-                Err(e) => return Err(e),
+        // The virtio-net header lands in the headroom, right before the frame.
+        let n = match (&*file).read(buf.rx_area_after(LEN_V1)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+                return Ok(Rx::Empty);
             }
+            Err(e) => return Err(e),
         };
         if n < LEN_V1 {
             return Ok(Rx::Bad);
         }
         buf.set_len(n - LEN_V1);
-        buf.vnet = match VnetHdr::parse(&hdr) {
+        buf.vnet = match VnetHdr::parse(buf.rx_prefix(LEN_V1)) {
             Ok(v) => v,
             Err(_) => return Ok(Rx::Bad),
         };
