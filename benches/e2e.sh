@@ -20,6 +20,7 @@
 # the median of the runs and is also given as a ratio to the kernel row of its class
 # (one node: linux-bridge; two nodes: kernel-vxlan). The rows take turns: every row is
 # built, measured once and torn down, then the next; then the second run of each.
+# The report also gives what one thread wake-up costs on the machine (benches/wakeup.rs).
 # Output: a table on stdout and in bench-results/e2e-DATE.txt, a CSV, and a PNG plot
 # (gnuplot). Addresses: 198.18.0.0/15 only, inside namespaces made here; everything is
 # removed on exit, also on failure or Ctrl-C.
@@ -41,6 +42,9 @@ HAVE_SOCKPERF=0; command -v sockperf >/dev/null && HAVE_SOCKPERF=1
 HAVE_GNUPLOT=0; command -v gnuplot >/dev/null && HAVE_GNUPLOT=1
 
 cargo build --release --workspace --bins -q || exit 1
+# What one thread wake-up costs on this machine (benches/wakeup.rs): rvs pays it per
+# frame when traffic is sparse (ping), the kernel's bridge does not. Into the report.
+WAKEUP="$(cargo bench -q --bench wakeup 2>/dev/null)"
 BIN="${E2E_BIN:-$PWD/target/release}"
 P="e2e$$"                       # name prefix, unique per run
 WORK="$(mktemp -d /tmp/rvs-e2e.XXXXXX)"
@@ -121,6 +125,8 @@ measure_sockperf() { # prints the median round trip in µs (sockperf reports hal
     local lat
     lat=$(nsx vm1 timeout 20 sockperf pp -i $VM2_IP -p 11111 -t 3 2>/dev/null | awk '/percentile 50.000 =/ {print $NF * 2}' | tail -1)
     kill $srv 2>/dev/null; wait $srv 2>/dev/null
+    # $! is the shell running `ip netns exec`; the server itself may outlive it
+    pkill -f "sockperf sr -i $VM2_IP -p 11111" 2>/dev/null
     echo "$lat"
 }
 
@@ -296,7 +302,7 @@ done
 
 # --- report ------------------------------------------------------------------------------
 REPORT="$OUT_DIR/e2e-$STAMP.txt"; CSV="$OUT_DIR/e2e-$STAMP.csv"; PNG="$OUT_DIR/e2e-$STAMP.png"
-python3 - "$RESULTS" "$CSV" "$RUNS" > "$REPORT" <<'PY'
+WAKEUP="$WAKEUP" python3 - "$RESULTS" "$CSV" "$RUNS" > "$REPORT" <<'PY'
 import csv, statistics, sys, collections, platform, os, subprocess
 src, out_csv, runs = sys.argv[1], sys.argv[2], sys.argv[3]
 vals = collections.defaultdict(list)
@@ -313,6 +319,8 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 print(f"rvs end-to-end benchmark, {runs} run(s) per figure (medians; the rows take turns run by run); ratio = this row / kernel row of its class")
 print(f"machine: {os.cpu_count()} cores, {cpu}, kernel {platform.release()}")
 print(f"rvs datapath workers per daemon: {os.environ.get('E2E_WORKERS') or 1}")
+for l in os.environ.get("WAKEUP", "").splitlines():
+    print(f"machine: {l}")
 hdr = f"{'row':<13}" + "".join(f"{name:>22}" for _, name, _ in metrics)
 print(hdr); print("-" * len(hdr))
 w = csv.writer(open(out_csv, "w"))
