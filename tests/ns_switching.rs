@@ -276,6 +276,21 @@ fn two_workers_forward_and_share_learning() {
     tcp_transfer(&vm3, &vm2, "198.18.12.3", 5412, 4 << 20).expect("TCP tap -> veth with two workers");
     tcp_transfer(&vm1, &vm3, "198.18.12.1", 5413, 4 << 20).expect("TCP veth -> tap with two workers");
 
+    // Each worker reports what it did; the transfers went through both.
+    let stat = |s: &str, label: &str| -> Vec<u64> {
+        s.lines().filter_map(|l| l.trim().strip_prefix(label)).filter_map(|r| r.split_whitespace().next()?.parse().ok()).collect()
+    };
+    let s = workers();
+    let frames = stat(&s, "frames received:");
+    assert_eq!(frames.len(), 2, "a frame count per worker:\n{s}");
+    assert!(frames.iter().sum::<u64>() > 150, "three 4 MiB transfers and their ACKs were counted:\n{s}");
+    assert_eq!(stat(&s, "wake-ups:").len(), 2, "wake-ups per worker:\n{s}");
+    let split = s.lines().filter(|l| l.trim().starts_with("time over ") && l.contains("busy") && l.contains("sleeping")).count();
+    assert_eq!(split, 2, "time split per worker:\n{s}");
+    n.d.ctl_ok(&["rvs/workers-clear"]);
+    let after = stat(&workers(), "frames received:").iter().sum::<u64>();
+    assert!(after < frames.iter().sum::<u64>() / 10, "cleared: {after} frames since");
+
     // Every VM's address is in the first worker's table, on its own port: a fanout
     // socket that saw rvs's own transmissions on the veth would have moved the tap
     // VMs' addresses there.

@@ -93,7 +93,8 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   fdb/del BRIDGE VLAN MAC     remove a static entry
   dpif/show                   ports and their numbers
   rvs/drops [BRIDGE]          dropped frames by reason
-  rvs/workers                 datapath threads and the inputs each polls
+  rvs/workers                 datapath threads: inputs, frames, wake-ups, time
+  rvs/workers-clear           reset the figures of rvs/workers
   list-commands, version, vlog/list, vlog/set SPEC
 
 Not supported by rvs (these commands fail with an error saying so): bonds

@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::daemon::control::Control;
 use crate::daemon::logging;
 use crate::daemon::store::StaticMac;
-use crate::daemon::worker::Worker;
+use crate::daemon::worker::{Worker, WorkerStats};
 use crate::types::{MacAddr, OfPort, VlanId};
 
 /// (name, usage, min args, max args)
@@ -29,6 +29,7 @@ const COMMANDS: &[(&str, &str, usize, usize)] = &[
     ("list-commands", "", 0, 0),
     ("rvs/drops", "[bridge]", 0, 1),
     ("rvs/workers", "", 0, 0),
+    ("rvs/workers-clear", "", 0, 0),
     ("version", "", 0, 0),
     ("vlog/list", "", 0, 0),
     ("vlog/set", "{spec | PATTERN:destination:pattern}", 0, usize::MAX),
@@ -83,6 +84,7 @@ async fn dispatch(ctl: &mut Control, cmd: &str, args: &[String]) -> Reply {
         },
         "rvs/drops" => drops(ctl, a(0)).await,
         "rvs/workers" => workers(ctl).await,
+        "rvs/workers-clear" => ask_all(ctl, |w| w.stats = WorkerStats::new()).await.map(|_| String::new()),
         "vlog/list" => Ok(logging::vlog_list()),
         "vlog/set" => logging::vlog_set(args).map(|_| String::new()),
         _ => Err(format!("\"{cmd}\" is not a valid command")),
@@ -374,13 +376,15 @@ async fn drops(ctl: &mut Control, br: Option<&str>) -> Reply {
     Ok(s)
 }
 
-/// `rvs/workers`: the datapath threads, the inputs each polls, and learning notes
-/// lost between them.
+/// `rvs/workers`: the datapath threads, the inputs each polls, what each did since it
+/// started or since `rvs/workers-clear` (frames, receive calls, wake-ups, where its
+/// time went), and learning notes lost between them.
 async fn workers(ctl: &mut Control) -> Reply {
-    let all = ask_all(ctl, |w| (w.id(), w.inputs(), w.learn_lost)).await?;
+    let all = ask_all(ctl, |w| (w.id(), w.inputs(), w.learn_lost, w.stats)).await?;
     let mut s = String::new();
-    for (id, inputs, lost) in all {
+    for (id, inputs, lost, stats) in all {
         let _ = writeln!(s, "worker {id}: {}", if inputs.is_empty() { "(no inputs)".to_string() } else { inputs.join(" ") });
+        s.push_str(&format_stats(&stats));
         if lost > 0 {
             let _ = writeln!(s, "  learning notes lost: {lost}");
         }
@@ -388,9 +392,29 @@ async fn workers(ctl: &mut Control) -> Reply {
     Ok(s)
 }
 
+/// The lines of `rvs/workers` that describe what one worker did.
+fn format_stats(st: &WorkerStats) -> String {
+    let per = |a: u64, b: u64, scale: f64| if b == 0 { 0.0 } else { a as f64 * scale / b as f64 };
+    let total = (st.busy + st.spinning + st.sleeping).as_secs_f64();
+    let pct = |d: std::time::Duration| if total > 0.0 { d.as_secs_f64() * 100.0 / total } else { 0.0 };
+    format!(
+        "  frames received: {} in {} receive calls ({:.1} per call)\n  wake-ups: {} ({:.1} per 1000 frames)\n  time over {:.1} s: busy {:.1} %, spinning {:.1} %, sleeping {:.1} %\n",
+        st.frames,
+        st.receive_calls,
+        per(st.frames, st.receive_calls, 1.0),
+        st.wakeups,
+        per(st.wakeups, st.frames, 1000.0),
+        st.since.elapsed().as_secs_f64(),
+        pct(st.busy),
+        pct(st.spinning),
+        pct(st.sleeping),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn list_is_sorted_and_formatted() {
@@ -401,6 +425,18 @@ mod tests {
         let mut sorted = names.clone();
         sorted.sort();
         assert_eq!(names, sorted);
+    }
+
+    #[test]
+    fn worker_stats_lines() {
+        let mut st = WorkerStats::new();
+        (st.frames, st.receive_calls, st.wakeups) = (3000, 100, 6);
+        (st.busy, st.spinning, st.sleeping) = (Duration::from_millis(250), Duration::from_millis(250), Duration::from_millis(500));
+        let s = format_stats(&st);
+        assert!(s.starts_with("  frames received: 3000 in 100 receive calls (30.0 per call)\n  wake-ups: 6 (2.0 per 1000 frames)\n  time over "), "{s}");
+        assert!(s.ends_with(" s: busy 25.0 %, spinning 25.0 %, sleeping 50.0 %\n"), "{s}");
+        // a worker that has not run yet divides by nothing
+        assert!(format_stats(&WorkerStats::new()).contains("(0.0 per call)"));
     }
 
     #[test]

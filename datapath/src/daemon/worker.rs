@@ -221,6 +221,52 @@ pub struct Worker {
     inbox: Receiver<LearnMsg>,
     /// Learning notes that did not fit a peer's queue.
     pub learn_lost: u64,
+    /// What the worker did, for `rvs/workers`.
+    pub stats: WorkerStats,
+}
+
+/// What a worker has done since it started or since `rvs/workers-clear`: the frames it
+/// read, how often it had to be woken for them, and where its time went. Kept by the
+/// worker thread alone (no atomics); read with a query.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerStats {
+    /// Frames read from ports and datagrams from VXLAN endpoints.
+    pub frames: u64,
+    /// Receive calls that returned at least one frame (a batch, a datagram train).
+    pub receive_calls: u64,
+    /// Sleeps in `epoll_wait` that ended because input arrived: each is a thread
+    /// wake-up the frames had to wait for.
+    pub wakeups: u64,
+    /// Time reading, switching and sending.
+    pub busy: Duration,
+    /// Time polling without sleeping after traffic (and yielding the CPU meanwhile).
+    pub spinning: Duration,
+    /// Time asleep in `epoll_wait`.
+    pub sleeping: Duration,
+    /// Since when.
+    pub since: std::time::Instant,
+}
+
+impl WorkerStats {
+    pub(crate) fn new() -> WorkerStats {
+        WorkerStats {
+            frames: 0,
+            receive_calls: 0,
+            wakeups: 0,
+            busy: Duration::ZERO,
+            spinning: Duration::ZERO,
+            sleeping: Duration::ZERO,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// Counts one receive call that returned `n` frames.
+    fn received(&mut self, n: usize) {
+        if n > 0 {
+            self.frames += n as u64;
+            self.receive_calls += 1;
+        }
+    }
 }
 
 /// One worker thread as the control plane holds it.
@@ -289,6 +335,7 @@ impl WorkerHandle {
             crew: Crew::alone(),
             inbox,
             learn_lost: 0,
+            stats: WorkerStats::new(),
         };
         let b = bell.clone();
         let join = std::thread::Builder::new().name(format!("rvs-datapath{id}")).spawn(move || w.run(&rx, &b))?;
@@ -396,8 +443,12 @@ impl Worker {
     fn run(&mut self, rx: &Receiver<WorkerMsg>, bell: &EventFd) {
         let mut ready = Vec::with_capacity(256);
         let mut last_traffic: Option<std::time::Instant> = None;
+        // Where the time since `mark` goes: see `WorkerStats`.
+        let mut mark = std::time::Instant::now();
         loop {
-            let spinning = last_traffic.is_some_and(|t| t.elapsed() < SPIN);
+            let polled = std::time::Instant::now();
+            self.stats.busy += polled - mark;
+            let spinning = last_traffic.is_some_and(|t| polled - t < SPIN);
             let timeout = if spinning { Duration::ZERO } else { self.sleep_time() };
             match self.epoll.wait(Some(timeout)) {
                 Ok(evs) => ready.extend(evs),
@@ -412,8 +463,16 @@ impl Worker {
                 // waits for.
                 std::thread::yield_now();
             }
-            if ready.iter().any(|r| r.token != BELL) {
-                last_traffic = Some(std::time::Instant::now());
+            mark = std::time::Instant::now();
+            let traffic = ready.iter().any(|r| r.token != BELL);
+            if spinning {
+                self.stats.spinning += mark - polled;
+            } else {
+                self.stats.sleeping += mark - polled;
+                self.stats.wakeups += u64::from(traffic);
+            }
+            if traffic {
+                last_traffic = Some(mark);
             }
             self.receive_notes();
             for r in ready.drain(..) {
@@ -630,7 +689,10 @@ impl Worker {
         let mut last: Option<(TunnelKey, Option<(usize, usize)>)> = None;
         for _ in 0..BUDGET {
             let t = match ep.recv_train(q, &mut train) {
-                Ok(Some(t)) => t,
+                Ok(Some(t)) => {
+                    self.stats.received(t.seg.map_or(1, |seg| t.len.div_ceil(usize::from(seg).max(1))));
+                    t
+                }
                 Ok(None) => break,
                 Err(err) => {
                     tracing::debug!("VXLAN port {}: receive failed: {err}", ep.port);
@@ -750,6 +812,7 @@ impl Worker {
                 std::mem::swap(&mut self.buf, &mut self.batch[i]);
             }
             self.flush_tx();
+            self.stats.received(n);
             done += n;
             if !more || n == 0 {
                 break;
