@@ -343,6 +343,33 @@ print()
 print("Ratios are 'better than the kernel' when above 1: throughput and frame rate divided")
 print("by the kernel's; for round-trip times the kernel's divided by this row's. Idle CPU:")
 print("% of one core used by the row's switch daemon(s) with no traffic (kernel rows: none).")
+# The spread: each run's ratio to the kernel row measured in the same turn (the rows
+# take turns, so a run's rows share the machine's phase).
+byrun = collections.defaultdict(dict)
+for r in csv.DictReader(open(src)):
+    try:
+        byrun[(r["row"], r["metric"])][r["run"]] = float(r["value"])
+    except ValueError:
+        pass
+lines = []
+for r in rows:
+    if r == base[r]:
+        continue
+    cells = []
+    for m, name, higher in metrics:
+        if higher is None:
+            continue
+        mine, kern = byrun.get((r, m), {}), byrun.get((base[r], m), {})
+        rs = [(v / kern[k] if higher else kern[k] / v) for k, v in sorted(mine.items()) if kern.get(k) and v]
+        if rs:
+            cells.append(f"{name.split(' ')[0] if m != 'pps64' else '64B'} " + " ".join(f"{x:.2f}" for x in rs))
+    if cells:
+        lines.append(f"{r:<13}" + "; ".join(cells))
+if lines and int(runs) > 1:
+    print()
+    print("Ratio of each run to the kernel row of the same run (run 1, 2, ...):")
+    for l in lines:
+        print(l)
 PY
 cat "$REPORT"
 if [ $HAVE_GNUPLOT = 1 ]; then
