@@ -151,6 +151,54 @@ impl Drop for Netns {
     }
 }
 
+/// Open vSwitch's own daemons (ovsdb-server and ovs-vswitchd, Debian's
+/// openvswitch-switch) on a fresh database in their own directory, run inside namespace
+/// `ns`: the peer rvs is compared with and interoperates with. Both are stopped, and the
+/// directory removed, on drop.
+pub struct OvsDaemons {
+    pub dir: PathBuf,
+}
+
+impl OvsDaemons {
+    pub fn start(ns: &Netns, tag: &str) -> OvsDaemons {
+        let dir = Daemon::new_dir(tag);
+        let d = dir.display();
+        sh(&format!("ovsdb-tool create {d}/conf.db /usr/share/openvswitch/vswitch.ovsschema"));
+        sh(&format!(
+            "ip netns exec {} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --unixctl={d}/ovsdb.ctl --pidfile={d}/ovsdb.pid --detach --log-file={d}/ovsdb.log",
+            ns.name
+        ));
+        sh(&format!("ovs-vsctl --db=unix:{d}/db.sock --no-wait init"));
+        sh(&format!(
+            "ip netns exec {} env OVS_RUNDIR={d} ovs-vswitchd unix:{d}/db.sock --pidfile={d}/vs.pid --unixctl={d}/vs.ctl --detach --log-file={d}/vs.log",
+            ns.name
+        ));
+        OvsDaemons { dir }
+    }
+
+    /// The database as `ovs-vsctl --db` takes it.
+    pub fn db(&self) -> String {
+        format!("unix:{}/db.sock", self.dir.display())
+    }
+
+    /// ovs-vswitchd's control socket, as `ovs-appctl -t` takes it.
+    pub fn target(&self) -> String {
+        format!("{}/vs.ctl", self.dir.display())
+    }
+}
+
+impl Drop for OvsDaemons {
+    fn drop(&mut self) {
+        for p in ["vs.pid", "ovsdb.pid"] {
+            if let Ok(pid) = std::fs::read_to_string(self.dir.join(p)) {
+                let _ = Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A running rvs-vswitchd with its own run and database directories, optionally inside
 /// a network namespace (a "node"). Stopped with SIGTERM on drop; its directories are
 /// removed unless `keep_dirs` is set.

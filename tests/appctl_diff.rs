@@ -67,41 +67,19 @@ fn uuids_out(s: &str) -> String {
     out
 }
 
-/// Open vSwitch with its userspace switch in a namespace.
+/// Open vSwitch with its userspace switch in a namespace (the daemons stop before the
+/// namespace goes).
 struct Ovs {
+    _daemons: OvsDaemons,
     _ns: Netns,
-    dir: PathBuf,
 }
 
 impl Ovs {
     fn start() -> (Ovs, Side) {
         let ns = Netns::new("ov");
-        let dir = Daemon::new_dir("ov");
-        let d = dir.display();
-        sh(&format!("ovsdb-tool create {d}/conf.db /usr/share/openvswitch/vswitch.ovsschema"));
-        sh(&format!(
-            "ip netns exec {} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --unixctl={d}/ovsdb.ctl --pidfile={d}/ovsdb.pid --detach --log-file={d}/ovsdb.log",
-            ns.name
-        ));
-        sh(&format!("ovs-vsctl --db=unix:{d}/db.sock --no-wait init"));
-        sh(&format!(
-            "ip netns exec {} env OVS_RUNDIR={d} ovs-vswitchd unix:{d}/db.sock --pidfile={d}/vs.pid --unixctl={d}/vs.ctl --detach --log-file={d}/vs.log",
-            ns.name
-        ));
-        let side = Side { path: None, db: format!("unix:{d}/db.sock"), target: format!("{d}/vs.ctl") };
-        (Ovs { _ns: ns, dir }, side)
-    }
-}
-
-impl Drop for Ovs {
-    fn drop(&mut self) {
-        for p in ["vs.pid", "ovsdb.pid"] {
-            if let Ok(pid) = std::fs::read_to_string(self.dir.join(p)) {
-                let _ = Command::new("kill").arg(pid.trim()).status();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let daemons = OvsDaemons::start(&ns, "ov");
+        let side = Side { path: None, db: daemons.db(), target: daemons.target() };
+        (Ovs { _daemons: daemons, _ns: ns }, side)
     }
 }
 

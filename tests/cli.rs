@@ -47,12 +47,24 @@ fn personalities_and_versions() {
     let _ = std::fs::remove_dir_all(&l);
 }
 
-/// A socket that accepts connections and never answers.
-fn silent_server(tag: &str) -> (PathBuf, UnixListener) {
+/// A socket that accepts connections and never answers, and its directory.
+struct SilentServer {
+    dir: PathBuf,
+    _listener: UnixListener,
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A socket that accepts connections and never answers; its directory goes on drop.
+fn silent_server(tag: &str) -> (PathBuf, SilentServer) {
     let dir = Daemon::new_dir(tag);
     let p = dir.join("rvs.sock");
     let l = UnixListener::bind(&p).unwrap();
-    (p, l)
+    (p, SilentServer { dir, _listener: l })
 }
 
 #[test]

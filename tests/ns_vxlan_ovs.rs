@@ -10,38 +10,25 @@
 //! outer UDP checksum the kernel leaves to offload, and OVS (reading the uplink through
 //! a raw socket) would see it incomplete. A real NIC fills it in.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use rvs::overlay::*;
 use rvs::testkit::*;
 
-/// ovsdb-server + ovs-vswitchd in a node namespace, stopped on drop.
+/// ovsdb-server + ovs-vswitchd in a node namespace, stopped (before the namespace goes)
+/// on drop.
 struct OvsNode {
+    ovs: OvsDaemons,
     ns: Netns,
-    dir: PathBuf,
 }
 
 impl OvsNode {
     fn vsctl(&self, args: &str) -> String {
-        sh(&format!("ovs-vsctl --db=unix:{}/db.sock --timeout=20 {args}", self.dir.display()))
+        sh(&format!("ovs-vsctl --db={} --timeout=20 {args}", self.ovs.db()))
     }
 
     fn appctl(&self, args: &str) -> String {
-        sh(&format!("ovs-appctl -t {}/vs.ctl {args}", self.dir.display()))
-    }
-}
-
-impl Drop for OvsNode {
-    fn drop(&mut self) {
-        for p in ["vs.pid", "ovsdb.pid"] {
-            if let Ok(pid) = std::fs::read_to_string(self.dir.join(p)) {
-                let _ = Command::new("kill").arg(pid.trim()).status();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        let _ = std::fs::remove_dir_all(&self.dir);
+        sh(&format!("ovs-appctl -t {} {args}", self.ovs.target()))
     }
 }
 
@@ -50,19 +37,7 @@ fn ovs_node(ul: &Underlay, n: u8, remote: u8, key: u32) -> OvsNode {
     let uplink = ul.attach(&ns, n);
     // The underlay address moves to br-phy below.
     ns.sh(&format!("ip addr flush dev {uplink}"));
-    let dir = Daemon::new_dir("ovn");
-    let d = dir.display();
-    sh(&format!("ovsdb-tool create {d}/conf.db /usr/share/openvswitch/vswitch.ovsschema"));
-    sh(&format!(
-        "ip netns exec {} ovsdb-server {d}/conf.db --remote=punix:{d}/db.sock --unixctl={d}/ovsdb.ctl --pidfile={d}/ovsdb.pid --detach --log-file={d}/ovsdb.log",
-        ns.name
-    ));
-    sh(&format!("ovs-vsctl --db=unix:{d}/db.sock --no-wait init"));
-    sh(&format!(
-        "ip netns exec {} env OVS_RUNDIR={d} ovs-vswitchd unix:{d}/db.sock --pidfile={d}/vs.pid --unixctl={d}/vs.ctl --detach --log-file={d}/vs.log",
-        ns.name
-    ));
-    let o = OvsNode { ns, dir };
+    let o = OvsNode { ovs: OvsDaemons::start(&ns, "ovn"), ns };
     o.vsctl(&format!("add-br br-phy -- set bridge br-phy datapath_type=netdev -- add-port br-phy {uplink}"));
     o.ns.sh(&format!("ip addr add 198.19.0.{n}/24 dev br-phy && ip link set br-phy up"));
     o.vsctl("add-br br-int -- set bridge br-int datapath_type=netdev");
