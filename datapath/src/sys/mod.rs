@@ -1,5 +1,5 @@
 //! Every `unsafe` line of rvs: ioctls, socket options, epoll, eventfd, netlink sockets,
-//! fork. Each function here is a safe wrapper whose `unsafe` block carries a
+//! io_uring, fork. Each function here is a safe wrapper whose `unsafe` block carries a
 //! `// SAFETY:` line (enforced by `clippy::undocumented_unsafe_blocks`).
 //!
 //! Rules: raw fds become `OwnedFd` the moment a syscall returns them; everything is
@@ -15,6 +15,7 @@ pub mod packet;
 pub mod process;
 pub mod tun;
 pub mod udp;
+pub mod uring;
 
 use std::io::{self, IoSlice};
 use std::mem::zeroed;
