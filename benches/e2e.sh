@@ -44,7 +44,8 @@ HAVE_GNUPLOT=0; command -v gnuplot >/dev/null && HAVE_GNUPLOT=1
 cargo build --release --workspace --bins -q || exit 1
 # What one thread wake-up costs on this machine (benches/wakeup.rs): rvs pays it per
 # frame when traffic is sparse (ping), the kernel's bridge does not. Into the report.
-WAKEUP="$(cargo bench -q --bench wakeup 2>/dev/null)"
+cargo bench -q --bench wakeup --no-run 2>/dev/null
+WAKEUP="$(timeout 60 cargo bench -q --bench wakeup 2>/dev/null)"
 BIN="${E2E_BIN:-$PWD/target/release}"
 P="e2e$$"                       # name prefix, unique per run
 WORK="$(mktemp -d /tmp/rvs-e2e.XXXXXX)"

@@ -11,7 +11,7 @@
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use datapath::sys::epoll::{Epoll, EventFd};
@@ -25,6 +25,10 @@ fn measure(gap: Duration, count: usize) -> Vec<f64> {
     let base = Instant::now();
     let sent_at = Arc::new(AtomicU64::new(0));
     let seen = Arc::clone(&sent_at);
+    // Wake-ups the waiter has taken: the next signal waits for it, so that two signals
+    // never merge into one wake-up of the eventfd.
+    let taken = Arc::new(AtomicUsize::new(0));
+    let took = Arc::clone(&taken);
     let waiter = std::thread::spawn(move || {
         let mut delays = Vec::with_capacity(count);
         while delays.len() < count {
@@ -34,13 +38,20 @@ fn measure(gap: Duration, count: usize) -> Vec<f64> {
             let woke = base.elapsed().as_nanos() as u64;
             delays.push(woke.saturating_sub(seen.load(Ordering::Acquire)) as f64 / 1000.0);
             rx.drain();
+            took.store(delays.len(), Ordering::Release);
         }
         delays
     });
-    for _ in 0..count {
+    for i in 0..count {
         std::thread::sleep(gap);
         sent_at.store(base.elapsed().as_nanos() as u64, Ordering::Release);
         bell.notify();
+        // Bounded: a waiter that has not woken within a second has failed.
+        let asked = Instant::now();
+        while taken.load(Ordering::Acquire) <= i {
+            assert!(asked.elapsed() < Duration::from_secs(1), "the waiting thread did not wake within 1 s");
+            std::thread::sleep(Duration::from_micros(20));
+        }
     }
     let mut delays = waiter.join().expect("waiter");
     delays.sort_by(f64::total_cmp);
