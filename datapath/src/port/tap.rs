@@ -167,12 +167,7 @@ impl PortIo for TapPort {
     fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
         let mut hdr = [0u8; LEN_V1];
         buf.vnet.emit(&mut hdr);
-        match (&self.files[0]).write_vectored(&[IoSlice::new(&hdr), IoSlice::new(buf.frame())]) {
-            Ok(_) => Ok(true),
-            Err(e) if tun::is_detached(&e) => Err(e),
-            Err(e) if super::is_transient_tx(&e) => Ok(false),
-            Err(e) => Err(e),
-        }
+        write_outcome((&self.files[0]).write_vectored(&[IoSlice::new(&hdr), IoSlice::new(buf.frame())]).map(drop))
     }
 
     fn offloads(&self) -> bool {
@@ -208,18 +203,30 @@ impl PortIo for TapPort {
                 }
                 continue;
             }
+            // Every frame's outcome is recorded before a broken port is reported.
             let mut broken = None;
             for (s, &r) in sent.iter_mut().zip(&results[..chunk.len()]) {
-                *s = r >= 0;
-                let e = io::Error::from_raw_os_error(r.saturating_neg());
-                if r < 0 && broken.is_none() && (tun::is_detached(&e) || !super::is_transient_tx(&e)) {
-                    broken = Some(e);
-                }
+                let res = if r < 0 { Err(io::Error::from_raw_os_error(-r)) } else { Ok(()) };
+                *s = write_outcome(res).unwrap_or_else(|e| {
+                    broken.get_or_insert(e);
+                    false
+                });
             }
             if let Some(e) = broken {
                 return Err(e);
             }
         }
         Ok(())
+    }
+}
+
+/// What a tap write's result means: `Ok(true)` written, `Ok(false)` a drop (full
+/// queue, link down, frame refused), `Err` a tap that is gone or broken.
+fn write_outcome(res: io::Result<()>) -> io::Result<bool> {
+    match res {
+        Ok(()) => Ok(true),
+        Err(e) if tun::is_detached(&e) => Err(e),
+        Err(e) if super::is_transient_tx(&e) => Ok(false),
+        Err(e) => Err(e),
     }
 }
