@@ -206,6 +206,8 @@ pub struct Daemon {
     pub dir: PathBuf,
     pub netns: Option<String>,
     pub keep_dirs: bool,
+    /// Extra command-line flags, passed on every start.
+    pub args: Vec<String>,
 }
 
 impl Daemon {
@@ -220,15 +222,25 @@ impl Daemon {
     /// Starts a daemon on `dir` (run and db directory) inside `netns` (or the current
     /// namespace), waiting until it accepts commands.
     pub fn start_in(dir: &Path, netns: Option<&str>) -> Daemon {
-        let d = Daemon { dir: dir.to_path_buf(), netns: netns.map(String::from), keep_dirs: false };
+        Daemon::start_in_with(dir, netns, &[])
+    }
+
+    /// [`Daemon::start_in`] with extra command-line flags.
+    pub fn start_in_with(dir: &Path, netns: Option<&str>, args: &[&str]) -> Daemon {
+        let d = Daemon { dir: dir.to_path_buf(), netns: netns.map(String::from), keep_dirs: false, args: args.iter().map(|a| a.to_string()).collect() };
         let out = d.try_start();
         assert!(out.status.success(), "rvs-vswitchd failed to start: {}", String::from_utf8_lossy(&out.stderr));
         d
     }
 
     pub fn start(tag: &str, netns: Option<&str>) -> Daemon {
+        Daemon::start_with(tag, netns, &[])
+    }
+
+    /// [`Daemon::start`] with extra command-line flags.
+    pub fn start_with(tag: &str, netns: Option<&str>, args: &[&str]) -> Daemon {
         let dir = Daemon::new_dir(tag);
-        Daemon::start_in(&dir, netns)
+        Daemon::start_in_with(&dir, netns, args)
     }
 
     /// Runs `rvs-vswitchd --detach` once more on the same directories.
@@ -243,6 +255,7 @@ impl Daemon {
         };
         c.arg("--rundir").arg(&self.dir).arg("--dbdir").arg(&self.dir).arg("--detach").arg("--pidfile");
         c.arg(format!("--log-file={}", self.dir.join("rvs-vswitchd.log").display()));
+        c.args(&self.args);
         run_bounded(&mut c, Duration::from_secs(30))
     }
 

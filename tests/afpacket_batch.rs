@@ -1,7 +1,8 @@
-//! Batched port I/O. AF_PACKET ports read frames in batches (one recvmmsg for up to
-//! 32): a burst sent into one end of a veth pair is read from the other end in
-//! batches, every frame once, in order, whole, with the VLAN tag the kernel stripped
-//! put back. AF_PACKET ports and VXLAN tunnels send in batches (one sendmmsg for up to
+//! Batched port I/O. AF_PACKET ports read frames in batches, from their receive ring
+//! or (without one) with one recvmmsg for up to 32: a burst sent into one end of a
+//! veth pair is read from the other end in batches, every frame once, in order, whole,
+//! with the VLAN tag the kernel stripped put back — also frames longer than a ring
+//! slot, which come through the socket's queue in their place. AF_PACKET ports and VXLAN tunnels send in batches (one sendmmsg for up to
 //! 32): every frame arrives once, in order, whole. Root required (namespaces).
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
@@ -60,28 +61,72 @@ fn veth_pair(tag: &str) -> (Netns, String, String) {
     (ns, a, b)
 }
 
+/// A burst of `frames` sent into `a`, read from `b` opened with or without a receive
+/// ring: every frame once, in order, whole (tags restored); returns the largest batch.
+/// `after_open` (a shell script, may be empty) runs once both ends are open.
+fn burst_arrives_whole(ns: &Netns, a: String, b: String, ring: bool, frames: Vec<Vec<u8>>, after_open: String) -> usize {
+    ns.run_in(move || {
+        let tx = AfPacketPort::open_with(&a, 1, false).expect("open the sending end");
+        let rx = AfPacketPort::open_with(&b, 1, ring).expect("open the receiving end");
+        if !after_open.is_empty() {
+            sh(&after_open);
+        }
+        assert!(rx.batch() > 1, "AF_PACKET ports batch");
+        assert_eq!(rx.has_ring(0), ring, "receive ring wanted: {ring}");
+        for (i, f) in frames.iter().enumerate() {
+            assert!(tx.send(&PacketBuf::from_frame(f)).expect("send"), "frame {i} refused");
+        }
+        let (got, largest) = read_frames(&rx, frames.len());
+        assert_eq!(got.len(), frames.len(), "every frame arrived once (ring: {ring})");
+        for (i, (g, s)) in got.iter().zip(&frames).enumerate() {
+            assert_eq!(g.len(), s.len(), "frame {i}: length (ring: {ring})");
+            assert_eq!(g, s, "frame {i} arrived whole, in order, with its tag (ring: {ring})");
+        }
+        largest
+    })
+}
+
 #[test]
 fn bursts_are_read_in_batches_with_tags_restored() {
-    let (ns, a, b) = veth_pair("amm");
-    let (largest, frames) = ns.run_in(move || {
-        let tx = AfPacketPort::open(&a, 1).expect("open the sending end");
-        let rx = AfPacketPort::open(&b, 1).expect("open the receiving end");
-        assert!(rx.batch() > 1, "AF_PACKET ports batch");
-        let mut sent = Vec::new();
-        for i in 0..200u16 {
-            let f = numbered(i);
-            assert!(tx.send(&PacketBuf::from_frame(&f)).expect("send"), "frame {i} refused");
-            sent.push(f);
-        }
-        let (got, largest) = read_frames(&rx, sent.len());
-        assert_eq!(got.len(), sent.len(), "every frame arrived once");
-        for (i, (g, s)) in got.iter().zip(&sent).enumerate() {
-            assert_eq!(g, s, "frame {i} arrived whole, in order, with its tag");
-        }
-        (largest, got.len())
-    });
-    assert_eq!(frames, 200);
-    assert!(largest > 1, "a receive call returned several frames (largest batch: {largest})");
+    for ring in [true, false] {
+        let (ns, a, b) = veth_pair(if ring { "amr" } else { "amm" });
+        let largest = burst_arrives_whole(&ns, a, b, ring, (0..200u16).map(numbered).collect(), String::new());
+        assert!(largest > 1, "a receive call returned several frames (largest batch: {largest}, ring: {ring})");
+    }
+}
+
+/// Frames longer than a ring slot (the ring was sized for MTU 1500, the MTU raised
+/// afterwards) arrive whole and in their place among short ones, through the socket's
+/// queue; so do frames right at the slot's edge. The port was opened while its device
+/// was down.
+#[test]
+fn frames_longer_than_a_ring_slot_keep_their_place() {
+    let (ns, a, b) = veth_pair("aml");
+    let slot = datapath::port::afpacket::ring_slot_size(1500);
+    let sizes: Vec<usize> = (0..120usize)
+        .map(|i| match i % 6 {
+            0 => 5000 + i,
+            1 => slot - 120 + (i % 40) * 4, // around the edge of the slot
+            2 => 9000 - i % 3,
+            _ => 60 + i,
+        })
+        .collect();
+    let frames: Vec<Vec<u8>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| {
+            let mut f = numbered(i as u16);
+            f.truncate(16.min(f.len()));
+            f.resize(len, (i * 7) as u8);
+            f
+        })
+        .collect();
+    // Open the receiving end while the MTU is 1500 (small slots) and the device is
+    // down (a ring set up badly would then never see a frame), then raise the MTU and
+    // bring the device up.
+    ns.sh(&format!("ip link set {a} mtu 1500 && ip link set {b} mtu 1500 && ip link set {b} down"));
+    let raise = format!("ip -n {0} link set {a} mtu 9100 && ip -n {0} link set {b} mtu 9100 up", ns.name);
+    burst_arrives_whole(&ns, a, b, true, frames, raise);
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn corrupt_database_is_a_startup_error_naming_the_file() {
     let dir = Daemon::new_dir("bad");
     let db = dir.join("conf.db");
     std::fs::write(&db, b"{ this is not a database").unwrap();
-    let d = Daemon { dir: dir.clone(), netns: None, keep_dirs: false };
+    let d = Daemon { dir: dir.clone(), netns: None, keep_dirs: false, args: vec![] };
     let out = d.try_start();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);

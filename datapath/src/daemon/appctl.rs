@@ -380,11 +380,16 @@ async fn drops(ctl: &mut Control, br: Option<&str>) -> Reply {
 /// started or since `rvs/workers-clear` (frames, receive calls, wake-ups, where its
 /// time went), and learning notes lost between them.
 async fn workers(ctl: &mut Control) -> Reply {
-    let all = ask_all(ctl, |w| (w.id(), w.inputs(), w.learn_lost, w.stats)).await?;
+    let all = ask_all(ctl, |w| (w.id(), w.inputs(), w.learn_lost, w.stats, w.rx_modes(), crate::sys::uring::status())).await?;
     let mut s = String::new();
-    for (id, inputs, lost, stats) in all {
+    for (id, inputs, lost, stats, modes, uring) in all {
         let _ = writeln!(s, "worker {id}: {}", if inputs.is_empty() { "(no inputs)".to_string() } else { inputs.join(" ") });
         s.push_str(&format_stats(&stats));
+        let _ = writeln!(s, "  tap writes: {uring}");
+        if !modes.is_empty() {
+            let modes: Vec<String> = modes.iter().map(|(name, m)| format!("{name} by {m}")).collect();
+            let _ = writeln!(s, "  AF_PACKET receive: {}", modes.join(", "));
+        }
         if lost > 0 {
             let _ = writeln!(s, "  learning notes lost: {lost}");
         }

@@ -58,6 +58,10 @@ pub struct Opts {
     /// Log to FILE instead of stderr [default FILE: /var/log/rvs/rvs-vswitchd.log]
     #[arg(long = "log-file", value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "@default")]
     pub log_file: Option<PathBuf>,
+    /// Use plain system calls only: no io_uring for tap writes, no receive rings on
+    /// AF_PACKET sockets (for kernels or sandboxes that refuse or break them; slower)
+    #[arg(long)]
+    pub plain_io: bool,
 }
 
 fn dir_from(flag: &Option<PathBuf>, env: &str, default: &str) -> PathBuf {
@@ -106,6 +110,7 @@ pub fn run(opts: Opts) -> Result<(), StartError> {
     let dbdir = dir_from(&opts.dbdir, "RVS_DBDIR", "/var/lib/rvs");
     let pidfile = or_default(&opts.pidfile, rundir.join("rvs-vswitchd.pid"));
     let log_file = or_default(&opts.log_file, PathBuf::from("/var/log/rvs/rvs-vswitchd.log"));
+    crate::sys::set_plain_io(opts.plain_io);
 
     // Everything that can fail for a reason the operator must see happens before
     // detaching, so the error reaches the terminal.
@@ -133,6 +138,9 @@ pub fn run(opts: Opts) -> Result<(), StartError> {
         }
     }
     logging::init(log_file.as_deref()).map_err(|e| StartError::Log(log_file.clone().unwrap_or_default(), e))?;
+    if opts.plain_io {
+        tracing::info!("--plain-io: taps are written one frame per system call and AF_PACKET sockets read with recvmmsg (no io_uring, no receive rings)");
+    }
     if opts.detach {
         let _ = process::redirect_stdio_to_devnull();
     }

@@ -553,6 +553,21 @@ impl Worker {
         v
     }
 
+    /// The inputs whose backend has a say in how they are read, with that way
+    /// ([`PortIo::rx_mode`]).
+    pub fn rx_modes(&self) -> Vec<(String, &'static str)> {
+        let mut v = Vec::new();
+        for &(src, mine) in &self.tokens {
+            if let (Source::Port(b, p, q), true) = (src, mine) {
+                let port = &self.bridges[b].ports[p];
+                if let Some(m) = port.io.rx_mode(q) {
+                    v.push((if port.io.queues() > 1 { format!("{}#{q}", port.name) } else { port.name.clone() }, m));
+                }
+            }
+        }
+        v
+    }
+
     /// Applies the learning notes other workers sent.
     fn receive_notes(&mut self) {
         while let Ok(m) = self.inbox.try_recv() {

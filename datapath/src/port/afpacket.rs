@@ -4,7 +4,18 @@
 //! The socket is promiscuous, does not see its own transmissions, and carries a
 //! virtio-net header (`PACKET_VNET_HDR`) so GSO frames and partial checksums pass
 //! through unchanged. NICs and veths strip the 802.1Q tag on receive and report it as
-//! auxiliary data: the tag is put back into the frame here, before the core sees it.
+//! auxiliary data (or in the ring slot's header): the tag is put back into the frame
+//! here, before the core sees it. A device that goes down does not break the port
+//! (the socket carries on once it is up again); one that goes away does.
+//!
+//! Frames are received through a `TPACKET_V2` ring per socket: the kernel copies each
+//! frame into a slot of a mapping shared with rvs while it delivers it (in the
+//! sender's context), and the worker takes frames from there without a system call —
+//! for small frames that is most of the cost of receiving. A frame longer than a slot
+//! (a GSO frame, or one beyond the MTU the slots were sized for) comes whole through
+//! the socket's receive queue instead, in its place in the order (`recvmmsg`). Where
+//! the kernel gives no ring, or with `rvs-vswitchd --plain-io`, every frame comes
+//! through `recvmmsg`.
 //!
 //! With several workers the port opens one socket per worker, joined in a
 //! `PACKET_FANOUT` group that spreads received frames by flow hash: each worker reads
@@ -23,6 +34,8 @@ use crate::wire::virtio_net_hdr::{LEN_LEGACY, VnetHdr};
 pub struct AfPacketPort {
     /// One socket per receive queue (fanout members); frames are sent on the first.
     fds: Vec<OwnedFd>,
+    /// The receive ring of each socket, where it has one.
+    rings: Vec<Option<packet::RxRing>>,
     /// Receive queues asked for at open.
     asked: usize,
     ifindex: u32,
@@ -34,29 +47,144 @@ impl AfPacketPort {
     /// receive queues. If the kernel cannot make a fanout group the port has one queue
     /// (and says so in the log): it still works, polled by one worker.
     pub fn open(name: &str, queues: usize) -> io::Result<AfPacketPort> {
+        AfPacketPort::open_with(name, queues, !crate::sys::plain_io())
+    }
+
+    /// [`AfPacketPort::open`], with receive rings or (`rings` false) without.
+    pub fn open_with(name: &str, queues: usize, rings: bool) -> io::Result<AfPacketPort> {
         let ifindex = netdev::ifindex(name)?;
-        let (fd, info) = packet::open(ifindex, true)?;
-        let mut port = AfPacketPort { fds: vec![fd], asked: queues, ifindex, vnet_hdr: info.vnet_hdr };
+        // 0: no rings.
+        let slot = if rings { netdev::mtu(name).map_or(2048, ring_slot_size) } else { 0 };
+        let (fd, info, ring) = packet::open(ifindex, true, ring_size(slot))?;
+        let ring = ring_or_log(name, ring);
+        let mut port = AfPacketPort { fds: vec![fd], rings: vec![ring], asked: queues, ifindex, vnet_hdr: info.vnet_hdr };
         if queues > 1 {
-            if let Err(e) = port.fan_out(queues) {
+            if let Err(e) = port.fan_out(name, queues, slot) {
                 tracing::warn!("{name}: no PACKET_FANOUT ({e}): one receive queue");
                 port.fds.truncate(1);
+                port.rings.truncate(1);
             }
         }
         Ok(port)
     }
 
-    fn fan_out(&mut self, queues: usize) -> io::Result<()> {
+    fn fan_out(&mut self, name: &str, queues: usize, slot: usize) -> io::Result<()> {
         let group = packet::fanout_create(self.fds[0].as_fd())?;
         for _ in 1..queues {
-            let (fd, info) = packet::open(self.ifindex, true)?;
+            let (fd, info, ring) = packet::open(self.ifindex, true, ring_size(slot))?;
             if info.vnet_hdr != self.vnet_hdr {
                 return Err(io::Error::other("virtio-net header on one socket but not another"));
             }
+            let ring = ring_or_log(name, ring);
             packet::fanout_join(fd.as_fd(), group)?;
             self.fds.push(fd);
+            self.rings.push(ring);
         }
         Ok(())
+    }
+
+    /// Whether queue `q` receives through a ring (see the module's documentation).
+    pub fn has_ring(&self, q: usize) -> bool {
+        self.rings.get(q).is_some_and(|r| r.is_some())
+    }
+
+    /// Takes up to `bufs.len()` frames from ring `ring` of queue `q`.
+    fn recv_ring(&self, q: usize, ring: &packet::RxRing, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
+        // Another thread reading this queue (a worker handing it over): nothing here.
+        let Some(mut reader) = ring.reader() else { return Ok(RxBatch::default()) };
+        let n = bufs.len().min(out.len());
+        // Frames too long for their slot wait whole on the socket's queue: a run of them
+        // (bufs[copies_from..k]) is read with one recvmmsg before the next frame.
+        let (mut k, mut copies_from) = (0, 0);
+        while k < n {
+            let Some(f) = reader.peek() else {
+                if k == 0 {
+                    // An empty ring: an error the socket holds (its device went down
+                    // or away) is taken, as a read without a ring would, so that it
+                    // does not keep epoll firing; a device that is gone breaks the port.
+                    if let Some(fd) = self.queue_fd(q) {
+                        match packet::take_error(fd)? {
+                            Some(e) if e.raw_os_error() != Some(libc::ENETDOWN) => return Err(e),
+                            _ => {}
+                        }
+                    }
+                }
+                break;
+            };
+            if f.copied {
+                reader.release();
+                k += 1;
+                continue;
+            }
+            self.recv_copies(q, &mut bufs[copies_from..k], &mut out[copies_from..k])?;
+            out[k] = self.take_slot(&f, &mut bufs[k]);
+            reader.release();
+            k += 1;
+            copies_from = k;
+        }
+        self.recv_copies(q, &mut bufs[copies_from..k], &mut out[copies_from..k])?;
+        Ok(RxBatch::of(k, n))
+    }
+
+    /// Reads the frames whose ring slots said they wait whole on the socket's queue,
+    /// one per buffer, in order. (A second try when the first only took an error the
+    /// socket held; a frame that still does not come is counted bad.)
+    fn recv_copies(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<()> {
+        let mut done = 0;
+        for _ in 0..2 {
+            if done == bufs.len() {
+                return Ok(());
+            }
+            done += self.recv_plain(q, &mut bufs[done..], &mut out[done..])?.n;
+        }
+        out[done..].fill(Rx::Bad);
+        Ok(())
+    }
+
+    /// Copies a frame the ring holds whole into `buf`.
+    fn take_slot(&self, f: &packet::RingFrame<'_>, buf: &mut PacketBuf) -> Rx {
+        let hlen = if self.vnet_hdr { LEN_LEGACY } else { 0 };
+        let area = buf.rx_area();
+        if f.data.len() < f.len || f.data.len() > area.len() || f.vnet.len() < hlen {
+            return Rx::Bad;
+        }
+        area[..f.data.len()].copy_from_slice(f.data);
+        let mut hdr = [0u8; LEN_LEGACY];
+        hdr[..hlen].copy_from_slice(&f.vnet[..hlen]);
+        self.finish(buf, &hdr, packet::Received { len: f.data.len() + hlen, truncated: false, vlan: f.vlan }, hlen)
+    }
+
+    /// One recvmmsg(2) for up to [`packet::MAX_BATCH`] frames.
+    fn recv_plain(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
+        let Some(fd) = self.queue_fd(q) else { return Ok(RxBatch::default()) };
+        let hlen = if self.vnet_hdr { LEN_LEGACY } else { 0 };
+        let n = bufs.len().min(out.len()).min(packet::MAX_BATCH);
+        let mut hdrs = [[0u8; LEN_LEGACY]; packet::MAX_BATCH];
+        let mut got = [packet::Received::default(); packet::MAX_BATCH];
+        let k = {
+            // Two iovecs per frame: the virtio-net header (empty without one), the frame.
+            let mut slices = hdrs.iter_mut().zip(bufs.iter_mut()).take(n).flat_map(|(h, b)| [IoSliceMut::new(&mut h[..hlen]), IoSliceMut::new(b.rx_area())]);
+            let mut iov: [IoSliceMut<'_>; 2 * packet::MAX_BATCH] = std::array::from_fn(|_| slices.next().unwrap_or_else(|| IoSliceMut::new(&mut [])));
+            match packet::recv_many(fd, &mut iov[..2 * n], 2, &mut got[..n]) {
+                Ok(k) => k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                // The device went down (or was down when the socket was bound): the
+                // socket carries on once it is up again. (A device that is gone gives
+                // ENODEV: a broken port.)
+                Err(e) if e.raw_os_error() == Some(libc::ENETDOWN) => 0,
+                // Out of memory on the socket is a per-frame problem, not a broken port.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::ENOMEM)) => {
+                    out[0] = Rx::Bad;
+                    return Ok(RxBatch { n: 1, more: true });
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        for i in 0..k {
+            out[i] = self.finish(&mut bufs[i], &hdrs[i], got[i], hlen);
+        }
+        // recvmmsg(2) without waiting stops at the first empty read.
+        Ok(RxBatch::of(k, n))
     }
 
     /// Completes a received frame: length, offload state, the VLAN tag the kernel
@@ -101,6 +229,10 @@ impl PortIo for AfPacketPort {
         self.fds.get(q).map(|f| f.as_fd())
     }
 
+    fn rx_mode(&self, q: usize) -> Option<&'static str> {
+        Some(if self.has_ring(q) { "ring" } else { "recvmmsg" })
+    }
+
     fn recv_queue(&self, q: usize, buf: &mut PacketBuf) -> io::Result<Rx> {
         let mut out = [Rx::Empty];
         self.recv_batch(q, std::slice::from_mut(buf), &mut out)?;
@@ -111,33 +243,14 @@ impl PortIo for AfPacketPort {
         packet::MAX_BATCH
     }
 
-    /// One recvmmsg(2) for up to [`packet::MAX_BATCH`] frames.
+    /// Up to [`packet::MAX_BATCH`] frames from the queue's ring, or with one
+    /// recvmmsg(2) where it has none.
     fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
-        let Some(fd) = self.queue_fd(q) else { return Ok(RxBatch::default()) };
-        let hlen = if self.vnet_hdr { LEN_LEGACY } else { 0 };
         let n = bufs.len().min(out.len()).min(packet::MAX_BATCH);
-        let mut hdrs = [[0u8; LEN_LEGACY]; packet::MAX_BATCH];
-        let mut got = [packet::Received::default(); packet::MAX_BATCH];
-        let k = {
-            // Two iovecs per frame: the virtio-net header (empty without one), the frame.
-            let mut slices = hdrs.iter_mut().zip(bufs.iter_mut()).take(n).flat_map(|(h, b)| [IoSliceMut::new(&mut h[..hlen]), IoSliceMut::new(b.rx_area())]);
-            let mut iov: [IoSliceMut<'_>; 2 * packet::MAX_BATCH] = std::array::from_fn(|_| slices.next().unwrap_or_else(|| IoSliceMut::new(&mut [])));
-            match packet::recv_many(fd, &mut iov[..2 * n], 2, &mut got[..n]) {
-                Ok(k) => k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-                // Out of memory on the socket is a per-frame problem, not a broken port.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::ENOMEM)) => {
-                    out[0] = Rx::Bad;
-                    return Ok(RxBatch { n: 1, more: true });
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        for i in 0..k {
-            out[i] = self.finish(&mut bufs[i], &hdrs[i], got[i], hlen);
+        match self.rings.get(q) {
+            Some(Some(ring)) => self.recv_ring(q, ring, &mut bufs[..n], &mut out[..n]),
+            _ => self.recv_plain(q, bufs, out),
         }
-        // recvmmsg(2) without waiting stops at the first empty read.
-        Ok(RxBatch::of(k, n))
     }
 
     fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
@@ -177,6 +290,33 @@ impl PortIo for AfPacketPort {
         };
         debug_assert_eq!(bufs.len(), sent.len());
         super::send_batched(sent, many, |i| self.send(bufs[i]), |_, e| tx_outcome(Err(e)))
+    }
+}
+
+/// Bytes per ring slot for a device of MTU `mtu`: the frame with a VLAN tag and the
+/// slot's own headers, rounded up to a power of two, 2 KiB to 16 KiB (longer frames
+/// take the socket's queue).
+pub fn ring_slot_size(mtu: u32) -> usize {
+    (mtu as usize + 14 + 4 + packet::RING_SLOT_OVERHEAD).next_power_of_two().clamp(2048, 16 << 10)
+}
+
+/// Bytes of one socket's receive ring (kernel memory, mapped into rvs).
+const RING_BYTES: usize = 2 << 20;
+
+/// The ring to ask [`packet::open`] for: slots of `slot` bytes, [`RING_BYTES`] in all;
+/// none for `slot` 0.
+fn ring_size(slot: usize) -> Option<(usize, usize)> {
+    (slot > 0).then(|| (slot, (RING_BYTES / slot).max(64)))
+}
+
+/// The ring a socket of `name` got, logging why when it got none it asked for.
+fn ring_or_log(name: &str, ring: Option<io::Result<packet::RxRing>>) -> Option<packet::RxRing> {
+    match ring? {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::info!("{name}: no AF_PACKET receive ring ({e}): one recvmmsg per batch instead");
+            None
+        }
     }
 }
 

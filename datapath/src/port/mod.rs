@@ -66,6 +66,12 @@ pub trait PortIo: Send + Sync {
         recv_each(self, q, &mut bufs[..one], out, usize::MAX)
     }
 
+    /// How receive queue `q` is read, where a backend has more than one way (shown by
+    /// `rvs/workers`): AF_PACKET sockets say `ring` or `recvmmsg`.
+    fn rx_mode(&self, _q: usize) -> Option<&'static str> {
+        None
+    }
+
     /// Whether the device takes frames with partial checksums and GSO (virtio-net
     /// header) — if not, the worker completes them in software first.
     fn offloads(&self) -> bool;

@@ -31,6 +31,19 @@ fn cvt_size(r: libc::ssize_t) -> io::Result<usize> {
     if r < 0 { Err(io::Error::last_os_error()) } else { Ok(r as usize) }
 }
 
+static PLAIN_IO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes ports opened from now on use plain system calls only: no io_uring for tap
+/// writes, no receive rings on AF_PACKET sockets (`rvs-vswitchd --plain-io`).
+pub fn set_plain_io(on: bool) {
+    PLAIN_IO.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether [`set_plain_io`] is on.
+pub fn plain_io() -> bool {
+    PLAIN_IO.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Most messages one [`send_many`] call takes.
 pub const MAX_SEND_BATCH: usize = 32;
 

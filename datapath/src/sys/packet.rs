@@ -4,13 +4,27 @@
 
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::{size_of, zeroed};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use super::{cvt, cvt_size, owned};
 
+/// Sets a socket option whose value is the plain-old-data struct (or integer) `v`.
+fn setsockopt_val<T>(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: &T) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live `T` and its exact size; the kernel only reads it.
+    cvt(unsafe { libc::setsockopt(fd, level, opt, (v as *const T).cast(), size_of::<T>() as libc::socklen_t) }).map(drop)
+}
+
 fn setsockopt_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
-    // SAFETY: passes a pointer to a live c_int and its exact size.
-    cvt(unsafe { libc::setsockopt(fd, level, opt, (&v as *const libc::c_int).cast(), size_of::<libc::c_int>() as libc::socklen_t) }).map(drop)
+    setsockopt_val(fd, level, opt, &v)
+}
+
+fn getsockopt_int(fd: RawFd, level: libc::c_int, opt: libc::c_int) -> io::Result<libc::c_int> {
+    let mut v: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: passes a pointer to a live c_int and its size; the kernel writes at most
+    // that many bytes and the length back.
+    cvt(unsafe { libc::getsockopt(fd, level, opt, (&mut v as *mut libc::c_int).cast(), &mut len) })?;
+    Ok(v)
 }
 
 /// What [`open`] could and could not enable.
@@ -21,8 +35,9 @@ pub struct PacketSocketInfo {
 
 /// Opens an AF_PACKET socket on interface `ifindex`. With `vnet_hdr`, every frame read
 /// or written is preceded by a 10-byte virtio-net header (`PACKET_VNET_HDR`); if the
-/// kernel refuses that, the socket works without and says so in the result.
-pub fn open(ifindex: u32, vnet_hdr: bool) -> io::Result<(OwnedFd, PacketSocketInfo)> {
+/// kernel refuses that, the socket works without and says so in the result. With
+/// `ring` (slot size, slots), the socket gets an [`RxRing`], or the reason it has none.
+pub fn open(ifindex: u32, vnet_hdr: bool, ring: Option<(usize, usize)>) -> io::Result<(OwnedFd, PacketSocketInfo, Option<io::Result<RxRing>>)> {
     // Protocol 0 first: nothing is queued to the socket until bind() below names the
     // interface and ETH_P_ALL, so no frame of another interface slips in.
     // SAFETY: plain socket(2) call; the result is checked and owned at once.
@@ -37,6 +52,9 @@ pub fn open(ifindex: u32, vnet_hdr: bool) -> io::Result<(OwnedFd, PacketSocketIn
     for (opt, size) in [(libc::SO_RCVBUF, 4 << 20), (libc::SO_SNDBUF, 4 << 20)] {
         let _ = setsockopt_int(raw, libc::SOL_SOCKET, opt, size);
     }
+    // The ring before bind(): set up on a bound socket whose device is down, the kernel
+    // forgets the socket's protocol and never delivers to it once the device comes up.
+    let ring = ring.map(|(slot, slots)| RxRing::new(fd.as_fd(), slot, slots));
 
     // SAFETY: sockaddr_ll is plain old data; all-zero is a valid value.
     let mut sll: libc::sockaddr_ll = unsafe { zeroed() };
@@ -50,18 +68,10 @@ pub fn open(ifindex: u32, vnet_hdr: bool) -> io::Result<(OwnedFd, PacketSocketIn
     let mut mreq: libc::packet_mreq = unsafe { zeroed() };
     mreq.mr_ifindex = ifindex as i32;
     mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
-    // SAFETY: passes a pointer to a live packet_mreq and its size. The membership is
-    // reference counted by the kernel and dropped when the socket closes.
-    cvt(unsafe {
-        libc::setsockopt(
-            raw,
-            libc::SOL_PACKET,
-            libc::PACKET_ADD_MEMBERSHIP,
-            (&mreq as *const libc::packet_mreq).cast(),
-            size_of::<libc::packet_mreq>() as libc::socklen_t,
-        )
-    })?;
-    Ok((fd, PacketSocketInfo { vnet_hdr: vnet }))
+    // The membership is reference counted by the kernel and dropped when the socket
+    // closes.
+    setsockopt_val(raw, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
+    Ok((fd, PacketSocketInfo { vnet_hdr: vnet }, ring))
 }
 
 /// Fanout by flow hash (`PACKET_FANOUT_HASH`), group-wide "not our own transmissions"
@@ -78,11 +88,7 @@ const FANOUT_FLAG_IGNORE_OUTGOING: u32 = 0x4000;
 pub fn fanout_create(fd: BorrowedFd<'_>) -> io::Result<u16> {
     let raw = fd.as_raw_fd();
     setsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_FANOUT, ((FANOUT_HASH | FANOUT_FLAG_IGNORE_OUTGOING | FANOUT_FLAG_UNIQUEID) << 16) as libc::c_int)?;
-    let mut v: libc::c_int = 0;
-    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: passes a pointer to a live c_int and its size; the kernel writes at most
-    // that many bytes and the length back.
-    cvt(unsafe { libc::getsockopt(raw, libc::SOL_PACKET, libc::PACKET_FANOUT, (&mut v as *mut libc::c_int).cast(), &mut len) })?;
+    let v = getsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_FANOUT)?;
     Ok((v as u32 & 0xffff) as u16)
 }
 
@@ -125,6 +131,12 @@ fn received(msg: &libc::msghdr, len: usize, cap: usize) -> Received {
         }
     }
     Received { len: len.min(cap), truncated: len > cap || msg.msg_flags & libc::MSG_TRUNC != 0, vlan }
+}
+
+/// Takes the error the socket holds, if any (`SO_ERROR`, which also clears it).
+pub fn take_error(fd: BorrowedFd<'_>) -> io::Result<Option<io::Error>> {
+    let v = getsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ERROR)?;
+    Ok((v != 0).then(|| io::Error::from_raw_os_error(v)))
 }
 
 /// Most frames one [`recv_many`] call takes.
@@ -178,4 +190,187 @@ pub fn send(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: `msg` points at `bufs` (IoSlice is ABI-compatible with iovec), live and
     // only read for the duration of the call.
     cvt_size(unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, libc::MSG_DONTWAIT) })
+}
+
+/// A `TPACKET_V2` receive ring (`PACKET_RX_RING`) on an AF_PACKET socket: the kernel
+/// copies each frame into the next free slot of a shared mapping, in the context of
+/// the sender, and the reader takes it from there without a system call.
+///
+/// A slot belongs to the reader while its status has `TP_STATUS_USER` and goes back
+/// to the kernel when the reader stores `TP_STATUS_KERNEL`. A frame too long for a
+/// slot arrives cut to the slot with `TP_STATUS_COPY`, and whole on the socket's
+/// ordinary receive queue (`PACKET_COPY_THRESH`), from which [`recv_many`] reads it.
+pub struct RxRing {
+    base: *mut u8,
+    map_len: usize,
+    frame_size: usize,
+    frames: usize,
+    /// The next slot to read.
+    head: std::sync::atomic::AtomicUsize,
+    /// Held by the one reader at a time ([`RxRing::reader`]).
+    busy: std::sync::atomic::AtomicBool,
+}
+
+// SAFETY: the mapping is owned by the ring and lives until Drop; slots are only read
+// by the holder of `busy`, and handed back with an atomic store, so sharing the ring
+// between threads is sound.
+unsafe impl Send for RxRing {}
+// SAFETY: as above.
+unsafe impl Sync for RxRing {}
+
+/// Bytes of a slot before the frame: the `tpacket2_hdr`, the `sockaddr_ll`, and room
+/// for the link header alignment and the virtio-net header.
+pub const RING_SLOT_OVERHEAD: usize = 96;
+
+impl RxRing {
+    /// Sets up a ring of `frames` slots of `frame_size` bytes (a power of two, at least
+    /// 2048) on `fd`, in [`open`]: after the virtio-net header is set, before bind().
+    pub fn new(fd: BorrowedFd<'_>, frame_size: usize, frames: usize) -> io::Result<RxRing> {
+        if !frame_size.is_power_of_two() || frame_size < 2048 || frames == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "ring slots must be a power of two of at least 2048 bytes"));
+        }
+        let raw = fd.as_raw_fd();
+        // Blocks of 16 KiB or one slot: contiguous slots, few pages per allocation.
+        let block = frame_size.max(16 << 10);
+        let per_block = block / frame_size;
+        let frames = frames.div_ceil(per_block) * per_block;
+        setsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_VERSION, libc::tpacket_versions::TPACKET_V2 as libc::c_int)?;
+        setsockopt_int(raw, libc::SOL_PACKET, libc::PACKET_COPY_THRESH, 1)?;
+        let req = libc::tpacket_req {
+            tp_block_size: block as u32,
+            tp_block_nr: (frames / per_block) as u32,
+            tp_frame_size: frame_size as u32,
+            tp_frame_nr: frames as u32,
+        };
+        setsockopt_val(raw, libc::SOL_PACKET, libc::PACKET_RX_RING, &req)?;
+        let map_len = frames * frame_size;
+        // SAFETY: maps the ring the kernel just allocated for this socket (offset 0,
+        // its exact size), shared and readable/writable as packet_mmap(7) requires; the
+        // result is checked before use and unmapped in Drop.
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_LOCKED, raw, 0) };
+        let base = if base == libc::MAP_FAILED {
+            // MAP_LOCKED may exceed RLIMIT_MEMLOCK: the kernel's ring pages are not
+            // swappable anyway, so map without it.
+            // SAFETY: as above.
+            let b = unsafe { libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, raw, 0) };
+            if b == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            b
+        } else {
+            base
+        };
+        Ok(RxRing {
+            base: base.cast(),
+            map_len,
+            frame_size,
+            frames,
+            head: std::sync::atomic::AtomicUsize::new(0),
+            busy: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// The slot size: frames up to `slot_size() - RING_SLOT_OVERHEAD` bytes fit whole.
+    pub fn slot_size(&self) -> usize {
+        self.frame_size
+    }
+
+    /// Slots in the ring.
+    pub fn slots(&self) -> usize {
+        self.frames
+    }
+
+    /// The reader, unless another thread is reading the ring right now.
+    pub fn reader(&self) -> Option<RingReader<'_>> {
+        use std::sync::atomic::Ordering::{Acquire, Relaxed};
+        self.busy.compare_exchange(false, true, Acquire, Relaxed).ok()?;
+        Some(RingReader { ring: self, head: self.head.load(Relaxed) })
+    }
+
+    fn status(&self, slot: usize) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: `slot < frames`, so the slot's first 4 bytes (tp_status, aligned: slots
+        // are at least 2048-byte aligned in a page-aligned mapping) lie inside the
+        // mapping, which outlives the borrow of `self`; the kernel and we only ever
+        // access the status word atomically.
+        unsafe { std::sync::atomic::AtomicU32::from_ptr(self.base.add(slot * self.frame_size).cast()) }
+    }
+}
+
+impl Drop for RxRing {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly the mapping made in `new`; no reader borrows it now.
+        unsafe { libc::munmap(self.base.cast(), self.map_len) };
+    }
+}
+
+/// Reads an [`RxRing`] in order; one at a time per ring.
+pub struct RingReader<'a> {
+    ring: &'a RxRing,
+    head: usize,
+}
+
+/// The frame in the slot at the head of the ring.
+#[derive(Debug)]
+pub struct RingFrame<'a> {
+    /// The frame's bytes as far as the slot holds them (from the link header on).
+    pub data: &'a [u8],
+    /// The frame's real length.
+    pub len: usize,
+    /// The whole frame waits on the socket's receive queue (it was longer than a slot).
+    pub copied: bool,
+    /// The virtio-net header the kernel wrote in front of the frame (with
+    /// `PACKET_VNET_HDR`).
+    pub vnet: &'a [u8],
+    /// The VLAN tag the kernel stripped: (TPID, TCI).
+    pub vlan: Option<(u16, u16)>,
+}
+
+impl RingReader<'_> {
+    /// The frame at the head, if the kernel has filled that slot. Hand the slot back
+    /// with [`RingReader::release`] once done with the frame.
+    pub fn peek(&self) -> Option<RingFrame<'_>> {
+        use std::sync::atomic::Ordering::Acquire;
+        let ring = self.ring;
+        let status = ring.status(self.head).load(Acquire);
+        if status & libc::TP_STATUS_USER == 0 {
+            return None;
+        }
+        // SAFETY: the slot is ours while its status says TP_STATUS_USER (the kernel
+        // published it with a barrier before the status, loaded above with Acquire)
+        // and until `release`, which needs `&mut self` and so ends this borrow first;
+        // the slot lies inside the mapping.
+        let slot = unsafe { std::slice::from_raw_parts(ring.base.add(self.head * ring.frame_size), ring.frame_size) };
+        // SAFETY: tpacket2_hdr is plain old data at the start of the slot; read unaligned
+        // to be independent of the slot's alignment.
+        let h: libc::tpacket2_hdr = unsafe { std::ptr::read_unaligned(slot.as_ptr().cast()) };
+        let mac = usize::from(h.tp_mac);
+        let snap = (h.tp_snaplen as usize).min(ring.frame_size.saturating_sub(mac));
+        let vnet_at = mac.saturating_sub(crate::wire::virtio_net_hdr::LEN_LEGACY);
+        let vlan = (status & libc::TP_STATUS_VLAN_VALID != 0).then(|| {
+            let tpid = if status & libc::TP_STATUS_VLAN_TPID_VALID != 0 { h.tp_vlan_tpid } else { 0x8100 };
+            (tpid, h.tp_vlan_tci)
+        });
+        Some(RingFrame {
+            data: slot.get(mac..mac + snap).unwrap_or(&[]),
+            len: h.tp_len as usize,
+            copied: status & libc::TP_STATUS_COPY != 0,
+            vnet: slot.get(vnet_at..mac).unwrap_or(&[]),
+            vlan,
+        })
+    }
+
+    /// Hands the head slot back to the kernel and moves on to the next.
+    pub fn release(&mut self) {
+        use std::sync::atomic::Ordering::Release;
+        self.ring.status(self.head).store(libc::TP_STATUS_KERNEL, Release);
+        self.head = (self.head + 1) % self.ring.frames;
+    }
+}
+
+impl Drop for RingReader<'_> {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering::{Relaxed, Release};
+        self.ring.head.store(self.head, Relaxed);
+        self.ring.busy.store(false, Release);
+    }
 }

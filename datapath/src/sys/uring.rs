@@ -24,6 +24,18 @@ thread_local! {
     static RING: RefCell<Option<Option<IoUring>>> = const { RefCell::new(None) };
 }
 
+/// How this thread writes batches to taps, for `rvs/workers`.
+pub fn status() -> &'static str {
+    if super::plain_io() {
+        return "one write per frame (--plain-io)";
+    }
+    RING.with(|cell| match &*cell.borrow() {
+        None => "io_uring (not used yet)",
+        Some(Some(_)) => "io_uring, one submission per batch",
+        Some(None) => "one write per frame (io_uring unavailable or failed, see the log)",
+    })
+}
+
 /// Writes each frame — its slices gathered, as `writev(2)` would — to `fd`, one
 /// io_uring submission per up to [`DEPTH`] frames. `results[i]` gets frame `i`'s
 /// outcome: bytes written, or the negated errno. Returns `Ok(false)` without writing
@@ -31,6 +43,9 @@ thread_local! {
 /// itself failed (nothing is left in flight either way).
 pub fn write_batch(fd: BorrowedFd<'_>, frames: &[[IoSlice<'_>; 2]], results: &mut [i32]) -> io::Result<bool> {
     assert_eq!(frames.len(), results.len(), "a result slot per frame");
+    if super::plain_io() {
+        return Ok(false);
+    }
     RING.with(|cell| {
         let mut slot = cell.borrow_mut();
         let ring = slot.get_or_insert_with(|| match IoUring::new(DEPTH as u32) {
