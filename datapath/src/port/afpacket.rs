@@ -55,7 +55,7 @@ impl AfPacketPort {
         let ifindex = netdev::ifindex(name)?;
         // 0: no rings.
         let slot = if rings { netdev::mtu(name).map_or(2048, ring_slot_size) } else { 0 };
-        let (fd, info, ring) = packet::open(ifindex, true, ring_size(slot))?;
+        let (fd, info, ring) = packet::open(ifindex, true, ring_size(slot, queues))?;
         let ring = ring_or_log(name, ring);
         let mut port = AfPacketPort { fds: vec![fd], rings: vec![ring], asked: queues, ifindex, vnet_hdr: info.vnet_hdr };
         if queues > 1 {
@@ -71,7 +71,7 @@ impl AfPacketPort {
     fn fan_out(&mut self, name: &str, queues: usize, slot: usize) -> io::Result<()> {
         let group = packet::fanout_create(self.fds[0].as_fd())?;
         for _ in 1..queues {
-            let (fd, info, ring) = packet::open(self.ifindex, true, ring_size(slot))?;
+            let (fd, info, ring) = packet::open(self.ifindex, true, ring_size(slot, queues))?;
             if info.vnet_hdr != self.vnet_hdr {
                 return Err(io::Error::other("virtio-net header on one socket but not another"));
             }
@@ -300,13 +300,17 @@ pub fn ring_slot_size(mtu: u32) -> usize {
     (mtu as usize + 14 + 4 + packet::RING_SLOT_OVERHEAD).next_power_of_two().clamp(2048, 16 << 10)
 }
 
-/// Bytes of one socket's receive ring (kernel memory, mapped into rvs).
-const RING_BYTES: usize = 2 << 20;
+/// Bytes of receive ring per port, shared out among its sockets (kernel memory that
+/// cannot be swapped, mapped into rvs): a node may have a port per VM.
+const RING_BYTES: usize = 1 << 20;
+/// Fewest slots a socket's ring has.
+const RING_MIN_SLOTS: usize = 64;
 
-/// The ring to ask [`packet::open`] for: slots of `slot` bytes, [`RING_BYTES`] in all;
-/// none for `slot` 0.
-fn ring_size(slot: usize) -> Option<(usize, usize)> {
-    (slot > 0).then(|| (slot, (RING_BYTES / slot).max(64)))
+/// The ring to ask [`packet::open`] for, for one of `queues` sockets: slots of `slot`
+/// bytes, [`RING_BYTES`] over all the sockets of the port (at least [`RING_MIN_SLOTS`]
+/// each); none for `slot` 0.
+fn ring_size(slot: usize, queues: usize) -> Option<(usize, usize)> {
+    (slot > 0).then(|| (slot, (RING_BYTES / slot / queues.max(1)).max(RING_MIN_SLOTS)))
 }
 
 /// The ring a socket of `name` got, logging why when it got none it asked for.
@@ -328,5 +332,27 @@ fn tx_outcome(res: io::Result<usize>) -> io::Result<bool> {
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENXIO) | Some(libc::ENODEV)) => Err(e),
         Err(e) if super::is_transient_tx(&e) => Ok(false),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_slots_fit_the_mtu_and_rings_share_a_budget() {
+        // A tagged 1500-byte frame and the slot's headers fit 2 KiB; jumbo frames 16 KiB.
+        assert_eq!(ring_slot_size(1500), 2048);
+        assert_eq!(ring_slot_size(576), 2048);
+        assert_eq!(ring_slot_size(4000), 8192);
+        assert_eq!(ring_slot_size(9000), 16 << 10);
+        assert_eq!(ring_slot_size(65535), 16 << 10);
+        assert!(1500 + 18 + packet::RING_SLOT_OVERHEAD <= ring_slot_size(1500));
+        // 1 MiB per port over its sockets, never fewer than 64 slots each.
+        assert_eq!(ring_size(2048, 1), Some((2048, 512)));
+        assert_eq!(ring_size(2048, 2), Some((2048, 256)));
+        assert_eq!(ring_size(2048, 8), Some((2048, 64)));
+        assert_eq!(ring_size(16 << 10, 1), Some((16 << 10, 64)));
+        assert_eq!(ring_size(0, 1), None);
     }
 }
