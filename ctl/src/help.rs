@@ -93,7 +93,7 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   fdb/del BRIDGE VLAN MAC     remove a static entry
   dpif/show                   ports and their numbers
   rvs/drops [BRIDGE]          dropped frames by reason
-  rvs/workers                 datapath threads: inputs, frames, wake-ups, time
+  rvs/workers                 datapath threads: inputs, frames, wake-ups, time, I/O
   rvs/workers-clear           reset the figures of rvs/workers
   list-commands, version, vlog/list, vlog/set SPEC
 

@@ -813,7 +813,12 @@ impl Worker {
             let io = &self.bridges[b].ports[p].io;
             let want = if first_alone { 1 } else { io.batch().clamp(1, RX_BATCH) };
             let (n, more) = match io.recv_batch(q, &mut self.batch[..want], &mut out[..want]) {
-                Ok(r) => (r.n.min(want), r.more),
+                Ok(r) => {
+                    if r.dropped > 0 {
+                        self.bridges[b].ports[p].stats.rx_dropped.fetch_add(r.dropped, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    (r.n.min(want), r.more)
+                }
                 Err(e) => {
                     self.fail_port(b, p, e);
                     break;

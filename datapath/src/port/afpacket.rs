@@ -95,7 +95,10 @@ impl AfPacketPort {
         let n = bufs.len().min(out.len());
         // Frames too long for their slot wait whole on the socket's queue: a run of them
         // (bufs[copies_from..k]) is read with one recvmmsg before the next frame.
-        let (mut k, mut copies_from) = (0, 0);
+        // Whether a slot said the kernel dropped frames, or the ring came round (then
+        // the socket's drop count is read, so that a burst the ring could not hold is
+        // counted even if nothing follows it).
+        let (mut k, mut copies_from, mut losing, mut turned) = (0, 0, false, false);
         while k < n {
             let Some(f) = reader.peek() else {
                 if k == 0 {
@@ -111,19 +114,29 @@ impl AfPacketPort {
                 }
                 break;
             };
+            losing |= f.losing;
             if f.copied {
-                reader.release();
+                turned |= reader.release();
                 k += 1;
                 continue;
             }
             self.recv_copies(q, &mut bufs[copies_from..k], &mut out[copies_from..k])?;
             out[k] = self.take_slot(&f, &mut bufs[k]);
-            reader.release();
+            turned |= reader.release();
             k += 1;
             copies_from = k;
         }
         self.recv_copies(q, &mut bufs[copies_from..k], &mut out[copies_from..k])?;
-        Ok(RxBatch::of(k, n))
+        let mut batch = RxBatch::of(k, n);
+        if losing || turned {
+            batch.dropped = self.take_drops(q);
+        }
+        Ok(batch)
+    }
+
+    /// What the kernel dropped on queue `q` since last asked (0 if it cannot say).
+    fn take_drops(&self, q: usize) -> u64 {
+        self.queue_fd(q).and_then(|fd| packet::take_drops(fd).ok()).map_or(0, u64::from)
     }
 
     /// Reads the frames whose ring slots said they wait whole on the socket's queue,
@@ -175,7 +188,7 @@ impl AfPacketPort {
                 // Out of memory on the socket is a per-frame problem, not a broken port.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::ENOMEM)) => {
                     out[0] = Rx::Bad;
-                    return Ok(RxBatch { n: 1, more: true });
+                    return Ok(RxBatch { n: 1, more: true, dropped: 0 });
                 }
                 Err(e) => return Err(e),
             }
@@ -184,7 +197,12 @@ impl AfPacketPort {
             out[i] = self.finish(&mut bufs[i], &hdrs[i], got[i], hlen);
         }
         // recvmmsg(2) without waiting stops at the first empty read.
-        Ok(RxBatch::of(k, n))
+        let mut batch = RxBatch::of(k, n);
+        // A full batch: the queue may have overflowed meanwhile.
+        if batch.more {
+            batch.dropped = self.take_drops(q);
+        }
+        Ok(batch)
     }
 
     /// Completes a received frame: length, offload state, the VLAN tag the kernel

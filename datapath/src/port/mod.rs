@@ -116,12 +116,15 @@ pub struct RxBatch {
     /// Whether the port stopped before finding its queue empty (the batch was full, or
     /// a tap had read enough bytes): then the worker reads on.
     pub more: bool,
+    /// Frames the kernel dropped on this queue since it last said (the queue was
+    /// full: the worker fell behind), counted in the port's `rx_dropped`.
+    pub dropped: u64,
 }
 
 impl RxBatch {
     /// `n` frames of `want` asked for: more may wait when the batch came back full.
     pub fn of(n: usize, want: usize) -> RxBatch {
-        RxBatch { n, more: n >= want }
+        RxBatch { n, more: n >= want, dropped: 0 }
     }
 }
 
@@ -132,10 +135,10 @@ pub(crate) fn recv_each<P: PortIo + ?Sized>(port: &P, q: usize, bufs: &mut [Pack
     let (mut n, mut bytes) = (0, 0);
     while n < bufs.len().min(out.len()) {
         if bytes >= max_bytes {
-            return Ok(RxBatch { n, more: true });
+            return Ok(RxBatch { n, more: true, dropped: 0 });
         }
         match port.recv_queue(q, &mut bufs[n])? {
-            Rx::Empty => return Ok(RxBatch { n, more: false }),
+            Rx::Empty => return Ok(RxBatch { n, more: false, dropped: 0 }),
             r => {
                 out[n] = r;
                 if r == Rx::Frame {
@@ -145,7 +148,7 @@ pub(crate) fn recv_each<P: PortIo + ?Sized>(port: &P, q: usize, bufs: &mut [Pack
             }
         }
     }
-    Ok(RxBatch { n, more: true })
+    Ok(RxBatch { n, more: true, dropped: 0 })
 }
 
 /// Drives a batched send of the frames `0..sent.len()`: `many(i)` sends frames from

@@ -139,6 +139,18 @@ pub fn take_error(fd: BorrowedFd<'_>) -> io::Result<Option<io::Error>> {
     Ok((v != 0).then(|| io::Error::from_raw_os_error(v)))
 }
 
+/// Frames the kernel dropped on this socket since the last call (its receive queue or
+/// ring was full): `PACKET_STATISTICS`, which resets the counters.
+pub fn take_drops(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: tpacket_stats is plain old data; all-zero is a valid value.
+    let mut st: libc::tpacket_stats = unsafe { zeroed() };
+    let mut len = size_of::<libc::tpacket_stats>() as libc::socklen_t;
+    // SAFETY: passes a pointer to a live tpacket_stats and its size; the kernel writes
+    // at most that many bytes and the length back.
+    cvt(unsafe { libc::getsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_STATISTICS, (&mut st as *mut libc::tpacket_stats).cast(), &mut len) })?;
+    Ok(st.tp_drops)
+}
+
 /// Most frames one [`recv_many`] call takes.
 pub const MAX_BATCH: usize = 32;
 
@@ -323,6 +335,9 @@ pub struct RingFrame<'a> {
     pub vnet: &'a [u8],
     /// The VLAN tag the kernel stripped: (TPID, TCI).
     pub vlan: Option<(u16, u16)>,
+    /// The kernel has dropped frames (ring full) since the socket's statistics were
+    /// last read ([`take_drops`]).
+    pub losing: bool,
 }
 
 impl RingReader<'_> {
@@ -354,16 +369,19 @@ impl RingReader<'_> {
             data: slot.get(mac..mac + snap).unwrap_or(&[]),
             len: h.tp_len as usize,
             copied: status & libc::TP_STATUS_COPY != 0,
+            losing: status & libc::TP_STATUS_LOSING != 0,
             vnet: slot.get(vnet_at..mac).unwrap_or(&[]),
             vlan,
         })
     }
 
-    /// Hands the head slot back to the kernel and moves on to the next.
-    pub fn release(&mut self) {
+    /// Hands the head slot back to the kernel and moves on to the next. True when that
+    /// completed a turn of the ring (the head is back at the first slot).
+    pub fn release(&mut self) -> bool {
         use std::sync::atomic::Ordering::Release;
         self.ring.status(self.head).store(libc::TP_STATUS_KERNEL, Release);
         self.head = (self.head + 1) % self.ring.frames;
+        self.head == 0
     }
 }
 
