@@ -297,8 +297,11 @@ fn two_workers_forward_and_share_learning() {
     let split = s.lines().filter(|l| l.trim().starts_with("time over ") && l.contains("busy") && l.contains("sleeping")).count();
     assert_eq!(split, 2, "time split per worker:\n{s}");
     // How each worker does its I/O: taps written through io_uring (the kernels rvs is
-    // tested on have it), each of the veth's two queues read from its own ring.
-    assert_eq!(s.matches("tap writes: io_uring, one submission per batch").count(), 2, "both workers wrote taps through io_uring:\n{s}");
+    // tested on have it; a worker whose flows never gave it a batch for a tap has not
+    // used its ring yet), each of the veth's two queues read from its own ring.
+    let used = s.matches("tap writes: io_uring, one submission per batch").count();
+    let unused = s.matches("tap writes: io_uring (not used yet)").count();
+    assert!(used >= 1 && used + unused == 2, "the workers write taps through io_uring:\n{s}");
     for q in 0..2 {
         assert!(s.contains(&format!("{v3}#{q} by ring")), "queue {q} of {v3} read from its ring:\n{s}");
     }

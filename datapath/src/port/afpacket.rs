@@ -98,7 +98,7 @@ impl AfPacketPort {
         // Whether a slot said the kernel dropped frames, or the ring came round (then
         // the socket's drop count is read, so that a burst the ring could not hold is
         // counted even if nothing follows it).
-        let (mut k, mut copies_from, mut losing, mut turned) = (0, 0, false, false);
+        let (mut k, mut copies_from, mut losing, mut turned, mut dropped) = (0, 0, false, false, 0);
         while k < n {
             let Some(f) = reader.peek() else {
                 if k == 0 {
@@ -120,18 +120,17 @@ impl AfPacketPort {
                 k += 1;
                 continue;
             }
-            self.recv_copies(q, &mut bufs[copies_from..k], &mut out[copies_from..k])?;
+            dropped += self.recv_copies(q, &mut bufs[copies_from..k], &mut out[copies_from..k])?;
             out[k] = self.take_slot(&f, &mut bufs[k]);
             turned |= reader.release();
             k += 1;
             copies_from = k;
         }
-        self.recv_copies(q, &mut bufs[copies_from..k], &mut out[copies_from..k])?;
-        let mut batch = RxBatch::of(k, n);
+        dropped += self.recv_copies(q, &mut bufs[copies_from..k], &mut out[copies_from..k])?;
         if losing || turned {
-            batch.dropped = self.take_drops(q);
+            dropped += self.take_drops(q);
         }
-        Ok(batch)
+        Ok(RxBatch { dropped, ..RxBatch::of(k, n) })
     }
 
     /// What the kernel dropped on queue `q` since last asked (0 if it cannot say).
@@ -140,18 +139,21 @@ impl AfPacketPort {
     }
 
     /// Reads the frames whose ring slots said they wait whole on the socket's queue,
-    /// one per buffer, in order. (A second try when the first only took an error the
-    /// socket held; a frame that still does not come is counted bad.)
-    fn recv_copies(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<()> {
-        let mut done = 0;
+    /// one per buffer, in order (a second try when the first only took an error the
+    /// socket held; a frame that still does not come is counted bad). Returns the
+    /// drops the reads learned of.
+    fn recv_copies(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<u64> {
+        let (mut done, mut dropped) = (0, 0);
         for _ in 0..2 {
             if done == bufs.len() {
-                return Ok(());
+                return Ok(dropped);
             }
-            done += self.recv_plain(q, &mut bufs[done..], &mut out[done..])?.n;
+            let got = self.recv_plain(q, &mut bufs[done..], &mut out[done..])?;
+            done += got.n;
+            dropped += got.dropped;
         }
         out[done..].fill(Rx::Bad);
-        Ok(())
+        Ok(dropped)
     }
 
     /// Copies a frame the ring holds whole into `buf`.

@@ -258,20 +258,12 @@ impl RxRing {
         let map_len = frames * frame_size;
         // SAFETY: maps the ring the kernel just allocated for this socket (offset 0,
         // its exact size), shared and readable/writable as packet_mmap(7) requires; the
-        // result is checked before use and unmapped in Drop.
-        let base = unsafe { libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_LOCKED, raw, 0) };
-        let base = if base == libc::MAP_FAILED {
-            // MAP_LOCKED may exceed RLIMIT_MEMLOCK: the kernel's ring pages are not
-            // swappable anyway, so map without it.
-            // SAFETY: as above.
-            let b = unsafe { libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, raw, 0) };
-            if b == libc::MAP_FAILED {
-                return Err(io::Error::last_os_error());
-            }
-            b
-        } else {
-            base
-        };
+        // result is checked before use and unmapped in Drop. (The ring's pages are the
+        // kernel's and never swapped: no MAP_LOCKED needed.)
+        let base = unsafe { libc::mmap(std::ptr::null_mut(), map_len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, raw, 0) };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
         Ok(RxRing {
             base: base.cast(),
             map_len,
@@ -280,16 +272,6 @@ impl RxRing {
             head: std::sync::atomic::AtomicUsize::new(0),
             busy: std::sync::atomic::AtomicBool::new(false),
         })
-    }
-
-    /// The slot size: frames up to `slot_size() - RING_SLOT_OVERHEAD` bytes fit whole.
-    pub fn slot_size(&self) -> usize {
-        self.frame_size
-    }
-
-    /// Slots in the ring.
-    pub fn slots(&self) -> usize {
-        self.frames
     }
 
     /// The reader, unless another thread is reading the ring right now.
