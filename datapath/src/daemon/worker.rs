@@ -534,38 +534,32 @@ impl Worker {
     /// The inputs this worker polls: port names (`NAME#Q` for queue Q of a port with
     /// several) and VXLAN endpoints (`vxlan:PORT`).
     pub fn inputs(&self) -> Vec<String> {
-        let mut v = Vec::new();
-        for &(src, mine) in &self.tokens {
-            if !mine {
-                continue;
+        self.tokens.iter().filter(|&&(_, mine)| mine).map(|&(src, _)| self.input_name(src)).collect()
+    }
+
+    /// An input as `rvs/workers` names it: the port or `vxlan:PORT`, with `#QUEUE` when
+    /// it has several queues.
+    fn input_name(&self, src: Source) -> String {
+        match src {
+            Source::Port(b, p, q) => {
+                let port = &self.bridges[b].ports[p];
+                if port.io.queues() > 1 { format!("{}#{q}", port.name) } else { port.name.clone() }
             }
-            match src {
-                Source::Port(b, p, q) => {
-                    let port = &self.bridges[b].ports[p];
-                    v.push(if port.io.queues() > 1 { format!("{}#{q}", port.name) } else { port.name.clone() });
-                }
-                Source::Endpoint(e, q) => {
-                    let ep = &self.endpoints[e];
-                    v.push(if ep.queues() > 1 { format!("vxlan:{}#{q}", ep.port) } else { format!("vxlan:{}", ep.port) });
-                }
+            Source::Endpoint(e, q) => {
+                let ep = &self.endpoints[e];
+                if ep.queues() > 1 { format!("vxlan:{}#{q}", ep.port) } else { format!("vxlan:{}", ep.port) }
             }
         }
-        v
     }
 
     /// The inputs whose backend has a say in how they are read, with that way
     /// ([`PortIo::rx_mode`]).
     pub fn rx_modes(&self) -> Vec<(String, &'static str)> {
-        let mut v = Vec::new();
-        for &(src, mine) in &self.tokens {
-            if let (Source::Port(b, p, q), true) = (src, mine) {
-                let port = &self.bridges[b].ports[p];
-                if let Some(m) = port.io.rx_mode(q) {
-                    v.push((if port.io.queues() > 1 { format!("{}#{q}", port.name) } else { port.name.clone() }, m));
-                }
-            }
-        }
-        v
+        let mode = |src| match src {
+            Source::Port(b, p, q) => self.bridges[b].ports[p].io.rx_mode(q),
+            Source::Endpoint(..) => None,
+        };
+        self.tokens.iter().filter(|&&(_, mine)| mine).filter_map(|&(src, _)| Some((self.input_name(src), mode(src)?))).collect()
     }
 
     /// Applies the learning notes other workers sent.
