@@ -130,10 +130,16 @@ fn finish_line(s: &mut String) {
     s.push('\n');
 }
 
-/// Pads or cuts `text` to exactly `w` characters (printf "%-*.*s").
+/// Pads or cuts `text` to exactly `w` bytes, as ovs-vsctl's printf "%-*.*s" does: widths
+/// are byte counts, so a cell with non-ASCII text gets fewer pad spaces than its
+/// characters suggest. A cut that would fall inside a UTF-8 sequence stops before it and
+/// pads the rest (ovs-vsctl prints the partial sequence; a `String` cannot hold it).
 fn fit(text: &str, w: usize) -> String {
-    let n = text.chars().count();
-    if n >= w { text.chars().take(w).collect() } else { format!("{text}{}", " ".repeat(w - n)) }
+    let mut end = text.len().min(w);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{}", &text[..end], " ".repeat(w - end))
 }
 
 fn table(t: &Table, st: &Style, s: &mut String) {
@@ -284,6 +290,25 @@ mod tests {
     fn table_format_matches_ovs() {
         let st = Style { format: Format::Table, ..Style::default() };
         assert_eq!(Printer::default().format(&t(), &st), "name    tag\n------- ---\npv2     140\nbrlv140 140\n");
+    }
+
+    #[test]
+    fn table_pads_and_cuts_in_bytes_as_ovs() {
+        // ovs-vsctl 3.1: `"é"` is 4 bytes, padded to the 18-byte column with 14 spaces, not 15.
+        let cell = |s: &str| Cell { datum: Datum::string(s), ty: scalar(string()) };
+        let t = Table { headings: vec!["name".into(), "tag".into()], rows: vec![vec![cell("vhost_user-name.to"), cell("x")], vec![cell("é"), cell("y")]] };
+        let st = Style { format: Format::Table, ..Style::default() };
+        let out = Printer::default().format(&t, &st);
+        assert_eq!(out.lines().nth(3), Some(format!("\"é\"{} y", " ".repeat(14)).as_str()), "{out}");
+        assert_eq!(out.lines().nth(3).unwrap().len(), out.lines().nth(2).unwrap().len());
+        // --max-column-width cuts at a byte count too: `"aé"` (5 bytes) to 4 is `"aé`.
+        let t = Table { headings: vec!["name".into()], rows: vec![vec![cell("aé")]] };
+        let st = Style { format: Format::Table, max_column_width: 4, ..Style::default() };
+        assert_eq!(Printer::default().format(&t, &st), "name\n----\n\"aé\n");
+        // a cut inside a UTF-8 sequence stops before it: `"é"` to 2 bytes is `"` and a space, trimmed
+        let t = Table { headings: vec!["n".into()], rows: vec![vec![cell("é")]] };
+        let st = Style { format: Format::Table, max_column_width: 2, ..Style::default() };
+        assert_eq!(Printer::default().format(&t, &st), "n\n--\n\"\n");
     }
 
     #[test]
