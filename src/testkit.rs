@@ -315,6 +315,38 @@ impl Drop for Daemon {
     }
 }
 
+/// A "node": a namespace with its own rvs-vswitchd, VMs on its taps.
+pub struct Node {
+    pub ns: Netns,
+    pub d: Daemon,
+}
+
+impl Node {
+    pub fn new(tag: &str) -> Node {
+        Node::with_args(tag, &[])
+    }
+
+    /// A node whose daemon gets these extra command-line flags.
+    pub fn with_args(tag: &str, args: &[&str]) -> Node {
+        require_root();
+        let ns = Netns::new(tag);
+        let d = Daemon::start_with(tag, Some(&ns.name), args);
+        Node { ns, d }
+    }
+
+    /// Adds a tap port `name` to `br` with extra `col=val` args and moves it into a new
+    /// VM namespace with address `addr`.
+    pub fn vm(&self, br: &str, name: &str, args: &[&str], addr: &str) -> Netns {
+        let mut a = vec!["add-port", br, name];
+        a.extend_from_slice(args);
+        a.extend_from_slice(&["--", "set", "Interface", name, "type=tap"]);
+        self.d.ctl_ok(&a);
+        let vm = Netns::new("vm");
+        plug(Some(&self.ns), name, &vm, addr);
+        vm
+    }
+}
+
 /// The MAC address of `dev` inside namespace `ns`.
 pub fn mac_of(ns: &Netns, dev: &str) -> String {
     ns.sh(&format!("cat /sys/class/net/{dev}/address")).trim().to_string()

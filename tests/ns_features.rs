@@ -7,34 +7,16 @@ use std::time::Duration;
 
 use rvs::testkit::*;
 
-struct Node {
-    ns: Netns,
-    d: Daemon,
-}
-
-impl Node {
-    fn new(tag: &str) -> Node {
-        require_root();
-        let ns = Netns::new(tag);
-        let d = Daemon::start(tag, Some(&ns.name));
-        d.ctl_ok(&["add-br", "br0"]);
-        Node { ns, d }
-    }
-
-    fn vm(&self, br: &str, name: &str, args: &[&str], addr: &str) -> Netns {
-        let mut a = vec!["add-port", br, name];
-        a.extend_from_slice(args);
-        a.extend_from_slice(&["--", "set", "Interface", name, "type=tap"]);
-        self.d.ctl_ok(&a);
-        let vm = Netns::new("vm");
-        plug(Some(&self.ns), name, &vm, addr);
-        vm
-    }
+/// A node with bridge br0.
+fn node(tag: &str) -> Node {
+    let n = Node::new(tag);
+    n.d.ctl_ok(&["add-br", "br0"]);
+    n
 }
 
 #[test]
 fn statistics_as_libvirt_reads_them() {
-    let n = Node::new("st");
+    let n = node("st");
     let (p1, p2) = (unique("s1"), unique("s2"));
     let vm1 = n.vm("br0", &p1, &[], "198.18.10.1/24");
     let _vm2 = n.vm("br0", &p2, &[], "198.18.10.2/24");
@@ -58,7 +40,7 @@ fn statistics_as_libvirt_reads_them() {
 
 #[test]
 fn ingress_policing_limits_received_traffic() {
-    let n = Node::new("pol");
+    let n = node("pol");
     let (p1, p2) = (unique("q1"), unique("q2"));
     let vm1 = n.vm("br0", &p1, &[], "198.18.11.1/24");
     let vm2 = n.vm("br0", &p2, &[], "198.18.11.2/24");
@@ -84,7 +66,7 @@ fn ingress_policing_limits_received_traffic() {
 
 #[test]
 fn mtu_request_and_mac_are_applied() {
-    let n = Node::new("mtu");
+    let n = node("mtu");
     let p = unique("m1");
     n.d.ctl_ok(&["add-port", "br0", &p, "--", "set", "Interface", &p, "type=internal", "mtu_request=1400", "mac=\"02:00:00:00:12:34\""]);
     wait_until("MTU 1400 on the device", Duration::from_secs(10), || n.ns.sh(&format!("cat /sys/class/net/{p}/mtu")).trim() == "1400");
@@ -95,7 +77,7 @@ fn mtu_request_and_mac_are_applied() {
 
 #[test]
 fn protected_ports_do_not_talk_to_each_other() {
-    let n = Node::new("prot");
+    let n = node("prot");
     let (a, b, c) = (unique("pa"), unique("pb"), unique("pc"));
     let vma = n.vm("br0", &a, &["protected=true"], "198.18.12.1/24");
     let _vmb = n.vm("br0", &b, &["protected=true"], "198.18.12.2/24");
@@ -106,7 +88,7 @@ fn protected_ports_do_not_talk_to_each_other() {
 
 #[test]
 fn host_ip_on_internal_ports_in_a_vlan_and_on_a_fake_bridge() {
-    let n = Node::new("hip");
+    let n = node("hip");
     // Mission step 6: a host interface inside VLAN 120.
     n.d.ctl_ok(&["add-port", "br0", "vlan120", "tag=120", "--", "set", "interface", "vlan120", "type=internal"]);
     n.ns.sh("ip link set vlan120 up && ip addr add 198.18.120.254/24 dev vlan120");
@@ -125,7 +107,7 @@ fn host_ip_on_internal_ports_in_a_vlan_and_on_a_fake_bridge() {
 
 #[test]
 fn static_macs_are_kept_across_restarts() {
-    let n = Node::new("fdb");
+    let n = node("fdb");
     let (p1, p2) = (unique("f1"), unique("f2"));
     let _vm1 = n.vm("br0", &p1, &["tag=5"], "198.18.13.1/24");
     let _vm2 = n.vm("br0", &p2, &["tag=5"], "198.18.13.2/24");
@@ -143,7 +125,7 @@ fn static_macs_are_kept_across_restarts() {
 
 #[test]
 fn transient_ports_disappear_after_a_node_reboot_not_a_daemon_restart() {
-    let n = Node::new("trn");
+    let n = node("trn");
     n.d.ctl_ok(&["add-port", "br0", "keep", "--", "set", "Interface", "keep", "type=internal"]);
     n.d.ctl_ok(&["add-port", "br0", "vnet7", "--", "set", "Port", "vnet7", "other_config:transient=true", "--", "set", "Interface", "vnet7", "type=internal"]);
     // A daemon restart keeps it.

@@ -9,38 +9,6 @@ use std::time::Duration;
 
 use rvs::testkit::*;
 
-/// A node namespace with its daemon and a bridge.
-struct Node {
-    ns: Netns,
-    d: Daemon,
-}
-
-impl Node {
-    fn new(tag: &str) -> Node {
-        Node::with_args(tag, &[])
-    }
-
-    /// A node whose daemon gets these extra command-line flags.
-    fn with_args(tag: &str, args: &[&str]) -> Node {
-        require_root();
-        let ns = Netns::new(tag);
-        let d = Daemon::start_with(tag, Some(&ns.name), args);
-        Node { ns, d }
-    }
-
-    /// Adds a tap port `name` with extra `col=val` args and moves it into a new VM
-    /// namespace with address `addr`.
-    fn vm(&self, br: &str, name: &str, args: &[&str], addr: &str) -> Netns {
-        let mut a = vec!["add-port", br, name];
-        a.extend_from_slice(args);
-        a.extend_from_slice(&["--", "set", "Interface", name, "type=tap"]);
-        self.d.ctl_ok(&a);
-        let vm = Netns::new("vm");
-        plug(Some(&self.ns), name, &vm, addr);
-        vm
-    }
-}
-
 fn fdb(node: &Node, br: &str) -> String {
     node.d.ctl_ok(&["fdb/show", br])
 }

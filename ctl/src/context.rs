@@ -191,17 +191,7 @@ pub type ColumnKeyValue = (usize, &'static datapath::db::ColumnSchema, Option<St
 /// column index and schema, the key, and (operator index, value) when an operator is
 /// present. `ops` are the allowed operators, longest match wins.
 pub fn parse_column_key_value(t: usize, arg: &str, ops: &[&str]) -> Result<ColumnKeyValue> {
-    let (col_name, mut rest) = datapath::db::value::next_token(arg).map_err(CtlError::new)?;
-    if col_name.is_empty() {
-        return Err(CtlError::new(format!("{arg}: missing column name")));
-    }
-    let (ci, col) = names::column(t, &col_name)?;
-    let mut key = None;
-    if let Some(r) = rest.strip_prefix(':') {
-        let (k, r2) = datapath::db::value::next_token(r).map_err(CtlError::new)?;
-        key = Some(k);
-        rest = r2;
-    }
+    let (ci, col, key, rest) = column_and_key(t, arg)?;
     let mut best: Option<(usize, usize)> = None;
     for (i, op) in ops.iter().enumerate() {
         if op.len() > best.map_or(0, |b| b.1) && rest.starts_with(op) && rest.len() > op.len() {
@@ -214,8 +204,8 @@ pub fn parse_column_key_value(t: usize, arg: &str, ops: &[&str]) -> Result<Colum
     }
 }
 
-/// Like [`parse_column_key_value`] for arguments without a value (`get`).
-pub fn parse_column_key(t: usize, arg: &str) -> Result<(usize, &'static datapath::db::ColumnSchema, Option<String>)> {
+/// The `column[:key]` at the start of `arg`, and what follows it.
+fn column_and_key(t: usize, arg: &str) -> Result<(usize, &'static datapath::db::ColumnSchema, Option<String>, &str)> {
     let (col_name, mut rest) = datapath::db::value::next_token(arg).map_err(CtlError::new)?;
     if col_name.is_empty() {
         return Err(CtlError::new(format!("{arg}: missing column name")));
@@ -227,6 +217,12 @@ pub fn parse_column_key(t: usize, arg: &str) -> Result<(usize, &'static datapath
         key = Some(k);
         rest = r2;
     }
+    Ok((ci, col, key, rest))
+}
+
+/// Like [`parse_column_key_value`] for arguments without a value (`get`).
+pub fn parse_column_key(t: usize, arg: &str) -> Result<(usize, &'static datapath::db::ColumnSchema, Option<String>)> {
+    let (ci, col, key, rest) = column_and_key(t, arg)?;
     if !rest.is_empty() {
         return Err(CtlError::new(format!("{arg}: trailing garbage \"{rest}\" in argument")));
     }
