@@ -6,6 +6,7 @@
 //! 32): every frame arrives once, in order, whole. Root required (namespaces).
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use datapath::packet::PacketBuf;
 use datapath::port::afpacket::AfPacketPort;
 use datapath::port::vxlan::{SendPool, Tunnel, TxSettings};
 use datapath::port::{PortIo, Rx};
+use datapath::sys::udp;
 use datapath::types::Vni;
 use rvs::testkit::*;
 
@@ -171,7 +173,7 @@ fn afpacket_sends_batches_in_order() {
 fn vxlan_tunnels_send_batches_in_order() {
     require_root();
     let ns = Netns::new("vsm");
-    ns.sh("ip link set lo up && ip addr add 198.18.7.1/32 dev lo && ip addr add 198.18.7.2/32 dev lo");
+    ns.sh("ip link set lo up mtu 1280 && ip addr add 198.18.7.1/32 dev lo && ip addr add 198.18.7.2/32 dev lo");
     ns.run_in(|| {
         let local = IpAddr::V4(Ipv4Addr::new(198, 18, 7, 1));
         let sink = UdpSocket::bind("198.18.7.2:0").expect("bind the receiver");
@@ -226,7 +228,62 @@ fn vxlan_tunnels_send_batches_in_order() {
             let have: Vec<&Vec<u8>> = got.iter().filter(|f| f[11] == 0x10 + m).collect();
             assert_eq!(have, want, "flow {m}: every frame once, in order");
         }
+
+        // Frames of one length (a shorter one last) leave as UDP GSO trains: one send
+        // per 32-frame batch, which a receiver with UDP GRO on reads whole (datagrams
+        // sent one by one reach it one by one: lo merges nothing), every frame whole
+        // and in order.
+        let gro_sink = UdpSocket::bind("198.18.7.2:0").expect("bind the GRO receiver");
+        udp::set_gro(gro_sink.as_fd(), true).expect("UDP_GRO");
+        let pool = tunnel.pool().clone();
+        let to_gro = Tunnel::new("vxtrain", gro_sink.local_addr().unwrap(), vni, pool);
+        let even: Vec<Vec<u8>> = (0..40u16).map(|i| sized(i, if i == 39 { 100 } else { 120 })).collect();
+        let (sent, calls) = send_all(&to_gro, &even);
+        assert!(sent.iter().all(|&s| s), "every frame left: {sent:?}");
+        assert_eq!(calls, 2, "one UDP GSO send per batch of 32 frames");
+        let (mut got, mut trains) = (Vec::new(), Vec::new());
+        let mut t = vec![0u8; 65536];
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while got.len() < even.len() && Instant::now() < deadline {
+            let Some(r) = udp::recv_train(gro_sink.as_fd(), &mut t).expect("receive") else { continue };
+            let seg = r.seg.map_or(r.len, usize::from);
+            trains.push(r.len.div_ceil(seg));
+            got.extend(t[..r.len].chunks(seg).map(|d| d[8..].to_vec()));
+        }
+        assert_eq!(got, even, "every frame once, whole, in order");
+        assert_eq!(trains, [32, 8], "read as two trains");
+
+        // A train too big for the path (lo's MTU is 1280 here): the kernel refuses it,
+        // the frames go one by one and are counted as MTU drops, and UDP GSO stays on.
+        let big: Vec<Vec<u8>> = (0..4u16).map(|i| sized(i, 1300)).collect();
+        let (sent, _) = send_all(&to_gro, &big);
+        assert!(sent.iter().all(|&s| !s), "no frame too big left: {sent:?}");
+        assert_eq!(to_gro.stats.mtu_exceeded.load(Relaxed), 4, "each counted as too big for the path");
+        assert_eq!(to_gro.stats.gso_fallbacks.load(Relaxed), 0, "UDP GSO still on");
+        let (sent, calls) = send_all(&to_gro, &even[..10]);
+        assert!(sent.iter().all(|&s| s));
+        assert_eq!(calls, 1, "still one train");
+        let r = udp::recv_train(gro_sink.as_fd(), &mut t).expect("receive").expect("a train is there");
+        assert_eq!(r.seg, Some(128), "as a train");
     });
+}
+
+/// Frame `i` of [`numbered`] made `len` bytes long, all of one flow.
+fn sized(i: u16, len: usize) -> Vec<u8> {
+    let mut f = numbered(i);
+    f.resize(len, 0xee);
+    f[11] = 0x01;
+    f
+}
+
+/// Sends `frames` as one batch through `tunnel`: which left, and in how many send calls.
+fn send_all(tunnel: &Tunnel, frames: &[Vec<u8>]) -> (Vec<bool>, u64) {
+    let bufs: Vec<PacketBuf> = frames.iter().map(|f| PacketBuf::from_frame(f)).collect();
+    let refs: Vec<&PacketBuf> = bufs.iter().collect();
+    let mut sent = vec![false; refs.len()];
+    let before = tunnel.stats.sends.load(Relaxed);
+    tunnel.send_batch(&refs, &mut sent).expect("a send problem is a drop, not a broken port");
+    (sent, tunnel.stats.sends.load(Relaxed) - before)
 }
 
 /// Frames the kernel drops because the worker fell behind (ring or socket queue full)

@@ -248,6 +248,9 @@ pub struct TunnelStats {
 
 /// Linux accepts at most this many segments in one UDP GSO send (UDP_MAX_SEGMENTS).
 const UDP_MAX_SEGMENTS: usize = 64;
+/// Fewest frames of a batch sent as one UDP GSO train (shorter runs go with the
+/// batch's sendmmsg).
+const MIN_TRAIN: usize = 4;
 /// Largest UDP payload in one GSO send (the UDP length field is 16 bits).
 const UDP_GSO_MAX_BYTES: usize = 65_000;
 
@@ -343,6 +346,82 @@ impl Tunnel {
     }
 }
 
+impl Tunnel {
+    /// Sends the frames `bufs[ids]` (all of one length but the last, which may be
+    /// shorter) as one UDP GSO train. `Some(true)` sent, `Some(false)` dropped (counted
+    /// as a single send would be), `Err` with the kernel's answer when it refused the
+    /// train or found it too big for the path (then the caller sends the frames one by
+    /// one, see [`Self::refused_gso`]).
+    fn send_train(&self, sock: BorrowedFd<'_>, bufs: &[&PacketBuf], ids: &[usize]) -> io::Result<Result<bool, io::Error>> {
+        let hdr = header(self.vni);
+        let mut slices = ids.iter().flat_map(|&j| [IoSlice::new(&hdr), IoSlice::new(bufs[j].frame())]);
+        let iov: [IoSlice<'_>; 2 * crate::sys::MAX_SEND_BATCH] = std::array::from_fn(|_| slices.next().unwrap_or_else(|| IoSlice::new(&[])));
+        let inner = bufs[ids[0]].len();
+        self.stats.sends.fetch_add(1, Relaxed);
+        match udp::send_gso(sock, &iov[..2 * ids.len()], (HEADER_LEN + inner) as u16, &self.remote) {
+            // Too big for the path (`EMSGSIZE` here, or `EINVAL`) or no GSO: one by
+            // one, so that each frame is judged and counted as it would be alone.
+            Err(e) if refusal(&e) || e.raw_os_error() == Some(libc::EMSGSIZE) => Ok(Err(e)),
+            r => self.classify(r, inner).map(Ok),
+        }
+    }
+
+    /// After the kernel answered a UDP GSO send with `e` and its datagrams were sent one
+    /// by one: if any of them left, the kernel (or the route's device) cannot do UDP
+    /// GSO and the tunnel stops asking, for good (counted in `gso_fallbacks`). If none
+    /// did, the datagrams were too big for the path (which a train reports as
+    /// `EINVAL`), and UDP GSO stays on for when the MTU has been fixed.
+    fn refused_gso(&self, e: &io::Error, any_sent: bool) {
+        if any_sent && self.gso.swap(false, Relaxed) {
+            self.stats.gso_fallbacks.fetch_add(1, Relaxed);
+            tracing::warn!("{}: the kernel refused UDP GSO ({e}); sending one datagram per segment", self.name);
+        }
+    }
+
+    /// Sends the frames `bufs[ids]` with sendmmsg(2), one datagram each, and fills
+    /// `sent` for them.
+    fn send_each_batched(&self, sock: BorrowedFd<'_>, bufs: &[&PacketBuf], ids: &[usize], sent: &mut [bool]) -> io::Result<()> {
+        const MAX: usize = crate::sys::MAX_SEND_BATCH;
+        let hdr = header(self.vni);
+        let many = |from: usize| {
+            let mut slices = ids[from..].iter().flat_map(|&j| [IoSlice::new(&hdr), IoSlice::new(bufs[j].frame())]);
+            let iov: [IoSlice<'_>; 2 * MAX] = std::array::from_fn(|_| slices.next().unwrap_or_else(|| IoSlice::new(&[])));
+            self.stats.sends.fetch_add(1, Relaxed);
+            udp::send_many_to(sock, &iov[..2 * (ids.len() - from)], 2, &self.remote)
+        };
+        let mut ok = [false; MAX];
+        let r = super::send_batched(&mut ok[..ids.len()], many, |i| self.send(bufs[ids[i]]), |i, e| self.classify(Err(e), bufs[ids[i]].len()));
+        for (&j, &o) in ids.iter().zip(&ok) {
+            sent[j] = o;
+        }
+        r
+    }
+}
+
+/// Whether a UDP GSO send's error is the kernel refusing the train: `EIO` (the device
+/// cannot), `EINVAL` (no UDP GSO, or a segment bigger than the path MTU).
+fn refusal(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL))
+}
+
+/// How many of the frames of lengths `lens` (at least one) can leave, from the first,
+/// as one UDP GSO train: frames of the first one's length, then at most one shorter,
+/// within the kernel's limits on segments and bytes per send.
+fn train_len(lens: &[usize]) -> usize {
+    let unit = HEADER_LEN + lens[0];
+    let most = UDP_MAX_SEGMENTS.min(UDP_GSO_MAX_BYTES / unit).max(1);
+    let mut n = 1;
+    while n < lens.len() && n < most {
+        if lens[n] == lens[0] {
+            n += 1;
+        } else {
+            n += usize::from(lens[n] < lens[0]);
+            break;
+        }
+    }
+    n
+}
+
 impl PortIo for Tunnel {
     fn recv_queue(&self, _q: usize, _buf: &mut PacketBuf) -> io::Result<Rx> {
         // Tunnel ports receive through their shared endpoint.
@@ -362,12 +441,15 @@ impl PortIo for Tunnel {
     }
 
     /// The frames are grouped by the pool socket their flow goes out through (so each
-    /// flow stays in order), and each group is sent with one sendmmsg(2) per up to
-    /// [`crate::sys::MAX_SEND_BATCH`] frames.
+    /// flow stays in order). In each group, a run of at least [`MIN_TRAIN`] frames of
+    /// one length (the last may be shorter) leaves as one UDP GSO train — one
+    /// `sendmsg`, and one pass through the kernel's stacks on both nodes instead of one
+    /// per datagram; the other frames go with one sendmmsg(2) per up to
+    /// [`crate::sys::MAX_SEND_BATCH`], so that mixed traffic is not cut into many
+    /// small sends.
     fn send_batch(&self, bufs: &[&PacketBuf], sent: &mut [bool]) -> io::Result<()> {
         const MAX: usize = crate::sys::MAX_SEND_BATCH;
         debug_assert_eq!(bufs.len(), sent.len());
-        let hdr = header(self.vni);
         for (bufs, sent) in bufs.chunks(MAX).zip(sent.chunks_mut(MAX)) {
             let socks: [Option<BorrowedFd<'_>>; MAX] = std::array::from_fn(|i| bufs.get(i).map(|b| self.pool.pick(flow_hash(b.frame()))));
             let mut grouped = [false; MAX];
@@ -382,18 +464,28 @@ impl PortIo for Tunnel {
                         k += 1;
                     }
                 }
-                let many = |from: usize| {
-                    let mut slices = ids[from..k].iter().flat_map(|&j| [IoSlice::new(&hdr), IoSlice::new(bufs[j].frame())]);
-                    let iov: [IoSlice<'_>; 2 * MAX] = std::array::from_fn(|_| slices.next().unwrap_or_else(|| IoSlice::new(&[])));
-                    self.stats.sends.fetch_add(1, Relaxed);
-                    udp::send_many_to(sock, &iov[..2 * (k - from)], 2, &self.remote)
-                };
-                let mut ok = [false; MAX];
-                let r = super::send_batched(&mut ok[..k], many, |i| self.send(bufs[ids[i]]), |i, e| self.classify(Err(e), bufs[ids[i]].len()));
-                for (&j, &o) in ids.iter().zip(&ok).take(k) {
-                    sent[j] = o;
+                let lens: [usize; MAX] = std::array::from_fn(|i| if i < k { bufs[ids[i]].len() } else { 0 });
+                let mut from = 0;
+                while from < k {
+                    let train = |at: usize| if self.gso.load(Relaxed) { train_len(&lens[at..k]) } else { 1 };
+                    let run = train(from);
+                    let mut end = from + run;
+                    if run >= MIN_TRAIN {
+                        match self.send_train(sock, bufs, &ids[from..end])? {
+                            Ok(ok) => ids[from..end].iter().for_each(|&j| sent[j] = ok),
+                            Err(e) => {
+                                self.send_each_batched(sock, bufs, &ids[from..end], sent)?;
+                                self.refused_gso(&e, ids[from..end].iter().any(|&j| sent[j]));
+                            }
+                        }
+                    } else {
+                        while end < k && train(end) < MIN_TRAIN {
+                            end += 1;
+                        }
+                        self.send_each_batched(sock, bufs, &ids[from..end], sent)?;
+                    }
+                    from = end;
                 }
-                r?;
             }
         }
         Ok(())
@@ -403,8 +495,9 @@ impl PortIo for Tunnel {
     /// datagrams and sends up to 64 of them per `sendmsg` with UDP GSO: one system call
     /// instead of one per segment. Only the headers are written (into `scratch`); the
     /// payloads are gathered from the frame where it lies, so the kernel's copy into the
-    /// socket is the only one. If the kernel refuses UDP GSO, the tunnel falls back to
-    /// one send per datagram for good (counted in `gso_fallbacks`).
+    /// socket is the only one. A train the kernel refuses is sent one datagram at a
+    /// time, and the tunnel stops using UDP GSO when that worked (see
+    /// [`Tunnel::refused_gso`]).
     fn send_gso(&self, buf: &PacketBuf, scratch: &mut [u8]) -> io::Result<Option<GsoSent>> {
         let mut seg = match Segmenter::new(buf.frame(), &buf.vnet) {
             Ok(s) => s,
@@ -438,10 +531,12 @@ impl PortIo for Tunnel {
             if n > 1 && self.gso.load(Relaxed) {
                 self.stats.sends.fetch_add(1, Relaxed);
                 match udp::send_gso(sock, iov, unit as u16, &self.remote) {
-                    Err(e) if matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL)) => {
-                        self.gso.store(false, Relaxed);
-                        self.stats.gso_fallbacks.fetch_add(1, Relaxed);
-                        tracing::warn!("{}: the kernel refused UDP GSO ({e}); sending one datagram per segment", self.name);
+                    Err(e) if refusal(&e) => {
+                        let (s, d) = self.send_each(sock, iov)?;
+                        self.refused_gso(&e, s > 0);
+                        out.sent += s;
+                        out.dropped += d;
+                        continue;
                     }
                     r => {
                         match self.classify(r, unit - HEADER_LEN)? {
@@ -537,6 +632,19 @@ mod tests {
         assert_eq!(parse_header(&[0xff, 0xff, 0xff, 0xff, 0, 0, 7, 0xff]), Vni::new(7));
         assert_eq!(parse_header(&[0x00, 0, 0, 0, 0, 0, 7, 0]), None);
         assert_eq!(parse_header(&[0x08, 0, 0]), None);
+    }
+
+    #[test]
+    fn trains_are_runs_of_one_length_and_a_shorter_last() {
+        assert_eq!(train_len(&[60]), 1);
+        assert_eq!(train_len(&[60, 60, 60]), 3);
+        assert_eq!(train_len(&[60, 60, 50, 50]), 3, "a shorter frame ends the train");
+        assert_eq!(train_len(&[60, 70, 60]), 1, "a longer one cannot follow");
+        assert_eq!(train_len(&[60, 50]), 2);
+        assert_eq!(train_len(&[60; 100]), UDP_MAX_SEGMENTS, "at most 64 segments");
+        let big = 9000 - HEADER_LEN;
+        assert_eq!(train_len(&[big; 10]), UDP_GSO_MAX_BYTES / 9000, "at most 65000 bytes");
+        assert_eq!(train_len(&[70_000, 70_000]), 1, "a datagram over the limit goes alone");
     }
 
     #[test]
