@@ -204,6 +204,9 @@ pub struct Worker {
     batch: Vec<PacketBuf>,
     /// Which of `batch` is in `buf` now (while a receive batch is forwarded).
     cur: Option<usize>,
+    /// While a VXLAN train is forwarded: the slot of `batch` the next frame passed on
+    /// as it came is put in, so that it can be held for a batched send.
+    slot: Option<usize>,
     /// Frames of the current receive batch held for ports that send in batches:
     /// (bridge, port, index in `batch`), in arrival order; sent when the batch ends.
     pending: Vec<(usize, usize, usize)>,
@@ -326,6 +329,7 @@ impl WorkerHandle {
             buf: PacketBuf::new(),
             batch: (0..RX_BATCH).map(|_| PacketBuf::new()).collect(),
             cur: None,
+            slot: None,
             pending: Vec::with_capacity(RX_BATCH),
             seg: PacketBuf::with_capacity(70 * 1024),
             train: vec![0u8; 65_536 + 4096],
@@ -711,6 +715,9 @@ impl Worker {
             if t.truncated {
                 continue;
             }
+            // A train's small frames (not those the coalescer builds, which go out at
+            // once: a VM's TCP waits for them) are held for a batched send.
+            self.slot = t.seg.map(|_| 0);
             for d in port_vxlan::datagrams(&train[..t.len], t.seg, &ep.stats) {
                 let Some((vni, inner)) = d else { continue };
                 let key = TunnelKey { endpoint: e, remote: t.from.ip(), vni };
@@ -734,18 +741,41 @@ impl Worker {
                 }
                 co.push(inner, |f| self.deliver(b, p, f, now));
             }
+            // The frames held from this train leave together; the frame the coalescer
+            // is building may go on in the next train.
+            self.flush_tx();
         }
         if let Some((tb, tp)) = target {
             co.flush_with(|f| self.deliver(tb, tp, f, now));
         }
+        self.slot = None;
         self.train = train;
         self.coalescer = Some(co);
     }
 
     /// Hands one decapsulated frame to the switch as received on tunnel port `p` of
-    /// bridge `b`. A frame the coalescer built is not copied: its buffer is swapped
-    /// with `self.buf`.
+    /// bridge `b`. A frame passed on as it came, from a train of datagrams, goes into
+    /// the next slot of `batch`, so that it can be held for a port that sends in
+    /// batches (one io_uring submission or `sendmmsg` for a train's small frames
+    /// instead of a system call each); the held frames leave when the slots run out
+    /// or the train ends.
     fn deliver(&mut self, b: usize, p: usize, frame: Emit<'_, Area>, now: Time) {
+        let Some(mut k) = self.slot.filter(|_| matches!(frame, Emit::AsIs(_))) else { return self.deliver_in_buf(b, p, frame, now) };
+        if k == RX_BATCH {
+            self.flush_tx();
+            k = 0;
+        }
+        std::mem::swap(&mut self.buf, &mut self.batch[k]);
+        self.cur = Some(k);
+        self.deliver_in_buf(b, p, frame, now);
+        self.cur = None;
+        std::mem::swap(&mut self.buf, &mut self.batch[k]);
+        self.slot = Some(k + 1);
+    }
+
+    /// [`Self::deliver`] with the frame put in `self.buf`. A frame the coalescer built
+    /// is not copied: its buffer is swapped with `self.buf`.
+    fn deliver_in_buf(&mut self, b: usize, p: usize, frame: Emit<'_, Area>, now: Time) {
         if self.bridges[b].failed[p] {
             return;
         }
@@ -1113,6 +1143,55 @@ mod tests {
         assert_eq!(checksum::fold(checksum::sum(&got[0].0[14..], 0)), 0xffff);
         let fdb = futures_lite_block(w.query(|w| w.bridge("br0").map(|b| b.core.fdb().len())));
         assert_eq!(fdb, Some(3));
+        w.stop();
+    }
+
+    /// The small frames of a VXLAN datagram train (UDP GRO) leave for a batching port in
+    /// one send call, each once and in order.
+    #[test]
+    fn small_frames_of_a_train_are_sent_in_one_batch() {
+        let lo = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let ep = Arc::new(Endpoint::open(Some(lo), 0, false, 1).unwrap());
+        assert!(ep.gro(), "UDP GRO on the endpoint");
+        let at = socket2::SockRef::from(&ep.fd(0)).local_addr().unwrap().as_socket().unwrap();
+        let peer = std::net::UdpSocket::bind((lo, 0)).unwrap();
+        let vni = Vni::new(77).unwrap();
+        let settings = port_vxlan::TxSettings { local: Some(lo), v6: false, ttl: 64, tos: 0, df: false, csum: false };
+        let pool = Arc::new(port_vxlan::SendPool::open(&settings).unwrap());
+        let tunnel = Arc::new(port_vxlan::Tunnel::new("vx", peer.local_addr().unwrap(), vni, pool));
+        let mut tp = DpPort { io: tunnel, ..port(1, Arc::new(MemPort::new(true).unwrap()), PortConfig::trunk(1)) };
+        tp.tunnel = Some(TunnelKey { endpoint: 0, remote: lo, vni });
+        let vm = Arc::new(MemPort::batching(true, 32).unwrap());
+        let w = {
+            let mut w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
+            let bridge = DpBridge {
+                uuid: Uuid::random(),
+                name: "br0".into(),
+                cfg: BridgeConfig::default(),
+                ports: vec![tp, port(2, vm.clone(), PortConfig::trunk(2))],
+                statics: vec![],
+            };
+            w.reconfigure(DpConfig { bridges: vec![bridge], endpoints: vec![ep], workers: 1 });
+            w
+        };
+        // 20 broadcast frames of one length, numbered, in one UDP GSO send: the
+        // endpoint reads them as one train.
+        let datagrams: Vec<Vec<u8>> = (0..20u8)
+            .map(|i| {
+                let mut f = frame(MacAddr::BROADCAST, mac(1));
+                f[20] = i;
+                [&port_vxlan::header(vni)[..], &f].concat()
+            })
+            .collect();
+        let iov: Vec<std::io::IoSlice<'_>> = datagrams.iter().map(|d| std::io::IoSlice::new(d)).collect();
+        crate::sys::udp::send_gso(peer.as_fd(), &iov, datagrams[0].len() as u16, &at).unwrap();
+        let mut got = Vec::new();
+        wait_for(|| {
+            got.extend(vm.take_sent().into_iter().map(|(f, _)| f[20]));
+            got.len() >= 20
+        });
+        assert_eq!(got, (0..20u8).collect::<Vec<_>>(), "each frame once, in order");
+        assert_eq!(vm.take_tx_calls(), [20], "one send call for the train's frames");
         w.stop();
     }
 
