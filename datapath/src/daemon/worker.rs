@@ -765,12 +765,18 @@ impl Worker {
             self.flush_tx();
             k = 0;
         }
+        self.in_slot(k, true, |w| w.deliver_in_buf(b, p, frame, now));
+        self.slot = Some(k + 1);
+    }
+
+    /// Runs `f` with `batch[k]` swapped into `buf`; with `hold`, a frame `f` forwards
+    /// to a port that sends in batches is held in that slot until [`Self::flush_tx`].
+    fn in_slot(&mut self, k: usize, hold: bool, f: impl FnOnce(&mut Self)) {
         std::mem::swap(&mut self.buf, &mut self.batch[k]);
-        self.cur = Some(k);
-        self.deliver_in_buf(b, p, frame, now);
+        self.cur = hold.then_some(k);
+        f(self);
         self.cur = None;
         std::mem::swap(&mut self.buf, &mut self.batch[k]);
-        self.slot = Some(k + 1);
     }
 
     /// [`Self::deliver`] with the frame put in `self.buf`. A frame the coalescer built
@@ -849,11 +855,7 @@ impl Worker {
                 }
             };
             for (i, rx) in out.iter().copied().enumerate().take(n) {
-                std::mem::swap(&mut self.buf, &mut self.batch[i]);
-                self.cur = (!first_alone).then_some(i);
-                self.received(b, p, rx, now);
-                self.cur = None;
-                std::mem::swap(&mut self.buf, &mut self.batch[i]);
+                self.in_slot(i, !first_alone, |w| w.received(b, p, rx, now));
             }
             self.flush_tx();
             self.stats.received(n);

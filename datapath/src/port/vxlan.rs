@@ -344,9 +344,7 @@ impl Tunnel {
             Err(e) => Err(e),
         }
     }
-}
 
-impl Tunnel {
     /// Sends the frames `bufs[ids]` (all of one length but the last, which may be
     /// shorter) as one UDP GSO train. `Some(true)` sent, `Some(false)` dropped (counted
     /// as a single send would be), `Err` with the kernel's answer when it refused the
@@ -354,8 +352,7 @@ impl Tunnel {
     /// one, see [`Self::refused_gso`]).
     fn send_train(&self, sock: BorrowedFd<'_>, bufs: &[&PacketBuf], ids: &[usize]) -> io::Result<Result<bool, io::Error>> {
         let hdr = header(self.vni);
-        let mut slices = ids.iter().flat_map(|&j| [IoSlice::new(&hdr), IoSlice::new(bufs[j].frame())]);
-        let iov: [IoSlice<'_>; 2 * crate::sys::MAX_SEND_BATCH] = std::array::from_fn(|_| slices.next().unwrap_or_else(|| IoSlice::new(&[])));
+        let iov = gather(&hdr, bufs, ids);
         let inner = bufs[ids[0]].len();
         self.stats.sends.fetch_add(1, Relaxed);
         match udp::send_gso(sock, &iov[..2 * ids.len()], (HEADER_LEN + inner) as u16, &self.remote) {
@@ -369,8 +366,8 @@ impl Tunnel {
     /// After the kernel answered a UDP GSO send with `e` and its datagrams were sent one
     /// by one: if any of them left, the kernel (or the route's device) cannot do UDP
     /// GSO and the tunnel stops asking, for good (counted in `gso_fallbacks`). If none
-    /// did, the datagrams were too big for the path (which a train reports as
-    /// `EINVAL`), and UDP GSO stays on for when the MTU has been fixed.
+    /// did, the datagrams were too big for the path (which some kernels report for a
+    /// train as `EINVAL`), and UDP GSO stays on for when the MTU has been fixed.
     fn refused_gso(&self, e: &io::Error, any_sent: bool) {
         if any_sent && self.gso.swap(false, Relaxed) {
             self.stats.gso_fallbacks.fetch_add(1, Relaxed);
@@ -384,8 +381,7 @@ impl Tunnel {
         const MAX: usize = crate::sys::MAX_SEND_BATCH;
         let hdr = header(self.vni);
         let many = |from: usize| {
-            let mut slices = ids[from..].iter().flat_map(|&j| [IoSlice::new(&hdr), IoSlice::new(bufs[j].frame())]);
-            let iov: [IoSlice<'_>; 2 * MAX] = std::array::from_fn(|_| slices.next().unwrap_or_else(|| IoSlice::new(&[])));
+            let iov = gather(&hdr, bufs, &ids[from..]);
             self.stats.sends.fetch_add(1, Relaxed);
             udp::send_many_to(sock, &iov[..2 * (ids.len() - from)], 2, &self.remote)
         };
@@ -396,6 +392,13 @@ impl Tunnel {
         }
         r
     }
+}
+
+/// The iovecs of the datagrams `[hdr][bufs[j]]` for `j` in `ids` (at most
+/// [`crate::sys::MAX_SEND_BATCH`]), two per datagram, empty ones after them.
+fn gather<'a>(hdr: &'a [u8; HEADER_LEN], bufs: &[&'a PacketBuf], ids: &[usize]) -> [IoSlice<'a>; 2 * crate::sys::MAX_SEND_BATCH] {
+    let mut slices = ids.iter().flat_map(|&j| [IoSlice::new(hdr), IoSlice::new(bufs[j].frame())]);
+    std::array::from_fn(|_| slices.next().unwrap_or_else(|| IoSlice::new(&[])))
 }
 
 /// Whether a UDP GSO send's error is the kernel refusing the train: `EIO` (the device
