@@ -11,7 +11,8 @@
 # Rows (each built, measured, torn down in turn):
 #   one node:   linux-bridge (veths) | rvs-tap (VMs on rvs taps) | rvs-veth (rvs
 #               AF_PACKET on veths) | ovs-netdev (OVS userspace datapath, veths)
-#   two nodes:  kernel-vxlan (vxlan + bridge) | rvs-vxlan (rvs, taps) | ovs-vxlan
+#   two nodes:  kernel-vxlan (vxlan + bridge) | rvs-vxlan (rvs, taps) | mixed-vxlan
+#               (vm1's node the kernel's vxlan + bridge, vm2's node rvs) | ovs-vxlan
 #               (OVS userspace, br-phy)
 # Metrics: single-stream TCP (iperf3), 64-byte frames delivered per second (trafgen,
 # counted at the receiving VM), round-trip time (median of ping's replies at 100/s;
@@ -230,33 +231,53 @@ two_nodes_underlay() { # MTU 1600 underlay veth between node1 and node2
     ip -n ${P}node1 link set ${P}u1 up; ip -n ${P}node2 link set ${P}u2 up
 }
 
+kernel_vxlan_node() { # n: node n with the kernel's vxlan and bridge, vm n on a veth
+    local n=$1 p=$((3 - $1))
+    ip -n ${P}node$n addr add 198.19.60.$n/24 dev ${P}u$n
+    ip -n ${P}node$n link add vx type vxlan id 5000 dstport 4789 remote 198.19.60.$p local 198.19.60.$n
+    ip -n ${P}node$n link add kbr type bridge
+    ip -n ${P}node$n link set vx master kbr; ip -n ${P}node$n link set vx up; ip -n ${P}node$n link set kbr up
+    ip link add ${P}n$n netns ${P}node$n type veth peer name ${P}v$n netns ${P}vm$n
+    ip -n ${P}node$n link set ${P}n$n master kbr; ip -n ${P}node$n link set ${P}n$n up
+}
+
+rvs_vxlan_node() { # n: node n with rvs, a VXLAN port and vm n on an rvs tap
+    local n=$1 p=$((3 - $1)) d="$WORK/rx$1"
+    ip -n ${P}node$n addr add 198.19.60.$n/24 dev ${P}u$n
+    start_rvs node$n "$d"
+    rvsctl "$d" add-br br0
+    rvsctl "$d" add-port br0 vx -- set Interface vx type=vxlan options:remote_ip=198.19.60.$p options:key=5000
+    rvsctl "$d" add-port br0 ${P}t$n -- set Interface ${P}t$n type=tap
+    ip -n ${P}node$n link set ${P}t$n netns ${P}vm$n
+}
+
 row_kernel_vxlan() {
     two_nodes_underlay; mkns vm1; mkns vm2
-    for n in 1 2; do
-        local p=$((3 - n))
-        ip -n ${P}node$n addr add 198.19.60.$n/24 dev ${P}u$n
-        ip -n ${P}node$n link add vx type vxlan id 5000 dstport 4789 remote 198.19.60.$p local 198.19.60.$n
-        ip -n ${P}node$n link add kbr type bridge
-        ip -n ${P}node$n link set vx master kbr; ip -n ${P}node$n link set vx up; ip -n ${P}node$n link set kbr up
-        ip link add ${P}n$n netns ${P}node$n type veth peer name ${P}v$n netns ${P}vm$n
-        ip -n ${P}node$n link set ${P}n$n master kbr; ip -n ${P}node$n link set ${P}n$n up
-    done
+    kernel_vxlan_node 1; kernel_vxlan_node 2
     VM1_DEV=${P}v1; VM2_DEV=${P}v2
     vm_addr vm1 $VM1_DEV $VM1_IP; vm_addr vm2 $VM2_DEV $VM2_IP
 }
 
 row_rvs_vxlan() {
     two_nodes_underlay; mkns vm1; mkns vm2
-    for n in 1 2; do
-        local p=$((3 - n)) d="$WORK/rx$n"
-        ip -n ${P}node$n addr add 198.19.60.$n/24 dev ${P}u$n
-        start_rvs node$n "$d"
-        rvsctl "$d" add-br br0
-        rvsctl "$d" add-port br0 vx -- set Interface vx type=vxlan options:remote_ip=198.19.60.$p options:key=5000
-        rvsctl "$d" add-port br0 ${P}t$n -- set Interface ${P}t$n type=tap
-        ip -n ${P}node$n link set ${P}t$n netns ${P}vm$n
-    done
+    rvs_vxlan_node 1; rvs_vxlan_node 2
     VM1_DEV=${P}t1; VM2_DEV=${P}t2
+    vm_addr vm1 $VM1_DEV $VM1_IP; vm_addr vm2 $VM2_DEV $VM2_IP
+}
+
+# A cluster part-way through moving to rvs: the sending VM's node runs the kernel's
+# vxlan, the receiving VM's node rvs. The generator's frames reach rvs one datagram
+# each (the kernel sends no trains of small frames).
+row_mixed_vxlan() {
+    two_nodes_underlay; mkns vm1; mkns vm2
+    kernel_vxlan_node 1; rvs_vxlan_node 2
+    # The kernel leaves the inner TCP checksum of what it encapsulates to the NIC's
+    # offload, and a veth never fills it in (the kernel-vxlan row's receiver trusts the
+    # skb's checksum state, which a UDP socket's reader never sees): the underlay
+    # "NIC" of node 1 computes checksums in software instead, as with a real NIC
+    # without tunnel offloads. vm1 keeps its TSO.
+    ip netns exec ${P}node1 ethtool -K ${P}u1 tx off >/dev/null
+    VM1_DEV=${P}v1; VM2_DEV=${P}t2
     vm_addr vm1 $VM1_DEV $VM1_IP; vm_addr vm2 $VM2_DEV $VM2_IP
 }
 
@@ -284,7 +305,7 @@ row_ovs_vxlan() {
 # The rows take turns: run 1 of every row, then run 2 of every row, ... (each row built
 # and torn down every time), so that the machine's slow and fast phases, which last
 # minutes on a shared host, fall on kernel and rvs rows alike rather than on whole rows.
-ROWS=(linux-bridge rvs-tap rvs-veth ovs-netdev kernel-vxlan rvs-vxlan ovs-vxlan)
+ROWS=(linux-bridge rvs-tap rvs-veth ovs-netdev kernel-vxlan rvs-vxlan mixed-vxlan ovs-vxlan)
 for r in $(seq 1 "$RUNS"); do
     for row in "${ROWS[@]}"; do
         [ -z "${E2E_ROWS:-}" ] || [[ " $E2E_ROWS " == *" $row "* ]] || continue
@@ -312,7 +333,7 @@ for r in csv.DictReader(open(src)):
         vals[(r["row"], r["metric"])].append(float(r["value"]))
     except ValueError:
         pass
-rows = ["linux-bridge", "rvs-tap", "rvs-veth", "ovs-netdev", "kernel-vxlan", "rvs-vxlan", "ovs-vxlan"]
+rows = ["linux-bridge", "rvs-tap", "rvs-veth", "ovs-netdev", "kernel-vxlan", "rvs-vxlan", "mixed-vxlan", "ovs-vxlan"]
 base = {r: ("linux-bridge" if r in rows[:4] else "kernel-vxlan") for r in rows}
 metrics = [("tcp_gbps", "TCP Gbit/s", True), ("pps64", "64B frames/s", True), ("rtt_us", "ping RTT us", False), ("pp_us", "sockperf RTT us", False), ("idle_cpu", "idle CPU %", None)]
 med = {k: statistics.median(v) for k, v in vals.items() if v}

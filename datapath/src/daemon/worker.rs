@@ -49,6 +49,12 @@ use crate::types::{MacAddr, OfPort, VlanId, Vni};
 pub const BUDGET: usize = 64;
 /// Frames one receive call may return, for ports that batch (AF_PACKET: recvmmsg).
 const RX_BATCH: usize = 32;
+/// Datagrams or GRO trains one receive call on a VXLAN endpoint may return (recvmmsg),
+/// each into its own [`TRAIN_ROOM`] bytes: a kernel peer sends small frames one
+/// datagram at a time, which then cost one system call per few frames, not each.
+const RX_TRAINS: usize = 8;
+/// Room for one GRO train: 64 KiB of datagrams and slack.
+const TRAIN_ROOM: usize = 65_536 + 4096;
 /// Most workers `n-workers` may ask for.
 pub const MAX_WORKERS: usize = 64;
 /// Learning notes queued for one worker before further ones are dropped (and counted).
@@ -212,7 +218,8 @@ pub struct Worker {
     pending: Vec<(usize, usize, usize)>,
     /// Scratch buffer for software segmentation.
     seg: PacketBuf,
-    /// Receive buffer for VXLAN datagram trains (UDP GRO).
+    /// Receive buffer for VXLAN datagram trains (UDP GRO): [`RX_TRAINS`] pieces of
+    /// [`TRAIN_ROOM`] bytes.
     train: Vec<u8>,
     /// Software GRO for decapsulated TCP segments, building in a spare packet buffer
     /// that is swapped with `buf` to forward the frame built.
@@ -332,7 +339,7 @@ impl WorkerHandle {
             slot: None,
             pending: Vec::with_capacity(RX_BATCH),
             seg: PacketBuf::with_capacity(70 * 1024),
-            train: vec![0u8; 65_536 + 4096],
+            train: vec![0u8; RX_TRAINS * TRAIN_ROOM],
             coalescer: Some(Coalescer::new(Area(PacketBuf::new()))),
             actions: Actions::with_capacity(256),
             events: self.events.clone(),
@@ -688,9 +695,10 @@ impl Worker {
     }
 
     /// Reads up to [`BUDGET`] datagrams (or GRO trains of datagrams) from VXLAN
-    /// endpoint `e`, demultiplexes each to its tunnel port, coalesces consecutive TCP
-    /// segments of a flow back into GSO frames (software GRO, so the VM's stack gets
-    /// 64 KiB frames instead of 1.5 KiB ones), and forwards them.
+    /// endpoint `e`, [`RX_TRAINS`] per system call, demultiplexes each to its tunnel
+    /// port, coalesces consecutive TCP segments of a flow back into GSO frames
+    /// (software GRO, so the VM's stack gets 64 KiB frames instead of 1.5 KiB ones),
+    /// and forwards them.
     fn service_endpoint(&mut self, e: usize, q: usize) {
         let now = self.clock.now();
         let ep = self.endpoints[e].clone();
@@ -700,49 +708,52 @@ impl Worker {
         // The datagrams of a train share their sender and mostly their VNI: the last
         // lookup is kept, so a train costs one hash lookup, not one per datagram.
         let mut last: Option<(TunnelKey, Option<(usize, usize)>)> = None;
-        for _ in 0..BUDGET {
-            let t = match ep.recv_train(q, &mut train) {
-                Ok(Some(t)) => {
-                    self.stats.received(t.seg.map_or(1, |seg| t.len.div_ceil(usize::from(seg).max(1))));
-                    t
-                }
-                Ok(None) => break,
+        let mut got = [None; RX_TRAINS];
+        let mut read = 0;
+        while read < BUDGET {
+            let n = match ep.recv_trains(q, &mut train, TRAIN_ROOM, &mut got) {
+                Ok(0) => break,
+                Ok(n) => n,
                 Err(err) => {
                     tracing::debug!("VXLAN port {}: receive failed: {err}", ep.port);
                     break;
                 }
             };
-            if t.truncated {
-                continue;
-            }
-            // A train's small frames (not those the coalescer builds, which go out at
-            // once: a VM's TCP waits for them) are held for a batched send.
-            self.slot = t.seg.map(|_| 0);
-            for d in port_vxlan::datagrams(&train[..t.len], t.seg, &ep.stats) {
-                let Some((vni, inner)) = d else { continue };
-                let key = TunnelKey { endpoint: e, remote: t.from.ip(), vni };
-                let found = match last {
-                    Some((k, v)) if k == key => v,
-                    _ => {
-                        let v = self.demux.get(&key).copied();
-                        last = Some((key, v));
-                        v
+            read += n;
+            let frames = got[..n].iter().flatten().map(|t| t.seg.map_or(1, |seg| t.len.div_ceil(usize::from(seg).max(1)))).sum();
+            self.stats.received(frames);
+            // Small frames (not those the coalescer builds, which go out at once: a
+            // VM's TCP waits for them) are held for a batched send when several came
+            // in this call.
+            self.slot = (frames > 1).then_some(0);
+            for (t, room) in got[..n].iter().zip(train.chunks_exact(TRAIN_ROOM)) {
+                let Some(t) = t.filter(|t| !t.truncated) else { continue };
+                for d in port_vxlan::datagrams(&room[..t.len], t.seg, &ep.stats) {
+                    let Some((vni, inner)) = d else { continue };
+                    let key = TunnelKey { endpoint: e, remote: t.from.ip(), vni };
+                    let found = match last {
+                        Some((k, v)) if k == key => v,
+                        _ => {
+                            let v = self.demux.get(&key).copied();
+                            last = Some((key, v));
+                            v
+                        }
+                    };
+                    let Some((b, p)) = found else {
+                        ep.stats.unknown_tunnel.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    };
+                    if target != Some((b, p)) {
+                        if let Some((tb, tp)) = target {
+                            co.flush_with(|f| self.deliver(tb, tp, f, now));
+                        }
+                        target = Some((b, p));
                     }
-                };
-                let Some((b, p)) = found else {
-                    ep.stats.unknown_tunnel.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    continue;
-                };
-                if target != Some((b, p)) {
-                    if let Some((tb, tp)) = target {
-                        co.flush_with(|f| self.deliver(tb, tp, f, now));
-                    }
-                    target = Some((b, p));
+                    co.push(inner, |f| self.deliver(b, p, f, now));
                 }
-                co.push(inner, |f| self.deliver(b, p, f, now));
             }
-            // The frames held from this train leave together; the frame the coalescer
-            // is building may go on in the next train.
+            // The frames held from this call leave together; the frame the coalescer
+            // is building may go on with the next call's datagrams.
             self.flush_tx();
         }
         if let Some((tb, tp)) = target {
@@ -1148,10 +1159,11 @@ mod tests {
         w.stop();
     }
 
-    /// The small frames of a VXLAN datagram train (UDP GRO) leave for a batching port in
-    /// one send call, each once and in order.
-    #[test]
-    fn small_frames_of_a_train_are_sent_in_one_batch() {
+    /// Runs a worker with one VXLAN tunnel (from a peer socket on loopback) and one
+    /// batching VM port on a bridge; `send` queues datagrams at the endpoint before
+    /// the worker is started on it. Returns the number byte (20) of each frame the VM
+    /// port got, in order, and the sizes of its send calls.
+    fn from_tunnel_to_vm(frames: usize, send: impl FnOnce(&std::net::UdpSocket, std::net::SocketAddr, &[Vec<u8>])) -> (Vec<u8>, Vec<usize>) {
         let lo = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
         let ep = Arc::new(Endpoint::open(Some(lo), 0, false, 1).unwrap());
         assert!(ep.gro(), "UDP GRO on the endpoint");
@@ -1164,37 +1176,57 @@ mod tests {
         let mut tp = DpPort { io: tunnel, ..port(1, Arc::new(MemPort::new(true).unwrap()), PortConfig::trunk(1)) };
         tp.tunnel = Some(TunnelKey { endpoint: 0, remote: lo, vni });
         let vm = Arc::new(MemPort::batching(true, 32).unwrap());
-        let w = {
-            let mut w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
-            let bridge = DpBridge {
-                uuid: Uuid::random(),
-                name: "br0".into(),
-                cfg: BridgeConfig::default(),
-                ports: vec![tp, port(2, vm.clone(), PortConfig::trunk(2))],
-                statics: vec![],
-            };
-            w.reconfigure(DpConfig { bridges: vec![bridge], endpoints: vec![ep], workers: 1 });
-            w
-        };
-        // 20 broadcast frames of one length, numbered, in one UDP GSO send: the
-        // endpoint reads them as one train.
-        let datagrams: Vec<Vec<u8>> = (0..20u8)
+        // Broadcast frames of one length, numbered.
+        let datagrams: Vec<Vec<u8>> = (0..frames as u8)
             .map(|i| {
                 let mut f = frame(MacAddr::BROADCAST, mac(1));
                 f[20] = i;
                 [&port_vxlan::header(vni)[..], &f].concat()
             })
             .collect();
-        let iov: Vec<std::io::IoSlice<'_>> = datagrams.iter().map(|d| std::io::IoSlice::new(d)).collect();
-        crate::sys::udp::send_gso(peer.as_fd(), &iov, datagrams[0].len() as u16, &at).unwrap();
+        send(&peer, at, &datagrams);
+        let mut w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
+        let bridge = DpBridge {
+            uuid: Uuid::random(),
+            name: "br0".into(),
+            cfg: BridgeConfig::default(),
+            ports: vec![tp, port(2, vm.clone(), PortConfig::trunk(2))],
+            statics: vec![],
+        };
+        w.reconfigure(DpConfig { bridges: vec![bridge], endpoints: vec![ep], workers: 1 });
         let mut got = Vec::new();
         wait_for(|| {
             got.extend(vm.take_sent().into_iter().map(|(f, _)| f[20]));
-            got.len() >= 20
+            got.len() >= frames
+        });
+        w.stop();
+        (got, vm.take_tx_calls())
+    }
+
+    /// The small frames of a VXLAN datagram train (UDP GRO) leave for a batching port in
+    /// one send call, in order.
+    #[test]
+    fn small_frames_of_a_train_are_sent_in_one_batch() {
+        // 20 frames in one UDP GSO send: the endpoint reads them as one train.
+        let (got, calls) = from_tunnel_to_vm(20, |peer, at, datagrams| {
+            let iov: Vec<std::io::IoSlice<'_>> = datagrams.iter().map(|d| std::io::IoSlice::new(d)).collect();
+            crate::sys::udp::send_gso(peer.as_fd(), &iov, datagrams[0].len() as u16, &at).unwrap();
         });
         assert_eq!(got, (0..20u8).collect::<Vec<_>>(), "each frame once, in order");
-        assert_eq!(vm.take_tx_calls(), [20], "one send call for the train's frames");
-        w.stop();
+        assert_eq!(calls, [20], "one send call for the train's frames");
+    }
+
+    /// Single datagrams (a kernel peer's small frames) are read [`RX_TRAINS`] per
+    /// receive call and the frames of each call leave in one send call.
+    #[test]
+    fn single_datagrams_are_read_and_sent_in_batches() {
+        let (got, calls) = from_tunnel_to_vm(20, |peer, at, datagrams| {
+            for d in datagrams {
+                crate::sys::udp::send_to(peer.as_fd(), &[std::io::IoSlice::new(d.as_slice())], &at).unwrap();
+            }
+        });
+        assert_eq!(got, (0..20u8).collect::<Vec<_>>(), "each frame once, in order");
+        assert_eq!(calls, [RX_TRAINS, RX_TRAINS, 20 - 2 * RX_TRAINS], "one send call per receive call");
     }
 
     /// Frames of one receive batch bound for a batching port leave in one send call,

@@ -60,7 +60,7 @@ pub fn parse_header(b: &[u8]) -> Option<Vni> {
 /// Counters of a receive endpoint (shown by `rvs/drops`).
 #[derive(Debug, Default)]
 pub struct EndpointStats {
-    /// Receive calls that returned data (a datagram or a GRO train).
+    /// Receive calls that returned data (datagrams or GRO trains, several per call).
     pub receives: AtomicU64,
     pub received: AtomicU64,
     /// Datagrams too short or without the I flag.
@@ -138,19 +138,20 @@ impl Endpoint {
         self.gro
     }
 
-    /// Receives a datagram or a GRO train of datagrams into `buf` (which should hold
-    /// 64 KiB). Each datagram is `[VXLAN header][inner frame]`; split them with
-    /// [`datagrams`].
-    pub fn recv_train(&self, queue: usize, buf: &mut [u8]) -> io::Result<Option<udp::Train>> {
-        let Some(sock) = self.socks.get(queue) else { return Ok(None) };
-        let t = udp::recv_train(sock.as_fd(), buf)?;
-        if let Some(t) = &t {
+    /// Receives up to `out.len()` datagrams or GRO trains of datagrams with one system
+    /// call: message `i` lands in `buf[i * each..(i + 1) * each]` (`each` should hold
+    /// 64 KiB) and `out[i]` says how long it is and where it came from (`None`: a sender
+    /// address of an unknown family, skipped). Each datagram is `[VXLAN header][inner
+    /// frame]`; split them with [`datagrams`]. Returns how many messages arrived.
+    pub fn recv_trains(&self, queue: usize, buf: &mut [u8], each: usize, out: &mut [Option<udp::Train>]) -> io::Result<usize> {
+        let Some(sock) = self.socks.get(queue) else { return Ok(0) };
+        let n = udp::recv_trains(sock.as_fd(), buf, each, out)?;
+        if n > 0 {
             self.stats.receives.fetch_add(1, Relaxed);
-            if t.truncated {
-                self.stats.truncated.fetch_add(1, Relaxed);
-            }
+            let cut = out[..n].iter().flatten().filter(|t| t.truncated).count();
+            self.stats.truncated.fetch_add(cut as u64, Relaxed);
         }
-        Ok(t)
+        Ok(n)
     }
 
     /// The socket of receive queue `queue` (< [`Endpoint::queues`]).

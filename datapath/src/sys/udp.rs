@@ -151,43 +151,73 @@ pub struct Train {
 
 /// Receives one datagram or GRO train; `Ok(None)` when nothing is queued.
 pub fn recv_train(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<Train>> {
-    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
-    let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
-    let mut iov = [std::io::IoSliceMut::new(buf)];
-    let mut cbuf = [0u64; 8];
-    // SAFETY: msghdr is plain old data; all-zero is a valid value.
-    let mut msg: libc::msghdr = unsafe { zeroed() };
-    msg.msg_name = (&mut ss as *mut libc::sockaddr_storage).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    msg.msg_iov = iov.as_mut_ptr().cast();
-    msg.msg_iovlen = 1;
-    msg.msg_control = cbuf.as_mut_ptr().cast();
-    msg.msg_controllen = size_of::<[u64; 8]>();
-    // SAFETY: `msg` points at `ss`, `iov` (over `buf`) and `cbuf`, all live and
-    // writable for the call.
-    let r = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT | libc::MSG_TRUNC) };
-    let n = match cvt_size(r) {
-        Ok(n) => n,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+    let each = buf.len();
+    let mut out = [None];
+    Ok(if recv_trains(fd, buf, each, &mut out)? == 1 { out[0] } else { None })
+}
+
+/// Most messages one [`recv_trains`] call takes.
+pub const MAX_RECV_BATCH: usize = 16;
+
+/// Receives up to `out.len()` (at most [`MAX_RECV_BATCH`]) datagrams or GRO trains with
+/// one recvmmsg(2): message `i` lands in `buf[i * each..(i + 1) * each]` and is
+/// described by `out[i]` (`None` when its sender's address family is unknown). Returns
+/// how many arrived, 0 when nothing is queued.
+pub fn recv_trains(fd: BorrowedFd<'_>, buf: &mut [u8], each: usize, out: &mut [Option<Train>]) -> io::Result<usize> {
+    let n = out.len().min(MAX_RECV_BATCH).min(buf.len().checked_div(each).unwrap_or(0));
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: sockaddr_storage and mmsghdr are plain old data; all-zero is valid.
+    let mut addrs: [libc::sockaddr_storage; MAX_RECV_BATCH] = unsafe { zeroed() };
+    // SAFETY: as above.
+    let mut msgs: [libc::mmsghdr; MAX_RECV_BATCH] = unsafe { zeroed() };
+    let mut cbufs = [[0u64; 8]; MAX_RECV_BATCH];
+    let mut iovs = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_RECV_BATCH];
+    for (((m, a), c), (iov, b)) in msgs.iter_mut().zip(addrs.iter_mut()).zip(cbufs.iter_mut()).zip(iovs.iter_mut().zip(buf.chunks_exact_mut(each))).take(n) {
+        *iov = libc::iovec { iov_base: b.as_mut_ptr().cast(), iov_len: b.len() };
+        m.msg_hdr.msg_name = (a as *mut libc::sockaddr_storage).cast();
+        m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        m.msg_hdr.msg_iov = iov;
+        m.msg_hdr.msg_iovlen = 1;
+        m.msg_hdr.msg_control = c.as_mut_ptr().cast();
+        m.msg_hdr.msg_controllen = size_of::<[u64; 8]>();
+    }
+    // SAFETY: the first `n` headers point at their own address storage, control buffer
+    // and iovec, each iovec at a distinct `each`-byte piece of `buf`, all live and
+    // writable for the call; the count passed is `n`; no timeout.
+    let r = unsafe { libc::recvmmsg(fd.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT | libc::MSG_TRUNC, std::ptr::null_mut()) };
+    let got = match cvt(r) {
+        Ok(k) => (k as usize).min(n),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
         Err(e) => return Err(e),
     };
-    let cap = iov[0].len();
+    for ((o, m), a) in out.iter_mut().zip(&msgs).zip(&addrs).take(got) {
+        *o = from_raw(a).map(|from| {
+            let len = m.msg_len as usize;
+            Train { len: len.min(each), seg: gro_size(&m.msg_hdr), truncated: len > each || m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0, from }
+        });
+    }
+    Ok(got)
+}
+
+/// The datagram size of a GRO train, from the `UDP_GRO` control message.
+fn gro_size(msg: &libc::msghdr) -> Option<u16> {
     let mut seg = None;
     // SAFETY: the CMSG_* helpers walk the control buffer the kernel just filled,
     // bounded by msg_controllen; the value is read unaligned from inside it.
     unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        let mut c = libc::CMSG_FIRSTHDR(msg);
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == UDP_GRO {
                 // The kernel writes an int; only the low 16 bits are a size.
                 let v: libc::c_int = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
                 seg = u16::try_from(v).ok().filter(|&s| s > 0);
             }
-            c = libc::CMSG_NXTHDR(&msg, c);
+            c = libc::CMSG_NXTHDR(msg, c);
         }
     }
-    let Some(from) = from_raw(&ss) else { return Ok(None) };
-    Ok(Some(Train { len: n.min(cap), seg, truncated: n > cap || msg.msg_flags & libc::MSG_TRUNC != 0, from }))
+    seg
 }
 
 /// Receives one datagram into `buf`: `Ok(None)` when nothing is queued; otherwise the
@@ -266,5 +296,45 @@ mod tests {
             assert_eq!((n, trunc, from), (3, true, a.local_addr().unwrap()));
             assert_eq!(&buf, b"abc");
         }
+    }
+
+    #[test]
+    fn one_call_takes_single_datagrams_and_gro_trains() {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        set_gro(b.as_fd(), true).unwrap();
+        let to = b.local_addr().unwrap();
+        // Three single datagrams, then a GSO train of 4 x 100 + 20 (stays one skb on
+        // loopback, so the GRO socket gets it as one train), then one that is too big.
+        for d in [&b"one"[..], b"two!", b"three"] {
+            send_to(a.as_fd(), &[IoSlice::new(d)], &to).unwrap();
+        }
+        let data: Vec<u8> = (0..420u32).map(|i| i as u8).collect();
+        assert_eq!(send_gso(a.as_fd(), &[IoSlice::new(&data)], 100, &to).unwrap(), 420);
+        send_to(a.as_fd(), &[IoSlice::new(&[7u8; 700])], &to).unwrap();
+        let each = 512;
+        let mut buf = vec![0u8; 8 * each];
+        let mut out = [None; 8];
+        let mut n = 0;
+        for _ in 0..100 {
+            n = recv_trains(b.as_fd(), &mut buf, each, &mut out).unwrap();
+            if n > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(n, 5, "all five messages in one call: {out:?}");
+        let from = a.local_addr().unwrap();
+        let t: Vec<Train> = out[..n].iter().map(|t| t.expect("an IPv4 sender")).collect();
+        assert!(t.iter().all(|t| t.from == from));
+        assert_eq!(
+            t.iter().map(|t| (t.len, t.seg, t.truncated)).collect::<Vec<_>>(),
+            [(3, None, false), (4, None, false), (5, None, false), (420, Some(100), false), (512, None, true)]
+        );
+        assert_eq!(&buf[..3], b"one");
+        assert_eq!(&buf[each..each + 4], b"two!");
+        assert_eq!(&buf[2 * each..2 * each + 5], b"three");
+        assert_eq!(&buf[3 * each..3 * each + 420], &data[..]);
+        assert_eq!(recv_trains(b.as_fd(), &mut buf, each, &mut out).unwrap(), 0, "nothing left");
     }
 }
