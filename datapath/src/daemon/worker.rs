@@ -1159,11 +1159,9 @@ mod tests {
         w.stop();
     }
 
-    /// Runs a worker with one VXLAN tunnel (from a peer socket on loopback) and one
-    /// batching VM port on a bridge; `send` queues datagrams at the endpoint before
-    /// the worker is started on it. Returns the number byte (20) of each frame the VM
-    /// port got, in order, and the sizes of its send calls.
-    fn from_tunnel_to_vm(frames: usize, send: impl FnOnce(&std::net::UdpSocket, std::net::SocketAddr, &[Vec<u8>])) -> (Vec<u8>, Vec<usize>) {
+    /// A VXLAN endpoint on loopback (UDP GRO on), the address it is bound to, a peer
+    /// socket, the VNI, and tunnel port number `n` to that peer (a trunk).
+    fn loopback_tunnel(n: u16) -> (Arc<Endpoint>, std::net::SocketAddr, std::net::UdpSocket, Vni, DpPort) {
         let lo = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
         let ep = Arc::new(Endpoint::open(Some(lo), 0, false, 1).unwrap());
         assert!(ep.gro(), "UDP GRO on the endpoint");
@@ -1173,8 +1171,17 @@ mod tests {
         let settings = port_vxlan::TxSettings { local: Some(lo), v6: false, ttl: 64, tos: 0, df: false, csum: false };
         let pool = Arc::new(port_vxlan::SendPool::open(&settings).unwrap());
         let tunnel = Arc::new(port_vxlan::Tunnel::new("vx", peer.local_addr().unwrap(), vni, pool));
-        let mut tp = DpPort { io: tunnel, ..port(1, Arc::new(MemPort::new(true).unwrap()), PortConfig::trunk(1)) };
+        let mut tp = DpPort { io: tunnel, ..port(n, Arc::new(MemPort::new(true).unwrap()), PortConfig::trunk(u32::from(n))) };
         tp.tunnel = Some(TunnelKey { endpoint: 0, remote: lo, vni });
+        (ep, at, peer, vni, tp)
+    }
+
+    /// Runs a worker with one VXLAN tunnel (from a peer socket on loopback) and one
+    /// batching VM port on a bridge; `send` queues datagrams at the endpoint before
+    /// the worker is started on it. Returns the number byte (20) of each frame the VM
+    /// port got, in order, and the sizes of its send calls.
+    fn from_tunnel_to_vm(frames: usize, send: impl FnOnce(&std::net::UdpSocket, std::net::SocketAddr, &[Vec<u8>])) -> (Vec<u8>, Vec<usize>) {
+        let (ep, at, peer, vni, tp) = loopback_tunnel(1);
         let vm = Arc::new(MemPort::batching(true, 32).unwrap());
         // Broadcast frames of one length, numbered.
         let datagrams: Vec<Vec<u8>> = (0..frames as u8)
@@ -1409,6 +1416,113 @@ mod tests {
     }
 
     /// Waits for a oneshot from a plain thread (tests have no runtime).
+    /// A tagged (VLAN `vid`) TCP segment from `src` to `dst` with `payload`, sequence
+    /// number `seq`, checksums right.
+    fn tcp_frame(dst: MacAddr, src: MacAddr, vid: Option<u16>, seq: u32, payload: &[u8]) -> Vec<u8> {
+        let mut f = Vec::new();
+        etherparse::PacketBuilder::ethernet2(src.0, dst.0)
+            .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+            .tcp(1000, 2000, seq, 65535)
+            .ack(1)
+            .write(&mut f, payload)
+            .unwrap();
+        if let Some(v) = vid {
+            f.splice(12..12, [0x81, 0x00, (v >> 8) as u8, v as u8]);
+        }
+        f
+    }
+
+    /// Part 4 of the fast path: once warm, the worker forwards without allocating —
+    /// known unicast with a VLAN tag pushed, floods, a GSO frame kept whole for one
+    /// port and cut for another and for a VXLAN tunnel (one UDP GSO send), single VXLAN
+    /// datagrams decapsulated with the tag popped, and a GRO train of TCP segments
+    /// coalesced into one frame. Counted by the test build's allocator, on the worker's
+    /// own thread.
+    #[test]
+    fn forwarding_allocates_nothing_once_warm() {
+        let (ep, at, peer, vni, tp) = loopback_tunnel(4);
+        peer.set_nonblocking(true).unwrap();
+        let vid = VlanId::new(10).unwrap();
+        // vm1 on an access port of VLAN 10 (batching, offloads), vm2 on a trunk
+        // (batching, offloads), vm3 on a trunk without offloads.
+        let vm1 = Arc::new(MemPort::sink(true, 32).unwrap());
+        let vm2 = Arc::new(MemPort::sink(true, 32).unwrap());
+        let vm3 = Arc::new(MemPort::sink(false, 0).unwrap());
+        let mut w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
+        let bridge = DpBridge {
+            uuid: Uuid::random(),
+            name: "br0".into(),
+            cfg: BridgeConfig::default(),
+            ports: vec![
+                port(1, vm1.clone(), PortConfig::access(1, vid)),
+                port(2, vm2.clone(), PortConfig::trunk(2)),
+                port(3, vm3.clone(), PortConfig::trunk(3)),
+                tp,
+            ],
+            statics: vec![],
+        };
+        w.reconfigure(DpConfig { bridges: vec![bridge], endpoints: vec![ep], workers: 1 });
+
+        let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        let gso_frame = tcp_frame(MacAddr::BROADCAST, mac(1), None, 7, &payload);
+        let gso = VnetHdr { flags: 1, gso_type: 1, hdr_len: 54, gso_size: 1000, csum_start: 34, csum_offset: 16 };
+        // From the tunnel: a tagged frame for vm1, and a train of 8 tagged TCP segments
+        // of one flow for vm1 (coalesced into one frame).
+        let single = [&port_vxlan::header(vni)[..], &frame(mac(1), mac(4))[..12], &[0x81, 0x00, 0, 10], &frame(mac(1), mac(4))[12..]].concat();
+        let segs: Vec<Vec<u8>> =
+            (0..8u32).map(|i| [&port_vxlan::header(vni)[..], &tcp_frame(mac(1), mac(4), Some(10), 1 + i * 1000, &payload[..1000])].concat()).collect();
+        let train: Vec<std::io::IoSlice<'_>> = segs.iter().map(|d| std::io::IoSlice::new(d)).collect();
+        let mut sink = [0u8; 65536];
+        let mut datagrams = 0;
+        // One round: 3 frames from vm1 (a broadcast, a unicast to vm2, a GSO frame),
+        // one from vm2 and two sends from the tunnel's peer.
+        let mut round = |datagrams: &mut usize| {
+            vm2.inject(&[&frame(mac(1), mac(2))[..12], &[0x81, 0x00, 0, 10], &frame(mac(1), mac(2))[12..]].concat(), VnetHdr::default());
+            vm1.inject_all(&[frame(MacAddr::BROADCAST, mac(1)), frame(mac(2), mac(1))]);
+            vm1.inject(&gso_frame, gso);
+            crate::sys::udp::send_to(peer.as_fd(), &[std::io::IoSlice::new(&single)], &at).unwrap();
+            crate::sys::udp::send_gso(peer.as_fd(), &train, segs[0].len() as u16, &at).unwrap();
+            // What reaches the peer: the broadcast, the GSO frame cut in 3 (and
+            // whatever vm2's frames flood before mac(1) is known).
+            while let Ok(Some(_)) = crate::sys::udp::recv_from(peer.as_fd(), &mut sink) {
+                *datagrams += 1;
+            }
+        };
+        // Per round: vm1 gets vm2's frame, the single and the coalesced train (3); vm2
+        // the broadcast, the unicast and the GSO frame whole (3); vm3 the broadcast and
+        // the GSO frame cut in 3 (4); the peer 4 datagrams.
+        // First every MAC address is learned: vm1's broadcast floods (vm2, vm3, the
+        // peer), vm2's and the peer's frames go to vm1.
+        vm1.inject(&frame(MacAddr::BROADCAST, mac(1)), VnetHdr::default());
+        wait_for(|| vm3.sunk() == 1);
+        vm2.inject(&[&frame(mac(1), mac(2))[..12], &[0x81, 0x00, 0, 10], &frame(mac(1), mac(2))[12..]].concat(), VnetHdr::default());
+        crate::sys::udp::send_to(peer.as_fd(), &[std::io::IoSlice::new(&single)], &at).unwrap();
+        wait_for(|| (vm1.sunk(), vm2.sunk(), vm3.sunk()) == (2, 1, 1));
+        let expect = |rounds: usize| (2 + 3 * rounds, 1 + 3 * rounds, 1 + 4 * rounds);
+        let mut done = 0;
+        let mut run = |rounds: usize, datagrams: &mut usize| {
+            for _ in 0..rounds {
+                round(datagrams);
+                done += 1;
+                let want = expect(done);
+                wait_for(|| (vm1.sunk(), vm2.sunk(), vm3.sunk()) == want);
+            }
+        };
+        run(3, &mut datagrams);
+        let before = futures_lite_block(w.query(|_| crate::sys::alloc_count::allocations()));
+        run(50, &mut datagrams);
+        let after = futures_lite_block(w.query(|_| crate::sys::alloc_count::allocations()));
+        wait_for(|| {
+            while let Ok(Some(_)) = crate::sys::udp::recv_from(peer.as_fd(), &mut sink) {
+                datagrams += 1;
+            }
+            datagrams > 4 * 53
+        });
+        assert_eq!(datagrams, 1 + 4 * 53, "the tunnel's datagrams");
+        assert_eq!(after - before, 0, "allocations by the worker while forwarding 50 rounds");
+        w.stop();
+    }
+
     fn futures_lite_block<T>(mut rx: tokio::sync::oneshot::Receiver<T>) -> T {
         for _ in 0..200 {
             if let Ok(v) = rx.try_recv() {

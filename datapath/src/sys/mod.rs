@@ -8,6 +8,8 @@
 //! `std::io::Error` from `errno`; callers add the operation and its argument.
 #![allow(unsafe_code)]
 
+#[cfg(test)]
+pub mod alloc_count;
 pub mod epoll;
 pub mod netdev;
 pub mod netlink;
