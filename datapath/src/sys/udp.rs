@@ -300,8 +300,13 @@ mod tests {
 
     #[test]
     fn one_call_takes_single_datagrams_and_gro_trains() {
-        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        for bind in ["127.0.0.1:0", "[::1]:0"] {
+            let Ok(a) = std::net::UdpSocket::bind(bind) else { continue };
+            recv_trains_from(a, std::net::UdpSocket::bind(bind).unwrap());
+        }
+    }
+
+    fn recv_trains_from(a: std::net::UdpSocket, b: std::net::UdpSocket) {
         set_gro(b.as_fd(), true).unwrap();
         let to = b.local_addr().unwrap();
         // Three single datagrams, then a GSO train of 4 x 100 + 20 (stays one skb on
