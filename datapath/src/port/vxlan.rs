@@ -627,6 +627,35 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
+    /// One receive call counts once; a datagram larger than its room is counted as
+    /// truncated (and reported so, for the caller to drop), the others come whole.
+    #[test]
+    fn endpoint_counts_calls_and_truncated_datagrams() {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let ep = Endpoint::open(Some(lo), 0, false, 1).unwrap();
+        let at = socket2::SockRef::from(&ep.fd(0)).local_addr().unwrap().as_socket().unwrap();
+        let peer = std::net::UdpSocket::bind((lo, 0)).unwrap();
+        for d in [&[1u8; 100][..], &[2u8; 700], &[3u8; 200]] {
+            peer.send_to(d, at).unwrap();
+        }
+        let (each, mut buf, mut out) = (512, vec![0u8; 4 * 512], [None; 4]);
+        let mut n = 0;
+        for _ in 0..100 {
+            n = ep.recv_trains(0, &mut buf, each, &mut out).unwrap();
+            if n > 0 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(n, 3);
+        let got: Vec<(usize, bool)> = out[..n].iter().map(|t| t.map(|t| (t.len, t.truncated)).unwrap()).collect();
+        assert_eq!(got, [(100, false), (512, true), (200, false)]);
+        assert_eq!(ep.stats.receives.load(Relaxed), 1);
+        assert_eq!(ep.stats.truncated.load(Relaxed), 1);
+        assert_eq!(ep.recv_trains(0, &mut buf, each, &mut out).unwrap(), 0);
+        assert_eq!(ep.stats.receives.load(Relaxed), 1, "an empty call is not counted");
+    }
+
     #[test]
     fn header_bytes() {
         let h = header(Vni::new(5000).unwrap());
