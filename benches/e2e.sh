@@ -2,11 +2,12 @@
 # End-to-end benchmark: rvs against the Linux bridge, kernel VXLAN and Open vSwitch's
 # userspace datapath, measured in one run on this machine, in network namespaces.
 #
-#   sudo benches/e2e.sh            # 3 runs of each measurement, medians
-#   sudo benches/e2e.sh --quick    # 1 short run each
-#   sudo E2E_ROWS="rvs-veth linux-bridge" benches/e2e.sh   # only these rows
-#   sudo E2E_WORKERS=2 benches/e2e.sh   # rvs with other_config:n-workers=2
-#   sudo E2E_BIN=/other/target/release benches/e2e.sh   # another build of rvs
+# As root; installs its tools when missing (scripts/prereqs.sh bench).
+#   benches/e2e.sh            # 3 runs of each measurement, medians
+#   benches/e2e.sh --quick    # 1 short run each
+#   E2E_ROWS="rvs-veth linux-bridge" benches/e2e.sh   # only these rows
+#   E2E_WORKERS=2 benches/e2e.sh   # rvs with other_config:n-workers=2
+#   E2E_BIN=/other/target/release benches/e2e.sh   # another build of rvs
 #
 # Rows (each built, measured, torn down in turn):
 #   one node:   linux-bridge (veths) | rvs-tap (VMs on rvs taps) | rvs-veth (rvs
@@ -32,12 +33,7 @@ cd "$(dirname "$0")/.."
 RUNS=3; TCP_SECS=8; PPS_SECS=4; PING_COUNT=200; IDLE_SECS=10
 if [ "${1:-}" = "--quick" ]; then RUNS=1; TCP_SECS=3; PPS_SECS=2; PING_COUNT=50; IDLE_SECS=3; fi
 
-missing=()
-for t in iperf3 ping ip ethtool trafgen; do command -v $t >/dev/null || missing+=("$t"); done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "e2e.sh: missing tools: ${missing[*]} (apt-get install iperf3 iputils-ping iproute2 ethtool netsniff-ng)" >&2
-    exit 1
-fi
+. scripts/prereqs.sh bench || exit 1
 HAVE_OVS=0; command -v ovs-vswitchd >/dev/null && command -v ovsdb-server >/dev/null && HAVE_OVS=1
 HAVE_SOCKPERF=0; command -v sockperf >/dev/null && HAVE_SOCKPERF=1
 HAVE_GNUPLOT=0; command -v gnuplot >/dev/null && HAVE_GNUPLOT=1

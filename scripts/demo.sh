@@ -3,12 +3,14 @@
 # bridge with three VMs (network namespaces on taps) in two VLANs, shows that VMs in
 # VLAN 10 reach each other and VLAN 20 reaches neither, prints `rvsctl show` and
 # `rvsctl fdb/show`, runs a short TCP transfer, restarts the daemon to show the
-# configuration coming back, and cleans everything up. Needs root.
+# configuration coming back, and cleans everything up. Run it as root: it installs
+# what it lacks first (scripts/prereqs.sh: Rust, iproute2, ping, iperf3).
 #
-#   sudo scripts/demo.sh
+#   scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "demo.sh: needs root (it creates network namespaces and taps)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "demo.sh: run it as root (it creates network namespaces and taps)" >&2; exit 1; }
+. scripts/prereqs.sh demo
 
 cargo build --release --workspace --bins
 bin="$PWD/target/release"
@@ -60,11 +62,9 @@ ctl show
 say "rvsctl fdb/show br0"
 ctl fdb/show br0
 
-if command -v iperf3 >/dev/null; then
-    say "3 s of TCP from vm1 to vm2 through rvs (iperf3)"
-    vm 2 iperf3 -s -1 -D >/dev/null 2>&1; sleep 0.3
-    vm 1 iperf3 -c 198.18.0.2 -t 3 | tail -4
-fi
+say "3 s of TCP from vm1 to vm2 through rvs (iperf3)"
+vm 2 iperf3 -s -1 -D >/dev/null 2>&1; sleep 0.3
+vm 1 iperf3 -c 198.18.0.2 -t 3 | tail -4
 
 say "restart: stop rvs-vswitchd (its taps go away), start it again"
 kill "$(cat "$dir/rvs-vswitchd.pid")"; sleep 0.5
