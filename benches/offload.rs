@@ -22,15 +22,15 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use datapath::offload::{Coalescer, Layer, MAX_COALESCED, Segmenter, complete_checksum};
-use datapath::port::vxlan::{self, EndpointStats};
-use datapath::types::MacAddr;
-use datapath::types::Vni;
-use datapath::wire::checksum;
-use datapath::wire::ethernet::{EtherType, EthernetFrame, EthernetRepr};
-use datapath::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, pseudo_header_sum};
-use datapath::wire::tcp::{self, TcpPacket, TcpRepr};
-use datapath::wire::virtio_net_hdr::{F_NEEDS_CSUM, VnetHdr};
+use rvs_switch::offload::{Coalescer, Layer, MAX_COALESCED, Segmenter, complete_checksum};
+use rvs_vswitchd::port::vxlan::{self, EndpointStats};
+use rvs_switch::types::MacAddr;
+use rvs_switch::types::Vni;
+use rvs_switch::wire::checksum;
+use rvs_switch::wire::ethernet::{EtherType, EthernetFrame, EthernetRepr};
+use rvs_switch::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, pseudo_header_sum};
+use rvs_switch::wire::tcp::{self, TcpPacket, TcpRepr};
+use rvs_switch::wire::virtio_net_hdr::{F_NEEDS_CSUM, VnetHdr};
 
 const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const DST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -175,7 +175,7 @@ fn vxlan_encap_decap(c: &mut Criterion) {
     let mut payloads: [&[u8]; 64] = [&[]; 64];
     let (n, _) = vxlan::gather_train(&mut seg, &hdr, &mut scratch, &mut payloads).unwrap();
     assert_eq!(n, 45);
-    let block = datapath::wire::vxlan::HEADER_LEN + Segmenter::new(&frame, &vnet).unwrap().header_len(Layer::L2);
+    let block = rvs_switch::wire::vxlan::HEADER_LEN + Segmenter::new(&frame, &vnet).unwrap().header_len(Layer::L2);
     let train: Vec<u8> = scratch.chunks_exact(block).zip(&payloads[..n]).flat_map(|(h, p)| [h, *p]).flatten().copied().collect();
     let unit = (block + usize::from(MSS)) as u16;
     let stats = EndpointStats::default();

@@ -12,10 +12,10 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use datapath::core::{Actions, Bridge, BridgeConfig, MacTable, PortConfig};
-use datapath::packet::PacketBuf;
-use datapath::time::Time;
-use datapath::types::{MacAddr, VlanId};
+use rvs_switch::bridge::{Actions, Bridge, BridgeConfig, MacTable, PortConfig};
+use rvs_switch::packet::PacketBuf;
+use rvs_switch::time::Time;
+use rvs_switch::types::{MacAddr, VlanId};
 
 fn mac(n: u32) -> MacAddr {
     let b = n.to_be_bytes();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use datapath::sys::epoll::{Epoll, EventFd};
+use rvs_sys::epoll::{Epoll, EventFd};
 
 /// Wake-up delays in µs, sorted, of `count` sends `gap` apart.
 fn measure(gap: Duration, count: usize) -> Vec<f64> {

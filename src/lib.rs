@@ -1,14 +1,15 @@
-//! Support code for rvs's top-level tests and benchmarks: network namespaces, daemons,
-//! rvsctl invocations, bounded waits.
-//!
-//! Rules every namespace test follows through this module:
-//! * it needs root and fails (never passes silently) with a message when not root;
-//! * names are unique per test and process (`NAME_PREFIX`, the pid, a counter) and
-//!   interface names stay within 15 bytes;
-//! * everything created is removed by `Drop` guards, also when the test fails;
-//! * every wait is bounded;
-//! * addresses come from 198.18.0.0/15 (RFC 2544 benchmarking range), inside
-//!   namespaces the test made.
+//! rvs: a userspace virtual switch that speaks Open vSwitch. This package owns the
+//! top-level tests (`tests/`) and benchmarks (`benches/`); the code is in its crates,
+//! named here by layer (ARCHITECTURE.md):
+//! * [`switch`]: values, wire formats, packet buffers, offloads, the sans-I/O bridge;
+//! * [`ovsdb`]: the configuration database, its schema and the control protocol;
+//! * [`sys`]: every `unsafe` line (ioctls, sockets, rings, epoll, io_uring);
+//! * [`vswitchd`]: the daemon (ports, workers, control plane);
+//! * [`ctl`]: `rvsctl`, the ovs-vsctl / ovs-appctl command line.
+#![forbid(unsafe_code)]
 
-pub mod overlay;
-pub mod testkit;
+pub use rvs_ovsdb as ovsdb;
+pub use rvs_switch as switch;
+pub use rvs_sys as sys;
+pub use rvs_vswitchd as vswitchd;
+pub use rvsctl as ctl;

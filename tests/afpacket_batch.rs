@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use datapath::packet::PacketBuf;
-use datapath::port::afpacket::AfPacketPort;
-use datapath::port::vxlan::{SendPool, Tunnel, TxSettings};
-use datapath::port::{PortIo, Rx};
-use datapath::sys::udp;
-use datapath::types::Vni;
-use rvs::testkit::*;
+use rvs_switch::packet::PacketBuf;
+use rvs_vswitchd::port::afpacket::AfPacketPort;
+use rvs_vswitchd::port::vxlan::{SendPool, Tunnel, TxSettings};
+use rvs_vswitchd::port::{PortIo, Rx};
+use rvs_sys::udp;
+use rvs_switch::types::Vni;
+use rvs_testkit::*;
 
 /// Frame `i` of a test burst: numbered, every third tagged with VLAN 100 + i % 7.
 fn numbered(i: u16) -> Vec<u8> {
@@ -104,7 +104,7 @@ fn bursts_are_read_in_batches_with_tags_restored() {
 #[test]
 fn frames_longer_than_a_ring_slot_keep_their_place() {
     let (ns, a, b) = veth_pair("aml");
-    let slot = datapath::port::afpacket::ring_slot_size(1500);
+    let slot = rvs_vswitchd::port::afpacket::ring_slot_size(1500);
     let sizes: Vec<usize> = (0..120usize)
         .map(|i| match i % 6 {
             0 => 5000 + i,
@@ -151,7 +151,7 @@ fn afpacket_sends_batches_in_order() {
         let hdr: &[u8] = if tx.offloads() { &vnet } else { &[] };
         let iov: Vec<std::io::IoSlice<'_>> = probe.iter().flat_map(|f| [std::io::IoSlice::new(hdr), std::io::IoSlice::new(f)]).collect();
         let fd = tx.queue_fd(0).expect("a socket");
-        assert_eq!(datapath::sys::packet::send_many(fd, &iov, 2).expect("sendmmsg"), 32, "one sendmmsg, 32 frames");
+        assert_eq!(rvs_sys::packet::send_many(fd, &iov, 2).expect("sendmmsg"), 32, "one sendmmsg, 32 frames");
         // 150 frames in batches of 50: more than one sendmmsg each.
         let frames: Vec<Vec<u8>> = (0..150u16).map(numbered).collect();
         for chunk in frames.chunks(50) {
@@ -196,7 +196,7 @@ fn vxlan_tunnels_send_batches_in_order() {
         for (i, f) in frames.iter().enumerate() {
             let (n, from) = sink.recv_from(&mut d).unwrap_or_else(|e| panic!("datagram {i}: {e}"));
             assert_eq!(from.ip(), local);
-            assert_eq!(datapath::port::vxlan::parse_header(&d[..n]), Some(vni), "datagram {i}: VXLAN header");
+            assert_eq!(rvs_vswitchd::port::vxlan::parse_header(&d[..n]), Some(vni), "datagram {i}: VXLAN header");
             assert_eq!(&d[8..n], &f[..], "datagram {i} carries frame {i}, whole, in order");
         }
 

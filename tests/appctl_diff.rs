@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rvs::testkit::*;
+use rvs_testkit::*;
 
 struct Side {
     /// Extra PATH entry (rvs's program links) or none (OVS's own programs).
@@ -55,7 +55,7 @@ fn uuids_out(s: &str) -> String {
     let mut out = String::new();
     let mut rest = s;
     while !rest.is_empty() {
-        if rest.len() >= 36 && rest.is_char_boundary(36) && rest[..36].parse::<datapath::db::Uuid>().is_ok() {
+        if rest.len() >= 36 && rest.is_char_boundary(36) && rest[..36].parse::<rvs_ovsdb::Uuid>().is_ok() {
             out.push_str("<uuid>");
             rest = &rest[36..];
         } else {

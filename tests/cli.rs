@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rvs::testkit::*;
+use rvs_testkit::*;
 
 /// A directory with `ovs-vsctl` and `ovs-appctl` links to rvsctl.
 fn links() -> PathBuf {

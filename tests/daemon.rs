@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rvs::testkit::*;
+use rvs_testkit::*;
 
 #[test]
 fn rvsctl_without_daemon_fails_fast_with_one_line() {

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use datapath::db::{Atom, Datum, Db, RowOp, Uuid, tables};
-use datapath::proto::{Client, Request, Response};
-use rvs::testkit::*;
+use rvs_ovsdb::{Atom, Datum, Db, RowOp, Uuid, tables};
+use rvs_ovsdb::proto::{Client, Request, Response};
+use rvs_testkit::*;
 
 fn client(d: &Daemon) -> Client {
     Client::connect(&d.socket(), Duration::from_secs(10)).expect("connect")

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rvs::testkit::*;
+use rvs_testkit::*;
 
 /// A node with bridge br0.
 fn node(tag: &str) -> Node {

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use rvs::testkit::*;
+use rvs_testkit::*;
 
 fn fdb(node: &Node, br: &str) -> String {
     node.d.ctl_ok(&["fdb/show", br])

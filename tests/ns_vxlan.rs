@@ -9,8 +9,8 @@
 use std::process::Command;
 use std::time::Duration;
 
-use rvs::overlay::*;
-use rvs::testkit::*;
+use rvs_testkit::overlay::*;
+use rvs_testkit::*;
 
 #[test]
 fn two_nodes_vlans_over_vxlan() {

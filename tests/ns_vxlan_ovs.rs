@@ -12,8 +12,8 @@
 
 use std::time::Duration;
 
-use rvs::overlay::*;
-use rvs::testkit::*;
+use rvs_testkit::overlay::*;
+use rvs_testkit::*;
 
 /// ovsdb-server + ovs-vswitchd in a node namespace, stopped (before the namespace goes)
 /// on drop.

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rvs::testkit::*;
+use rvs_testkit::*;
 
 /// A private ovsdb-server.
 struct Ovs {

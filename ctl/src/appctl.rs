@@ -62,7 +62,7 @@ pub fn main(prog: &str, args: &[String], default_sock: PathBuf) -> Out {
             "-T" | "--timeout" => match value().and_then(|v| v.parse::<u64>().ok()).filter(|&v| v > 0) {
                 Some(v) => {
                     timeout = Duration::from_secs(v);
-                    datapath::sys::process::alarm(v as u32);
+                    rvs_sys::process::alarm(v as u32);
                 }
                 None => return (String::new(), format!("{prog}: value on -T or --timeout is invalid\n"), 1),
             },

@@ -4,8 +4,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use datapath::db::{Db, RowOp};
-use datapath::proto::{Client, ProtoError, Request, Response};
+use rvs_ovsdb::{Db, RowOp};
+use rvs_ovsdb::proto::{Client, ProtoError, Request, Response};
 
 /// What a commit did.
 pub enum Commit {
@@ -143,8 +143,8 @@ impl Backend for Memory {
         }
         next.generation += 1;
         if let Some((root, r)) = next.root().map(|(u, r)| (u, r.clone())) {
-            let cfg = r.get(&datapath::db::TABLES[datapath::db::tables::OPEN_VSWITCH], "next_cfg").clone();
-            next.set(datapath::db::tables::OPEN_VSWITCH, &root, "cur_cfg", cfg);
+            let cfg = r.get(&rvs_ovsdb::TABLES[rvs_ovsdb::tables::OPEN_VSWITCH], "next_cfg").clone();
+            next.set(rvs_ovsdb::tables::OPEN_VSWITCH, &root, "cur_cfg", cfg);
         }
         self.db = next.clone();
         Ok(Commit::Done(next))

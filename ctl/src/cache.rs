@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use datapath::db::{Datum, Db, TABLES, Uuid, tables};
+use rvs_ovsdb::{Datum, Db, TABLES, Uuid, tables};
 
 use crate::error::{CtlError, Result};
 

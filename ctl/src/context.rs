@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use datapath::db::{Atom, Datum, Db, TABLES, Uuid, tables};
+use rvs_ovsdb::{Atom, Datum, Db, TABLES, Uuid, tables};
 
 use crate::cache::Cache;
 use crate::error::{CtlError, Result};
@@ -88,13 +88,13 @@ impl Txn {
     }
 
     /// Parses a value for a column type with `@name` symbols resolved.
-    pub fn parse_datum(&mut self, ty: &datapath::db::ColumnType, s: &str) -> Result<Datum> {
+    pub fn parse_datum(&mut self, ty: &rvs_ovsdb::ColumnType, s: &str) -> Result<Datum> {
         let mut f = |n: &str| self.symbol(n);
         Datum::from_cli(ty, s, Some(&mut f)).map_err(CtlError::new)
     }
 
     /// Parses one atom of a base type with symbols resolved.
-    pub fn parse_atom(&mut self, base: &datapath::db::schema::BaseType, s: &str) -> Result<Atom> {
+    pub fn parse_atom(&mut self, base: &rvs_ovsdb::schema::BaseType, s: &str) -> Result<Atom> {
         let mut f = |n: &str| self.symbol(n);
         Atom::from_cli(base, s, false, Some(&mut f)).map(|(a, _)| a).map_err(CtlError::new)
     }
@@ -136,7 +136,7 @@ impl Txn {
     /// Inserts a row with default columns (and the given UUID, if any).
     pub fn insert_row(&mut self, t: usize, uuid: Option<Uuid>) -> Uuid {
         let u = uuid.unwrap_or_else(Uuid::random);
-        self.db.tables[t].insert(u, datapath::db::Row::new(&TABLES[t]));
+        self.db.tables[t].insert(u, rvs_ovsdb::Row::new(&TABLES[t]));
         self.inserted.insert(u);
         u
     }
@@ -185,7 +185,7 @@ impl Txn {
 
 /// A parsed `column[:key][op value]`: column index and schema, key, and (operator
 /// index, value).
-pub type ColumnKeyValue = (usize, &'static datapath::db::ColumnSchema, Option<String>, Option<(usize, String)>);
+pub type ColumnKeyValue = (usize, &'static rvs_ovsdb::ColumnSchema, Option<String>, Option<(usize, String)>);
 
 /// Splits `column[:key][op value]` (db-ctl-base's parse_column_key_value): returns the
 /// column index and schema, the key, and (operator index, value) when an operator is
@@ -205,15 +205,15 @@ pub fn parse_column_key_value(t: usize, arg: &str, ops: &[&str]) -> Result<Colum
 }
 
 /// The `column[:key]` at the start of `arg`, and what follows it.
-fn column_and_key(t: usize, arg: &str) -> Result<(usize, &'static datapath::db::ColumnSchema, Option<String>, &str)> {
-    let (col_name, mut rest) = datapath::db::value::next_token(arg).map_err(CtlError::new)?;
+fn column_and_key(t: usize, arg: &str) -> Result<(usize, &'static rvs_ovsdb::ColumnSchema, Option<String>, &str)> {
+    let (col_name, mut rest) = rvs_ovsdb::value::next_token(arg).map_err(CtlError::new)?;
     if col_name.is_empty() {
         return Err(CtlError::new(format!("{arg}: missing column name")));
     }
     let (ci, col) = names::column(t, &col_name)?;
     let mut key = None;
     if let Some(r) = rest.strip_prefix(':') {
-        let (k, r2) = datapath::db::value::next_token(r).map_err(CtlError::new)?;
+        let (k, r2) = rvs_ovsdb::value::next_token(r).map_err(CtlError::new)?;
         key = Some(k);
         rest = r2;
     }
@@ -221,7 +221,7 @@ fn column_and_key(t: usize, arg: &str) -> Result<(usize, &'static datapath::db::
 }
 
 /// Like [`parse_column_key_value`] for arguments without a value (`get`).
-pub fn parse_column_key(t: usize, arg: &str) -> Result<(usize, &'static datapath::db::ColumnSchema, Option<String>)> {
+pub fn parse_column_key(t: usize, arg: &str) -> Result<(usize, &'static rvs_ovsdb::ColumnSchema, Option<String>)> {
     let (ci, col, key, rest) = column_and_key(t, arg)?;
     if !rest.is_empty() {
         return Err(CtlError::new(format!("{arg}: trailing garbage \"{rest}\" in argument")));

@@ -2,7 +2,7 @@
 //! (the default for `list` and `find`), `table`, `csv`, `json` and `html`, with cells
 //! rendered by `--data=string` (ovsdb value syntax), `bare` or `json`.
 
-use datapath::db::{ColumnType, Datum};
+use rvs_ovsdb::{ColumnType, Datum};
 use serde_json::{Value as Json, json};
 
 /// `--format`
@@ -225,7 +225,7 @@ fn html_cell(element: &str, content: &str, s: &mut String) {
     s.push_str(&format!("    <{element}>"));
     let mut rest = content;
     while !rest.is_empty() {
-        let is_uuid = rest.len() >= 36 && rest.is_char_boundary(36) && rest[..36].parse::<datapath::db::Uuid>().is_ok();
+        let is_uuid = rest.len() >= 36 && rest.is_char_boundary(36) && rest[..36].parse::<rvs_ovsdb::Uuid>().is_ok();
         if is_uuid {
             s.push_str(&format!("<a href=\"#{}\">{}</a>", &rest[..36], &rest[..8]));
             rest = &rest[36..];
@@ -274,7 +274,7 @@ fn json_out(t: &Table, st: &Style, s: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datapath::db::schema::{int_range, optional, scalar, smap, string};
+    use rvs_ovsdb::schema::{int_range, optional, scalar, smap, string};
 
     fn t() -> Table {
         Table {

@@ -6,7 +6,7 @@ use crate::options::{Arg, all_long_options};
 /// `--version`. Invoked as `ovs-vsctl`, the first line is the one Open vSwitch 3.1.0
 /// prints (scripts parse it), since that is the interface rvsctl implements.
 pub fn version(prog: &str) -> String {
-    let schema = datapath::db::schema::SCHEMA_VERSION;
+    let schema = rvs_ovsdb::schema::SCHEMA_VERSION;
     if prog == "rvsctl" {
         format!("rvsctl (rvs) {}\nDB Schema {schema}\nCompatible with ovs-vsctl of Open vSwitch 3.1.0\n", env!("CARGO_PKG_VERSION"))
     } else {

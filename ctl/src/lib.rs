@@ -39,7 +39,7 @@ pub struct Output {
 /// `/run/rvs/rvs.sock`.
 pub fn default_socket() -> PathBuf {
     let dir = std::env::var_os("RVS_RUNDIR").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/run/rvs"));
-    dir.join(datapath::proto::SOCKET_NAME)
+    dir.join(rvs_ovsdb::proto::SOCKET_NAME)
 }
 
 /// The program name as invoked (`rvsctl`, `ovs-vsctl`, `ovs-appctl`).
@@ -93,7 +93,7 @@ pub fn vsctl(prog: &str, args: &[String], backend: Option<&mut dyn Backend>) -> 
     if let Some(cmd) = rest.first().filter(appctl_verb) {
         let timeout = opts.timeout.map_or(run::default_wait(), |t| std::time::Duration::from_secs(u64::from(t)));
         if let Some(t) = opts.timeout {
-            datapath::sys::process::alarm(t);
+            rvs_sys::process::alarm(t);
         }
         let (stdout, stderr, code) = appctl::call(prog, sock, cmd, &rest[1..], timeout);
         return Output { stdout, stderr, code };
@@ -107,7 +107,7 @@ pub fn vsctl(prog: &str, args: &[String], backend: Option<&mut dyn Backend>) -> 
             // As ovs-vsctl: SIGALRM ends a command that takes longer (status 142).
             // (Not with a test backend: there is nothing to wait for.)
             if backend.is_none() {
-                datapath::sys::process::alarm(t);
+                rvs_sys::process::alarm(t);
             }
             Instant::now() + std::time::Duration::from_secs(u64::from(t) + 5)
         }

@@ -2,7 +2,7 @@
 use std::io::Write;
 
 fn main() {
-    let out = ctl::run(std::env::args().collect());
+    let out = rvsctl::run(std::env::args().collect());
     let _ = std::io::stdout().write_all(out.stdout.as_bytes());
     let _ = std::io::stderr().write_all(out.stderr.as_bytes());
     let _ = std::io::stdout().flush();

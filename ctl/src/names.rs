@@ -5,7 +5,7 @@
 //! single Open_vSwitch row, or by the table's name column (for QoS: the name of the
 //! Port whose `qos` points at it).
 
-use datapath::db::{ColumnSchema, Datum, Db, TABLES, TableSchema, Uuid, tables};
+use rvs_ovsdb::{ColumnSchema, Datum, Db, TABLES, TableSchema, Uuid, tables};
 
 use crate::error::CtlError;
 
@@ -62,7 +62,7 @@ fn best<'a>(names: impl Iterator<Item = &'a str>, s: &str) -> Result<&'a str, Op
 /// The table named (or abbreviated) `s`, as its index in [`TABLES`].
 pub fn table(s: &str) -> Result<usize, CtlError> {
     match best(TABLES.iter().map(|t| t.name), s) {
-        Ok(n) => Ok(datapath::db::schema::table_index(n).unwrap_or(0)),
+        Ok(n) => Ok(rvs_ovsdb::schema::table_index(n).unwrap_or(0)),
         Err(None) => Err(CtlError::new(format!("unknown table \"{s}\""))),
         Err(Some(m)) => Err(CtlError::new(format!("\"{s}\" matches multiple table names: {}", m.join(", ")))),
     }

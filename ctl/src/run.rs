@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use datapath::db::{Datum, Db, TABLES, Uuid, tables};
+use rvs_ovsdb::{Datum, Db, TABLES, Uuid, tables};
 
 use crate::backend::{Backend, BackendError, Commit};
 use crate::commands::Parsed;
@@ -169,7 +169,7 @@ fn timeout_error(opts: &Options, db_name: &str) -> CtlError {
 #[cfg(test)]
 mod tests {
     use crate::backend::{Backend, BackendError, Commit, Memory};
-    use datapath::db::{Db, RowOp};
+    use rvs_ovsdb::{Db, RowOp};
 
     fn run(mem: &mut dyn Backend, args: &[&str]) -> crate::Output {
         let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();

@@ -2,7 +2,7 @@
 //! request or a clean error, never a panic; a decoded request re-encodes.
 #![no_main]
 
-use datapath::proto::{self, Request};
+use rvs_ovsdb::proto::{self, Request};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     // The ops of a commit are applied by the daemon to a copy of the database: they
     // must fail cleanly, never panic.
     if let Ok(Request::Commit { ops, .. }) = proto::decode::<Request>(data) {
-        let mut db = datapath::db::Db::new();
+        let mut db = rvs_ovsdb::Db::new();
         db.ensure_root();
         if db.apply(&ops).is_ok() {
             db.collect_garbage();

@@ -3,7 +3,7 @@
 //! panic, and whatever it commits must leave a database that passes the schema checks.
 #![no_main]
 
-use ctl::backend::Memory;
+use rvsctl::backend::Memory;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     // A little state to work on.
     for setup in [&["add-br", "br0"][..], &["add-port", "br0", "p1", "tag=10"][..], &["add-br", "fake", "br0", "20"][..]] {
         let args: Vec<String> = setup.iter().map(|s| s.to_string()).collect();
-        let out = ctl::vsctl("rvsctl", &args, Some(&mut mem));
+        let out = rvsctl::vsctl("rvsctl", &args, Some(&mut mem));
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
     for line in s.split('\n').take(4) {
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         if args.iter().any(|a| a.starts_with("wait")) {
             continue;
         }
-        let _ = ctl::vsctl("rvsctl", &args, Some(&mut mem));
+        let _ = rvsctl::vsctl("rvsctl", &args, Some(&mut mem));
         assert!(mem.db.check().is_ok(), "committed an invalid database: {:?}", mem.db.check());
     }
 });

@@ -3,7 +3,7 @@
 //! parses must print and parse back to the same value.
 #![no_main]
 
-use datapath::db::{Datum, TABLES};
+use rvs_ovsdb::{Datum, TABLES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

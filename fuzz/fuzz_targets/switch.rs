@@ -5,10 +5,10 @@
 //! the tag push/pop path of the packet buffer.
 #![no_main]
 
-use datapath::core::{Actions, Bridge, BridgeConfig, PortConfig, PortVlan, VlanMode, Verdict};
-use datapath::packet::PacketBuf;
-use datapath::time::Time;
-use datapath::types::VlanId;
+use rvs_switch::bridge::{Actions, Bridge, BridgeConfig, PortConfig, PortVlan, VlanMode, Verdict};
+use rvs_switch::packet::PacketBuf;
+use rvs_switch::time::Time;
+use rvs_switch::types::VlanId;
 use libfuzzer_sys::fuzz_target;
 
 fn v(n: u16) -> VlanId {

@@ -1,7 +1,7 @@
 //! Bridge commands: add-br (real and fake VLAN bridges), del-br, list-br, br-exists,
 //! br-to-vlan, br-to-parent, br-set-external-id, br-get-external-id.
 
-use datapath::db::{Atom, Datum, tables};
+use rvs_ovsdb::{Atom, Datum, tables};
 
 use crate::context::{Cmd, Txn};
 use crate::error::{CtlError, Result};
@@ -147,7 +147,7 @@ pub fn br_to_parent(t: &mut Txn, c: &mut Cmd) -> Result<()> {
 
 /// External ids live on the Bridge row, or for a fake bridge on its Port with a
 /// `fake-bridge-` prefix.
-fn external_ids_target(t: &Txn, bridge: &str) -> Result<(usize, datapath::db::Uuid, &'static str)> {
+fn external_ids_target(t: &Txn, bridge: &str) -> Result<(usize, rvs_ovsdb::Uuid, &'static str)> {
     let cache = t.cache();
     let b = cache.find_bridge(bridge, true)?.expect("must exist");
     Ok(match b.row {

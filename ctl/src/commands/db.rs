@@ -5,8 +5,8 @@
 
 use std::cmp::Ordering;
 
-use datapath::db::schema::{ColumnType, scalar, uuid_ref};
-use datapath::db::{Datum, TABLES, Uuid};
+use rvs_ovsdb::schema::{ColumnType, scalar, uuid_ref};
+use rvs_ovsdb::{Datum, TABLES, Uuid};
 
 use crate::context::{Cmd, Txn, parse_column_key, parse_column_key_value};
 use crate::error::{CtlError, Result};
@@ -205,7 +205,7 @@ fn condition(t: &mut Txn, tbl: usize, u: &Uuid, arg: &str) -> Result<bool> {
     let (ci, col, key, value) = parse_column_key_value(tbl, arg, RELOPS)?;
     let Some((op, value)) = value else { return Err(CtlError::new(format!("{arg}: missing value"))) };
     let mut ty = col.ty;
-    ty.n_max = datapath::db::schema::UNLIMITED;
+    ty.n_max = rvs_ovsdb::schema::UNLIMITED;
     let have = t.db.tables[tbl][u].cols[ci].clone();
     match key {
         Some(k) => {
@@ -258,7 +258,7 @@ pub fn find(t: &mut Txn, c: &mut Cmd) -> Result<()> {
 
 /// The column part of `column[:key]=value` must name a column (pre_parse_column_key_value).
 fn precheck_column(tbl: usize, arg: &str) -> Result<()> {
-    let (name, _) = datapath::db::value::next_token(arg).map_err(CtlError::new)?;
+    let (name, _) = rvs_ovsdb::value::next_token(arg).map_err(CtlError::new)?;
     if name.is_empty() {
         return Err(CtlError::new(format!("{arg}: missing column name")));
     }
@@ -278,7 +278,7 @@ pub fn set(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     Ok(())
 }
 
-fn check_mutable(t: &Txn, tbl: usize, u: &Uuid, col: &datapath::db::ColumnSchema) -> Result<()> {
+fn check_mutable(t: &Txn, tbl: usize, u: &Uuid, col: &rvs_ovsdb::ColumnSchema) -> Result<()> {
     if !col.mutable && !t.inserted.contains(u) {
         return Err(CtlError::new(format!("cannot modify read-only column {} in table {}", col.name, TABLES[tbl].name)));
     }
@@ -294,7 +294,7 @@ pub fn add(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let mut new = t.db.tables[tbl][&row].cols[ci].clone();
     let mut add_ty = col.ty;
     add_ty.n_min = 1;
-    add_ty.n_max = datapath::db::schema::UNLIMITED;
+    add_ty.n_max = rvs_ovsdb::schema::UNLIMITED;
     // As in ovs-vsctl: within a chain, an existing key keeps its value (datum union);
     // as the last command the change is sent as a partial map update, which replaces.
     let replace = t.last_command;
@@ -332,7 +332,7 @@ pub fn remove(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let mut old = t.db.tables[tbl][&row].cols[ci].clone();
     let mut rm_ty = col.ty;
     rm_ty.n_min = 1;
-    rm_ty.n_max = datapath::db::schema::UNLIMITED;
+    rm_ty.n_max = rvs_ovsdb::schema::UNLIMITED;
     for a in &c.argv[4..] {
         match t.parse_datum(&rm_ty, a) {
             Ok(d) => {

@@ -3,7 +3,7 @@
 //! those prints what there is — nothing; changing them is a clear error, never a
 //! silent success.
 
-use datapath::db::{Datum, TABLES, tables};
+use rvs_ovsdb::{Datum, TABLES, tables};
 
 use crate::context::{Cmd, Txn};
 use crate::error::{CtlError, Result};

@@ -1,7 +1,7 @@
 //! Port and interface commands: list-ports, add-port (with `COLUMN[:KEY]=VALUE`
 //! settings on the new Port), del-port, port-to-br, list-ifaces, iface-to-br.
 
-use datapath::db::{Datum, tables};
+use rvs_ovsdb::{Datum, tables};
 
 use crate::context::{Cmd, Txn};
 use crate::error::{CtlError, Result};

@@ -3,7 +3,7 @@
 //! per level (OVS's cmd_show with ovs-vsctl's table of shown columns). OVS lists rows
 //! in hash order; rvs sorts bridges, ports and interfaces by name.
 
-use datapath::db::{Datum, Db, TABLES, Uuid, tables};
+use rvs_ovsdb::{Datum, Db, TABLES, Uuid, tables};
 
 use crate::context::{Cmd, Txn};
 use crate::error::Result;
@@ -35,7 +35,7 @@ fn row(db: &Db, t: usize, u: &Uuid, level: usize, out: &mut String) {
     for col in cols {
         let (_, cs) = ts.column(col).expect("shown column exists");
         let d = db.get(t, u, col).cloned().unwrap_or_default();
-        if let Some(rt) = cs.ty.key.ref_table.and_then(datapath::db::schema::table_index) {
+        if let Some(rt) = cs.ty.key.ref_table.and_then(rvs_ovsdb::schema::table_index) {
             if SHOWN.iter().any(|(x, _)| *x == rt) {
                 for r in sorted_by_name(db, rt, &d) {
                     row(db, rt, &r, level + 1, out);

@@ -1,0 +1,138 @@
+//! The control plane's state and its request handlers: the database, the open ports,
+//! the store and the workers' handle, owned by one task so that commits are serialized.
+//!
+//! A commit is: check the base generation (else `Conflict`), apply the ops to a copy,
+//! collect garbage, check the schema rules, reconcile ports against the copy (opening
+//! devices, assigning ofports, recording errors), write the file durably, swap the copy
+//! in, hand the workers their new configuration, answer. The datapath never waits for any
+//! of this: it keeps forwarding with the old configuration until the new one arrives.
+
+use serde_json::Value as Json;
+
+use crate::reconcile::Ports;
+use crate::status;
+use crate::store::{Meta, Store};
+use crate::worker::WorkerHandle;
+use rvs_ovsdb::{Datum, Db, RowOp, TABLES, Uuid, tables};
+use rvs_ovsdb::proto::Response;
+
+/// Everything the control plane owns.
+pub struct Control {
+    pub db: Db,
+    pub meta: Meta,
+    pub store: Store,
+    pub ports: Ports,
+    pub worker: WorkerHandle,
+    /// Set by `exit`: the server stops after answering.
+    pub exit_requested: bool,
+}
+
+impl Control {
+    pub fn new(db: Db, meta: Meta, store: Store, worker: WorkerHandle) -> Control {
+        Control { db, meta, store, ports: Ports::default(), worker, exit_requested: false }
+    }
+
+    /// Reconciles ports with the database, sends the worker its configuration if it
+    /// changed, and saves the file if persistent status columns changed.
+    pub fn reconcile(&mut self) {
+        let out = self.ports.reconcile(&mut self.db, &self.meta.static_fdb);
+        if let Some(cfg) = out.config {
+            self.worker.reconfigure(cfg);
+        }
+        if out.db_changed {
+            if let Err(e) = self.store.save(&self.db, &self.meta) {
+                tracing::error!("{e}");
+            }
+        }
+    }
+
+    /// The database with fresh status columns, as JSON.
+    pub fn snapshot(&mut self) -> Json {
+        status::fill_interfaces(&mut self.db, &self.ports);
+        status::fill_ports(&mut self.db);
+        self.db.to_json(true)
+    }
+
+    /// Handles a commit request (see the module docs).
+    pub fn commit(&mut self, base: u64, ops: &[RowOp]) -> Response {
+        if base != self.db.generation {
+            return Response::Conflict { generation: self.db.generation };
+        }
+        let mut next = self.db.clone();
+        if let Err(message) = next.apply(ops) {
+            return Response::Error { message: format!("transaction error: {message}") };
+        }
+        next.collect_garbage();
+        if let Err(message) = next.check() {
+            return Response::Error { message: format!("transaction error: {message}") };
+        }
+        next.generation += 1;
+        let wanted_cfg = next.root().map(|(_, r)| r.get(&TABLES[tables::OPEN_VSWITCH], "next_cfg").clone());
+        let out = self.ports.reconcile(&mut next, &self.meta.static_fdb);
+        if let Some(cfg) = wanted_cfg {
+            let root = next.ensure_root();
+            next.set(tables::OPEN_VSWITCH, &root, "cur_cfg", cfg);
+        }
+        if let Err(e) = self.store.save(&next, &self.meta) {
+            // Not durable, so not committed: put the ports back as they were.
+            tracing::error!("{e}");
+            self.ports.reconcile(&mut self.db, &self.meta.static_fdb);
+            return Response::Error { message: e.to_string() };
+        }
+        self.db = next;
+        if let Some(cfg) = out.config {
+            self.worker.reconfigure(cfg);
+        }
+        Response::Committed { generation: self.db.generation, db: self.snapshot() }
+    }
+
+    /// Deletes ports marked `other_config:transient=true` (libvirt's ports) when the
+    /// node has rebooted since the file was written, as OVS's start script does.
+    pub fn drop_transient_ports_after_reboot(&mut self, boot_id: Option<String>) -> usize {
+        let rebooted = boot_id.is_some() && self.meta.boot_id.is_some() && boot_id != self.meta.boot_id;
+        self.meta.boot_id = boot_id;
+        if !rebooted {
+            return 0;
+        }
+        let pt = &TABLES[tables::PORT];
+        let transient: Vec<Uuid> =
+            self.db.tables[tables::PORT].iter().filter(|(_, r)| r.get(pt, "other_config").get_str("transient") == Some("true")).map(|(u, _)| *u).collect();
+        let bt = &TABLES[tables::BRIDGE];
+        for b in self.db.tables[tables::BRIDGE].values_mut() {
+            let mut ports = b.get(bt, "ports").clone();
+            for u in &transient {
+                ports.remove(&rvs_ovsdb::Atom::Uuid(*u), None);
+            }
+            b.set(bt, "ports", ports);
+        }
+        self.db.collect_garbage();
+        transient.len()
+    }
+
+    /// Every interface of bridge `name`: (name, ofport, type).
+    pub fn bridge_ports(&self, bridge: &str) -> Option<Vec<(String, i64, String)>> {
+        let b = self.db.find_by_name(tables::BRIDGE, bridge)?;
+        let mut out = Vec::new();
+        for p in self.db.get(tables::BRIDGE, &b, "ports")?.uuids() {
+            for i in self.db.get(tables::PORT, &p, "interfaces").map(|d| d.uuids().collect::<Vec<_>>()).unwrap_or_default() {
+                let name = self.db.name_of(tables::INTERFACE, &i).unwrap_or_default().to_string();
+                let ofport = self.db.get(tables::INTERFACE, &i, "ofport").and_then(Datum::as_int).unwrap_or(-1);
+                let ty = self.db.get(tables::INTERFACE, &i, "type").and_then(Datum::as_str).unwrap_or_default().to_string();
+                out.push((name, ofport, ty));
+            }
+        }
+        Some(out)
+    }
+
+    /// The `options` of interface `name` as `k=v, …` (for `dpif/show`).
+    pub fn iface_options(&self, name: &str) -> String {
+        let Some(u) = self.db.find_by_name(tables::INTERFACE, name) else { return String::new() };
+        let Some(d) = self.db.get(tables::INTERFACE, &u, "options") else { return String::new() };
+        d.keys
+            .iter()
+            .zip(d.values.iter().flatten())
+            .map(|(k, v)| format!("{}={}", k.as_str().unwrap_or_default(), v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

@@ -1,0 +1,306 @@
+//! `rvs-vswitchd`: the daemon.
+//!
+//! Threads: the datapath workers ([`worker`], `other_config:n-workers`, default one per 4 CPUs, 1 to 8)
+//! running poll loops over the ports' receive queues, and the control plane on the
+//! main thread (a single-threaded tokio runtime) serving the control socket
+//! ([`server`]), watching link events, and owning the database ([`control`]). They
+//! talk only through messages: configuration snapshots and closures go to the workers
+//! between batches; broken-port reports come back.
+//!
+//! Startup: load `DBDIR/conf.db` (a corrupt file is an error naming it), detach if
+//! asked (the parent returns only once the control socket accepts commands), open the
+//! ports, serve. SIGTERM/SIGINT stop cleanly: the workers stop, every port closes
+//! (taps rvs created disappear with their fd), the socket and pidfile are removed.
+//!
+//! Ports ([`port`]) are thin I/O backends behind one trait; every system call they
+//! make goes through `rvs_sys`, so this crate has no `unsafe`.
+#![forbid(unsafe_code)]
+
+pub mod appctl;
+pub mod control;
+pub mod logging;
+pub mod port;
+pub mod reconcile;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod tunnel;
+pub mod worker;
+
+/// Test builds count allocations per thread (the no-allocation-when-warm test).
+#[cfg(test)]
+#[global_allocator]
+static COUNTING: rvs_sys::alloc_count::Counting = rvs_sys::alloc_count::Counting;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::sync::mpsc;
+
+use rvs_ovsdb::Db;
+use rvs_ovsdb::proto::{Request, Response, SOCKET_NAME};
+use rvs_sys::{netlink, process};
+use rvs_switch::time::Clock;
+use control::Control;
+use store::{Meta, Store};
+use worker::{WorkerEvent, WorkerHandle};
+
+/// Command-line flags of rvs-vswitchd.
+#[derive(Parser, Debug)]
+#[command(name = "rvs-vswitchd", version, about = "rvs userspace virtual switch daemon (drop-in for ovs-vswitchd)")]
+pub struct Opts {
+    /// Run directory: the control socket is DIR/rvs.sock [default: $RVS_RUNDIR, else /run/rvs]
+    #[arg(long, value_name = "DIR")]
+    pub rundir: Option<PathBuf>,
+    /// Database directory: the configuration is DIR/conf.db [default: $RVS_DBDIR, else /var/lib/rvs]
+    #[arg(long, value_name = "DIR")]
+    pub dbdir: Option<PathBuf>,
+    /// Run in the background; return once the control socket accepts commands
+    #[arg(long)]
+    pub detach: bool,
+    /// Write the daemon's pid to FILE [default FILE: RUNDIR/rvs-vswitchd.pid]
+    #[arg(long, value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "@default")]
+    pub pidfile: Option<PathBuf>,
+    /// Log to FILE instead of stderr [default FILE: /var/log/rvs/rvs-vswitchd.log]
+    #[arg(long = "log-file", value_name = "FILE", num_args = 0..=1, require_equals = true, default_missing_value = "@default")]
+    pub log_file: Option<PathBuf>,
+    /// Use plain system calls only: no io_uring for tap writes, no receive rings on
+    /// AF_PACKET sockets (for kernels or sandboxes that refuse or break them; slower)
+    #[arg(long)]
+    pub plain_io: bool,
+}
+
+fn dir_from(flag: &Option<PathBuf>, env: &str, default: &str) -> PathBuf {
+    flag.clone().or_else(|| std::env::var_os(env).filter(|v| !v.is_empty()).map(PathBuf::from)).unwrap_or_else(|| PathBuf::from(default))
+}
+
+fn or_default(v: &Option<PathBuf>, default: PathBuf) -> Option<PathBuf> {
+    v.as_ref().map(|p| if p.as_os_str() == "@default" { default.clone() } else { p.clone() })
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let opts = Opts::parse();
+    match run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rvs-vswitchd: {e}");
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Everything that can stop the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Bind(#[from] server::BindError),
+    #[error("cannot create run directory {0}: {1}")]
+    Rundir(PathBuf, std::io::Error),
+    #[error("cannot open log file {0}: {1}")]
+    Log(PathBuf, std::io::Error),
+    #[error("cannot write pid file {0}: {1}")]
+    Pidfile(PathBuf, std::io::Error),
+    #[error("{0}: {1}")]
+    Io(&'static str, std::io::Error),
+    #[error("the daemon exited during startup{0}")]
+    Detach(String),
+}
+
+/// Runs the daemon until it is told to stop.
+pub fn run(opts: Opts) -> Result<(), StartError> {
+    let rundir = dir_from(&opts.rundir, "RVS_RUNDIR", "/run/rvs");
+    let dbdir = dir_from(&opts.dbdir, "RVS_DBDIR", "/var/lib/rvs");
+    let pidfile = or_default(&opts.pidfile, rundir.join("rvs-vswitchd.pid"));
+    let log_file = or_default(&opts.log_file, PathBuf::from("/var/log/rvs/rvs-vswitchd.log"));
+    rvs_sys::set_plain_io(opts.plain_io);
+
+    // Everything that can fail for a reason the operator must see happens before
+    // detaching, so the error reaches the terminal.
+    std::fs::create_dir_all(&rundir).map_err(|e| StartError::Rundir(rundir.clone(), e))?;
+    let store = Store::open(&dbdir)?;
+    let loaded = store.load()?;
+    let sock_path = rundir.join(SOCKET_NAME);
+    let listener = server::bind(&sock_path)?;
+
+    let mut ready_pipe = None;
+    if opts.detach {
+        let (mut parent_end, child_end) = UnixStream::pair().map_err(|e| StartError::Io("socketpair", e))?;
+        match process::fork().map_err(|e| StartError::Io("fork", e))? {
+            process::Forked::Parent { .. } => {
+                drop(child_end);
+                let mut msg = String::new();
+                let _ = parent_end.read_to_string(&mut msg);
+                return if msg == "ready" { Ok(()) } else { Err(StartError::Detach(if msg.is_empty() { String::new() } else { format!(": {msg}") })) };
+            }
+            process::Forked::Child => {
+                drop(parent_end);
+                let _ = process::setsid();
+                ready_pipe = Some(child_end);
+            }
+        }
+    }
+    logging::init(log_file.as_deref()).map_err(|e| StartError::Log(log_file.clone().unwrap_or_default(), e))?;
+    if opts.plain_io {
+        tracing::info!("--plain-io: taps are written one frame per system call and AF_PACKET sockets read with recvmmsg (no io_uring, no receive rings)");
+    }
+    if opts.detach {
+        let _ = process::redirect_stdio_to_devnull();
+    }
+    if let Some(p) = &pidfile {
+        std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| StartError::Pidfile(p.clone(), e))?;
+    }
+
+    let result = serve(store, loaded, listener, &sock_path, ready_pipe);
+    let _ = std::fs::remove_file(&sock_path);
+    if let Some(p) = &pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    result
+}
+
+enum Event {
+    Worker(WorkerEvent),
+}
+
+fn serve(
+    store: Store,
+    loaded: Option<(Db, Meta)>,
+    listener: std::os::unix::net::UnixListener,
+    sock: &Path,
+    ready: Option<UnixStream>,
+) -> Result<(), StartError> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| StartError::Io("tokio runtime", e))?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let (ev_tx, mut ev_rx) = mpsc::unbounded_channel();
+        let worker = WorkerHandle::spawn(Clock::new(), move |e| {
+            let _ = ev_tx.send(Event::Worker(e));
+        })
+        .map_err(|e| StartError::Io("starting the datapath thread", e))?;
+        let fresh = loaded.is_none();
+        let (mut db, meta) = loaded.unwrap_or_default();
+        db.ensure_root();
+        status::fill_root(&mut db);
+        let mut ctl = Control::new(db, meta, store, worker);
+        let removed = ctl.drop_transient_ports_after_reboot(store::boot_id());
+        if removed > 0 {
+            tracing::info!("node rebooted: removed {removed} transient port(s)");
+        }
+        ctl.reconcile();
+        ctl.store.save(&ctl.db, &ctl.meta)?;
+        tracing::info!(
+            "rvs-vswitchd {} started: {} {}, control socket {}",
+            env!("CARGO_PKG_VERSION"),
+            if fresh { "new database" } else { "database" },
+            ctl.store.path().display(),
+            sock.display()
+        );
+
+        let (jobs_tx, mut jobs) = mpsc::channel::<server::Job>(64);
+        tokio::task::spawn_local(server::serve(listener, jobs_tx));
+        let (link_tx, mut link_rx) = mpsc::unbounded_channel::<()>();
+        watch_links(link_tx);
+        if let Some(mut r) = ready {
+            let _ = r.write_all(b"ready");
+        }
+
+        let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                Some((req, reply)) = jobs.recv() => {
+                    let resp = handle(&mut ctl, req).await;
+                    let _ = reply.send(resp);
+                    if ctl.exit_requested { break; }
+                }
+                Some(Event::Worker(WorkerEvent::PortFailed { iface, name, io, error })) = ev_rx.recv() => {
+                    // Every worker that used the backend may report it: reopen once.
+                    if ctl.ports.is_current(iface, io) {
+                        tracing::warn!("port {name}: {error}; reopening");
+                        ctl.ports.mark_broken(iface);
+                        ctl.reconcile();
+                    }
+                }
+                Some(()) = link_rx.recv() => {
+                    while link_rx.try_recv().is_ok() {}
+                    ctl.reconcile();
+                }
+                _ = tick.tick() => ctl.reconcile(),
+                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
+                _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
+            }
+        }
+        let Control { worker, mut ports, .. } = ctl;
+        worker.stop();
+        ports.close_all();
+        Ok(())
+    })
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, StartError> {
+    tokio::signal::unix::signal(kind).map_err(|e| StartError::Io("installing a signal handler", e))
+}
+
+async fn handle(ctl: &mut Control, req: Request) -> Response {
+    match req {
+        Request::Snapshot => Response::Snapshot { db: ctl.snapshot() },
+        Request::Commit { base_generation, ops, .. } => ctl.commit(base_generation, &ops),
+        Request::Appctl { command, args } => match appctl::run(ctl, &command, &args).await {
+            Ok(output) => Response::Appctl { ok: true, output },
+            Err(output) => Response::Appctl { ok: false, output },
+        },
+    }
+}
+
+/// Watches link events (device added, removed, changed, moved to another namespace)
+/// on a thread of its own with a blocking netlink socket, and sends a notification per
+/// batch. Without it, the periodic reconcile still catches every change, only later.
+fn watch_links(tx: mpsc::UnboundedSender<()>) {
+    let fd = match netlink::link_monitor() {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::warn!("cannot watch link events ({e}); relying on periodic checks");
+            return;
+        }
+    };
+    let spawned = std::thread::Builder::new().name("rvs-netlink".into()).spawn(move || {
+        use std::os::fd::AsFd;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match netlink::recv(fd.as_fd(), &mut buf) {
+                Ok(n) => {
+                    let evs = netlink::parse_link_events(&buf[..n]);
+                    for ev in &evs {
+                        tracing::debug!("link event: {ev:?}");
+                    }
+                    if !evs.is_empty() && tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                // The socket's queue overflowed: events were lost, so check everything.
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                    if tx.send(()).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::warn!("link events: {e}; relying on periodic checks");
+                    return;
+                }
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the link watcher ({e}); relying on periodic checks");
+    }
+}

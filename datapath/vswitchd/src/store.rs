@@ -1,0 +1,173 @@
+//! Durable configuration: the database file `DBDIR/conf.db`.
+//!
+//! Every committed transaction is written crash-safely before the client hears "done":
+//! the whole database goes to `conf.db.tmp`, which is fsynced, renamed over `conf.db`,
+//! and the directory is fsynced so the rename itself survives a power cut. A reader
+//! therefore sees either the old or the new file, never a mix.
+//!
+//! A file that exists but cannot be read or parsed is a startup error naming the file:
+//! rvs never silently replaces an operator's configuration with an empty one.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value as Json, json};
+
+use rvs_ovsdb::Db;
+
+/// Format marker in the file, so a future rvs can tell versions apart.
+const FORMAT: &str = "rvs-conf-db";
+const VERSION: u64 = 1;
+
+/// Why the database could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot read configuration database {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("configuration database {path} is corrupt: {reason} (rvs will not start over an unreadable configuration; restore the file or move it away)")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("cannot write configuration database {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
+    #[error("cannot create database directory {path}: {source}")]
+    Dir { path: PathBuf, source: io::Error },
+}
+
+/// What was loaded besides the rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Meta {
+    /// The kernel boot id when the file was last written (to spot node reboots).
+    pub boot_id: Option<String>,
+    /// Static MAC entries (`fdb/add`). OVS forgets them on restart; rvs keeps them.
+    pub static_fdb: Vec<StaticMac>,
+}
+
+/// One `fdb/add BRIDGE PORT VLAN MAC` entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StaticMac {
+    pub bridge: String,
+    pub port: String,
+    pub vlan: u16,
+    pub mac: String,
+}
+
+/// The database file.
+pub struct Store {
+    path: PathBuf,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// A store in `dir` (created if missing, mode 0700 for a new directory).
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.into(), source })?;
+            use std::os::unix::fs::PermissionsExt;
+            let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
+        }
+        Ok(Store { path: dir.join("conf.db"), dir: dir.into() })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Loads the database; `Ok(None)` when there is no file yet.
+    pub fn load(&self) -> Result<Option<(Db, Meta)>, StoreError> {
+        let text = match fs::read(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Read { path: self.path.clone(), source }),
+        };
+        let corrupt = |reason: String| StoreError::Corrupt { path: self.path.clone(), reason };
+        let j: Json = serde_json::from_slice(&text).map_err(|e| corrupt(format!("not valid JSON ({e})")))?;
+        if j.get("format").and_then(Json::as_str) != Some(FORMAT) {
+            return Err(corrupt(format!("missing \"format\": \"{FORMAT}\"")));
+        }
+        let v = j.get("version").and_then(Json::as_u64).unwrap_or(0);
+        if v != VERSION {
+            return Err(corrupt(format!("unsupported version {v} (this rvs reads version {VERSION})")));
+        }
+        let db = Db::from_json(j.get("db").unwrap_or(&Json::Null)).map_err(corrupt)?;
+        db.check().map_err(|e| corrupt(format!("inconsistent contents: {e}")))?;
+        let boot_id = j.get("boot_id").and_then(Json::as_str).map(String::from);
+        let static_fdb = match j.get("static_fdb") {
+            None | Some(Json::Null) => Vec::new(),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| corrupt(format!("bad \"static_fdb\" ({e})")))?,
+        };
+        Ok(Some((db, Meta { boot_id, static_fdb })))
+    }
+
+    /// Writes the database durably (see the module docs).
+    pub fn save(&self, db: &Db, meta: &Meta) -> Result<(), StoreError> {
+        let doc = json!({
+            "format": FORMAT,
+            "version": VERSION,
+            "boot_id": meta.boot_id,
+            "static_fdb": meta.static_fdb,
+            "db": db.to_json(false),
+        });
+        let mut text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+        text.push(b'\n');
+        let err = |source| StoreError::Write { path: self.path.clone(), source };
+        let tmp = self.path.with_extension("db.tmp");
+        {
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(err)?;
+            f.write_all(&text).map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        fs::rename(&tmp, &self.path).map_err(err)?;
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(err)?;
+        Ok(())
+    }
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), if readable.
+pub fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_ovsdb::{Datum, tables};
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("rvs-store-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn save_load_round_trip() {
+        let d = tmpdir("rt");
+        let s = Store::open(&d).unwrap();
+        assert!(s.load().unwrap().is_none());
+        let mut db = Db::new();
+        let root = db.ensure_root();
+        db.set(tables::OPEN_VSWITCH, &root, "external_ids", Datum::smap([("system-id", "node1")]));
+        db.generation = 3;
+        let meta = Meta {
+            boot_id: Some("b".into()),
+            static_fdb: vec![StaticMac { bridge: "br0".into(), port: "p1".into(), vlan: 10, mac: "02:00:00:00:00:01".into() }],
+        };
+        s.save(&db, &meta).unwrap();
+        let (back, m) = s.load().unwrap().unwrap();
+        assert_eq!(back, db);
+        assert_eq!(m, meta);
+        assert!(!d.join("conf.db.tmp").exists());
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn corrupt_file_is_an_error_naming_it() {
+        let d = tmpdir("bad");
+        let s = Store::open(&d).unwrap();
+        fs::write(s.path(), b"{not json").unwrap();
+        let e = s.load().unwrap_err().to_string();
+        assert!(e.contains("conf.db") && e.contains("corrupt"), "{e}");
+        fs::write(s.path(), b"{\"format\": \"other\"}").unwrap();
+        assert!(s.load().is_err());
+        fs::remove_dir_all(&d).unwrap();
+    }
+}
