@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what rvs's scripts need on a Debian machine, only what is missing, and
 # checks that every tool is there afterwards. Sourced, not run, by scripts/demo.sh,
-# scripts/test.sh, benches/e2e.sh and .ci/run:
+# scripts/test.sh, scripts/package.sh and benches/e2e.sh:
 #
 #   . scripts/prereqs.sh demo     # build + demo: Rust, a C linker, iproute2, ping, iperf3
 #   . scripts/prereqs.sh test     # everything the tests use, Open vSwitch included, and cargo-fuzz
 #   . scripts/prereqs.sh bench    # the e2e benchmark's tools (trafgen, sockperf, gnuplot, OVS)
+#   . scripts/prereqs.sh package  # scripts/package.sh's tools (dpkg-deb, fakeroot, help2man, lintian)
 #
 # Leaves cargo on PATH. A tool that cannot be installed is named, with its package,
 # and the script returns non-zero, so that no test runs into a missing program.
@@ -18,10 +19,12 @@ rvs_prereqs() {
         demo) ;;
         test) need+=(arping:iputils-arping ethtool:ethtool tcpdump:tcpdump modprobe:kmod
                      python3:python3 ovsdb-server:openvswitch-switch ovs-vsctl:openvswitch-common
-                     ovs-vswitchd:openvswitch-switch) ;;
+                     ovs-vswitchd:openvswitch-switch dpkg-deb:dpkg fakeroot:fakeroot help2man:help2man
+                     lintian:lintian systemd-analyze:systemd) ;;
         bench) need+=(ethtool:ethtool trafgen:netsniff-ng sockperf:sockperf gnuplot:gnuplot-nox
                       ovsdb-server:openvswitch-switch ovs-vswitchd:openvswitch-switch) ;;
-        *) echo "prereqs.sh: unknown set '$what' (demo, test or bench)" >&2; return 2 ;;
+        package) need+=(dpkg-deb:dpkg fakeroot:fakeroot help2man:help2man lintian:lintian python3:python3) ;;
+        *) echo "prereqs.sh: unknown set '$what' (demo, test, bench or package)" >&2; return 2 ;;
     esac
     local -a pkgs=() missing=()
     local e cmd pkg

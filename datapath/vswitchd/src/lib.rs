@@ -19,6 +19,7 @@
 pub mod appctl;
 pub mod control;
 pub mod logging;
+pub mod notify;
 pub mod port;
 pub mod reconcile;
 pub mod server;
@@ -211,6 +212,7 @@ fn serve(
         if let Some(mut r) = ready {
             let _ = r.write_all(b"ready");
         }
+        notify::ready();
 
         let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -239,6 +241,7 @@ fn serve(
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             }
         }
+        notify::stopping();
         let Control { worker, mut ports, .. } = ctl;
         worker.stop();
         ports.close_all();
