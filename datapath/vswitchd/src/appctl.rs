@@ -86,7 +86,7 @@ async fn dispatch(ctl: &mut Control, cmd: &str, args: &[String]) -> Reply {
         "rvs/workers" => workers(ctl).await,
         "rvs/workers-clear" => ask_all(ctl, |w| w.stats = WorkerStats::new()).await.map(|_| String::new()),
         "vlog/list" => Ok(logging::vlog_list()),
-        "vlog/set" => logging::vlog_set(args).map(|_| String::new()),
+        "vlog/set" => logging::vlog_set(args).map(|_| String::new()).map_err(|e| e.to_string()),
         _ => Err(format!("\"{cmd}\" is not a valid command")),
     }
 }
