@@ -1,10 +1,10 @@
 //! ovs-appctl-style commands, answered the way ovs-vswitchd answers them (same text,
 //! same errors), plus rvs's own (`fdb/show BR --format=json`, `rvs/drops`).
 //!
-//! Each command is registered once, in [`COMMANDS`], with its name, usage string,
+//! Each command is registered once, in `COMMANDS`, with its name, usage string,
 //! argument count range and handler, as OVS's `unixctl_command_register()` does. That
 //! one table drives both dispatch and `list-commands`; unknown-command and
-//! argument-count errors are produced in one place ([`lookup`]), in OVS's unixctl
+//! argument-count errors are produced in one place (`lookup`), in OVS's unixctl
 //! wording, so a handler only runs with a count its registration allows.
 //!
 //! Must not: exit or panic because of what a client sent (only `exit` stops the
@@ -62,16 +62,16 @@ type Reply = Result<String, AppctlError>;
 /// A handler's answer, to be awaited by [`run`].
 type Pending<'a> = Pin<Box<dyn Future<Output = Reply> + 'a>>;
 
-/// Runs a command whose argument count [`lookup`] has checked.
+/// Runs a command whose argument count `lookup` has checked.
 type Handler = for<'a> fn(&'a mut Control, &'a [String]) -> Pending<'a>;
 
 /// One registered command (OVS's `struct unixctl_command`).
-pub struct Command {
-    pub name: &'static str,
+struct Command {
+    name: &'static str,
     /// Shown by `list-commands` after the name.
-    pub usage: &'static str,
-    pub min_args: usize,
-    pub max_args: usize,
+    usage: &'static str,
+    min_args: usize,
+    max_args: usize,
     handler: Handler,
 }
 
@@ -91,7 +91,7 @@ fn arg(args: &[String], i: usize) -> Option<&str> {
 
 /// Every command, in name order: `list-commands` prints them in this order (OVS sorts
 /// its list by name). Handlers may index up to `min_args - 1` without checking.
-pub static COMMANDS: &[Command] = &[
+static COMMANDS: &[Command] = &[
     cmd("bond/show", "[port]", 0, 1, |_, a| done(bond_show(arg(a, 0)))),
     cmd("dpif/show", "", 0, 0, |ctl, _| Box::pin(dpif_show(ctl))),
     cmd("exit", "[--cleanup]", 0, 1, |ctl, _| {
@@ -560,6 +560,23 @@ mod tests {
         assert_eq!(terminated("x\n".into()), "x\n");
         assert_eq!(terminated(AppctlError::NoStaticEntry.to_string()), "could not find static mac entry\n");
         assert_eq!(terminated(AppctlError::NoSuchBridge.to_string()), "no such bridge\n");
+    }
+
+    #[test]
+    fn error_texts_are_the_replies_rvs_gave_before() {
+        use AppctlError::*;
+        let cases: &[(AppctlError, &str)] = &[
+            (NoSuchBridge, "no such bridge"),
+            (NoSuchBond, "no such bond"),
+            (BadMac, "bad MAC address"),
+            (NoOfPort, "software error, odp port is present but no ofp port"),
+            (NoStaticEntry, "could not find static mac entry\n"),
+            (WorkerSilent, "datapath worker did not answer"),
+            (Vlog(VlogError::NoLevel), "no log level given (one of off, emer, err, warn, info, dbg)"),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), *text);
+        }
     }
 
     #[test]
