@@ -257,10 +257,7 @@ async fn handle(ctl: &mut Control, req: Request) -> Response {
     match req {
         Request::Snapshot => Response::Snapshot { db: ctl.snapshot() },
         Request::Commit { base_generation, ops, .. } => ctl.commit(base_generation, &ops),
-        Request::Appctl { command, args } => match appctl::run(ctl, &command, &args).await {
-            Ok(output) => Response::Appctl { ok: true, output },
-            Err(output) => Response::Appctl { ok: false, output },
-        },
+        Request::Appctl { command, args } => appctl::run(ctl, &command, &args).await,
     }
 }
 

@@ -43,8 +43,22 @@ pub fn init(file: Option<&Path>) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Why `vlog/set` refused its specs (the text is the appctl error reply).
+#[derive(Debug, thiserror::Error)]
+pub enum VlogError {
+    /// A word that is neither a level, rvs's one module nor a destination.
+    #[error("unknown module or destination \"{0}\" (rvs has one module, \"rvs\")")]
+    UnknownWord(String),
+    /// The specs named no level.
+    #[error("no log level given (one of off, emer, err, warn, info, dbg)")]
+    NoLevel,
+    /// The subscriber's filter could not be replaced.
+    #[error(transparent)]
+    Reload(#[from] reload::Error),
+}
+
 /// `vlog/set SPEC…`: each SPEC is `[module[:destination]]:level` or just a level.
-pub fn vlog_set(specs: &[String]) -> Result<(), String> {
+pub fn vlog_set(specs: &[String]) -> Result<(), VlogError> {
     let mut chosen = None;
     for spec in specs {
         for word in spec.split([':', ' ']).filter(|w| !w.is_empty()) {
@@ -52,15 +66,15 @@ pub fn vlog_set(specs: &[String]) -> Result<(), String> {
             if let Some(&(name, directive)) = LEVELS.iter().find(|(n, _)| *n == w) {
                 chosen = Some((name, directive));
             } else if !matches!(w.as_str(), "any" | "rvs" | "console" | "file" | "syslog") {
-                return Err(format!("unknown module or destination \"{word}\" (rvs has one module, \"rvs\")"));
+                return Err(VlogError::UnknownWord(word.to_string()));
             }
         }
     }
     let Some((name, directive)) = chosen else {
-        return Err("no log level given (one of off, emer, err, warn, info, dbg)".into());
+        return Err(VlogError::NoLevel);
     };
     if let Some(h) = HANDLE.get() {
-        h.modify(|f| *f = EnvFilter::new(directive)).map_err(|e| e.to_string())?;
+        h.modify(|f| *f = EnvFilter::new(directive))?;
     }
     *LEVEL.lock().unwrap_or_else(|e| e.into_inner()) = match name {
         "off" => "OFF",
@@ -91,7 +105,9 @@ mod tests {
         assert!(vlog_set(&["ANY:console:dbg".into()]).is_ok());
         assert!(vlog_list().contains("DBG"));
         assert!(vlog_set(&["info".into()]).is_ok());
-        assert!(vlog_set(&["bogus:info".into()]).is_err());
-        assert!(vlog_set(&[]).is_err());
+        let e = vlog_set(&["bogus:info".into()]).unwrap_err();
+        assert_eq!(e.to_string(), "unknown module or destination \"bogus\" (rvs has one module, \"rvs\")");
+        let e = vlog_set(&[]).unwrap_err();
+        assert_eq!(e.to_string(), "no log level given (one of off, emer, err, warn, info, dbg)");
     }
 }
