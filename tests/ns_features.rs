@@ -143,3 +143,35 @@ fn transient_ports_disappear_after_a_node_reboot_not_a_daemon_restart() {
     assert!(n.d.try_start().status.success());
     assert_eq!(n.d.ctl_ok(&["list-ports", "br0"]), "keep\n");
 }
+
+#[test]
+fn fdb_add_refuses_bad_vlans_and_group_addresses_and_changes_nothing() {
+    let n = node("fdbv");
+    let p1 = unique("f1");
+    n.d.ctl_ok(&["add-port", "br0", &p1, "--", "set", "Interface", &p1, "type=internal"]);
+    assert_eq!(n.d.ctl_ok(&["fdb/add", "br0", &p1, "10", "02:00:00:00:bb:01"]), "");
+    let before = n.d.ctl_ok(&["fdb/show", "br0"]);
+    let refused = [
+        ("4096", "02:00:00:00:bb:02", "bad VLAN \"4096\""),
+        ("-1", "02:00:00:00:bb:02", "bad VLAN \"-1\""),
+        ("abc", "02:00:00:00:bb:02", "bad VLAN \"abc\""),
+        ("12abc", "02:00:00:00:bb:02", "bad VLAN \"12abc\""),
+        ("10", "ff:ff:ff:ff:ff:ff", "ff:ff:ff:ff:ff:ff is a multicast or broadcast address"),
+        ("10", "01:00:5e:00:00:01", "01:00:5e:00:00:01 is a multicast or broadcast address"),
+        ("10", "33:33:00:00:00:01", "33:33:00:00:00:01 is a multicast or broadcast address"),
+    ];
+    for (vlan, mac, why) in refused {
+        let out = n.d.ctl(&["fdb/add", "br0", &p1, vlan, mac]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "fdb/add {vlan} {mac} was accepted");
+        assert!(err.contains(why) && err.contains("server returned an error"), "{err}");
+    }
+    assert_eq!(n.d.ctl_ok(&["fdb/show", "br0"]), before, "a refused fdb/add changed the table");
+    let out = n.d.ctl(&["fdb/del", "br0", "4096", "02:00:00:00:bb:01"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad VLAN"));
+    // Nothing refused was saved either: after a restart the table is the same.
+    n.d.stop();
+    assert!(n.d.try_start().status.success());
+    assert_eq!(n.d.ctl_ok(&["fdb/show", "br0"]).lines().count(), 2, "{}", n.d.ctl_ok(&["fdb/show", "br0"]));
+}

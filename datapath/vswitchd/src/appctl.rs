@@ -43,6 +43,13 @@ pub enum AppctlError {
     NoSuchBond,
     #[error("bad MAC address")]
     BadMac,
+    /// rvs refuses what OVS 3.1 would store as an entry that never matches (VLAN 4096,
+    /// `-1` as 65535) or silently reads as another VLAN (`abc` as 0, `12abc` as 12).
+    #[error("bad VLAN {0:?}: a number from 0 to 4095 expected")]
+    BadVlan(String),
+    /// OVS 3.1 stores these; rvs refuses them: a static entry is for one station.
+    #[error("{0} is a multicast or broadcast address: a static MAC entry must be unicast")]
+    MulticastMac(MacAddr),
     /// `fdb/add` of a port that is not on the bridge (OVS's text for it).
     #[error("software error, odp port is present but no ofp port")]
     NoOfPort,
@@ -294,16 +301,18 @@ async fn fdb_stats_show(ctl: &mut Control, br: &str) -> Reply {
 }
 
 /// `atoi()`: the leading integer, 0 if none.
-fn atoi(s: &str) -> i64 {
-    let t = s.trim_start();
-    let end = t.char_indices().find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+')))).map_or(t.len(), |(i, _)| i);
-    t[..end].parse().unwrap_or(0)
+/// A VLAN argument of fdb/add and fdb/del: a decimal number from 0 to 4095.
+fn vlan_arg(s: &str) -> Result<VlanId, AppctlError> {
+    s.parse::<u16>().ok().and_then(VlanId::new).ok_or_else(|| AppctlError::BadVlan(s.to_string()))
 }
 
 async fn fdb_add(ctl: &mut Control, br: &str, port: &str, vlan: &str, mac: &str) -> Reply {
     let ports = ctl.bridge_ports(br).ok_or(AppctlError::NoSuchBridge)?;
     let mac: MacAddr = mac.parse().map_err(|_| AppctlError::BadMac)?;
-    let vid = VlanId::new(atoi(vlan) as u16).unwrap_or(VlanId::NONE);
+    let vid = vlan_arg(vlan)?;
+    if mac.is_multicast() {
+        return Err(AppctlError::MulticastMac(mac));
+    }
     if !ports.iter().any(|(n, ofp, _)| n == port && *ofp > 0) {
         return Err(AppctlError::NoOfPort);
     }
@@ -332,7 +341,7 @@ async fn fdb_add(ctl: &mut Control, br: &str, port: &str, vlan: &str, mac: &str)
 async fn fdb_del(ctl: &mut Control, br: &str, vlan: &str, mac: &str) -> Reply {
     bridge_exists(ctl, br)?;
     let mac: MacAddr = mac.parse().map_err(|_| AppctlError::BadMac)?;
-    let vid = VlanId::new(atoi(vlan) as u16).unwrap_or(VlanId::NONE);
+    let vid = vlan_arg(vlan)?;
     let before = ctl.meta.static_fdb.len();
     let (b, m) = (br.to_string(), mac.to_string());
     ctl.meta.static_fdb.retain(|s| !(s.bridge == b && s.vlan == vid.get() && s.mac == m));
@@ -598,9 +607,12 @@ mod tests {
     }
 
     #[test]
-    fn atoi_like_c() {
-        assert_eq!(atoi("10"), 10);
-        assert_eq!(atoi(" 7x"), 7);
-        assert_eq!(atoi("x"), 0);
+    fn vlan_arguments_are_whole_numbers_in_range() {
+        assert_eq!(vlan_arg("10").unwrap().get(), 10);
+        assert_eq!(vlan_arg("0").unwrap().get(), 0);
+        assert_eq!(vlan_arg("4095").unwrap().get(), 4095);
+        for bad in ["4096", "-1", "abc", "12abc", " 7", "", "65536"] {
+            assert!(matches!(vlan_arg(bad), Err(AppctlError::BadVlan(_))), "{bad}");
+        }
     }
 }
