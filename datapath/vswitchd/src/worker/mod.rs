@@ -66,7 +66,7 @@ use rvs_switch::bridge::{Actions, Bridge};
 use rvs_switch::offload::Coalescer;
 use rvs_switch::packet::{Area, PacketBuf};
 use rvs_switch::time::{Clock, Time};
-use rvs_sys::epoll::{Epoll, EventFd};
+use rvs_sys::epoll::{Epoll, EventFd, Ready};
 
 use crate::port::vxlan::Endpoint;
 use crate::port::PortIo;
@@ -311,25 +311,39 @@ impl Worker {
             if traffic {
                 last_traffic = Some(mark);
             }
-            self.receive_notes();
-            for r in ready.drain(..) {
-                if r.token == BELL {
-                    bell.drain();
-                    if !self.handle_messages(rx) {
-                        return;
-                    }
-                } else {
-                    self.service(r.token as usize);
-                    self.publish_notes();
-                }
-            }
-            let now = self.clock.now();
-            for b in &mut self.bridges {
-                if b.core.poll_timeout().is_some_and(|t| t <= now) {
-                    b.core.age(now);
-                }
+            let go_on = self.service_ready(&mut ready, |w| {
+                bell.drain();
+                w.handle_messages(rx)
+            });
+            if !go_on {
+                return;
             }
         }
+    }
+
+    /// The work of one turn of the loop, after the wait: applies the peers' learning
+    /// notes, services the `ready` inputs (calling `on_bell` for the doorbell: `false`
+    /// from it stops the turn and the worker) and ages the MAC tables that are due.
+    /// Tests drive a worker through this, turn by turn, without its thread.
+    fn service_ready(&mut self, ready: &mut Vec<Ready>, mut on_bell: impl FnMut(&mut Worker) -> bool) -> bool {
+        self.receive_notes();
+        for r in ready.drain(..) {
+            if r.token == BELL {
+                if !on_bell(self) {
+                    return false;
+                }
+            } else {
+                self.service(r.token as usize);
+                self.publish_notes();
+            }
+        }
+        let now = self.clock.now();
+        for b in &mut self.bridges {
+            if b.core.poll_timeout().is_some_and(|t| t <= now) {
+                b.core.age(now);
+            }
+        }
+        true
     }
 
     fn sleep_time(&self) -> Duration {

@@ -1,5 +1,10 @@
-//! The worker run through in-memory ports and VXLAN endpoints on loopback, on its own
-//! thread as in the daemon; the allocation test counts on that thread.
+//! The worker run through in-memory ports and VXLAN endpoints on loopback.
+//!
+//! Most tests drive a [`Worker`] on the test's own thread, turn by turn (`step`, and
+//! `drive` until nothing is ready), as quinn's tests drive a connection pair: no
+//! thread, no sleeping, and what a batch is does not depend on timing. Those that are
+//! about the threads themselves (the run loop, several workers, the allocation count
+//! on the worker's own thread) start them with [`WorkerHandle`] and wait.
 
 use std::net::IpAddr;
 use std::os::fd::AsFd;
@@ -15,6 +20,7 @@ use crate::port::vxlan as port_vxlan;
 use crate::port::vxlan::Endpoint;
 
 use super::*;
+use rvs_sys::epoll::EventFd;
 use crate::port::mem::MemPort;
 use rvs_switch::wire::checksum;
 use rvs_switch::wire::virtio_net_hdr::VnetHdr;
@@ -35,14 +41,69 @@ fn port(n: u16, io: Arc<MemPort>, core: PortConfig) -> DpPort {
     DpPort { iface: Uuid::random(), name: format!("p{n}"), ofport: OfPort::new(n).unwrap(), io, stats: Arc::default(), core, tunnel: None, policer: None }
 }
 
-/// A worker running one bridge "br0" of `ports`.
+/// A configuration of one bridge "br0" of `ports`.
+fn br0(ports: Vec<DpPort>) -> DpConfig {
+    DpConfig { bridges: vec![DpBridge { uuid: Uuid::random(), name: "br0".into(), cfg: BridgeConfig::default(), ports, statics: vec![] }], ..Default::default() }
+}
+
+/// A worker thread running one bridge "br0" of `ports`.
 fn one_bridge(ports: Vec<DpPort>) -> WorkerHandle {
     let mut w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
-    w.reconfigure(DpConfig {
-        bridges: vec![DpBridge { uuid: Uuid::random(), name: "br0".into(), cfg: BridgeConfig::default(), ports, statics: vec![] }],
-        ..Default::default()
-    });
+    w.reconfigure(br0(ports));
     w
+}
+
+/// A worker on the test's thread running `cfg` as worker `id` of a crew with learning
+/// queues `peers` (to the others) and `inbox` (its own), to be driven with
+/// [`Worker::step`].
+fn stepped_in_crew(cfg: DpConfig, id: usize, peers: Vec<crossbeam_channel::Sender<learn::LearnMsg>>, inbox: crossbeam_channel::Receiver<learn::LearnMsg>) -> Worker {
+    // The doorbell is not needed: nothing is sent to the worker, the test calls it.
+    let bell = EventFd::new().unwrap();
+    let mut w = Worker::new(Clock::new(), Arc::new(|_: WorkerEvent| {}), inbox, &bell).unwrap();
+    w.crew = Crew { id, n: peers.len() + 1, peers, generation: 1 };
+    w.apply(cfg);
+    w
+}
+
+/// A lone worker on the test's thread running `cfg`.
+fn stepped(cfg: DpConfig) -> Worker {
+    stepped_in_crew(cfg, 0, Vec::new(), crossbeam_channel::bounded(1).1)
+}
+
+impl Worker {
+    /// One turn of the loop without waiting: services the inputs ready now, applies
+    /// learning notes, ages. Returns how many inputs were ready.
+    fn step(&mut self) -> usize {
+        let mut ready: Vec<Ready> = self.epoll.wait(Some(Duration::ZERO)).unwrap().collect();
+        let n = ready.len();
+        assert!(self.service_ready(&mut ready, |_| true));
+        n
+    }
+
+    /// Turns until a turn finds nothing ready.
+    fn drive(&mut self) {
+        for _ in 0..1000 {
+            if self.step() == 0 {
+                return;
+            }
+        }
+        panic!("the worker never ran out of input");
+    }
+
+    /// Turns until `done` (for input that arrives through the kernel, as UDP on
+    /// loopback, and may come a moment after it was sent), yielding the CPU between
+    /// empty turns.
+    fn drive_until(&mut self, mut done: impl FnMut() -> bool) {
+        for _ in 0..100_000 {
+            if done() {
+                return;
+            }
+            if self.step() == 0 {
+                std::thread::yield_now();
+            }
+        }
+        panic!("condition not reached");
+    }
 }
 
 fn wait_for(mut f: impl FnMut() -> bool) {
@@ -118,7 +179,7 @@ fn loopback_tunnel(n: u16) -> (Arc<Endpoint>, std::net::SocketAddr, std::net::Ud
 
 /// Runs a worker with one VXLAN tunnel (from a peer socket on loopback) and one
 /// batching VM port on a bridge; `send` queues datagrams at the endpoint before
-/// the worker is started on it. Returns the number byte (20) of each frame the VM
+/// the worker first looks at it. Returns the number byte (20) of each frame the VM
 /// port got, in order, and the sizes of its send calls.
 fn from_tunnel_to_vm(frames: usize, send: impl FnOnce(&std::net::UdpSocket, std::net::SocketAddr, &[Vec<u8>])) -> (Vec<u8>, Vec<usize>) {
     let (ep, at, peer, vni, tp) = loopback_tunnel(1);
@@ -132,21 +193,12 @@ fn from_tunnel_to_vm(frames: usize, send: impl FnOnce(&std::net::UdpSocket, std:
         })
         .collect();
     send(&peer, at, &datagrams);
-    let mut w = WorkerHandle::spawn(Clock::new(), |_| {}).unwrap();
-    let bridge = DpBridge {
-        uuid: Uuid::random(),
-        name: "br0".into(),
-        cfg: BridgeConfig::default(),
-        ports: vec![tp, port(2, vm.clone(), PortConfig::trunk(2))],
-        statics: vec![],
-    };
-    w.reconfigure(DpConfig { bridges: vec![bridge], endpoints: vec![ep], workers: 1 });
+    let mut w = stepped(DpConfig { endpoints: vec![ep], ..br0(vec![tp, port(2, vm.clone(), PortConfig::trunk(2))]) });
     let mut got = Vec::new();
-    wait_for(|| {
+    w.drive_until(|| {
         got.extend(vm.take_sent().into_iter().map(|(f, _)| f[20]));
         got.len() >= frames
     });
-    w.stop();
     (got, vm.take_tx_calls())
 }
 
@@ -183,11 +235,12 @@ fn single_datagrams_are_read_and_sent_in_batches() {
 fn receive_batches_are_sent_in_batches_in_order() {
     let a = Arc::new(MemPort::batching(true, 32).unwrap());
     let (b, c) = (Arc::new(MemPort::batching(true, 32).unwrap()), Arc::new(MemPort::new(true).unwrap()));
-    let w = one_bridge(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))]);
+    let mut w = stepped(br0(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))]));
     // b and c make themselves known.
     b.inject(&frame(MacAddr::BROADCAST, mac(2)), VnetHdr::default());
     c.inject(&frame(MacAddr::BROADCAST, mac(3)), VnetHdr::default());
-    wait_for(|| futures_lite_block(w.query(|w| w.bridge("br0").map_or(0, |b| b.core.fdb().len()))) == 2);
+    w.drive();
+    assert_eq!(w.bridge("br0").map_or(0, |b| b.core.fdb().len()), 2);
     for p in [&a, &b, &c] {
         p.take_sent();
         p.take_tx_calls();
@@ -208,26 +261,22 @@ fn receive_batches_are_sent_in_batches_in_order() {
             f
         })
         .collect();
-    let tx_b = || futures_lite_block(w.query(|w| w.bridge("br0").map_or(0, |b| b.ports[1].stats.snapshot().tx_packets)));
-    let before = tx_b();
+    let tx_b = |w: &Worker| w.bridge("br0").map_or(0, |b| b.ports[1].stats.snapshot().tx_packets);
+    let before = tx_b(&w);
     a.inject_all(&frames);
+    w.drive();
     let want_b: Vec<u8> = (0..20u8).filter(|i| i % 7 != 6 || i % 5 == 4).collect();
     let want_c: Vec<u8> = (0..20u8).filter(|i| i % 5 == 4 || i % 7 == 6).collect();
-    let (mut got_b, mut got_c) = (Vec::new(), Vec::new());
-    wait_for(|| {
-        got_b.extend(b.take_sent().into_iter().map(|(f, _)| f[20]));
-        got_c.extend(c.take_sent().into_iter().map(|(f, _)| f[20]));
-        got_b.len() >= want_b.len() && got_c.len() >= want_c.len()
-    });
+    let got_b: Vec<u8> = b.take_sent().into_iter().map(|(f, _)| f[20]).collect();
+    let got_c: Vec<u8> = c.take_sent().into_iter().map(|(f, _)| f[20]).collect();
     assert_eq!(got_b, want_b, "b got its frames once each, in order");
     assert_eq!(got_c, want_c, "c got its frames once each, in order");
-    let calls_b = b.take_tx_calls();
-    assert!(calls_b.iter().any(|&n| n > 1), "frames to b went out in batches: {calls_b:?}");
-    assert!(calls_b.len() < want_b.len(), "fewer send calls than frames: {calls_b:?}");
+    // One receive batch of 20: the frames held for b leave when a frame that is not
+    // held (a flood: 4, 9, 14, 19; one to c: 6, 13) comes, then that frame.
+    assert_eq!(b.take_tx_calls(), [4, 1, 1, 2, 1, 3, 1, 4, 1], "frames to b went out in batches");
     let calls_c = c.take_tx_calls();
     assert!(calls_c.len() == want_c.len() && calls_c.iter().all(|&n| n == 1), "c does not batch: {calls_c:?}");
-    assert_eq!(tx_b() - before, want_b.len() as u64, "every batched frame counted as sent");
-    w.stop();
+    assert_eq!(tx_b(&w) - before, want_b.len() as u64, "every batched frame counted as sent");
 }
 
 /// From a port that reads ahead one call per frame (a tap), the first frame after
@@ -237,16 +286,14 @@ fn receive_batches_are_sent_in_batches_in_order() {
 fn a_lone_frame_is_not_held_for_a_batch() {
     let a = Arc::new(MemPort::reading_ahead(true, 32).unwrap());
     let b = Arc::new(MemPort::batching(true, 32).unwrap());
-    let w = one_bridge(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2))]);
+    let mut w = stepped(br0(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2))]));
     b.inject(&frame(MacAddr::BROADCAST, mac(2)), VnetHdr::default());
-    wait_for(|| futures_lite_block(w.query(|w| w.bridge("br0").map_or(0, |b| b.core.fdb().len()))) == 1);
-    let burst = |n: usize| -> Vec<usize> {
+    w.drive();
+    assert_eq!(w.bridge("br0").map_or(0, |b| b.core.fdb().len()), 1);
+    let mut burst = |n: usize| -> Vec<usize> {
         a.inject_all(&vec![frame(mac(2), mac(1)); n]);
-        let mut got = 0;
-        wait_for(|| {
-            got += b.take_sent().len();
-            got >= n
-        });
+        w.drive();
+        assert_eq!(b.take_sent().len(), n);
         b.take_tx_calls()
     };
     assert_eq!(burst(1), [1], "a lone frame");
@@ -254,7 +301,6 @@ fn a_lone_frame_is_not_held_for_a_batch() {
     assert_eq!(burst(20), [20], "after a burst: all batched");
     assert_eq!(burst(1), [1]);
     assert_eq!(burst(5), [1, 4]);
-    w.stop();
 }
 
 /// A GSO frame flooded to a port without offloads arrives there as MSS-sized frames
@@ -262,7 +308,7 @@ fn a_lone_frame_is_not_held_for_a_batch() {
 #[test]
 fn gso_frames_are_segmented_for_ports_without_offloads() {
     let (a, b, c) = (Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(false).unwrap()));
-    let w = one_bridge(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))]);
+    let mut w = stepped(br0(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))]));
     let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
     let mut f = Vec::new();
     etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [0xff; 6])
@@ -272,11 +318,8 @@ fn gso_frames_are_segmented_for_ports_without_offloads() {
         .unwrap();
     let gso = VnetHdr { flags: 1, gso_type: 1, hdr_len: 54, gso_size: 1000, csum_start: 34, csum_offset: 16 };
     a.inject(&f, gso);
-    let mut got = Vec::new();
-    wait_for(|| {
-        got.extend(c.take_sent());
-        got.len() >= 3
-    });
+    w.drive();
+    let got = c.take_sent();
     assert_eq!(got.len(), 3);
     let mut data = Vec::new();
     for (seg, vnet) in &got {
@@ -289,7 +332,62 @@ fn gso_frames_are_segmented_for_ports_without_offloads() {
     let whole = b.take_sent();
     assert_eq!(whole.len(), 1);
     assert_eq!(whole[0].1, gso, "offload-capable ports get the GSO frame as it came");
-    w.stop();
+}
+
+/// A port whose backend breaks is reported once, taken out of the poll set and no
+/// longer sent to; the others go on. Its capabilities were read once, when the
+/// configuration was applied.
+#[test]
+fn a_port_that_breaks_is_taken_out() {
+    let (a, b) = (Arc::new(MemPort::batching(false, 8).unwrap()), Arc::new(MemPort::new(true).unwrap()));
+    let mut w = stepped(br0(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2))]));
+    let caps: Vec<PortCaps> = w.bridges[0].ports.iter().map(|p| p.caps()).collect();
+    assert_eq!(caps[0], PortCaps { offloads: false, batches_tx: true, reads_ahead: false, rx_batch: 8 });
+    assert_eq!(caps[1], PortCaps { offloads: true, batches_tx: false, reads_ahead: false, rx_batch: 1 });
+    let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let f = failed.clone();
+    w.events = Arc::new(move |WorkerEvent::PortFailed { name, .. }| f.lock().unwrap().push(name));
+    w.fail_port(PortRef { bridge: 0, port: 0 }, std::io::Error::other("gone"));
+    w.fail_port(PortRef { bridge: 0, port: 0 }, std::io::Error::other("gone again"));
+    assert_eq!(*failed.lock().unwrap(), ["p1"], "reported once");
+    assert!(w.bridges[0].ports[0].failed());
+    assert_eq!(w.inputs(), ["p1", "p2"], "still in the table, only out of the poll set");
+    a.inject(&frame(MacAddr::BROADCAST, mac(1)), VnetHdr::default());
+    b.inject(&frame(MacAddr::BROADCAST, mac(2)), VnetHdr::default());
+    w.drive();
+    assert!(a.take_sent().is_empty(), "nothing sent to the broken port");
+    assert_eq!(w.bridges[0].ports[0].stats.snapshot().rx_packets, 0, "the broken port is not read");
+    assert_eq!(w.bridges[0].ports[1].stats.snapshot().rx_packets, 1);
+    // A new configuration polls it again.
+    w.apply(br0(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2))]));
+    w.drive();
+    assert_eq!(w.bridges[0].ports[0].stats.snapshot().rx_packets, 1);
+}
+
+/// Two workers stepped in turn: inputs dealt round-robin, and what one learns reaches
+/// the other through its queue when it next turns, so a reply read by the second goes
+/// to the one port instead of being flooded.
+#[test]
+fn a_stepped_pair_shares_what_it_learns() {
+    let (a, b, c) = (Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()));
+    let cfg = br0(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))]);
+    let (to0, inbox0) = crossbeam_channel::bounded(learn::LEARN_QUEUE);
+    let (to1, inbox1) = crossbeam_channel::bounded(learn::LEARN_QUEUE);
+    let mut w0 = stepped_in_crew(cfg.clone(), 0, vec![to1], inbox0);
+    let mut w1 = stepped_in_crew(cfg, 1, vec![to0], inbox1);
+    assert_eq!((w0.inputs(), w1.inputs()), (vec!["p1".to_string(), "p3".to_string()], vec!["p2".to_string()]));
+    // a (worker 0) broadcasts from mac 1: flooded to b and c, learned by worker 0.
+    a.inject(&frame(MacAddr::BROADCAST, mac(1)), VnetHdr::default());
+    w0.drive();
+    assert_eq!((b.take_sent().len(), c.take_sent().len()), (1, 1));
+    let mac1 = |w: &Worker| w.bridges[0].core.fdb().lookup(VlanId::NONE, mac(1));
+    assert_eq!((mac1(&w0), mac1(&w1)), (Some(0), None), "worker 1 has not turned yet");
+    // b (worker 1) answers mac 1: worker 1 applies the note first, so only a gets it.
+    b.inject(&frame(mac(1), mac(2)), VnetHdr::default());
+    w1.drive();
+    assert_eq!(mac1(&w1), Some(0));
+    assert_eq!((a.take_sent().len(), c.take_sent().len()), (1, 0), "known unicast not flooded");
+    assert_eq!((w0.learn_lost, w1.learn_lost), (0, 0));
 }
 
 /// Two workers: inputs dealt round-robin, what one learns reaches the other, so a
@@ -355,7 +453,6 @@ fn two_workers_share_what_they_learn() {
     w.stop();
 }
 
-/// Waits for a oneshot from a plain thread (tests have no runtime).
 /// A tagged (VLAN `vid`) TCP segment from `src` to `dst` with `payload`, sequence
 /// number `seq`, checksums right.
 fn tcp_frame(dst: MacAddr, src: MacAddr, vid: Option<u16>, seq: u32, payload: &[u8]) -> Vec<u8> {
@@ -463,6 +560,7 @@ fn forwarding_allocates_nothing_once_warm() {
     w.stop();
 }
 
+/// Waits for a oneshot from a plain thread (tests have no runtime).
 fn futures_lite_block<T>(mut rx: tokio::sync::oneshot::Receiver<T>) -> T {
     for _ in 0..200 {
         if let Ok(v) = rx.try_recv() {
