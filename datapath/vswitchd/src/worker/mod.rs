@@ -28,6 +28,8 @@
 //!
 //! - this file: the worker's state and its run loop (wait, service, age);
 //! - `config`: the configuration snapshot the control plane sends;
+//! - `rt`: the running configuration: bridges, and per port its capabilities
+//!   ([`PortCaps`], read once per configuration) and whether it broke;
 //! - `thread`: the control plane's handle on the threads ([`WorkerHandle`]);
 //! - `poll`: the epoll token table, installing a configuration, failing a port;
 //! - `ingress`: reading ports and VXLAN endpoints, and the one "count, police,
@@ -38,9 +40,9 @@
 //! - `learn`: replicating what one worker learns to the others;
 //! - `counters`: what a worker counts about itself.
 //!
-//! No I/O happens outside the [`crate::port`] backends and the epoll calls; nothing on
-//! the per-frame path allocates (a test counts it) or takes a lock other than a
-//! policed port's bucket.
+//! No I/O happens outside the [`crate::port`] backends and the epoll calls; on the
+//! per-frame path the worker allocates nothing (a test counts it) and takes no lock but
+//! a policed port's bucket.
 
 mod batch;
 mod config;
@@ -49,20 +51,21 @@ mod egress;
 mod ingress;
 mod learn;
 mod poll;
+mod rt;
 mod thread;
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
 use std::io;
-use std::ops::Deref;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::Receiver;
 
 use rvs_ovsdb::Uuid;
-use rvs_switch::bridge::{Actions, Bridge};
+use rvs_switch::bridge::Actions;
 use rvs_switch::offload::Coalescer;
 use rvs_switch::packet::{Area, PacketBuf};
 use rvs_switch::time::{Clock, Time};
@@ -74,10 +77,12 @@ use crate::port::PortIo;
 pub use config::{DpBridge, DpConfig, DpPort, TunnelKey};
 pub use counters::WorkerStats;
 pub use learn::Crew;
+pub use rt::{BridgeRt, PortCaps, PortRt};
 pub use thread::WorkerHandle;
 
 use batch::TxBatch;
 use learn::LearnMsg;
+use rt::PortRef;
 use poll::{Input, BELL};
 
 /// Frames read from one port before the worker looks at the others.
@@ -124,81 +129,6 @@ pub enum WorkerMsg {
     Stop,
 }
 
-/// A port by its place in the running configuration: its bridge's index in
-/// [`Worker::bridges`] and its own in that bridge's [`BridgeRt::ports`] (which is also
-/// the core's port index).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PortRef {
-    bridge: usize,
-    port: usize,
-}
-
-/// What a port's backend can do, read once when a configuration is applied rather
-/// than asked of the backend (a virtual call) per frame and egress — as smoltcp's
-/// `Device::capabilities()`. A backend fixes these when it opens, so a snapshot taken
-/// at `apply` stays true for the port's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PortCaps {
-    /// [`PortIo::offloads`]: takes partial checksums and GSO frames.
-    pub offloads: bool,
-    /// [`PortIo::batches_tx`]: frames for it are held to the end of a receive batch.
-    pub batches_tx: bool,
-    /// [`PortIo::reads_ahead`]: a frame that came alone is forwarded before reading on.
-    pub reads_ahead: bool,
-    /// [`PortIo::batch`], within 1..=`RX_BATCH`: frames asked of one receive call.
-    pub rx_batch: usize,
-}
-
-impl PortCaps {
-    /// Asks `io` once.
-    pub fn of(io: &dyn PortIo) -> PortCaps {
-        PortCaps { offloads: io.offloads(), batches_tx: io.batches_tx(), reads_ahead: io.reads_ahead(), rx_batch: io.batch().clamp(1, RX_BATCH) }
-    }
-}
-
-/// One port at run time: the port as configured, what its backend can do, and whether
-/// it broke (then it is neither polled nor sent to until the next configuration).
-/// Derefs to its [`DpPort`], so `bridge.ports[i].name` reads as it did when the ports
-/// were plain [`DpPort`]s.
-pub struct PortRt {
-    pub dp: DpPort,
-    caps: PortCaps,
-    failed: bool,
-}
-
-impl PortRt {
-    fn new(dp: DpPort) -> PortRt {
-        PortRt { caps: PortCaps::of(&*dp.io), failed: false, dp }
-    }
-
-    /// What the backend can do (as read when the configuration was applied).
-    pub fn caps(&self) -> PortCaps {
-        self.caps
-    }
-
-    /// Whether the port broke since the configuration was applied.
-    pub fn failed(&self) -> bool {
-        self.failed
-    }
-}
-
-impl Deref for PortRt {
-    type Target = DpPort;
-
-    #[inline]
-    fn deref(&self) -> &DpPort {
-        &self.dp
-    }
-}
-
-/// One bridge at run time: the core and its ports (same index).
-pub struct BridgeRt {
-    pub uuid: Uuid,
-    pub name: String,
-    pub core: Bridge,
-    pub ports: Vec<PortRt>,
-}
-
 /// The worker's state. Closures sent with [`WorkerHandle::query`] get `&mut Worker`.
 pub struct Worker {
     pub bridges: Vec<BridgeRt>,
@@ -237,7 +167,7 @@ impl Worker {
     /// `inbox`; `events` is called on its thread.
     fn new(clock: Clock, events: Arc<dyn Fn(WorkerEvent) + Send + Sync>, inbox: Receiver<LearnMsg>, bell: &EventFd) -> io::Result<Worker> {
         let epoll = Epoll::new(256)?;
-        epoll.add(std::os::fd::AsFd::as_fd(bell), BELL)?;
+        epoll.add(bell.as_fd(), BELL)?;
         Ok(Worker {
             bridges: Vec::new(),
             endpoints: Vec::new(),
