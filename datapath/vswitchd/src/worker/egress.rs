@@ -18,7 +18,7 @@ use rvs_switch::packet::PacketBuf;
 use rvs_switch::time::Time;
 
 use super::batch::Hold;
-use super::{DpPort, PortRef, Worker, RX_BATCH};
+use super::{DpPort, PortRef, RX_BATCH, Worker};
 use crate::port::PortStats;
 
 impl Worker {

@@ -21,7 +21,7 @@ use rvs_switch::time::Time;
 
 use super::batch::{Hold, SlotCursor};
 use super::poll::Source;
-use super::{PortRef, TunnelKey, Worker, BUDGET, RX_BATCH, RX_TRAINS, TRAIN_ROOM};
+use super::{BUDGET, PortRef, RX_BATCH, RX_TRAINS, TRAIN_ROOM, TunnelKey, Worker};
 use crate::port::vxlan as port_vxlan;
 use crate::port::{PortStats, Rx};
 

@@ -52,9 +52,9 @@ mod ingress;
 mod learn;
 mod poll;
 mod rt;
-mod thread;
 #[cfg(test)]
 mod tests;
+mod thread;
 
 use std::collections::HashMap;
 use std::io;
@@ -71,8 +71,8 @@ use rvs_switch::packet::{Area, PacketBuf};
 use rvs_switch::time::{Clock, Time};
 use rvs_sys::epoll::{Epoll, EventFd, Ready};
 
-use crate::port::vxlan::Endpoint;
 use crate::port::PortIo;
+use crate::port::vxlan::Endpoint;
 
 pub use config::{DpBridge, DpConfig, DpPort, TunnelKey};
 pub use counters::WorkerStats;
@@ -82,8 +82,8 @@ pub use thread::WorkerHandle;
 
 use batch::TxBatch;
 use learn::LearnMsg;
+use poll::{BELL, Input};
 use rt::PortRef;
-use poll::{Input, BELL};
 
 /// Frames read from one port before the worker looks at the others.
 pub const BUDGET: usize = 64;

@@ -14,7 +14,7 @@ use std::io;
 use rvs_switch::bridge::{Bridge, PortConfig};
 use rvs_sys::epoll::Epoll;
 
-use super::{io_id, BridgeRt, DpConfig, DpPort, PortRef, PortRt, Worker, WorkerEvent};
+use super::{BridgeRt, DpConfig, DpPort, PortRef, PortRt, Worker, WorkerEvent, io_id};
 
 /// epoll token of the doorbell.
 pub(super) const BELL: u64 = u64::MAX;

@@ -20,10 +20,10 @@ use crate::port::vxlan as port_vxlan;
 use crate::port::vxlan::Endpoint;
 
 use super::*;
-use rvs_sys::epoll::EventFd;
 use crate::port::mem::MemPort;
 use rvs_switch::wire::checksum;
 use rvs_switch::wire::virtio_net_hdr::VnetHdr;
+use rvs_sys::epoll::EventFd;
 
 fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
     let mut f = vec![0u8; 60];
@@ -43,7 +43,10 @@ fn port(n: u16, io: Arc<MemPort>, core: PortConfig) -> DpPort {
 
 /// A configuration of one bridge "br0" of `ports`.
 fn br0(ports: Vec<DpPort>) -> DpConfig {
-    DpConfig { bridges: vec![DpBridge { uuid: Uuid::random(), name: "br0".into(), cfg: BridgeConfig::default(), ports, statics: vec![] }], ..Default::default() }
+    DpConfig {
+        bridges: vec![DpBridge { uuid: Uuid::random(), name: "br0".into(), cfg: BridgeConfig::default(), ports, statics: vec![] }],
+        ..Default::default()
+    }
 }
 
 /// A worker thread running one bridge "br0" of `ports`.
@@ -56,7 +59,12 @@ fn one_bridge(ports: Vec<DpPort>) -> WorkerHandle {
 /// A worker on the test's thread running `cfg` as worker `id` of a crew with learning
 /// queues `peers` (to the others) and `inbox` (its own), to be driven with
 /// [`Worker::step`].
-fn stepped_in_crew(cfg: DpConfig, id: usize, peers: Vec<crossbeam_channel::Sender<learn::LearnMsg>>, inbox: crossbeam_channel::Receiver<learn::LearnMsg>) -> Worker {
+fn stepped_in_crew(
+    cfg: DpConfig,
+    id: usize,
+    peers: Vec<crossbeam_channel::Sender<learn::LearnMsg>>,
+    inbox: crossbeam_channel::Receiver<learn::LearnMsg>,
+) -> Worker {
     // The doorbell is not needed: nothing is sent to the worker, the test calls it.
     let bell = EventFd::new().unwrap();
     let mut w = Worker::new(Clock::new(), Arc::new(|_: WorkerEvent| {}), inbox, &bell).unwrap();
@@ -235,7 +243,8 @@ fn single_datagrams_are_read_and_sent_in_batches() {
 fn receive_batches_are_sent_in_batches_in_order() {
     let a = Arc::new(MemPort::batching(true, 32).unwrap());
     let (b, c) = (Arc::new(MemPort::batching(true, 32).unwrap()), Arc::new(MemPort::new(true).unwrap()));
-    let mut w = stepped(br0(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))]));
+    let mut w =
+        stepped(br0(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))]));
     // b and c make themselves known.
     b.inject(&frame(MacAddr::BROADCAST, mac(2)), VnetHdr::default());
     c.inject(&frame(MacAddr::BROADCAST, mac(3)), VnetHdr::default());
@@ -308,7 +317,8 @@ fn a_lone_frame_is_not_held_for_a_batch() {
 #[test]
 fn gso_frames_are_segmented_for_ports_without_offloads() {
     let (a, b, c) = (Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(false).unwrap()));
-    let mut w = stepped(br0(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))]));
+    let mut w =
+        stepped(br0(vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))]));
     let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
     let mut f = Vec::new();
     etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [0xff; 6])

@@ -17,8 +17,8 @@ use crossbeam_channel::Sender;
 use rvs_switch::time::Clock;
 use rvs_sys::epoll::EventFd;
 
-use super::learn::{Crew, LearnMsg, LEARN_QUEUE};
-use super::{DpConfig, Worker, WorkerEvent, WorkerMsg, MAX_WORKERS};
+use super::learn::{Crew, LEARN_QUEUE, LearnMsg};
+use super::{DpConfig, MAX_WORKERS, Worker, WorkerEvent, WorkerMsg};
 
 /// One worker thread as the control plane holds it.
 struct Thread {
