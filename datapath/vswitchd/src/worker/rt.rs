@@ -4,8 +4,8 @@
 //!
 //! One record per port ([`PortRt`]) rather than vectors kept in step beside the ports:
 //! a port's index in [`BridgeRt::ports`] is the core's port index, and [`PortRef`]
-//! names a port by its place. Nothing here changes on the per-frame path except
-//! `failed`, set once when a port breaks.
+//! names a port by its place. Apart from the core's own state (the MAC table, drop
+//! counters), only `failed` changes after `apply`: set once, when the port breaks.
 
 use std::ops::Deref;
 
