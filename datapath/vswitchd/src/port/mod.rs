@@ -34,6 +34,10 @@ pub enum Rx {
 }
 
 /// A port backend.
+///
+/// What it can do ([`PortIo::offloads`], [`PortIo::batches_tx`], [`PortIo::reads_ahead`],
+/// [`PortIo::batch`]) is fixed when it opens: the worker reads it once per configuration
+/// ([`crate::worker::PortCaps`]), not per frame.
 pub trait PortIo: Send + Sync {
     /// Receives at most one frame from receive queue `q` into `buf`. `Err` only when
     /// the port is broken.

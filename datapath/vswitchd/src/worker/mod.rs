@@ -1,0 +1,305 @@
+//! The datapath workers: threads running a run-to-completion poll loop each. Every
+//! input (a port's fd, a VXLAN receive socket) is polled by exactly one worker; for each
+//! ready input the worker reads up to [`BUDGET`] frames, asks the core
+//! ([`rvs_switch::bridge::Bridge::process`]) for each and writes the copies to whichever ports
+//! they go to (sending on a port another worker polls is fine: the kernel serializes
+//! writers). A worker sleeps in epoll when nothing arrives (no busy polling), waking
+//! for input, for the control plane's doorbell, and for the next MAC expiry.
+//!
+//! `Open_vSwitch other_config:n-workers` sets how many workers run (default: one per 4
+//! CPUs, 1 to 8, [`crate::reconcile::default_workers`]). Inputs
+//! are dealt to workers round-robin. Each worker holds a replica of every bridge's MAC
+//! table, so the forwarding decision reads only the worker's own memory: no lock, no
+//! shared cache line on the per-frame path. What a worker learns (new address, move,
+//! refresh at most once a second per address) goes to the other workers through
+//! bounded queues, applied when they next wake, newest news winning. A replica that
+//! has not heard yet floods, which is always correct.
+//!
+//! The control plane never touches a worker's state directly: it sends whole new
+//! configurations ([`WorkerMsg::Reconfigure`], applied between batches) and closures
+//! that run on the worker thread between batches and send back owned answers
+//! ([`WorkerHandle::query`]). So forwarding never waits on a lock held by a command.
+//!
+//! Per-frame problems are counted (port counters and the bridge's drop reasons); a port
+//! whose device broke is taken out of the poll set and reported to the control plane.
+//!
+//! One [`Worker`] `impl` is spread over files by concern (as smoltcp spreads its
+//! interface over `iface/interface/*.rs`):
+//!
+//! - this file: the worker's state and its run loop (wait, service, age);
+//! - `config`: the configuration snapshot the control plane sends;
+//! - `rt`: the running configuration: bridges, and per port its capabilities
+//!   ([`PortCaps`], read once per configuration) and whether it broke;
+//! - `thread`: the control plane's handle on the threads ([`WorkerHandle`]);
+//! - `poll`: the epoll token table, installing a configuration, failing a port;
+//! - `ingress`: reading ports and VXLAN endpoints, and the one "count, police,
+//!   forward" step every received frame goes through;
+//! - `egress`: the forwarding decision carried out: tagging, checksum completion,
+//!   segmentation, sending and counting;
+//! - `batch`: the transmit batcher holding frames for ports that send in batches;
+//! - `learn`: replicating what one worker learns to the others;
+//! - `counters`: what a worker counts about itself.
+//!
+//! No I/O happens outside the [`crate::port`] backends and the epoll calls; on the
+//! per-frame path the worker allocates nothing (a test counts it) and takes no lock but
+//! a policed port's bucket.
+
+mod batch;
+mod config;
+mod counters;
+mod egress;
+mod ingress;
+mod learn;
+mod poll;
+mod rt;
+#[cfg(test)]
+mod tests;
+mod thread;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::Receiver;
+
+use rvs_ovsdb::Uuid;
+use rvs_switch::bridge::Actions;
+use rvs_switch::offload::Coalescer;
+use rvs_switch::packet::{Area, PacketBuf};
+use rvs_switch::time::{Clock, Time};
+use rvs_sys::epoll::{Epoll, EventFd, Ready};
+
+use crate::port::PortIo;
+use crate::port::vxlan::Endpoint;
+
+pub use config::{DpBridge, DpConfig, DpPort, TunnelKey};
+pub use counters::WorkerStats;
+pub use learn::Crew;
+pub use rt::{BridgeRt, PortCaps, PortRt};
+pub use thread::WorkerHandle;
+
+use batch::TxBatch;
+use learn::LearnMsg;
+use poll::{BELL, Input};
+use rt::PortRef;
+
+/// Frames read from one port before the worker looks at the others.
+pub const BUDGET: usize = 64;
+/// Frames one receive call may return, for ports that batch (AF_PACKET: recvmmsg).
+const RX_BATCH: usize = 32;
+/// Datagrams or GRO trains one receive call on a VXLAN endpoint may return (recvmmsg),
+/// each into its own [`TRAIN_ROOM`] bytes: a kernel peer sends small frames one
+/// datagram at a time, which then cost one system call per few frames, not each.
+const RX_TRAINS: usize = 8;
+/// Room for one GRO train: 64 KiB of datagrams and slack.
+const TRAIN_ROOM: usize = 65_536 + 4096;
+/// Most workers `n-workers` may ask for.
+pub const MAX_WORKERS: usize = 64;
+/// Longest sleep when no MAC entry is due to expire.
+const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// After traffic, keep polling without sleeping for this long: a frame that follows
+/// closely (a reply, the next packet of a burst) then finds the worker awake, which
+/// saves a thread wakeup (tens of microseconds on a virtual machine) per frame. Long
+/// enough to catch the reply to a request forwarded across a VXLAN hop; each empty
+/// poll yields the CPU, so the spin never delays the work it waits for. With no
+/// traffic the worker sleeps: idle costs nothing.
+const SPIN: Duration = Duration::from_micros(200);
+
+/// Something the worker tells the control plane.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// The port's device broke (deleted, moved away): it is no longer polled. `io`
+    /// identifies the backend that broke (every worker that used it may report it).
+    PortFailed { iface: Uuid, name: String, io: usize, error: io::Error },
+}
+
+/// The identity of a port backend, as carried by [`WorkerEvent::PortFailed`].
+pub fn io_id(io: &Arc<dyn PortIo>) -> usize {
+    Arc::as_ptr(io) as *const () as usize
+}
+
+type Job = Box<dyn FnOnce(&mut Worker) + Send>;
+
+/// Messages from the control plane.
+pub enum WorkerMsg {
+    Reconfigure(DpConfig, Crew),
+    Run(Job),
+    Stop,
+}
+
+/// The worker's state. Closures sent with [`WorkerHandle::query`] get `&mut Worker`.
+pub struct Worker {
+    pub bridges: Vec<BridgeRt>,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    clock: Clock,
+    epoll: Epoll,
+    /// The poll table: epoll token → the input it stands for (see `poll`).
+    tokens: Vec<Input>,
+    /// (endpoint, outer source, VNI) → tunnel port.
+    demux: HashMap<TunnelKey, PortRef>,
+    /// The frame being forwarded.
+    buf: PacketBuf,
+    /// Receive buffers for batches, and the frames held in them for batched sends.
+    tx: TxBatch,
+    /// Scratch buffer for software segmentation.
+    seg: PacketBuf,
+    /// Receive buffer for VXLAN datagram trains (UDP GRO): [`RX_TRAINS`] pieces of
+    /// [`TRAIN_ROOM`] bytes.
+    train: Vec<u8>,
+    /// Software GRO for decapsulated TCP segments, building in a spare packet buffer
+    /// that is swapped with `buf` to forward the frame built.
+    coalescer: Option<Coalescer<Area>>,
+    actions: Actions,
+    events: Arc<dyn Fn(WorkerEvent) + Send + Sync>,
+    crew: Crew,
+    /// Learning notes from the other workers.
+    inbox: Receiver<LearnMsg>,
+    /// Learning notes that did not fit a peer's queue.
+    pub learn_lost: u64,
+    /// What the worker did, for `rvs/workers`.
+    pub stats: WorkerStats,
+}
+
+impl Worker {
+    /// A worker with no configuration, woken by `bell`, hearing from its peers on
+    /// `inbox`; `events` is called on its thread.
+    fn new(clock: Clock, events: Arc<dyn Fn(WorkerEvent) + Send + Sync>, inbox: Receiver<LearnMsg>, bell: &EventFd) -> io::Result<Worker> {
+        let epoll = Epoll::new(256)?;
+        epoll.add(bell.as_fd(), BELL)?;
+        Ok(Worker {
+            bridges: Vec::new(),
+            endpoints: Vec::new(),
+            clock,
+            epoll,
+            tokens: Vec::new(),
+            demux: HashMap::new(),
+            buf: PacketBuf::new(),
+            tx: TxBatch::new(),
+            seg: PacketBuf::with_capacity(70 * 1024),
+            train: vec![0u8; RX_TRAINS * TRAIN_ROOM],
+            coalescer: Some(Coalescer::new(Area(PacketBuf::new()))),
+            actions: Actions::with_capacity(256),
+            events,
+            crew: Crew::alone(),
+            inbox,
+            learn_lost: 0,
+            stats: WorkerStats::new(),
+        })
+    }
+
+    /// The current time as the core sees it.
+    pub fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    pub fn bridge(&self, name: &str) -> Option<&BridgeRt> {
+        self.bridges.iter().find(|b| b.name == name)
+    }
+
+    pub fn bridge_mut(&mut self, name: &str) -> Option<&mut BridgeRt> {
+        self.bridges.iter_mut().find(|b| b.name == name)
+    }
+
+    /// This worker's number (0-based).
+    pub fn id(&self) -> usize {
+        self.crew.id
+    }
+
+    fn run(&mut self, rx: &Receiver<WorkerMsg>, bell: &EventFd) {
+        let mut ready = Vec::with_capacity(256);
+        let mut last_traffic: Option<std::time::Instant> = None;
+        // Where the time since `mark` goes: see `WorkerStats`.
+        let mut mark = std::time::Instant::now();
+        loop {
+            let polled = std::time::Instant::now();
+            self.stats.busy += polled - mark;
+            let spinning = last_traffic.is_some_and(|t| polled - t < SPIN);
+            let timeout = if spinning { Duration::ZERO } else { self.sleep_time() };
+            match self.epoll.wait(Some(timeout)) {
+                Ok(evs) => ready.extend(evs),
+                Err(e) => {
+                    tracing::error!("datapath: epoll_wait failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            if spinning && ready.is_empty() {
+                // Let whatever else wants this CPU (the VM's own processing, the
+                // peer's switch) run first: spinning must not delay the reply it
+                // waits for.
+                std::thread::yield_now();
+            }
+            mark = std::time::Instant::now();
+            let traffic = ready.iter().any(|r| r.token != BELL);
+            if spinning {
+                self.stats.spinning += mark - polled;
+            } else {
+                self.stats.sleeping += mark - polled;
+                self.stats.wakeups += u64::from(traffic);
+            }
+            if traffic {
+                last_traffic = Some(mark);
+            }
+            let go_on = self.service_ready(&mut ready, |w| {
+                bell.drain();
+                w.handle_messages(rx)
+            });
+            if !go_on {
+                return;
+            }
+        }
+    }
+
+    /// The work of one turn of the loop, after the wait: applies the peers' learning
+    /// notes, services the `ready` inputs (calling `on_bell` for the doorbell: `false`
+    /// from it stops the turn and the worker) and ages the MAC tables that are due.
+    /// Tests drive a worker through this, turn by turn, without its thread.
+    fn service_ready(&mut self, ready: &mut Vec<Ready>, mut on_bell: impl FnMut(&mut Worker) -> bool) -> bool {
+        self.receive_notes();
+        for r in ready.drain(..) {
+            if r.token == BELL {
+                if !on_bell(self) {
+                    return false;
+                }
+            } else {
+                self.service(r.token as usize);
+                self.publish_notes();
+            }
+        }
+        let now = self.clock.now();
+        for b in &mut self.bridges {
+            if b.core.poll_timeout().is_some_and(|t| t <= now) {
+                b.core.age(now);
+            }
+        }
+        true
+    }
+
+    fn sleep_time(&self) -> Duration {
+        let now = self.clock.now();
+        let next = self.bridges.iter().filter_map(|b| b.core.poll_timeout()).min();
+        match next {
+            Some(t) => Duration::from_millis(t.since(now)).min(MAX_SLEEP),
+            None => MAX_SLEEP,
+        }
+    }
+
+    /// Applies queued messages; `false` on Stop.
+    fn handle_messages(&mut self, rx: &Receiver<WorkerMsg>) -> bool {
+        while let Ok(m) = rx.try_recv() {
+            match m {
+                WorkerMsg::Reconfigure(cfg, crew) => {
+                    self.crew = crew;
+                    self.apply(cfg);
+                }
+                WorkerMsg::Run(job) => job(self),
+                WorkerMsg::Stop => {
+                    self.apply(DpConfig::default());
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
