@@ -59,6 +59,7 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
             }
         }
         check_deletions(&snapshot, &txn.db)?;
+        check_new_uuids(&snapshot, &txn.inserted)?;
         let mut ops = snapshot.diff(&txn.db);
         if !ops.is_empty() && !opts.no_wait {
             let root = txn.root();
@@ -117,6 +118,19 @@ fn check_deletions(before: &Db, after: &Db) -> Result<()> {
                     TABLES[ti].name
                 )));
             }
+        }
+    }
+    Ok(())
+}
+
+/// OVSDB refuses an insert whose UUID (`create --id=UUID`) already names a row of the
+/// table in the database the transaction started from, even one it deletes.
+fn check_new_uuids(before: &Db, inserted: &std::collections::HashSet<Uuid>) -> Result<()> {
+    for u in inserted {
+        if before.tables.iter().any(|rows| rows.contains_key(u)) {
+            return Err(CtlError::new(format!(
+                "transaction error: {{\"details\":\"This UUID would duplicate a UUID already present within the table or deleted within the same transaction.\",\"error\":\"duplicate uuid\",\"syntax\":\"\\\"{u}\\\"\"}}"
+            )));
         }
     }
     Ok(())
@@ -186,6 +200,25 @@ mod tests {
         assert_eq!(out.stderr, "rvsctl: constraint violation: 9999 is not in the valid range 0 to 4095 (inclusive)\n");
         assert_eq!(m.db.generation, before, "nothing committed");
         assert_eq!(run(&mut m, &["list-ports", "br0"]).stdout, "");
+    }
+
+    #[test]
+    fn a_uuid_that_names_a_row_is_not_reused_by_create() {
+        let mut m = Memory::new();
+        let id = "5a70be5b-1a4e-4c8c-9fb0-c3c7d1b6e3ab";
+        assert_eq!(run(&mut m, &[&format!("--id={id}"), "create", "QoS", "type=linux-htb"]).stdout, format!("{id}\n"));
+        let before = m.db.generation;
+        for args in [
+            vec![format!("--id={id}"), "create".into(), "QoS".into(), "type=linux-hfsc".into()],
+            vec!["destroy".into(), "QoS".into(), id.into(), "--".into(), format!("--id={id}"), "create".into(), "QoS".into(), "type=linux-hfsc".into()],
+        ] {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = run(&mut m, &a);
+            assert_eq!(out.code, 1, "{args:?}");
+            assert!(out.stderr.contains("\"error\":\"duplicate uuid\""), "{}", out.stderr);
+        }
+        assert_eq!(m.db.generation, before, "nothing committed");
+        assert!(run(&mut m, &["get", "QoS", id, "type"]).stdout.contains("linux-htb"));
     }
 
     /// A backend that reports a conflict on the first commit, as when another client
