@@ -63,7 +63,7 @@ pub struct EndpointStats {
     /// Receive calls that returned data (datagrams or GRO trains, several per call).
     pub receives: AtomicU64,
     pub received: AtomicU64,
-    /// Datagrams too short or without the I flag.
+    /// Datagrams too short (empty ones too) or without the I flag.
     pub bad_header: AtomicU64,
     /// Valid datagrams from an address/VNI no tunnel port is configured for.
     pub unknown_tunnel: AtomicU64,
@@ -88,7 +88,9 @@ pub struct Endpoint {
 /// and the inner frame, or `None` for a datagram that is not valid VXLAN (counted).
 pub fn datagrams<'a>(train: &'a [u8], seg: Option<u16>, stats: &'a EndpointStats) -> impl Iterator<Item = Option<(Vni, &'a [u8])>> + 'a {
     let size = seg.map_or(train.len().max(1), usize::from);
-    train.chunks(size).map(move |d| {
+    // An empty datagram is one datagram too (chunks() would yield nothing for it).
+    let empty = train.is_empty().then_some(train);
+    train.chunks(size.max(1)).chain(empty).map(move |d| {
         stats.received.fetch_add(1, Relaxed);
         match parse_header(d) {
             Some(vni) => Some((vni, &d[HEADER_LEN..])),
@@ -695,5 +697,13 @@ mod tests {
         assert_ne!(flow_hash(&f), a);
         let _ = flow_hash(&[]);
         let _ = flow_hash(&[0x81, 0x00]);
+    }
+
+    #[test]
+    fn an_empty_datagram_is_counted_as_a_bad_header() {
+        let stats = EndpointStats::default();
+        let got: Vec<_> = datagrams(&[], None, &stats).collect();
+        assert_eq!(got, [None]);
+        assert_eq!((stats.received.load(Relaxed), stats.bad_header.load(Relaxed)), (1, 1));
     }
 }
