@@ -7,6 +7,11 @@
 //! Port, Interface) that nothing refers to any more are garbage-collected at commit;
 //! references must point at existing rows; indexed columns (`name`) are unique.
 //!
+//! Code reads and writes the columns it knows through the typed views of [`view`]
+//! (`Port::get(&db, &u)?.vlan_mode()`, `db.set_col(Port::TAG, &u, ..)`), checked
+//! against the schema at compile time; access by a name a user typed goes through
+//! [`TableSchema::column`].
+//!
 //! Nothing in this crate does I/O: persistence is the daemon's job
 //! (`rvs_vswitchd::store`); [`proto`] is the control protocol's message types.
 #![forbid(unsafe_code)]
@@ -14,6 +19,7 @@
 pub mod proto;
 pub mod schema;
 pub mod value;
+pub mod view;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +28,7 @@ use serde_json::{Map, Value as Json};
 
 pub use schema::{ColumnSchema, ColumnType, TABLES, TableSchema, tables};
 pub use value::{Atom, Datum, Uuid};
+pub use view::Col;
 
 /// One row: a value for every column of its table, in schema order.
 #[derive(Clone, Debug, PartialEq, Eq)]
