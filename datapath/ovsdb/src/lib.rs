@@ -42,10 +42,11 @@ impl Row {
         Row { cols: t.columns.iter().map(|c| Datum::default_for(&c.ty)).collect() }
     }
 
-    /// The value of column `name` of table `t`.
+    /// The value of column `name` of table `t`, for code generic over columns (names
+    /// taken from the schema). Code that knows its column uses [`view`] instead.
     ///
     /// # Panics
-    /// If `name` is not a column of `t`: callers name columns of the schema directly.
+    /// If `name` is not a column of `t`.
     pub fn get<'a>(&'a self, t: &TableSchema, name: &str) -> &'a Datum {
         &self.cols[t.column_index(name)]
     }
@@ -141,7 +142,8 @@ impl Db {
         self.tables[t].get_mut(u)
     }
 
-    /// Column `col` of row `u` in table `t`.
+    /// Column `col` of row `u` in table `t`, for code generic over columns; code that
+    /// knows its column uses [`Db::col`] with a [`view`] constant.
     pub fn get(&self, t: usize, u: &Uuid, col: &str) -> Option<&Datum> {
         self.row(t, u).map(|r| r.get(schema(t), col))
     }

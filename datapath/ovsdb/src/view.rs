@@ -208,12 +208,15 @@ views! {
         datapath_types / DATAPATH_TYPES: Whole = "datapath_types";
         external_ids / EXTERNAL_IDS: Whole = "external_ids";
         iface_types / IFACE_TYPES: Whole = "iface_types";
+        manager_options / MANAGER_OPTIONS: Refs = "manager_options";
         next_cfg / NEXT_CFG: Int = "next_cfg";
         other_config / OTHER_CONFIG: Whole = "other_config";
+        ovs_version / OVS_VERSION: OptStr = "ovs_version";
     }
 
     /// A Bridge row.
     Bridge = tables::BRIDGE, schema::BRIDGE {
+        controller / CONTROLLER: Refs = "controller";
         datapath_type / DATAPATH_TYPE: Str = "datapath_type";
         external_ids / EXTERNAL_IDS: Whole = "external_ids";
         fail_mode / FAIL_MODE: OptStr = "fail_mode";
@@ -241,6 +244,7 @@ views! {
     /// An Interface row.
     Interface = tables::INTERFACE, schema::INTERFACE {
         admin_state / ADMIN_STATE: OptStr = "admin_state";
+        bfd_status / BFD_STATUS: Whole = "bfd_status";
         error / ERROR: OptStr = "error";
         ifindex / IFINDEX: OptInt = "ifindex";
         ingress_policing_burst / INGRESS_POLICING_BURST: Int = "ingress_policing_burst";
@@ -264,7 +268,7 @@ views! {
 
 impl<'a> Interface<'a> {
     /// The `options` as (key, value) string pairs.
-    pub fn option_pairs(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    pub fn option_pairs(self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         self.options().str_pairs()
     }
 }

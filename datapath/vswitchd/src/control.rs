@@ -13,8 +13,9 @@ use crate::reconcile::Ports;
 use crate::status;
 use crate::store::{Meta, Store};
 use crate::worker::WorkerHandle;
-use rvs_ovsdb::{Datum, Db, RowOp, TABLES, Uuid, tables};
 use rvs_ovsdb::proto::Response;
+use rvs_ovsdb::view::{Bridge, Interface, OpenVswitch, Port};
+use rvs_ovsdb::{Atom, Db, RowOp, Uuid};
 
 /// Everything the control plane owns.
 pub struct Control {
@@ -67,11 +68,11 @@ impl Control {
             return Response::Error { message: format!("transaction error: {message}") };
         }
         next.generation += 1;
-        let wanted_cfg = next.root().map(|(_, r)| r.get(&TABLES[tables::OPEN_VSWITCH], "next_cfg").clone());
+        let wanted_cfg = next.root_view().map(|r| r.row.col(OpenVswitch::NEXT_CFG).clone());
         let out = self.ports.reconcile(&mut next, &self.meta.static_fdb);
         if let Some(cfg) = wanted_cfg {
             let root = next.ensure_root();
-            next.set(tables::OPEN_VSWITCH, &root, "cur_cfg", cfg);
+            next.set_col(OpenVswitch::CUR_CFG, &root, cfg);
         }
         if let Err(e) = self.store.save(&next, &self.meta) {
             // Not durable, so not committed: put the ports back as they were.
@@ -94,16 +95,13 @@ impl Control {
         if !rebooted {
             return 0;
         }
-        let pt = &TABLES[tables::PORT];
-        let transient: Vec<Uuid> =
-            self.db.tables[tables::PORT].iter().filter(|(_, r)| r.get(pt, "other_config").get_str("transient") == Some("true")).map(|(u, _)| *u).collect();
-        let bt = &TABLES[tables::BRIDGE];
-        for b in self.db.tables[tables::BRIDGE].values_mut() {
-            let mut ports = b.get(bt, "ports").clone();
+        let transient: Vec<Uuid> = Port::all(&self.db).filter(|p| p.other_config().get_str("transient") == Some("true")).map(|p| p.uuid).collect();
+        for b in self.db.tables[Bridge::TABLE].values_mut() {
+            let mut ports = b.col(Bridge::PORTS).clone();
             for u in &transient {
-                ports.remove(&rvs_ovsdb::Atom::Uuid(*u), None);
+                ports.remove(&Atom::Uuid(*u), None);
             }
-            b.set(bt, "ports", ports);
+            b.set_col(Bridge::PORTS, ports);
         }
         self.db.collect_garbage();
         transient.len()
@@ -111,14 +109,12 @@ impl Control {
 
     /// Every interface of bridge `name`: (name, ofport, type).
     pub fn bridge_ports(&self, bridge: &str) -> Option<Vec<(String, i64, String)>> {
-        let b = self.db.find_by_name(tables::BRIDGE, bridge)?;
+        let db = &self.db;
+        let b = Bridge::get(db, &db.find_by_name(Bridge::TABLE, bridge)?)?;
         let mut out = Vec::new();
-        for p in self.db.get(tables::BRIDGE, &b, "ports")?.uuids() {
-            for i in self.db.get(tables::PORT, &p, "interfaces").map(|d| d.uuids().collect::<Vec<_>>()).unwrap_or_default() {
-                let name = self.db.name_of(tables::INTERFACE, &i).unwrap_or_default().to_string();
-                let ofport = self.db.get(tables::INTERFACE, &i, "ofport").and_then(Datum::as_int).unwrap_or(-1);
-                let ty = self.db.get(tables::INTERFACE, &i, "type").and_then(Datum::as_str).unwrap_or_default().to_string();
-                out.push((name, ofport, ty));
+        for p in b.ports().filter_map(|p| Port::get(db, &p)) {
+            for i in p.interfaces().filter_map(|i| Interface::get(db, &i)) {
+                out.push((i.name().to_string(), i.ofport().unwrap_or(-1), i.type_().to_string()));
             }
         }
         Some(out)
@@ -126,13 +122,7 @@ impl Control {
 
     /// The `options` of interface `name` as `k=v, …` (for `dpif/show`).
     pub fn iface_options(&self, name: &str) -> String {
-        let Some(u) = self.db.find_by_name(tables::INTERFACE, name) else { return String::new() };
-        let Some(d) = self.db.get(tables::INTERFACE, &u, "options") else { return String::new() };
-        d.keys
-            .iter()
-            .zip(d.values.iter().flatten())
-            .map(|(k, v)| format!("{}={}", k.as_str().unwrap_or_default(), v.as_str().unwrap_or_default()))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let Some(i) = self.db.find_by_name(Interface::TABLE, name).and_then(|u| Interface::get(&self.db, &u)) else { return String::new() };
+        i.option_pairs().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
     }
 }

@@ -20,18 +20,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rvs_switch::bridge::police::{Policer, PolicerConfig};
-use rvs_switch::bridge::{BridgeConfig, PortConfig, PortVlan, VlanMode, fdb};
-use crate::store::StaticMac;
-use crate::tunnel::{self, VxlanSpec};
-use crate::worker::{DpBridge, DpConfig, DpPort, TunnelKey};
-use rvs_ovsdb::{Atom, Datum, Db, TABLES, Uuid, tables};
 use crate::port::afpacket::AfPacketPort;
 use crate::port::tap::TapPort;
 use crate::port::vxlan::{Endpoint, SendPool, Tunnel, TxSettings};
 use crate::port::{PortIo, PortStats};
-use rvs_sys::netdev;
+use crate::store::StaticMac;
+use crate::tunnel::{self, VxlanSpec};
+use crate::worker::{DpBridge, DpConfig, DpPort, TunnelKey};
+use rvs_ovsdb::view::{Bridge, Interface, Port};
+use rvs_ovsdb::{Datum, Db, Uuid};
+use rvs_switch::bridge::police::{Policer, PolicerConfig};
+use rvs_switch::bridge::{BridgeConfig, PortConfig, PortVlan, VlanMode, fdb};
 use rvs_switch::types::{MacAddr, OfPort, VlanId, check_ifname};
+use rvs_sys::netdev;
 
 /// What kind of backend an interface needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,12 +264,12 @@ impl Ports {
         let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
         for w in wanted {
             let Some(op) = self.open.get(&w.iface) else { continue };
-            let Some(ofport) = db.get(tables::INTERFACE, &w.iface, "ofport").and_then(Datum::as_int) else { continue };
+            let Some(ofport) = Interface::get(db, &w.iface).and_then(|i| i.ofport()) else { continue };
             let Some(ofport) = u16::try_from(ofport).ok().and_then(OfPort::new) else { continue };
             let bi = match bridges.iter().position(|b| b.uuid == w.bridge) {
                 Some(i) => i,
                 None => {
-                    let name = db.name_of(tables::BRIDGE, &w.bridge).unwrap_or_default().to_string();
+                    let name = Bridge::get(db, &w.bridge).map(|b| b.name()).unwrap_or_default().to_string();
                     bridges.push(DpBridge { uuid: w.bridge, name, cfg: bridge_config(db, &w.bridge), ports: Vec::new(), statics: Vec::new() });
                     bridges.len() - 1
                 }
@@ -353,20 +354,18 @@ impl Ports {
 
     /// Logs (once) configuration that is stored but not carried out.
     fn warn_unsupported(&mut self, db: &Db) {
-        let pt = &TABLES[tables::PORT];
-        for (u, r) in &db.tables[tables::PORT] {
-            if !r.get(pt, "qos").is_empty() && self.warned.insert((*u, "qos")) {
-                tracing::warn!("port {}: QoS (egress shaping) is not supported by rvs and is not applied", r.get(pt, "name").as_str().unwrap_or(""));
+        for p in Port::all(db) {
+            if p.qos().is_some() && self.warned.insert((p.uuid, "qos")) {
+                tracing::warn!("port {}: QoS (egress shaping) is not supported by rvs and is not applied", p.name());
             }
         }
-        let bt = &TABLES[tables::BRIDGE];
-        for (u, r) in &db.tables[tables::BRIDGE] {
-            let name = r.get(bt, "name").as_str().unwrap_or("");
-            let dt = r.get(bt, "datapath_type").as_str().unwrap_or("");
-            if !matches!(dt, "" | "netdev" | "system") && self.warned.insert((*u, "datapath_type")) {
+        for b in Bridge::all(db) {
+            let name = b.name();
+            let dt = b.datapath_type();
+            if !matches!(dt, "" | "netdev" | "system") && self.warned.insert((b.uuid, "datapath_type")) {
                 tracing::warn!("bridge {name}: datapath_type {dt} is not known; rvs uses its own datapath");
             }
-            if r.get(bt, "fail_mode").as_str() == Some("secure") && self.warned.insert((*u, "fail_mode")) {
+            if b.fail_mode() == Some("secure") && self.warned.insert((b.uuid, "fail_mode")) {
                 tracing::warn!("bridge {name}: fail_mode=secure and rvs has no OpenFlow controller: the bridge forwards nothing (as OVS)");
             }
         }
@@ -391,13 +390,11 @@ fn strerror(e: &std::io::Error) -> String {
 /// The interfaces the database asks for, in bridge/port/interface order.
 fn wanted(db: &Db) -> Vec<Wanted> {
     let mut out = Vec::new();
-    let Some((_, root)) = db.root() else { return out };
-    for b in root.get(&TABLES[tables::OPEN_VSWITCH], "bridges").uuids() {
-        for p in db.get(tables::BRIDGE, &b, "ports").map(|d| d.uuids().collect::<Vec<_>>()).unwrap_or_default() {
-            for i in db.get(tables::PORT, &p, "interfaces").map(|d| d.uuids().collect::<Vec<_>>()).unwrap_or_default() {
-                let name = db.name_of(tables::INTERFACE, &i).unwrap_or_default().to_string();
-                let ty = db.get(tables::INTERFACE, &i, "type").and_then(Datum::as_str).unwrap_or_default().to_string();
-                out.push(Wanted { bridge: b, port: p, iface: i, name, ty });
+    let Some(root) = db.root_view() else { return out };
+    for b in root.bridges().filter_map(|b| Bridge::get(db, &b)) {
+        for p in b.ports().filter_map(|p| Port::get(db, &p)) {
+            for i in p.interfaces().filter_map(|i| Interface::get(db, &i)) {
+                out.push(Wanted { bridge: b.uuid, port: p.uuid, iface: i.uuid, name: i.name().to_string(), ty: i.type_().to_string() });
             }
         }
     }
@@ -410,9 +407,8 @@ fn kind_for(db: &Db, w: &Wanted) -> Result<Kind, String> {
         "" | "system" => Ok(Kind::System),
         "internal" | "tap" => Ok(Kind::Tap(w.ty.clone())),
         "vxlan" => {
-            let opts = db.get(tables::INTERFACE, &w.iface, "options").cloned().unwrap_or_default();
             let map: BTreeMap<String, String> =
-                opts.keys.iter().zip(opts.values.iter().flatten()).filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string()))).collect();
+                Interface::get(db, &w.iface).into_iter().flat_map(|i| i.option_pairs()).map(|(k, v)| (k.to_string(), v.to_string())).collect();
             tunnel::parse(&w.name, &map).map(Kind::Vxlan)
         }
         other => Err(format!("interface type \"{other}\" is not supported by rvs")),
@@ -421,7 +417,7 @@ fn kind_for(db: &Db, w: &Wanted) -> Result<Kind, String> {
 
 /// Ports whose VLAN configuration rvs cannot carry out.
 fn ports_with_unsupported_vlan(db: &Db) -> Vec<Uuid> {
-    db.tables[tables::PORT].iter().filter(|(_, r)| r.get(&TABLES[tables::PORT], "vlan_mode").as_str() == Some("dot1q-tunnel")).map(|(u, _)| *u).collect()
+    Port::all(db).filter(|p| p.vlan_mode() == Some("dot1q-tunnel")).map(|p| p.uuid).collect()
 }
 
 /// An error that applies to every interface of a port.
@@ -429,9 +425,10 @@ fn port_level_error(db: &Db, port: &Uuid, unsupported_vlan: &[Uuid]) -> Option<S
     if unsupported_vlan.contains(port) {
         return Some("vlan_mode dot1q-tunnel (802.1ad QinQ) is not supported by rvs".into());
     }
-    let n = db.get(tables::PORT, port, "interfaces").map_or(0, Datum::len);
+    let p = Port::get(db, port)?;
+    let n = p.interfaces().count();
     if n > 1 {
-        let name = db.name_of(tables::PORT, port).unwrap_or_default();
+        let name = p.name();
         return Some(format!("port {name} has {n} interfaces: bonds are not supported by rvs"));
     }
     None
@@ -439,17 +436,15 @@ fn port_level_error(db: &Db, port: &Uuid, unsupported_vlan: &[Uuid]) -> Option<S
 
 /// The persistent status columns (error, ofport) of every interface, to detect changes.
 fn persistent_status(db: &Db) -> Vec<(Uuid, Datum, Datum)> {
-    let t = &TABLES[tables::INTERFACE];
-    db.tables[tables::INTERFACE].iter().map(|(u, r)| (*u, r.get(t, "error").clone(), r.get(t, "ofport").clone())).collect()
+    Interface::all(db).map(|i| (i.uuid, i.row.col(Interface::ERROR).clone(), i.row.col(Interface::OFPORT).clone())).collect()
 }
 
 /// Writes `error` and assigns `ofport` for every wanted interface.
 fn write_errors_and_ofports(db: &mut Db, wanted: &[Wanted], errors: &HashMap<Uuid, String>) {
-    let t = &TABLES[tables::INTERFACE];
     let mut bridges: Vec<Uuid> = wanted.iter().map(|w| w.bridge).collect();
     bridges.dedup();
     for b in bridges {
-        let bname = db.name_of(tables::BRIDGE, &b).unwrap_or_default().to_string();
+        let bname = Bridge::get(db, &b).map(|b| b.name()).unwrap_or_default().to_string();
         let ifaces: Vec<&Wanted> = wanted.iter().filter(|w| w.bridge == b).collect();
         // Three passes: fixed numbers (the bridge's LOCAL port, ofport_request) first,
         // then interfaces keep the number they had, then the rest get the lowest free.
@@ -457,11 +452,10 @@ fn write_errors_and_ofports(db: &mut Db, wanted: &[Wanted], errors: &HashMap<Uui
         let mut used: Vec<u16> = Vec::new();
         let mut assigned: HashMap<Uuid, u16> = HashMap::new();
         for w in &healthy {
-            let row = &db.tables[tables::INTERFACE][&w.iface];
             let fixed = if w.name == bname && w.ty == "internal" {
                 Some(OfPort::LOCAL.get())
             } else {
-                row.get(t, "ofport_request").as_int().and_then(|r| u16::try_from(r).ok())
+                Interface::get(db, &w.iface).and_then(|i| i.ofport_request()).and_then(|r| u16::try_from(r).ok())
             };
             if let Some(n) = fixed.filter(|n| !used.contains(n)) {
                 used.push(n);
@@ -470,7 +464,7 @@ fn write_errors_and_ofports(db: &mut Db, wanted: &[Wanted], errors: &HashMap<Uui
         }
         let rest: Vec<&&&Wanted> = healthy.iter().filter(|w| !assigned.contains_key(&w.iface)).collect();
         for w in rest {
-            let cur = db.tables[tables::INTERFACE][&w.iface].get(t, "ofport").as_int();
+            let cur = Interface::get(db, &w.iface).and_then(|i| i.ofport());
             if let Some(n) = cur.and_then(|c| u16::try_from(c).ok()).filter(|&c| OfPort::new(c).is_some() && c != OfPort::LOCAL.get() && !used.contains(&c)) {
                 used.push(n);
                 assigned.insert(w.iface, n);
@@ -478,7 +472,7 @@ fn write_errors_and_ofports(db: &mut Db, wanted: &[Wanted], errors: &HashMap<Uui
         }
         let need: Vec<Uuid> = healthy.iter().map(|w| w.iface).filter(|u| !assigned.contains_key(u)).collect();
         for (u, n) in assigned {
-            db.set(tables::INTERFACE, &u, "ofport", Datum::integer(i64::from(n)));
+            db.set_col(Interface::OFPORT, &u, Datum::integer(i64::from(n)));
         }
         let mut next = 1u16;
         for u in need {
@@ -486,16 +480,16 @@ fn write_errors_and_ofports(db: &mut Db, wanted: &[Wanted], errors: &HashMap<Uui
                 next += 1;
             }
             used.push(next);
-            db.set(tables::INTERFACE, &u, "ofport", Datum::integer(i64::from(next)));
+            db.set_col(Interface::OFPORT, &u, Datum::integer(i64::from(next)));
         }
         for w in &ifaces {
             match errors.get(&w.iface) {
                 Some(e) => {
-                    db.set(tables::INTERFACE, &w.iface, "error", Datum::string(e));
-                    db.set(tables::INTERFACE, &w.iface, "ofport", Datum::integer(-1));
+                    db.set_col(Interface::ERROR, &w.iface, Datum::string(e));
+                    db.set_col(Interface::OFPORT, &w.iface, Datum::integer(-1));
                 }
                 None => {
-                    db.set(tables::INTERFACE, &w.iface, "error", Datum::set(vec![]));
+                    db.set_col(Interface::ERROR, &w.iface, Datum::set(vec![]));
                 }
             }
         }
@@ -511,7 +505,8 @@ fn other_config_int(d: &Datum, key: &str) -> i64 {
 
 /// Bridge `other_config` as the core needs it, with OVS's defaults and clamps.
 pub fn bridge_config(db: &Db, bridge: &Uuid) -> BridgeConfig {
-    let oc = db.get(tables::BRIDGE, bridge, "other_config").cloned().unwrap_or_default();
+    let b = Bridge::get(db, bridge);
+    let oc = b.map(|b| b.other_config().clone()).unwrap_or_default();
     let aging = match other_config_int(&oc, "mac-aging-time") {
         0 => i64::from(fdb::DEFAULT_AGING_SECS),
         n => n,
@@ -525,34 +520,29 @@ pub fn bridge_config(db: &Db, bridge: &Uuid) -> BridgeConfig {
         mac_table_size: size.clamp(10, 1_000_000) as usize,
         forward_bpdu: oc.get_str("forward-bpdu") == Some("true"),
         tunnel_split_horizon: oc.get_str("tunnel-split-horizon") != Some("false"),
-        fail_secure: db.get(tables::BRIDGE, bridge, "fail_mode").and_then(Datum::as_str) == Some("secure"),
+        fail_secure: b.and_then(|b| b.fail_mode()) == Some("secure"),
     }
 }
 
 /// Port `tag`, `trunks`, `vlan_mode`, `protected` as the core needs them.
 pub fn port_config(db: &Db, port: &Uuid, ofport: OfPort) -> PortConfig {
-    let t = &TABLES[tables::PORT];
-    let Some(row) = db.row(tables::PORT, port) else { return PortConfig::trunk(u32::from(ofport.get())) };
-    let vid = |a: &Atom| a.as_int().and_then(|i| u16::try_from(i).ok()).and_then(VlanId::new);
-    let tag = row.get(t, "tag").first().and_then(vid);
-    let trunks: Vec<VlanId> = row.get(t, "trunks").keys.iter().filter_map(vid).collect();
-    let mode = row.get(t, "vlan_mode").as_str().and_then(VlanMode::parse);
-    PortConfig {
-        key: u32::from(ofport.get()),
-        vlan: PortVlan::new(tag, &trunks, mode),
-        protected: row.get(t, "protected").as_bool().unwrap_or(false),
-        tunnel: false,
-    }
+    let Some(p) = Port::get(db, port) else { return PortConfig::trunk(u32::from(ofport.get())) };
+    let vid = |i: i64| u16::try_from(i).ok().and_then(VlanId::new);
+    let tag = p.tag().and_then(vid);
+    let trunks: Vec<VlanId> = p.trunks().filter_map(vid).collect();
+    let mode = p.vlan_mode().and_then(VlanMode::parse);
+    PortConfig { key: u32::from(ofport.get()), vlan: PortVlan::new(tag, &trunks, mode), protected: p.protected(), tunnel: false }
 }
 
 /// Interface `ingress_policing_*` columns.
 fn policer_config(db: &Db, iface: &Uuid) -> PolicerConfig {
-    let int = |c: &str| db.get(tables::INTERFACE, iface, c).and_then(Datum::as_int).unwrap_or(0).max(0) as u64;
+    let Some(i) = Interface::get(db, iface) else { return PolicerConfig::default() };
+    let n = |v: i64| v.max(0) as u64;
     PolicerConfig {
-        rate_kbps: int("ingress_policing_rate"),
-        burst_kbit: int("ingress_policing_burst"),
-        rate_kpps: int("ingress_policing_kpkts_rate"),
-        burst_kpkts: int("ingress_policing_kpkts_burst"),
+        rate_kbps: n(i.ingress_policing_rate()),
+        burst_kbit: n(i.ingress_policing_burst()),
+        rate_kpps: n(i.ingress_policing_kpkts_rate()),
+        burst_kpkts: n(i.ingress_policing_kpkts_burst()),
     }
 }
 
@@ -562,13 +552,14 @@ fn apply_link_settings(db: &Db, iface: &Uuid, p: &OpenPort) -> Result<(), String
     if matches!(p.kind, Kind::Vxlan(_)) || netdev::ifindex(&p.name).is_err() {
         return Ok(());
     }
-    if let Some(mtu) = db.get(tables::INTERFACE, iface, "mtu_request").and_then(Datum::as_int) {
+    let Some(i) = Interface::get(db, iface) else { return Ok(()) };
+    if let Some(mtu) = i.mtu_request() {
         if netdev::mtu(&p.name).ok() != Some(mtu as u32) {
             netdev::set_mtu(&p.name, mtu as u32).map_err(|e| format!("could not set MTU {mtu} on {} ({})", p.name, strerror(&e)))?;
             tracing::info!("{}: MTU set to {mtu}", p.name);
         }
     }
-    if let (Kind::Tap(_), Some(mac)) = (&p.kind, db.get(tables::INTERFACE, iface, "mac").and_then(Datum::as_str)) {
+    if let (Kind::Tap(_), Some(mac)) = (&p.kind, i.mac()) {
         let m: MacAddr = mac.parse().map_err(|_| format!("{}: invalid mac {mac}", p.name))?;
         if netdev::hwaddr(&p.name).ok() != Some(m.0) {
             netdev::set_hwaddr(&p.name, m.0).map_err(|e| format!("could not set MAC {mac} on {} ({})", p.name, strerror(&e)))?;
@@ -586,7 +577,7 @@ pub fn n_workers(db: &Db) -> usize {
 }
 
 fn n_workers_for(db: &Db, cpus: usize) -> usize {
-    let oc = db.root().map(|(_, r)| r.get(&TABLES[tables::OPEN_VSWITCH], "other_config").clone()).unwrap_or_default();
+    let oc = db.root_view().map(|r| r.other_config().clone()).unwrap_or_default();
     match other_config_int(&oc, "n-workers") {
         n if n > 0 => (n as usize).min(crate::worker::MAX_WORKERS),
         _ => default_workers(cpus),
@@ -616,6 +607,7 @@ fn signature(cfg: &DpConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rvs_ovsdb::view::OpenVswitch;
 
     #[test]
     fn other_config_parsing() {
@@ -636,7 +628,7 @@ mod tests {
             assert_eq!(n_workers_for(&db, cpus), want, "unset, {cpus} CPUs");
         }
         for (v, want) in [("4", 4), ("0", 3), ("-3", 3), ("abc", 3), ("1000", crate::worker::MAX_WORKERS)] {
-            db.set(tables::OPEN_VSWITCH, &root, "other_config", Datum::smap([("n-workers", v)]));
+            db.set_col(OpenVswitch::OTHER_CONFIG, &root, Datum::smap([("n-workers", v)]));
             assert_eq!(n_workers_for(&db, 12), want, "n-workers={v}, 12 CPUs");
         }
     }

@@ -6,9 +6,10 @@
 //! client asks for a snapshot, so `ovs-vsctl get Interface vm1 statistics` is current.
 
 use crate::reconcile::{Backend, Ports};
-use rvs_ovsdb::{Atom, Datum, Db, TABLES, tables};
-use rvs_sys::netdev;
+use rvs_ovsdb::view::{Interface, OpenVswitch, Port};
+use rvs_ovsdb::{Atom, Col, Datum, Db};
 use rvs_switch::types::MacAddr;
+use rvs_sys::netdev;
 
 /// Interface types rvs implements (Open_vSwitch `iface_types`).
 pub const IFACE_TYPES: &[&str] = &["internal", "system", "tap", "vxlan"];
@@ -22,35 +23,35 @@ fn strings(v: &[&str]) -> Datum {
 /// Writes the Open_vSwitch row's capability columns.
 pub fn fill_root(db: &mut Db) {
     let root = db.ensure_root();
-    db.set(tables::OPEN_VSWITCH, &root, "datapath_types", strings(DATAPATH_TYPES));
-    db.set(tables::OPEN_VSWITCH, &root, "iface_types", strings(IFACE_TYPES));
+    db.set_col(OpenVswitch::DATAPATH_TYPES, &root, strings(DATAPATH_TYPES));
+    db.set_col(OpenVswitch::IFACE_TYPES, &root, strings(IFACE_TYPES));
 }
 
 /// Port `status`: says where configuration was accepted but is not carried out.
 /// QoS (egress shaping, Port `qos`) is stored but not applied by rvs; ingress policing
 /// (Interface `ingress_policing_rate`) is.
 pub fn fill_ports(db: &mut Db) {
-    let t = &TABLES[tables::PORT];
-    for row in db.tables[tables::PORT].values_mut() {
-        let status =
-            if row.get(t, "qos").is_empty() { Datum::map(vec![]) } else { Datum::smap([("qos", "not applied: egress shaping (QoS) is not supported by rvs")]) };
-        row.set(t, "status", status);
+    for row in db.tables[Port::TABLE].values_mut() {
+        let status = if row.col(Port::QOS).is_empty() {
+            Datum::map(vec![])
+        } else {
+            Datum::smap([("qos", "not applied: egress shaping (QoS) is not supported by rvs")])
+        };
+        row.set_col(Port::STATUS, status);
     }
 }
 
 /// Refreshes every Interface row's status columns from the open ports.
 pub fn fill_interfaces(db: &mut Db, ports: &Ports) {
-    let t = &TABLES[tables::INTERFACE];
-    let uuids: Vec<_> = db.tables[tables::INTERFACE].keys().copied().collect();
-    for u in uuids {
-        let Some(row) = db.row_mut(tables::INTERFACE, &u) else { continue };
-        let name = row.get(t, "name").as_str().unwrap_or_default().to_string();
+    const LINK: [Col; 5] = [Interface::ADMIN_STATE, Interface::LINK_STATE, Interface::MTU, Interface::MAC_IN_USE, Interface::IFINDEX];
+    for (u, row) in db.tables[Interface::TABLE].iter_mut() {
+        let name = row.col(Interface::NAME).as_str().unwrap_or_default().to_string();
         let none = Datum::set(vec![]);
-        let Some(p) = ports.open.get(&u) else {
-            for c in ["admin_state", "link_state", "mtu", "mac_in_use", "ifindex"] {
-                row.set(t, c, none.clone());
+        let Some(p) = ports.open.get(u) else {
+            for c in LINK {
+                row.set_col(c, none.clone());
             }
-            row.set(t, "statistics", Datum::map(vec![]));
+            row.set_col(Interface::STATISTICS, Datum::map(vec![]));
             continue;
         };
         let s = p.stats.snapshot();
@@ -74,7 +75,7 @@ pub fn fill_interfaces(db: &mut Db, ports: &Ports) {
         if let Backend::Vxlan(tun, _) = &p.backend {
             stats.push(("tx_mtu_exceeded", tun.stats.mtu_exceeded.load(std::sync::atomic::Ordering::Relaxed)));
         }
-        row.set(t, "statistics", Datum::map(stats.iter().map(|(k, v)| (Atom::String(k.to_string()), Atom::Integer(*v as i64)))));
+        row.set_col(Interface::STATISTICS, Datum::map(stats.iter().map(|(k, v)| (Atom::String(k.to_string()), Atom::Integer(*v as i64)))));
         // A tap that was moved into a VM's namespace cannot be queried by name from
         // here: its columns are then left empty rather than guessed.
         let visible = match &p.backend {
@@ -82,26 +83,26 @@ pub fn fill_interfaces(db: &mut Db, ports: &Ports) {
             Backend::Tap(_) => netdev::ifindex(&name).is_ok(),
             Backend::Vxlan(..) => {
                 // A tunnel has no device: it is up while configured, as in OVS.
-                row.set(t, "admin_state", Datum::string("up"));
-                row.set(t, "link_state", Datum::string("up"));
-                for c in ["mtu", "mac_in_use", "ifindex"] {
-                    row.set(t, c, none.clone());
+                row.set_col(Interface::ADMIN_STATE, Datum::string("up"));
+                row.set_col(Interface::LINK_STATE, Datum::string("up"));
+                for c in [Interface::MTU, Interface::MAC_IN_USE, Interface::IFINDEX] {
+                    row.set_col(c, none.clone());
                 }
                 continue;
             }
         };
         if !visible {
-            for c in ["admin_state", "link_state", "mtu", "mac_in_use", "ifindex"] {
-                row.set(t, c, none.clone());
+            for c in LINK {
+                row.set_col(c, none.clone());
             }
             continue;
         }
         let flags = netdev::flags(&name).unwrap_or(0);
         let updown = |b: bool| Datum::string(if b { "up" } else { "down" });
-        row.set(t, "admin_state", updown(flags & netdev::IFF_UP as u32 != 0));
-        row.set(t, "link_state", updown(flags & netdev::IFF_RUNNING as u32 != 0));
-        row.set(t, "mtu", netdev::mtu(&name).map_or(none.clone(), |m| Datum::integer(i64::from(m))));
-        row.set(t, "mac_in_use", netdev::hwaddr(&name).map_or(none.clone(), |m| Datum::string(&MacAddr(m).to_string())));
-        row.set(t, "ifindex", netdev::ifindex(&name).map_or(none.clone(), |i| Datum::integer(i64::from(i))));
+        row.set_col(Interface::ADMIN_STATE, updown(flags & netdev::IFF_UP as u32 != 0));
+        row.set_col(Interface::LINK_STATE, updown(flags & netdev::IFF_RUNNING as u32 != 0));
+        row.set_col(Interface::MTU, netdev::mtu(&name).map_or(none.clone(), |m| Datum::integer(i64::from(m))));
+        row.set_col(Interface::MAC_IN_USE, netdev::hwaddr(&name).map_or(none.clone(), |m| Datum::string(&MacAddr(m).to_string())));
+        row.set_col(Interface::IFINDEX, netdev::ifindex(&name).map_or(none.clone(), |i| Datum::integer(i64::from(i))));
     }
 }

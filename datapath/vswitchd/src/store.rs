@@ -130,7 +130,7 @@ pub fn boot_id() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvs_ovsdb::{Datum, tables};
+    use rvs_ovsdb::Datum;
 
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("rvs-store-{tag}-{}", std::process::id()));
@@ -145,7 +145,7 @@ mod tests {
         assert!(s.load().unwrap().is_none());
         let mut db = Db::new();
         let root = db.ensure_root();
-        db.set(tables::OPEN_VSWITCH, &root, "external_ids", Datum::smap([("system-id", "node1")]));
+        db.set_col(rvs_ovsdb::view::OpenVswitch::EXTERNAL_IDS, &root, Datum::smap([("system-id", "node1")]));
         db.generation = 3;
         let meta = Meta {
             boot_id: Some("b".into()),
