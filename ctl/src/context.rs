@@ -91,13 +91,13 @@ impl Txn {
     /// Parses a value for a column type with `@name` symbols resolved.
     pub fn parse_datum(&mut self, ty: &rvs_ovsdb::ColumnType, s: &str) -> Result<Datum> {
         let mut f = |n: &str| self.symbol(n);
-        Datum::from_cli(ty, s, Some(&mut f)).map_err(CtlError::new)
+        Datum::from_cli(ty, s, Some(&mut f)).map_err(CtlError::from)
     }
 
     /// Parses one atom of a base type with symbols resolved.
     pub fn parse_atom(&mut self, base: &rvs_ovsdb::schema::BaseType, s: &str) -> Result<Atom> {
         let mut f = |n: &str| self.symbol(n);
-        Atom::from_cli(base, s, false, Some(&mut f)).map(|(a, _)| a).map_err(CtlError::new)
+        Atom::from_cli(base, s, false, Some(&mut f)).map(|(a, _)| a).map_err(CtlError::from)
     }
 
     /// `set`-style assignment `column[:key]=value` on row `u` of table `t`
@@ -207,14 +207,14 @@ pub fn parse_column_key_value(t: usize, arg: &str, ops: &[&str]) -> Result<Colum
 
 /// The `column[:key]` at the start of `arg`, and what follows it.
 fn column_and_key(t: usize, arg: &str) -> Result<(usize, &'static rvs_ovsdb::ColumnSchema, Option<String>, &str)> {
-    let (col_name, mut rest) = rvs_ovsdb::value::next_token(arg).map_err(CtlError::new)?;
+    let (col_name, mut rest) = rvs_ovsdb::value::next_token(arg).map_err(CtlError::from)?;
     if col_name.is_empty() {
         return Err(CtlError::new(format!("{arg}: missing column name")));
     }
     let (ci, col) = names::column(t, &col_name)?;
     let mut key = None;
     if let Some(r) = rest.strip_prefix(':') {
-        let (k, r2) = rvs_ovsdb::value::next_token(r).map_err(CtlError::new)?;
+        let (k, r2) = rvs_ovsdb::value::next_token(r).map_err(CtlError::from)?;
         key = Some(k);
         rest = r2;
     }

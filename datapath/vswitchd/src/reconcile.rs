@@ -31,8 +31,43 @@ use rvs_ovsdb::view::{Bridge, Interface, Port};
 use rvs_ovsdb::{Datum, Db, Uuid};
 use rvs_switch::bridge::police::{Policer, PolicerConfig};
 use rvs_switch::bridge::{BridgeConfig, PortConfig, PortVlan, VlanMode, fdb};
-use rvs_switch::types::{MacAddr, OfPort, VlanId, check_ifname};
+use rvs_switch::types::{MacAddr, OfPort, VlanId, Vni, check_ifname};
 use rvs_sys::netdev;
+
+/// Why an interface is not running; the text is the interface's `error` column (OVS's
+/// wording where OVS has one), so the OS error is kept as its strerror(3) text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("could not open network device {name} (Invalid argument: {why})")]
+    BadName { name: String, why: &'static str },
+    #[error("could not open network device {name} ({os})")]
+    Open { name: String, os: String },
+    #[error("{name}: could not listen on UDP port {port} for VXLAN ({os})")]
+    VxlanListen { name: String, port: u16, os: String },
+    #[error("{name}: could not open VXLAN send sockets ({os})")]
+    VxlanSend { name: String, os: String },
+    #[error("interface type \"{0}\" is not supported by rvs")]
+    UnsupportedType(String),
+    #[error(transparent)]
+    Tunnel(#[from] tunnel::TunnelError),
+    #[error("vlan_mode dot1q-tunnel (802.1ad QinQ) is not supported by rvs")]
+    QinQ,
+    #[error("port {port} has {n} interfaces: bonds are not supported by rvs")]
+    Bond { port: String, n: usize },
+    #[error("{name}: tunnel port {other} already has remote_ip={remote} key={vni} dst_port={dst_port}")]
+    TunnelClash { name: String, other: String, remote: IpAddr, vni: Vni, dst_port: u16 },
+}
+
+/// A failed MTU or MAC setting: logged, the port keeps working (as in OVS).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("could not set MTU {mtu} on {name} ({os})")]
+    Mtu { mtu: i64, name: String, os: String },
+    #[error("{name}: invalid mac {mac}")]
+    BadMac { name: String, mac: String },
+    #[error("could not set MAC {mac} on {name} ({os})")]
+    Mac { mac: String, name: String, os: String },
+}
 
 /// What kind of backend an interface needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,9 +217,9 @@ impl Ports {
         });
 
         // Open what is missing; record errors.
-        let mut errors: HashMap<Uuid, String> = HashMap::new();
+        let mut errors: HashMap<Uuid, PortError> = HashMap::new();
         let unsupported_vlan = ports_with_unsupported_vlan(db);
-        let kinds: HashMap<Uuid, Result<Kind, String>> = wanted.iter().map(|w| (w.iface, kind_for(db, w))).collect();
+        let kinds: HashMap<Uuid, Result<Kind, PortError>> = wanted.iter().map(|w| (w.iface, kind_for(db, w))).collect();
         self.open.retain(|u, p| kinds.get(u).and_then(|k| k.as_ref().ok()) == Some(&p.kind));
         for w in &wanted {
             if let Some(e) = port_level_error(db, &w.port, &unsupported_vlan) {
@@ -195,6 +230,7 @@ impl Ports {
             if let Some(p) = self.open.get(&w.iface) {
                 // Like OVS, a failed MTU/MAC setting is logged; the port keeps working.
                 if let Err(e) = apply_link_settings(db, &w.iface, p) {
+                    let e = e.to_string();
                     if self.logged.get(&w.iface) != Some(&e) {
                         tracing::warn!("{e}");
                         self.logged.insert(w.iface, e);
@@ -219,9 +255,10 @@ impl Ports {
                     self.open.insert(w.iface, p);
                 }
                 Err(e) => {
-                    if self.logged.get(&w.iface) != Some(&e) {
-                        tracing::warn!("{}: {e}", w.name);
-                        self.logged.insert(w.iface, e.clone());
+                    let text = e.to_string();
+                    if self.logged.get(&w.iface) != Some(&text) {
+                        tracing::warn!("{}: {text}", w.name);
+                        self.logged.insert(w.iface, text);
                     }
                     errors.insert(w.iface, e);
                 }
@@ -235,10 +272,9 @@ impl Ports {
             if let Some(OpenPort { kind: Kind::Vxlan(spec), .. }) = self.open.get(&w.iface) {
                 let k = ((spec.tx.local, spec.dst_port, spec.tx.v6), spec.remote, spec.vni.get());
                 if let Some(other) = seen.get(&k) {
-                    errors.insert(
-                        w.iface,
-                        format!("{}: tunnel port {other} already has remote_ip={} key={} dst_port={}", w.name, spec.remote, spec.vni, spec.dst_port),
-                    );
+                    let clash =
+                        PortError::TunnelClash { name: w.name.clone(), other: other.clone(), remote: spec.remote, vni: spec.vni, dst_port: spec.dst_port };
+                    errors.insert(w.iface, clash);
                     self.open.remove(&w.iface);
                 } else {
                     seen.insert(k, w.name.clone());
@@ -313,13 +349,13 @@ impl Ports {
     }
 
     /// Opens the backend for one interface, or says why not (as the `error` column).
-    fn open_port(&mut self, name: &str, kind: &Kind) -> Result<OpenPort, String> {
+    fn open_port(&mut self, name: &str, kind: &Kind) -> Result<OpenPort, PortError> {
         if !matches!(kind, Kind::Vxlan(_)) {
             if let Err(why) = check_ifname(name) {
-                return Err(format!("could not open network device {name} (Invalid argument: {why})"));
+                return Err(PortError::BadName { name: name.into(), why });
             }
         }
-        let dev_err = |e: std::io::Error| format!("could not open network device {name} ({})", strerror(&e));
+        let dev_err = |e: std::io::Error| PortError::Open { name: name.into(), os: strerror(&e) };
         let backend = match kind {
             Kind::Tap(_) => Backend::Tap(Arc::new(TapPort::open(name, self.queues.max(1)).map_err(dev_err)?)),
             Kind::System => Backend::AfPacket(Arc::new(AfPacketPort::open(name, self.queues.max(1)).map_err(dev_err)?)),
@@ -329,10 +365,11 @@ impl Ports {
                 let ep = match self.endpoints.get(&key) {
                     Some(e) if e.queues() == queues => e.clone(),
                     _ => {
-                        let e = Arc::new(
-                            Endpoint::open(spec.tx.local, spec.dst_port, spec.tx.v6, queues)
-                                .map_err(|e| format!("{name}: could not listen on UDP port {} for VXLAN ({})", spec.dst_port, strerror(&e)))?,
-                        );
+                        let e = Arc::new(Endpoint::open(spec.tx.local, spec.dst_port, spec.tx.v6, queues).map_err(|e| PortError::VxlanListen {
+                            name: name.into(),
+                            port: spec.dst_port,
+                            os: strerror(&e),
+                        })?);
                         self.endpoints.insert(key, e.clone());
                         e
                     }
@@ -340,7 +377,7 @@ impl Ports {
                 let pool = match self.pools.get(&spec.tx) {
                     Some(p) => p.clone(),
                     None => {
-                        let p = Arc::new(SendPool::open(&spec.tx).map_err(|e| format!("{name}: could not open VXLAN send sockets ({})", strerror(&e)))?);
+                        let p = Arc::new(SendPool::open(&spec.tx).map_err(|e| PortError::VxlanSend { name: name.into(), os: strerror(&e) })?);
                         self.pools.insert(spec.tx.clone(), p.clone());
                         p
                     }
@@ -402,16 +439,16 @@ fn wanted(db: &Db) -> Vec<Wanted> {
 }
 
 /// The backend an interface's `type` and `options` call for.
-fn kind_for(db: &Db, w: &Wanted) -> Result<Kind, String> {
+fn kind_for(db: &Db, w: &Wanted) -> Result<Kind, PortError> {
     match w.ty.as_str() {
         "" | "system" => Ok(Kind::System),
         "internal" | "tap" => Ok(Kind::Tap(w.ty.clone())),
         "vxlan" => {
             let map: BTreeMap<String, String> =
                 Interface::get(db, &w.iface).into_iter().flat_map(|i| i.option_pairs()).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-            tunnel::parse(&w.name, &map).map(Kind::Vxlan)
+            Ok(Kind::Vxlan(tunnel::parse(&w.name, &map)?))
         }
-        other => Err(format!("interface type \"{other}\" is not supported by rvs")),
+        other => Err(PortError::UnsupportedType(other.into())),
     }
 }
 
@@ -421,15 +458,14 @@ fn ports_with_unsupported_vlan(db: &Db) -> Vec<Uuid> {
 }
 
 /// An error that applies to every interface of a port.
-fn port_level_error(db: &Db, port: &Uuid, unsupported_vlan: &[Uuid]) -> Option<String> {
+fn port_level_error(db: &Db, port: &Uuid, unsupported_vlan: &[Uuid]) -> Option<PortError> {
     if unsupported_vlan.contains(port) {
-        return Some("vlan_mode dot1q-tunnel (802.1ad QinQ) is not supported by rvs".into());
+        return Some(PortError::QinQ);
     }
     let p = Port::get(db, port)?;
     let n = p.interfaces().count();
     if n > 1 {
-        let name = p.name();
-        return Some(format!("port {name} has {n} interfaces: bonds are not supported by rvs"));
+        return Some(PortError::Bond { port: p.name().into(), n });
     }
     None
 }
@@ -440,7 +476,7 @@ fn persistent_status(db: &Db) -> Vec<(Uuid, Datum, Datum)> {
 }
 
 /// Writes `error` and assigns `ofport` for every wanted interface.
-fn write_errors_and_ofports(db: &mut Db, wanted: &[Wanted], errors: &HashMap<Uuid, String>) {
+fn write_errors_and_ofports(db: &mut Db, wanted: &[Wanted], errors: &HashMap<Uuid, PortError>) {
     let mut bridges: Vec<Uuid> = wanted.iter().map(|w| w.bridge).collect();
     bridges.dedup();
     for b in bridges {
@@ -485,7 +521,7 @@ fn write_errors_and_ofports(db: &mut Db, wanted: &[Wanted], errors: &HashMap<Uui
         for w in &ifaces {
             match errors.get(&w.iface) {
                 Some(e) => {
-                    db.set_col(Interface::ERROR, &w.iface, Datum::string(e));
+                    db.set_col(Interface::ERROR, &w.iface, Datum::string(&e.to_string()));
                     db.set_col(Interface::OFPORT, &w.iface, Datum::integer(-1));
                 }
                 None => {
@@ -548,21 +584,21 @@ fn policer_config(db: &Db, iface: &Uuid) -> PolicerConfig {
 
 /// Applies Interface `mtu_request` (taps and system devices) and `mac` (internal and tap
 /// devices rvs created) when the device is in this namespace and differs.
-fn apply_link_settings(db: &Db, iface: &Uuid, p: &OpenPort) -> Result<(), String> {
+fn apply_link_settings(db: &Db, iface: &Uuid, p: &OpenPort) -> Result<(), LinkError> {
     if matches!(p.kind, Kind::Vxlan(_)) || netdev::ifindex(&p.name).is_err() {
         return Ok(());
     }
     let Some(i) = Interface::get(db, iface) else { return Ok(()) };
     if let Some(mtu) = i.mtu_request() {
         if netdev::mtu(&p.name).ok() != Some(mtu as u32) {
-            netdev::set_mtu(&p.name, mtu as u32).map_err(|e| format!("could not set MTU {mtu} on {} ({})", p.name, strerror(&e)))?;
+            netdev::set_mtu(&p.name, mtu as u32).map_err(|e| LinkError::Mtu { mtu, name: p.name.clone(), os: strerror(&e) })?;
             tracing::info!("{}: MTU set to {mtu}", p.name);
         }
     }
     if let (Kind::Tap(_), Some(mac)) = (&p.kind, i.mac()) {
-        let m: MacAddr = mac.parse().map_err(|_| format!("{}: invalid mac {mac}", p.name))?;
+        let m: MacAddr = mac.parse().map_err(|_| LinkError::BadMac { name: p.name.clone(), mac: mac.into() })?;
         if netdev::hwaddr(&p.name).ok() != Some(m.0) {
-            netdev::set_hwaddr(&p.name, m.0).map_err(|e| format!("could not set MAC {mac} on {} ({})", p.name, strerror(&e)))?;
+            netdev::set_hwaddr(&p.name, m.0).map_err(|e| LinkError::Mac { mac: mac.into(), name: p.name.clone(), os: strerror(&e) })?;
         }
     }
     Ok(())
@@ -635,7 +671,7 @@ mod tests {
 
     #[test]
     fn long_names_are_errors() {
-        let e = Ports::default().open_port("a-name-longer-than-15", &Kind::Tap("internal".into())).err().unwrap();
+        let e = Ports::default().open_port("a-name-longer-than-15", &Kind::Tap("internal".into())).err().unwrap().to_string();
         assert!(e.starts_with("could not open network device a-name-longer-than-15 (Invalid argument"), "{e}");
     }
 }

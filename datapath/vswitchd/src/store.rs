@@ -88,7 +88,7 @@ impl Store {
         if v != VERSION {
             return Err(corrupt(format!("unsupported version {v} (this rvs reads version {VERSION})")));
         }
-        let db = Db::from_json(j.get("db").unwrap_or(&Json::Null)).map_err(corrupt)?;
+        let db = Db::from_json(j.get("db").unwrap_or(&Json::Null)).map_err(|e| corrupt(e.to_string()))?;
         db.check().map_err(|e| corrupt(format!("inconsistent contents: {e}")))?;
         let boot_id = j.get("boot_id").and_then(Json::as_str).map(String::from);
         let static_fdb = match j.get("static_fdb") {
