@@ -1,14 +1,27 @@
 //! The control plane's state and its request handlers: the database, the open ports,
 //! the store and the workers' handle, owned by one task so that commits are serialized.
 //!
-//! A commit is: check the base generation (else `Conflict`), apply the ops to a copy,
-//! collect garbage, check the schema rules, reconcile ports against the copy (opening
-//! devices, assigning ofports, recording errors), write the file durably, swap the copy
-//! in, hand the workers their new configuration, answer. The datapath never waits for any
-//! of this: it keeps forwarding with the old configuration until the new one arrives.
+//! A commit is plan → save → apply: check the base generation (else `Conflict`), apply
+//! the ops to a copy, collect garbage, check the schema rules, make the [`Plan`] for the
+//! copy (pure: no device is touched), write the file durably, swap the copy in; only
+//! then apply the plan (open and close devices, assign ofports, record errors), save
+//! again if that changed the persistent status columns (`error`, `ofport`), hand the
+//! workers their new configuration, answer. A commit that cannot be saved is refused
+//! before any device is touched, so there is nothing to undo.
+//!
+//! The answer carries the database after the apply, so a device that could not be
+//! opened is reported to the client (its `error` column, `ofport` -1) as before, even
+//! though the transaction was made durable first: that is what ovs-vsctl waits for
+//! (`Error detected while setting up …`). Should the second save fail, the commit
+//! stands (its configuration is durable) and the status columns are derived again on
+//! the next start.
+//!
+//! The datapath never waits for any of this: it keeps forwarding with the old
+//! configuration until the new one arrives.
 
 use serde_json::Value as Json;
 
+use crate::plan::{self, Plan};
 use crate::reconcile::Ports;
 use crate::status;
 use crate::store::{Meta, Store};
@@ -33,10 +46,17 @@ impl Control {
         Control { db, meta, store, ports: Ports::default(), worker, exit_requested: false }
     }
 
-    /// Reconciles ports with the database, sends the worker its configuration if it
-    /// changed, and saves the file if persistent status columns changed.
+    /// Reconciles ports with the database (plans it and applies the plan), sends the
+    /// worker its configuration if it changed, and saves the file if persistent status
+    /// columns changed.
     pub fn reconcile(&mut self) {
-        let out = self.ports.reconcile(&mut self.db, &self.meta.static_fdb);
+        let plan = plan::plan(&self.db, plan::available_cpus());
+        self.apply(&plan);
+    }
+
+    /// Applies `plan`, made from the saved database, and saves the outcome.
+    fn apply(&mut self, plan: &Plan) {
+        let out = self.ports.apply(plan, &mut self.db, &self.meta.static_fdb);
         if let Some(cfg) = out.config {
             self.worker.reconfigure(cfg);
         }
@@ -68,22 +88,18 @@ impl Control {
             return Response::Error { message: format!("transaction error: {message}") };
         }
         next.generation += 1;
-        let wanted_cfg = next.root_view().map(|r| r.row.col(OpenVswitch::NEXT_CFG).clone());
-        let out = self.ports.reconcile(&mut next, &self.meta.static_fdb);
-        if let Some(cfg) = wanted_cfg {
+        if let Some(cfg) = next.root_view().map(|r| r.row.col(OpenVswitch::NEXT_CFG).clone()) {
             let root = next.ensure_root();
             next.set_col(OpenVswitch::CUR_CFG, &root, cfg);
         }
+        let plan: Plan = plan::plan(&next, plan::available_cpus());
         if let Err(e) = self.store.save(&next, &self.meta) {
-            // Not durable, so not committed: put the ports back as they were.
+            // Not durable, so not committed; no device was touched.
             tracing::error!("{e}");
-            self.ports.reconcile(&mut self.db, &self.meta.static_fdb);
             return Response::Error { message: e.to_string() };
         }
         self.db = next;
-        if let Some(cfg) = out.config {
-            self.worker.reconfigure(cfg);
-        }
+        self.apply(&plan);
         Response::Committed { generation: self.db.generation, db: self.snapshot() }
     }
 

@@ -19,6 +19,7 @@
 pub mod appctl;
 pub mod control;
 pub mod logging;
+pub mod plan;
 pub mod port;
 pub mod reconcile;
 pub mod server;
