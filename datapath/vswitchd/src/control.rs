@@ -67,11 +67,12 @@ impl Control {
         }
     }
 
-    /// The database with fresh status columns, as JSON.
-    pub fn snapshot(&mut self) -> Json {
-        status::fill_interfaces(&mut self.db, &self.ports);
-        status::fill_ports(&mut self.db);
-        self.db.to_json(true)
+    /// The database with fresh status columns, as JSON. A read: the status is written
+    /// into the copy that is sent, not into the daemon's database.
+    pub fn snapshot(&self) -> Json {
+        let mut db = self.db.clone();
+        status::read(&self.db, &self.ports).write(&mut db);
+        db.to_json(true)
     }
 
     /// Handles a commit request (see the module docs).
