@@ -78,7 +78,7 @@ pub struct OpenPort {
     pub kind: Kind,
     pub backend: Backend,
     pub stats: Arc<PortStats>,
-    /// Which opening of a backend this is (see [`Ports::serial`]): a reopened port,
+    /// Which opening of a backend this is (counted by `Ports`): a reopened port,
     /// whose workers' handle must change, gets a new one.
     pub serial: u64,
 }
@@ -105,6 +105,9 @@ pub struct Ports {
     queues: usize,
 }
 
+/// A static MAC entry as the workers get it: (VLAN, MAC, port).
+type StaticEntry = (VlanId, MacAddr, OfPort);
+
 /// What a datapath configuration is made of, to tell whether the workers need a new
 /// one: the plan, and per port its OpenFlow number and which backend is open; static
 /// MAC entries per bridge.
@@ -112,7 +115,7 @@ pub struct Ports {
 pub struct Applied {
     plan: Plan,
     ports: Vec<(Uuid, OfPort, u64)>,
-    statics: Vec<(Uuid, Vec<(VlanId, MacAddr, OfPort)>)>,
+    statics: Vec<(Uuid, Vec<StaticEntry>)>,
 }
 
 /// What a reconcile pass produced.
