@@ -693,6 +693,11 @@ impl Datum {
         self.values.as_ref().map(|v| &v[i])
     }
 
+    /// The (key, value) pairs of a string-to-string map; other pairs are skipped.
+    pub fn str_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.keys.iter().zip(self.values.iter().flatten()).filter_map(|(k, v)| Some((k.as_str()?, v.as_str()?)))
+    }
+
     /// The value for string key `key` in a string map, as text.
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.get(&Atom::String(key.to_string())).and_then(Atom::as_str)

@@ -273,13 +273,6 @@ impl<'a> Interface<'a> {
     }
 }
 
-impl Datum {
-    /// The (key, value) pairs of a string-to-string map; other pairs are skipped.
-    pub fn str_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.keys.iter().zip(self.values.iter().flatten()).filter_map(|(k, v)| Some((k.as_str()?, v.as_str()?)))
-    }
-}
-
 impl Row {
     /// The value of a typed column; `col` must be of this row's table.
     pub fn col(&self, col: Col) -> &Datum {
