@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use rvs_ovsdb::view::{Bridge, Interface, OpenVswitch, Port};
 use rvs_ovsdb::{Atom, Datum, Db, RowOp, Uuid, tables};
 use rvs_ovsdb::proto::{Client, Request, Response};
 use rvs_testkit::*;
@@ -27,18 +28,18 @@ fn commit(c: &mut Client, base: &Db, new: &Db) -> Response {
 /// Adds bridge `br` with one system port `port` to a copy of `db`.
 fn with_bridge(db: &Db, br: &str, port: &str) -> Db {
     let mut n = db.clone();
-    let i = n.insert_new(tables::INTERFACE);
-    n.set(tables::INTERFACE, &i, "name", Datum::string(port));
-    let p = n.insert_new(tables::PORT);
-    n.set(tables::PORT, &p, "name", Datum::string(port));
-    n.set(tables::PORT, &p, "interfaces", Datum::uuid(i));
-    let b = n.insert_new(tables::BRIDGE);
-    n.set(tables::BRIDGE, &b, "name", Datum::string(br));
-    n.set(tables::BRIDGE, &b, "ports", Datum::uuid(p));
+    let i = n.insert_new(Interface::TABLE);
+    n.set_col(Interface::NAME, &i, Datum::string(port));
+    let p = n.insert_new(Port::TABLE);
+    n.set_col(Port::NAME, &p, Datum::string(port));
+    n.set_col(Port::INTERFACES, &p, Datum::uuid(i));
+    let b = n.insert_new(Bridge::TABLE);
+    n.set_col(Bridge::NAME, &b, Datum::string(br));
+    n.set_col(Bridge::PORTS, &b, Datum::uuid(p));
     let root = n.root().unwrap().0;
-    let mut brs = n.get(tables::OPEN_VSWITCH, &root, "bridges").unwrap().clone();
+    let mut brs = n.col(OpenVswitch::BRIDGES, &root).unwrap().clone();
     brs.insert(Atom::Uuid(b), None);
-    n.set(tables::OPEN_VSWITCH, &root, "bridges", brs);
+    n.set_col(OpenVswitch::BRIDGES, &root, brs);
     n
 }
 
@@ -53,8 +54,8 @@ fn commit_applies_reports_port_errors_and_persists() {
     assert_eq!(generation, base.generation + 1);
     let db = Db::from_json(&db).unwrap();
     let i = db.find_by_name(tables::INTERFACE, "rvs-nodev0").unwrap();
-    assert_eq!(db.get(tables::INTERFACE, &i, "error").and_then(Datum::as_str), Some("could not open network device rvs-nodev0 (No such device)"));
-    assert_eq!(db.get(tables::INTERFACE, &i, "ofport").and_then(Datum::as_int), Some(-1));
+    assert_eq!(db.col(Interface::ERROR, &i).and_then(Datum::as_str), Some("could not open network device rvs-nodev0 (No such device)"));
+    assert_eq!(db.col(Interface::OFPORT, &i).and_then(Datum::as_int), Some(-1));
     // Durable: a restarted daemon has it.
     d.stop();
     assert!(d.try_start().status.success());
@@ -84,7 +85,7 @@ fn daemon_enforces_schema_and_collects_garbage() {
     // A dangling reference is refused with OVSDB's wording and changes nothing.
     let mut bad = with_bridge(&base, "brx", "rvs-nodev3");
     let p = bad.find_by_name(tables::PORT, "rvs-nodev3").unwrap();
-    bad.set(tables::PORT, &p, "interfaces", Datum::uuid(Uuid::random()));
+    bad.set_col(Port::INTERFACES, &p, Datum::uuid(Uuid::random()));
     match commit(&mut c, &base, &bad) {
         Response::Error { message } => assert!(message.contains("referential integrity violation"), "{message}"),
         other => panic!("{other:?}"),
@@ -92,7 +93,7 @@ fn daemon_enforces_schema_and_collects_garbage() {
     // A tag out of range (a client bypassing rvsctl's checks) is refused too.
     let mut bad = with_bridge(&base, "bry", "rvs-nodev4");
     let p = bad.find_by_name(tables::PORT, "rvs-nodev4").unwrap();
-    bad.set(tables::PORT, &p, "tag", Datum::integer(5000));
+    bad.set_col(Port::TAG, &p, Datum::integer(5000));
     assert!(matches!(commit(&mut c, &base, &bad), Response::Error { .. }));
     assert_eq!(snapshot(&mut c).generation, base.generation);
     // Dropping the bridge from Open_vSwitch.bridges deletes bridge, port and interface.
@@ -101,7 +102,7 @@ fn daemon_enforces_schema_and_collects_garbage() {
     let cur = snapshot(&mut c);
     let mut gone = cur.clone();
     let root = gone.root().unwrap().0;
-    gone.set(tables::OPEN_VSWITCH, &root, "bridges", Datum::set(vec![]));
+    gone.set_col(OpenVswitch::BRIDGES, &root, Datum::set(vec![]));
     // Only the root changes in the ops the client sends; the daemon collects the rest.
     let ops: Vec<RowOp> = cur.diff(&gone);
     assert_eq!(ops.len(), 1);

@@ -4,8 +4,9 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rvs_ovsdb::{Db, RowOp};
 use rvs_ovsdb::proto::{Client, ProtoError, Request, Response};
+use rvs_ovsdb::view::OpenVswitch;
+use rvs_ovsdb::{Db, RowOp};
 
 /// What a commit did.
 pub enum Commit {
@@ -143,8 +144,8 @@ impl Backend for Memory {
         }
         next.generation += 1;
         if let Some((root, r)) = next.root().map(|(u, r)| (u, r.clone())) {
-            let cfg = r.get(&rvs_ovsdb::TABLES[rvs_ovsdb::tables::OPEN_VSWITCH], "next_cfg").clone();
-            next.set(rvs_ovsdb::tables::OPEN_VSWITCH, &root, "cur_cfg", cfg);
+            let cfg = r.col(OpenVswitch::NEXT_CFG).clone();
+            next.set_col(OpenVswitch::CUR_CFG, &root, cfg);
         }
         self.db = next.clone();
         Ok(Commit::Done(next))

@@ -7,7 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use rvs_ovsdb::{Datum, Db, TABLES, Uuid, tables};
+use rvs_ovsdb::view as v;
+use rvs_ovsdb::{Db, Uuid};
 
 use crate::error::{CtlError, Result};
 
@@ -47,40 +48,41 @@ pub struct Cache {
     pub ifaces: BTreeMap<String, Iface>,
 }
 
-fn is_fake_bridge(db: &Db, p: &Uuid) -> Option<i64> {
-    let fake = db.get(tables::PORT, p, "fake_bridge").and_then(Datum::as_bool).unwrap_or(false);
-    let tag = db.get(tables::PORT, p, "tag").and_then(Datum::as_int);
-    tag.filter(|t| fake && (0..=4095).contains(t))
+fn is_fake_bridge(p: v::Port) -> Option<i64> {
+    p.tag().filter(|t| p.fake_bridge() && (0..=4095).contains(t))
 }
 
-fn uuids(db: &Db, t: usize, u: &Uuid, col: &str) -> Vec<Uuid> {
-    db.get(t, u, col).map(|d| d.uuids().collect()).unwrap_or_default()
+/// The name of a row a reference names; `""` for a reference left dangling by an
+/// earlier command of the transaction (such a row still counts, as it always has).
+fn name_of(name: Option<&str>) -> String {
+    name.unwrap_or_default().to_string()
 }
 
-fn name(db: &Db, t: usize, u: &Uuid) -> String {
-    db.name_of(t, u).unwrap_or_default().to_string()
+fn ports_of(b: Option<v::Bridge<'_>>) -> Vec<Uuid> {
+    b.map(|b| b.ports().collect()).unwrap_or_default()
 }
 
 impl Cache {
     /// Builds the view (vsctl_context_populate_cache).
     pub fn build(db: &Db) -> Cache {
         let mut c = Cache::default();
-        let Some((_, root)) = db.root() else { return c };
-        let brs: Vec<Uuid> = root.get(&TABLES[tables::OPEN_VSWITCH], "bridges").uuids().collect();
+        let Some(root) = db.root_view() else { return c };
+        let brs: Vec<(Uuid, Option<v::Bridge>)> = root.bridges().map(|u| (u, v::Bridge::get(db, &u))).collect();
         // Pass 1: bridges, real and fake.
         let mut port_names = std::collections::HashSet::new();
-        for b in &brs {
-            let bn = name(db, tables::BRIDGE, b);
+        for &(b, br) in &brs {
+            let bn = name_of(br.map(|b| b.name()));
             if c.bridges.contains_key(&bn) {
                 continue;
             }
-            c.bridges.insert(bn.clone(), Bridge { name: bn.clone(), row: Some(*b), parent: None, vlan: 0, ports: vec![] });
-            for p in uuids(db, tables::BRIDGE, b, "ports") {
-                let pn = name(db, tables::PORT, &p);
+            c.bridges.insert(bn.clone(), Bridge { name: bn.clone(), row: Some(b), parent: None, vlan: 0, ports: vec![] });
+            for p in ports_of(br) {
+                let port = v::Port::get(db, &p);
+                let pn = name_of(port.map(|p| p.name()));
                 if !port_names.insert(pn.clone()) {
                     continue;
                 }
-                if let Some(tag) = is_fake_bridge(db, &p) {
+                if let Some(tag) = port.and_then(is_fake_bridge) {
                     let clash = c.bridges.values().any(|x| x.parent.as_deref() == Some(bn.as_str()) && x.vlan == tag);
                     if !c.bridges.contains_key(&pn) && !clash {
                         c.bridges.insert(pn.clone(), Bridge { name: pn, row: None, parent: Some(bn.clone()), vlan: tag, ports: vec![] });
@@ -90,26 +92,27 @@ impl Cache {
         }
         // Pass 2: ports and interfaces.
         let mut seen_bridges = std::collections::HashSet::new();
-        for b in &brs {
-            let bn = name(db, tables::BRIDGE, b);
+        for &(_, br) in &brs {
+            let bn = name_of(br.map(|b| b.name()));
             if !seen_bridges.insert(bn.clone()) {
                 continue;
             }
-            for p in uuids(db, tables::BRIDGE, b, "ports") {
-                let pn = name(db, tables::PORT, &p);
+            for p in ports_of(br) {
+                let port = v::Port::get(db, &p);
+                let pn = name_of(port.map(|p| p.name()));
                 if c.ports.contains_key(&pn) {
                     continue;
                 }
                 // The port's bridge: the fake bridge of its tag, if the parent has one.
-                let tag = db.get(tables::PORT, &p, "tag").and_then(Datum::as_int);
-                let owner = tag
+                let owner = port
+                    .and_then(|p| p.tag())
                     .filter(|t| (0..=4095).contains(t))
                     .and_then(|t| c.bridges.values().find(|x| x.parent.as_deref() == Some(bn.as_str()) && x.vlan == t))
                     .map(|x| x.name.clone())
                     .unwrap_or_else(|| bn.clone());
                 let mut ifaces = Vec::new();
-                for i in uuids(db, tables::PORT, &p, "interfaces") {
-                    let iname = name(db, tables::INTERFACE, &i);
+                for i in port.map(|p| p.interfaces().collect::<Vec<_>>()).unwrap_or_default() {
+                    let iname = name_of(v::Interface::get(db, &i).map(|i| i.name()));
                     if c.ifaces.contains_key(&iname) {
                         continue;
                     }

@@ -4,7 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rvs_ovsdb::{Atom, Datum, Db, TABLES, Uuid, tables};
+use rvs_ovsdb::view::{Bridge, Interface, Port};
+use rvs_ovsdb::{Atom, Datum, Db, TABLES, Uuid};
 
 use crate::cache::Cache;
 use crate::error::{CtlError, Result};
@@ -90,13 +91,13 @@ impl Txn {
     /// Parses a value for a column type with `@name` symbols resolved.
     pub fn parse_datum(&mut self, ty: &rvs_ovsdb::ColumnType, s: &str) -> Result<Datum> {
         let mut f = |n: &str| self.symbol(n);
-        Datum::from_cli(ty, s, Some(&mut f)).map_err(CtlError::new)
+        Datum::from_cli(ty, s, Some(&mut f)).map_err(CtlError::from)
     }
 
     /// Parses one atom of a base type with symbols resolved.
     pub fn parse_atom(&mut self, base: &rvs_ovsdb::schema::BaseType, s: &str) -> Result<Atom> {
         let mut f = |n: &str| self.symbol(n);
-        Atom::from_cli(base, s, false, Some(&mut f)).map(|(a, _)| a).map_err(CtlError::new)
+        Atom::from_cli(base, s, false, Some(&mut f)).map(|(a, _)| a).map_err(CtlError::from)
     }
 
     /// `set`-style assignment `column[:key]=value` on row `u` of table `t`
@@ -143,37 +144,37 @@ impl Txn {
 
     /// Adds `port` to the `ports` of bridge row `b`.
     pub fn bridge_add_port(&mut self, b: &Uuid, port: Uuid) {
-        let mut ports = self.db.get(tables::BRIDGE, b, "ports").cloned().unwrap_or_default();
+        let mut ports = self.db.col(Bridge::PORTS, b).cloned().unwrap_or_default();
         ports.insert(Atom::Uuid(port), None);
-        self.db.set(tables::BRIDGE, b, "ports", ports);
+        self.db.set_col(Bridge::PORTS, b, ports);
     }
 
     /// Removes `port` from bridge row `b` and deletes the port and its interfaces.
     pub fn delete_port(&mut self, b: &Uuid, port: &Uuid) {
-        let mut ports = self.db.get(tables::BRIDGE, b, "ports").cloned().unwrap_or_default();
+        let mut ports = self.db.col(Bridge::PORTS, b).cloned().unwrap_or_default();
         ports.remove(&Atom::Uuid(*port), None);
-        self.db.set(tables::BRIDGE, b, "ports", ports);
-        let ifaces: Vec<Uuid> = self.db.get(tables::PORT, port, "interfaces").map(|d| d.uuids().collect()).unwrap_or_default();
+        self.db.set_col(Bridge::PORTS, b, ports);
+        let ifaces: Vec<Uuid> = Port::get(&self.db, port).map(|p| p.interfaces().collect()).unwrap_or_default();
         for i in ifaces {
-            self.db.delete(tables::INTERFACE, &i);
+            self.db.delete(Interface::TABLE, &i);
         }
-        self.db.delete(tables::PORT, port);
+        self.db.delete(Port::TABLE, port);
     }
 
     /// Inserts an Interface and a Port holding it; returns (port, iface).
     pub fn insert_port(&mut self, name: &str, iface_names: &[&str], iface_type: Option<&str>) -> (Uuid, Vec<Uuid>) {
         let mut ifaces = Vec::new();
         for n in iface_names {
-            let i = self.insert_row(tables::INTERFACE, None);
-            self.db.set(tables::INTERFACE, &i, "name", Datum::string(n));
+            let i = self.insert_row(Interface::TABLE, None);
+            self.db.set_col(Interface::NAME, &i, Datum::string(n));
             if let Some(ty) = iface_type {
-                self.db.set(tables::INTERFACE, &i, "type", Datum::string(ty));
+                self.db.set_col(Interface::TYPE, &i, Datum::string(ty));
             }
             ifaces.push(i);
         }
-        let p = self.insert_row(tables::PORT, None);
-        self.db.set(tables::PORT, &p, "name", Datum::string(name));
-        self.db.set(tables::PORT, &p, "interfaces", Datum::set(ifaces.iter().map(|u| Atom::Uuid(*u)).collect()));
+        let p = self.insert_row(Port::TABLE, None);
+        self.db.set_col(Port::NAME, &p, Datum::string(name));
+        self.db.set_col(Port::INTERFACES, &p, Datum::set(ifaces.iter().map(|u| Atom::Uuid(*u)).collect()));
         (p, ifaces)
     }
 
@@ -206,14 +207,14 @@ pub fn parse_column_key_value(t: usize, arg: &str, ops: &[&str]) -> Result<Colum
 
 /// The `column[:key]` at the start of `arg`, and what follows it.
 fn column_and_key(t: usize, arg: &str) -> Result<(usize, &'static rvs_ovsdb::ColumnSchema, Option<String>, &str)> {
-    let (col_name, mut rest) = rvs_ovsdb::value::next_token(arg).map_err(CtlError::new)?;
+    let (col_name, mut rest) = rvs_ovsdb::value::next_token(arg).map_err(CtlError::from)?;
     if col_name.is_empty() {
         return Err(CtlError::new(format!("{arg}: missing column name")));
     }
     let (ci, col) = names::column(t, &col_name)?;
     let mut key = None;
     if let Some(r) = rest.strip_prefix(':') {
-        let (k, r2) = rvs_ovsdb::value::next_token(r).map_err(CtlError::new)?;
+        let (k, r2) = rvs_ovsdb::value::next_token(r).map_err(CtlError::from)?;
         key = Some(k);
         rest = r2;
     }

@@ -34,6 +34,12 @@ impl From<String> for CtlError {
     }
 }
 
+impl From<rvs_ovsdb::ValueError> for CtlError {
+    fn from(e: rvs_ovsdb::ValueError) -> CtlError {
+        CtlError::new(e.to_string())
+    }
+}
+
 impl std::error::Error for CtlError {}
 
 /// Shorthand for command results.

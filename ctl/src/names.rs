@@ -5,7 +5,8 @@
 //! single Open_vSwitch row, or by the table's name column (for QoS: the name of the
 //! Port whose `qos` points at it).
 
-use rvs_ovsdb::{ColumnSchema, Datum, Db, TABLES, TableSchema, Uuid, tables};
+use rvs_ovsdb::view::Port;
+use rvs_ovsdb::{ColumnSchema, Db, TABLES, TableSchema, Uuid, tables};
 
 use crate::error::CtlError;
 
@@ -137,9 +138,7 @@ pub fn find_row(db: &Db, t: usize, id: &str) -> Result<Option<Uuid>, CtlError> {
     };
     let found = match t {
         tables::BRIDGE | tables::PORT | tables::INTERFACE => by_name(t, id)?,
-        tables::QOS => {
-            by_name(tables::PORT, id)?.and_then(|p| db.get(tables::PORT, &p, "qos").and_then(Datum::as_uuid)).filter(|q| db.tables[t].contains_key(q))
-        }
+        tables::QOS => by_name(tables::PORT, id)?.and_then(|p| Port::get(db, &p)?.qos()).filter(|q| db.tables[t].contains_key(q)),
         _ => None,
     };
     if found.is_some() {

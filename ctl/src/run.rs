@@ -5,7 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use rvs_ovsdb::{Datum, Db, TABLES, Uuid, tables};
+use rvs_ovsdb::view::{Interface, OpenVswitch};
+use rvs_ovsdb::{Datum, Db, TABLES, Uuid};
 
 use crate::backend::{Backend, BackendError, Commit};
 use crate::commands::Parsed;
@@ -63,8 +64,8 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
         let mut ops = snapshot.diff(&txn.db);
         if !ops.is_empty() && !opts.no_wait {
             let root = txn.root();
-            let next = txn.db.get(tables::OPEN_VSWITCH, &root, "next_cfg").and_then(Datum::as_int).unwrap_or(0) + 1;
-            txn.db.set(tables::OPEN_VSWITCH, &root, "next_cfg", Datum::integer(next));
+            let next = txn.db.col(OpenVswitch::NEXT_CFG, &root).and_then(Datum::as_int).unwrap_or(0) + 1;
+            txn.db.set_col(OpenVswitch::NEXT_CFG, &root, Datum::integer(next));
             ops = snapshot.diff(&txn.db);
         }
         let after = if ops.is_empty() || opts.dry_run {
@@ -141,12 +142,11 @@ fn check_new_uuids(before: &Db, inserted: &std::collections::HashSet<Uuid>) -> R
 fn setup_errors(db: &Db, new_ifaces: &[Uuid]) -> Vec<String> {
     let mut out = Vec::new();
     for u in new_ifaces {
-        let Some(row) = db.row(tables::INTERFACE, u) else { continue };
-        let t = &TABLES[tables::INTERFACE];
-        let ofport = row.get(t, "ofport").as_int();
+        let Some(i) = Interface::get(db, u) else { continue };
+        let ofport = i.ofport();
         if ofport.is_none() || ofport == Some(-1) {
-            let name = row.get(t, "name").as_str().unwrap_or_default();
-            match row.get(t, "error").as_str().filter(|e| !e.is_empty()) {
+            let name = i.name();
+            match i.error().filter(|e| !e.is_empty()) {
                 Some(e) => out.push(format!("Error detected while setting up '{name}': {e}.  See ovs-vswitchd log for details.")),
                 None => out.push(format!("Error detected while setting up '{name}'.  See ovs-vswitchd log for details.")),
             }

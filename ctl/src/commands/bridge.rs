@@ -1,7 +1,8 @@
 //! Bridge commands: add-br (real and fake VLAN bridges), del-br, list-br, br-exists,
 //! br-to-vlan, br-to-parent, br-set-external-id, br-get-external-id.
 
-use rvs_ovsdb::{Atom, Datum, tables};
+use rvs_ovsdb::view::{Bridge, OpenVswitch, Port};
+use rvs_ovsdb::{Atom, Col, Datum};
 
 use crate::context::{Cmd, Txn};
 use crate::error::{CtlError, Result};
@@ -55,13 +56,13 @@ pub fn add_br(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let iface = match &parent {
         None => {
             let (port, ifaces) = t.insert_port(&name, &[&name], Some("internal"));
-            let b = t.insert_row(tables::BRIDGE, None);
-            t.db.set(tables::BRIDGE, &b, "name", Datum::string(&name));
-            t.db.set(tables::BRIDGE, &b, "ports", Datum::uuid(port));
+            let b = t.insert_row(Bridge::TABLE, None);
+            t.db.set_col(Bridge::NAME, &b, Datum::string(&name));
+            t.db.set_col(Bridge::PORTS, &b, Datum::uuid(port));
             let root = t.root();
-            let mut brs = t.db.get(tables::OPEN_VSWITCH, &root, "bridges").cloned().unwrap_or_default();
+            let mut brs = t.db.col(OpenVswitch::BRIDGES, &root).cloned().unwrap_or_default();
             brs.insert(Atom::Uuid(b), None);
-            t.db.set(tables::OPEN_VSWITCH, &root, "bridges", brs);
+            t.db.set_col(OpenVswitch::BRIDGES, &root, brs);
             ifaces[0]
         }
         Some(p) => {
@@ -75,8 +76,8 @@ pub fn add_br(t: &mut Txn, c: &mut Cmd) -> Result<()> {
             }
             let Some(prow) = parent_br.row else { return Err(CtlError::new(format!("parent bridge {p} does not exist"))) };
             let (port, ifaces) = t.insert_port(&name, &[&name], Some("internal"));
-            t.db.set(tables::PORT, &port, "fake_bridge", Datum::boolean(true));
-            t.db.set(tables::PORT, &port, "tag", Datum::integer(vlan));
+            t.db.set_col(Port::FAKE_BRIDGE, &port, Datum::boolean(true));
+            t.db.set_col(Port::TAG, &port, Datum::integer(vlan));
             t.bridge_add_port(&prow, port);
             ifaces[0]
         }
@@ -100,11 +101,11 @@ pub fn del_br(t: &mut Txn, c: &mut Cmd) -> Result<()> {
         }
     }
     if let Some(row) = br.row {
-        t.db.delete(tables::BRIDGE, &row);
+        t.db.delete(Bridge::TABLE, &row);
         let root = t.root();
-        let mut brs = t.db.get(tables::OPEN_VSWITCH, &root, "bridges").cloned().unwrap_or_default();
+        let mut brs = t.db.col(OpenVswitch::BRIDGES, &root).cloned().unwrap_or_default();
         brs.remove(&Atom::Uuid(row), None);
-        t.db.set(tables::OPEN_VSWITCH, &root, "bridges", brs);
+        t.db.set_col(OpenVswitch::BRIDGES, &root, brs);
     }
     Ok(())
 }
@@ -147,32 +148,32 @@ pub fn br_to_parent(t: &mut Txn, c: &mut Cmd) -> Result<()> {
 
 /// External ids live on the Bridge row, or for a fake bridge on its Port with a
 /// `fake-bridge-` prefix.
-fn external_ids_target(t: &Txn, bridge: &str) -> Result<(usize, rvs_ovsdb::Uuid, &'static str)> {
+fn external_ids_target(t: &Txn, bridge: &str) -> Result<(Col, rvs_ovsdb::Uuid, &'static str)> {
     let cache = t.cache();
     let b = cache.find_bridge(bridge, true)?.expect("must exist");
     Ok(match b.row {
-        Some(r) => (tables::BRIDGE, r, ""),
-        None => (tables::PORT, cache.ports[bridge].row, "fake-bridge-"),
+        Some(r) => (Bridge::EXTERNAL_IDS, r, ""),
+        None => (Port::EXTERNAL_IDS, cache.ports[bridge].row, "fake-bridge-"),
     })
 }
 
 pub fn br_set_external_id(t: &mut Txn, c: &mut Cmd) -> Result<()> {
-    let (tbl, row, prefix) = external_ids_target(t, c.arg(1))?;
+    let (col, row, prefix) = external_ids_target(t, c.arg(1))?;
     let key = format!("{prefix}{}", c.arg(2));
-    let mut ids = t.db.get(tbl, &row, "external_ids").cloned().unwrap_or_default();
+    let mut ids = t.db.col(col, &row).cloned().unwrap_or_default();
     match c.argv.get(3) {
         Some(v) => ids.put(Atom::String(key), Atom::String(v.clone())),
         None => {
             ids.remove(&Atom::String(key), None);
         }
     }
-    t.db.set(tbl, &row, "external_ids", ids);
+    t.db.set_col(col, &row, ids);
     Ok(())
 }
 
 pub fn br_get_external_id(t: &mut Txn, c: &mut Cmd) -> Result<()> {
-    let (tbl, row, prefix) = external_ids_target(t, c.arg(1))?;
-    let ids = t.db.get(tbl, &row, "external_ids").cloned().unwrap_or_default();
+    let (col, row, prefix) = external_ids_target(t, c.arg(1))?;
+    let ids = t.db.col(col, &row).cloned().unwrap_or_default();
     match c.argv.get(2) {
         Some(k) => {
             if let Some(v) = ids.get_str(&format!("{prefix}{k}")) {
@@ -180,8 +181,7 @@ pub fn br_get_external_id(t: &mut Txn, c: &mut Cmd) -> Result<()> {
             }
         }
         None => {
-            for (k, v) in ids.keys.iter().zip(ids.values.iter().flatten()) {
-                let (Some(k), Some(v)) = (k.as_str(), v.as_str()) else { continue };
+            for (k, v) in ids.str_pairs() {
                 if let Some(k) = k.strip_prefix(prefix) {
                     c.output += &format!("{k}={v}\n");
                 }

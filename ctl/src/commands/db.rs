@@ -258,7 +258,7 @@ pub fn find(t: &mut Txn, c: &mut Cmd) -> Result<()> {
 
 /// The column part of `column[:key]=value` must name a column (pre_parse_column_key_value).
 fn precheck_column(tbl: usize, arg: &str) -> Result<()> {
-    let (name, _) = rvs_ovsdb::value::next_token(arg).map_err(CtlError::new)?;
+    let (name, _) = rvs_ovsdb::value::next_token(arg).map_err(CtlError::from)?;
     if name.is_empty() {
         return Err(CtlError::new(format!("{arg}: missing column name")));
     }

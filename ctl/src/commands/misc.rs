@@ -3,7 +3,8 @@
 //! those prints what there is — nothing; changing them is a clear error, never a
 //! silent success.
 
-use rvs_ovsdb::{Datum, TABLES, tables};
+use rvs_ovsdb::Datum;
+use rvs_ovsdb::view::{Bridge, Interface, Port};
 
 use crate::context::{Cmd, Txn};
 use crate::error::{CtlError, Result};
@@ -21,25 +22,22 @@ pub fn comment(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
 /// `emer-reset`: back to a plain learning switch, keeping bridges and ports (the
 /// columns ovs-vsctl resets, where rvs has them).
 pub fn emer_reset(t: &mut Txn, _c: &mut Cmd) -> Result<()> {
-    let bt = &TABLES[tables::BRIDGE];
-    for r in t.db.tables[tables::BRIDGE].values_mut() {
-        let hwaddr = r.get(bt, "other_config").get_str("hwaddr").map(String::from);
-        r.set(bt, "fail_mode", Datum::set(vec![]));
-        r.set(bt, "flood_vlans", Datum::set(vec![]));
+    for r in t.db.tables[Bridge::TABLE].values_mut() {
+        let hwaddr = r.col(Bridge::OTHER_CONFIG).get_str("hwaddr").map(String::from);
+        r.set_col(Bridge::FAIL_MODE, Datum::set(vec![]));
+        r.set_col(Bridge::FLOOD_VLANS, Datum::set(vec![]));
         let oc = match &hwaddr {
             Some(h) => Datum::smap([("hwaddr", h.as_str())]),
             None => Datum::map(vec![]),
         };
-        r.set(bt, "other_config", oc);
+        r.set_col(Bridge::OTHER_CONFIG, oc);
     }
-    let pt = &TABLES[tables::PORT];
-    for r in t.db.tables[tables::PORT].values_mut() {
-        r.set(pt, "other_config", Datum::map(vec![]));
+    for r in t.db.tables[Port::TABLE].values_mut() {
+        r.set_col(Port::OTHER_CONFIG, Datum::map(vec![]));
     }
-    let it = &TABLES[tables::INTERFACE];
-    for r in t.db.tables[tables::INTERFACE].values_mut() {
-        r.set(it, "ingress_policing_rate", Datum::integer(0));
-        r.set(it, "ingress_policing_burst", Datum::integer(0));
+    for r in t.db.tables[Interface::TABLE].values_mut() {
+        r.set_col(Interface::INGRESS_POLICING_RATE, Datum::integer(0));
+        r.set_col(Interface::INGRESS_POLICING_BURST, Datum::integer(0));
     }
     Ok(())
 }
@@ -48,7 +46,7 @@ pub fn get_fail_mode(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let cache = t.cache();
     let b = cache.find_bridge(c.arg(1), true)?.expect("must exist");
     if let Some(row) = cache.real_row(b) {
-        if let Some(m) = t.db.get(tables::BRIDGE, &row, "fail_mode").and_then(Datum::as_str).filter(|m| !m.is_empty()) {
+        if let Some(m) = Bridge::get(&t.db, &row).and_then(|b| b.fail_mode()).filter(|m| !m.is_empty()) {
             c.output += &format!("{m}\n");
         }
     }
@@ -58,7 +56,7 @@ pub fn get_fail_mode(t: &mut Txn, c: &mut Cmd) -> Result<()> {
 pub fn del_fail_mode(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let cache = t.cache();
     let row = cache.find_real_bridge(c.arg(1), true)?.and_then(|b| b.row).expect("must exist");
-    t.db.set(tables::BRIDGE, &row, "fail_mode", Datum::set(vec![]));
+    t.db.set_col(Bridge::FAIL_MODE, &row, Datum::set(vec![]));
     Ok(())
 }
 
@@ -69,7 +67,7 @@ pub fn set_fail_mode(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     if mode != "standalone" && mode != "secure" {
         return Err(CtlError::new("fail-mode must be \"standalone\" or \"secure\""));
     }
-    t.db.set(tables::BRIDGE, &row, "fail_mode", Datum::string(mode));
+    t.db.set_col(Bridge::FAIL_MODE, &row, Datum::string(mode));
     Ok(())
 }
 

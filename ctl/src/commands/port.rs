@@ -1,7 +1,8 @@
 //! Port and interface commands: list-ports, add-port (with `COLUMN[:KEY]=VALUE`
 //! settings on the new Port), del-port, port-to-br, list-ifaces, iface-to-br.
 
-use rvs_ovsdb::{Datum, tables};
+use rvs_ovsdb::Datum;
+use rvs_ovsdb::view::Port;
 
 use crate::context::{Cmd, Txn};
 use crate::error::{CtlError, Result};
@@ -73,10 +74,10 @@ pub fn add(t: &mut Txn, c: &Cmd, br_name: &str, port_name: &str, ifaces: &[Strin
     let (port, new_ifaces) = t.insert_port(port_name, &names, None);
     t.new_ifaces.extend(new_ifaces);
     if bridge.parent.is_some() {
-        t.db.set(tables::PORT, &port, "tag", Datum::integer(bridge.vlan));
+        t.db.set_col(Port::TAG, &port, Datum::integer(bridge.vlan));
     }
     for s in settings {
-        t.set_column(tables::PORT, &port, s)?;
+        t.set_column(Port::TABLE, &port, s)?;
     }
     let real = cache.real_row(&bridge).ok_or_else(|| CtlError::new(format!("no bridge named {br_name}")))?;
     t.bridge_add_port(&real, port);

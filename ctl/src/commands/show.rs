@@ -3,17 +3,18 @@
 //! per level (OVS's cmd_show with ovs-vsctl's table of shown columns). OVS lists rows
 //! in hash order; rvs sorts bridges, ports and interfaces by name.
 
-use rvs_ovsdb::{Datum, Db, TABLES, Uuid, tables};
+use rvs_ovsdb::view::{Bridge, Interface, OpenVswitch, Port};
+use rvs_ovsdb::{Col, Datum, Db, TABLES, Uuid};
 
 use crate::context::{Cmd, Txn};
 use crate::error::Result;
 
 /// (table, columns shown in order)
-const SHOWN: &[(usize, &[&str])] = &[
-    (tables::OPEN_VSWITCH, &["manager_options", "bridges", "ovs_version"]),
-    (tables::BRIDGE, &["controller", "fail_mode", "datapath_type", "ports"]),
-    (tables::PORT, &["tag", "trunks", "interfaces"]),
-    (tables::INTERFACE, &["type", "options", "error", "bfd_status"]),
+const SHOWN: &[(usize, &[Col])] = &[
+    (OpenVswitch::TABLE, &[OpenVswitch::MANAGER_OPTIONS, OpenVswitch::BRIDGES, OpenVswitch::OVS_VERSION]),
+    (Bridge::TABLE, &[Bridge::CONTROLLER, Bridge::FAIL_MODE, Bridge::DATAPATH_TYPE, Bridge::PORTS]),
+    (Port::TABLE, &[Port::TAG, Port::TRUNKS, Port::INTERFACES]),
+    (Interface::TABLE, &[Interface::TYPE, Interface::OPTIONS, Interface::ERROR, Interface::BFD_STATUS]),
 ];
 
 fn sorted_by_name(db: &Db, t: usize, d: &Datum) -> Vec<Uuid> {
@@ -25,16 +26,16 @@ fn sorted_by_name(db: &Db, t: usize, d: &Datum) -> Vec<Uuid> {
 fn row(db: &Db, t: usize, u: &Uuid, level: usize, out: &mut String) {
     let ts = &TABLES[t];
     let pad = " ".repeat(level * 4);
-    if t == tables::OPEN_VSWITCH {
+    if t == OpenVswitch::TABLE {
         out.push_str(&format!("{pad}{u}\n"));
     } else {
         let name = db.get(t, u, "name").map(|d| d.to_cli(&ts.column("name").expect("name").1.ty)).unwrap_or_default();
         out.push_str(&format!("{pad}{} {name}\n", ts.name));
     }
     let cols = SHOWN.iter().find(|(x, _)| *x == t).map(|(_, c)| *c).unwrap_or(&[]);
-    for col in cols {
-        let (_, cs) = ts.column(col).expect("shown column exists");
-        let d = db.get(t, u, col).cloned().unwrap_or_default();
+    for &col in cols {
+        let cs = col.schema();
+        let d = db.col(col, u).cloned().unwrap_or_default();
         if let Some(rt) = cs.ty.key.ref_table.and_then(rvs_ovsdb::schema::table_index) {
             if SHOWN.iter().any(|(x, _)| *x == rt) {
                 for r in sorted_by_name(db, rt, &d) {
@@ -44,15 +45,15 @@ fn row(db: &Db, t: usize, u: &Uuid, level: usize, out: &mut String) {
             continue;
         }
         if d != Datum::default_for(&cs.ty) {
-            out.push_str(&format!("{pad}    {col}: {}\n", d.to_cli(&cs.ty)));
+            out.push_str(&format!("{pad}    {}: {}\n", cs.name, d.to_cli(&cs.ty)));
         }
     }
 }
 
 pub fn show(t: &mut Txn, c: &mut Cmd) -> Result<()> {
-    let roots: Vec<Uuid> = t.db.tables[tables::OPEN_VSWITCH].keys().copied().collect();
+    let roots: Vec<Uuid> = OpenVswitch::all(&t.db).map(|r| r.uuid).collect();
     for r in roots {
-        row(&t.db, tables::OPEN_VSWITCH, &r, 0, &mut c.output);
+        row(&t.db, OpenVswitch::TABLE, &r, 0, &mut c.output);
     }
     Ok(())
 }

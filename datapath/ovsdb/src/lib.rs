@@ -7,6 +7,11 @@
 //! Port, Interface) that nothing refers to any more are garbage-collected at commit;
 //! references must point at existing rows; indexed columns (`name`) are unique.
 //!
+//! Code reads and writes the columns it knows through the typed views of [`view`]
+//! (`Port::get(&db, &u)?.vlan_mode()`, `db.set_col(Port::TAG, &u, ..)`), checked
+//! against the schema at compile time; access by a name a user typed goes through
+//! [`TableSchema::column`].
+//!
 //! Nothing in this crate does I/O: persistence is the daemon's job
 //! (`rvs_vswitchd::store`); [`proto`] is the control protocol's message types.
 #![forbid(unsafe_code)]
@@ -14,6 +19,7 @@
 pub mod proto;
 pub mod schema;
 pub mod value;
+pub mod view;
 
 use std::collections::BTreeMap;
 
@@ -21,7 +27,53 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as Json};
 
 pub use schema::{ColumnSchema, ColumnType, TABLES, TableSchema, tables};
+pub use value::ValueError;
 pub use value::{Atom, Datum, Uuid};
+pub use view::Col;
+
+/// Why a database, a row or a change to them was refused. The texts of the commit
+/// checks are ovsdb-server's, as ovs-vsctl prints them after `transaction error: `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DbError {
+    #[error("unknown table {0}")]
+    UnknownTable(String),
+    #[error("unknown column {column} in table {table}")]
+    UnknownColumn { table: String, column: String },
+    #[error("{0} row is not a JSON object")]
+    RowNotObject(&'static str),
+    #[error("{table}.{column}: {source}")]
+    Column { table: &'static str, column: String, source: ValueError },
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    #[error("bad uuid {0}")]
+    BadUuid(String),
+    #[error("bad row uuid {uuid} in table {table}")]
+    BadRowUuid { table: String, uuid: String },
+    #[error("row {uuid} already exists in table {table}")]
+    RowExists { table: String, uuid: String },
+    #[error("no row {uuid} in table {table}")]
+    NoRow { table: String, uuid: String },
+    #[error("update is not an object")]
+    UpdateNotObject,
+    #[error("missing \"{0}\"")]
+    Missing(&'static str),
+    #[error("table {0} is not an object")]
+    TableNotObject(String),
+    #[error("the Open_vSwitch table may hold only one row")]
+    SeveralRoots,
+    #[error("table {0} is not supported by rvs")]
+    Unsupported(&'static str),
+    #[error("{table}.{column} of row {row}: {source}")]
+    Constraint { table: &'static str, column: &'static str, row: Uuid, source: ValueError },
+    #[error("constraint violation: {table} column {column} of row {row} has {count} value(s), allowed {min} to {max}")]
+    Count { table: &'static str, column: &'static str, row: Uuid, count: usize, min: u32, max: u32 },
+    #[error("referential integrity violation: Table {table} column {column} row {row} references nonexistent row {target} in table {target_table}.")]
+    Dangling { table: &'static str, column: &'static str, row: Uuid, target: Uuid, target_table: &'static str },
+    #[error(
+        "constraint violation: Transaction causes multiple rows in \"{table}\" table to have identical values ({key}) for index on column \"{column}\".  First row, with UUID {first}, existed in the database before this transaction and was not modified by the transaction.  Second row, with UUID {second}, was inserted by this transaction."
+    )]
+    Duplicate { table: &'static str, key: String, column: &'static str, first: Uuid, second: Uuid },
+}
 
 /// One row: a value for every column of its table, in schema order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,10 +87,11 @@ impl Row {
         Row { cols: t.columns.iter().map(|c| Datum::default_for(&c.ty)).collect() }
     }
 
-    /// The value of column `name` of table `t`.
+    /// The value of column `name` of table `t`, for code generic over columns (names
+    /// taken from the schema). Code that knows its column uses [`view`] instead.
     ///
     /// # Panics
-    /// If `name` is not a column of `t`: callers name columns of the schema directly.
+    /// If `name` is not a column of `t`.
     pub fn get<'a>(&'a self, t: &TableSchema, name: &str) -> &'a Datum {
         &self.cols[t.column_index(name)]
     }
@@ -61,12 +114,12 @@ impl Row {
     }
 
     /// Reads a row written by [`Row::to_json`]; missing columns take their default.
-    pub fn from_json(t: &TableSchema, j: &Json) -> Result<Row, String> {
-        let obj = j.as_object().ok_or_else(|| format!("{} row is not a JSON object", t.name))?;
+    pub fn from_json(t: &TableSchema, j: &Json) -> Result<Row, DbError> {
+        let obj = j.as_object().ok_or(DbError::RowNotObject(t.name))?;
         let mut row = Row::new(t);
         for (k, v) in obj {
-            let (i, c) = t.column(k).ok_or_else(|| format!("unknown column {k} in table {}", t.name))?;
-            row.cols[i] = Datum::from_json(&c.ty, v).map_err(|e| format!("{}.{k}: {e}", t.name))?;
+            let (i, c) = t.column(k).ok_or_else(|| DbError::UnknownColumn { table: t.name.into(), column: k.clone() })?;
+            row.cols[i] = Datum::from_json(&c.ty, v).map_err(|source| DbError::Column { table: t.name, column: k.clone(), source })?;
         }
         Ok(row)
     }
@@ -101,8 +154,8 @@ fn schema(t: usize) -> &'static TableSchema {
 }
 
 /// Table index of `name`, for ops read from the wire.
-fn table_by_name(name: &str) -> Result<usize, String> {
-    schema::table_index(name).ok_or_else(|| format!("unknown table {name}"))
+fn table_by_name(name: &str) -> Result<usize, DbError> {
+    schema::table_index(name).ok_or_else(|| DbError::UnknownTable(name.into()))
 }
 
 impl Db {
@@ -134,7 +187,8 @@ impl Db {
         self.tables[t].get_mut(u)
     }
 
-    /// Column `col` of row `u` in table `t`.
+    /// Column `col` of row `u` in table `t`, for code generic over columns; code that
+    /// knows its column uses [`Db::col`] with a [`view`] constant.
     pub fn get(&self, t: usize, u: &Uuid, col: &str) -> Option<&Datum> {
         self.row(t, u).map(|r| r.get(schema(t), col))
     }
@@ -248,38 +302,28 @@ impl Db {
 
     /// Checks what an OVSDB server checks at commit: column constraints and counts,
     /// references to existing rows, unique indexes, rows only in implemented tables.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), DbError> {
         if self.tables[tables::OPEN_VSWITCH].len() > 1 {
-            return Err("the Open_vSwitch table may hold only one row".into());
+            return Err(DbError::SeveralRoots);
         }
         for (ti, t) in self.tables.iter().enumerate() {
             let ts = schema(ti);
             if !ts.supported && !t.is_empty() {
-                return Err(format!("table {} is not supported by rvs", ts.name));
+                return Err(DbError::Unsupported(ts.name));
             }
             let mut names = std::collections::HashMap::new();
             for (u, r) in t {
                 for (c, d) in ts.columns.iter().zip(&r.cols) {
-                    d.check(&c.ty).map_err(|e| format!("{}.{} of row {u}: {e}", ts.name, c.name))?;
+                    d.check(&c.ty).map_err(|source| DbError::Constraint { table: ts.name, column: c.name, row: *u, source })?;
                     if (d.len() as u64) < u64::from(c.ty.n_min) || (d.len() as u64) > u64::from(c.ty.n_max) {
-                        return Err(format!(
-                            "constraint violation: {} column {} of row {u} has {} value(s), allowed {} to {}",
-                            ts.name,
-                            c.name,
-                            d.len(),
-                            c.ty.n_min,
-                            c.ty.n_max
-                        ));
+                        return Err(DbError::Count { table: ts.name, column: c.name, row: *u, count: d.len(), min: c.ty.n_min, max: c.ty.n_max });
                     }
                     for (base, atoms) in [(Some(c.ty.key), Some(&d.keys)), (c.ty.value, d.values.as_ref())] {
                         let (Some(rt), Some(atoms)) = (base.and_then(|b| b.ref_table), atoms) else { continue };
                         let rti = schema::table_index(rt).unwrap_or(0);
                         for a in atoms.iter().filter_map(Atom::as_uuid) {
                             if !self.tables[rti].contains_key(&a) {
-                                return Err(format!(
-                                    "referential integrity violation: Table {} column {} row {u} references nonexistent row {a} in table {rt}.",
-                                    ts.name, c.name
-                                ));
+                                return Err(DbError::Dangling { table: ts.name, column: c.name, row: *u, target: a, target_table: rt });
                             }
                         }
                     }
@@ -287,10 +331,7 @@ impl Db {
                 if let Some(ix) = ts.index {
                     let key = r.get(ts, ix).to_cli(&ts.column(ix).map(|(_, c)| c.ty).unwrap_or(schema::scalar(schema::string())));
                     if let Some(other) = names.insert(key.clone(), *u) {
-                        return Err(format!(
-                            "constraint violation: Transaction causes multiple rows in \"{}\" table to have identical values ({key}) for index on column \"{ix}\".  First row, with UUID {other}, existed in the database before this transaction and was not modified by the transaction.  Second row, with UUID {u}, was inserted by this transaction.",
-                            ts.name
-                        ));
+                        return Err(DbError::Duplicate { table: ts.name, key, column: ix, first: other, second: *u });
                     }
                 }
             }
@@ -326,31 +367,31 @@ impl Db {
     }
 
     /// Applies `ops` (no checks: call [`Db::collect_garbage`] and [`Db::check`] after).
-    pub fn apply(&mut self, ops: &[RowOp]) -> Result<(), String> {
+    pub fn apply(&mut self, ops: &[RowOp]) -> Result<(), DbError> {
         for op in ops {
             match op {
                 RowOp::Insert { table, uuid, row } => {
                     let ti = table_by_name(table)?;
-                    let u = uuid.parse().map_err(|_| format!("bad uuid {uuid}"))?;
+                    let u = uuid.parse().map_err(|_| DbError::BadUuid(uuid.clone()))?;
                     if self.tables[ti].contains_key(&u) {
-                        return Err(format!("row {uuid} already exists in table {table}"));
+                        return Err(DbError::RowExists { table: table.clone(), uuid: uuid.clone() });
                     }
                     self.tables[ti].insert(u, Row::from_json(schema(ti), row)?);
                 }
                 RowOp::Update { table, uuid, row } => {
                     let ti = table_by_name(table)?;
-                    let u: Uuid = uuid.parse().map_err(|_| format!("bad uuid {uuid}"))?;
+                    let u: Uuid = uuid.parse().map_err(|_| DbError::BadUuid(uuid.clone()))?;
                     let ts = schema(ti);
-                    let r = self.tables[ti].get_mut(&u).ok_or_else(|| format!("no row {uuid} in table {table}"))?;
-                    for (k, v) in row.as_object().ok_or("update is not an object")? {
-                        let (i, c) = ts.column(k).ok_or_else(|| format!("unknown column {k} in table {table}"))?;
+                    let r = self.tables[ti].get_mut(&u).ok_or_else(|| DbError::NoRow { table: table.clone(), uuid: uuid.clone() })?;
+                    for (k, v) in row.as_object().ok_or(DbError::UpdateNotObject)? {
+                        let (i, c) = ts.column(k).ok_or_else(|| DbError::UnknownColumn { table: table.clone(), column: k.clone() })?;
                         r.cols[i] = Datum::from_json(&c.ty, v)?;
                     }
                 }
                 RowOp::Delete { table, uuid } => {
                     let ti = table_by_name(table)?;
-                    let u: Uuid = uuid.parse().map_err(|_| format!("bad uuid {uuid}"))?;
-                    self.tables[ti].remove(&u).ok_or_else(|| format!("no row {uuid} in table {table}"))?;
+                    let u: Uuid = uuid.parse().map_err(|_| DbError::BadUuid(uuid.clone()))?;
+                    self.tables[ti].remove(&u).ok_or_else(|| DbError::NoRow { table: table.clone(), uuid: uuid.clone() })?;
                 }
             }
         }
@@ -373,14 +414,14 @@ impl Db {
     }
 
     /// Reads what [`Db::to_json`] wrote.
-    pub fn from_json(j: &Json) -> Result<Db, String> {
+    pub fn from_json(j: &Json) -> Result<Db, DbError> {
         let mut db = Db::new();
-        db.generation = j.get("generation").and_then(Json::as_u64).ok_or("missing \"generation\"")?;
-        let tabs = j.get("tables").and_then(Json::as_object).ok_or("missing \"tables\"")?;
+        db.generation = j.get("generation").and_then(Json::as_u64).ok_or(DbError::Missing("generation"))?;
+        let tabs = j.get("tables").and_then(Json::as_object).ok_or(DbError::Missing("tables"))?;
         for (name, rows) in tabs {
             let ti = table_by_name(name)?;
-            for (u, r) in rows.as_object().ok_or_else(|| format!("table {name} is not an object"))? {
-                let uuid = u.parse().map_err(|_| format!("bad row uuid {u} in table {name}"))?;
+            for (u, r) in rows.as_object().ok_or_else(|| DbError::TableNotObject(name.clone()))? {
+                let uuid = u.parse().map_err(|_| DbError::BadRowUuid { table: name.clone(), uuid: u.clone() })?;
                 db.tables[ti].insert(uuid, Row::from_json(schema(ti), r)?);
             }
         }
@@ -427,11 +468,11 @@ mod tests {
         let mut db = Db::new();
         let (_, p, _) = bridge_with_port(&mut db, "br0", "p1");
         db.set(tables::PORT, &p, "interfaces", Datum::set(vec![Atom::Uuid(Uuid::random())]));
-        assert!(db.check().unwrap_err().starts_with("referential integrity violation"));
+        assert!(db.check().unwrap_err().to_string().starts_with("referential integrity violation"));
         let mut db = Db::new();
         bridge_with_port(&mut db, "br0", "p1");
         bridge_with_port(&mut db, "br1", "p1");
-        assert!(db.check().unwrap_err().contains("identical values (p1) for index on column \"name\""));
+        assert!(db.check().unwrap_err().to_string().contains("identical values (p1) for index on column \"name\""));
         let mut db = Db::new();
         let (_, p, _) = bridge_with_port(&mut db, "br0", "p1");
         db.set(tables::PORT, &p, "interfaces", Datum::set(vec![]));

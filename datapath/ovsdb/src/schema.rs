@@ -202,7 +202,7 @@ const fn unsupported(name: &'static str) -> TableSchema {
 
 const VLAN: BaseType = int_range(0, 4095);
 
-const OPEN_VSWITCH: &[ColumnSchema] = &[
+pub(crate) const OPEN_VSWITCH: &[ColumnSchema] = &[
     col("bridges", set(uuid_ref("Bridge"))),
     col("cur_cfg", scalar(integer())),
     col("datapath_types", set(string())),
@@ -222,7 +222,7 @@ const OPEN_VSWITCH: &[ColumnSchema] = &[
     col("system_version", optional(string())),
 ];
 
-const BRIDGE: &[ColumnSchema] = &[
+pub(crate) const BRIDGE: &[ColumnSchema] = &[
     col("auto_attach", optional(uuid_ref("AutoAttach"))),
     col("controller", set(uuid_ref("Controller"))),
     eph("datapath_id", optional(string())),
@@ -247,7 +247,7 @@ const BRIDGE: &[ColumnSchema] = &[
     col("stp_enable", scalar(boolean())),
 ];
 
-const PORT: &[ColumnSchema] = &[
+pub(crate) const PORT: &[ColumnSchema] = &[
     col("bond_active_slave", optional(string())),
     col("bond_downdelay", scalar(integer())),
     col("bond_fake_iface", scalar(boolean())),
@@ -274,7 +274,7 @@ const PORT: &[ColumnSchema] = &[
 
 const UP_DOWN: &[&str] = &["down", "up"];
 
-const INTERFACE: &[ColumnSchema] = &[
+pub(crate) const INTERFACE: &[ColumnSchema] = &[
     eph("admin_state", optional(string_enum(UP_DOWN))),
     col("bfd", smap()),
     eph("bfd_status", smap()),
@@ -312,7 +312,7 @@ const INTERFACE: &[ColumnSchema] = &[
     col("type", scalar(string())),
 ];
 
-const QOS: &[ColumnSchema] =
+pub(crate) const QOS: &[ColumnSchema] =
     &[col("external_ids", smap()), col("other_config", smap()), col("queues", map(int_range(0, 4294967295), uuid_ref("Queue"))), col("type", scalar(string()))];
 
 const QUEUE: &[ColumnSchema] = &[col("dscp", optional(int_range(0, 63))), col("external_ids", smap()), col("other_config", smap())];

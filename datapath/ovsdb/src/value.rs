@@ -187,36 +187,36 @@ impl Atom {
     /// Parses one atom of `base` from a command-line token (after tokenizing), with
     /// OVS's messages. With `allow_range`, an integer may be `a-b`; the second element
     /// of the result is then the range's end.
-    pub fn from_cli(base: &BaseType, s: &str, allow_range: bool, syms: Symbols) -> Result<(Atom, Option<i64>), String> {
+    pub fn from_cli(base: &BaseType, s: &str, allow_range: bool, syms: Symbols) -> Result<(Atom, Option<i64>), ValueError> {
         let (atom, end) = match base.atomic {
             AtomicType::Integer => {
                 if let Some((a, b)) = allow_range.then(|| parse_range(s)).flatten() {
                     if b < a {
-                        return Err(format!("\"{s}\" is not a valid range. Range end cannot be before start."));
+                        return Err(ValueError::RangeBackwards(s.into()));
                     }
                     (Atom::Integer(a), Some(b))
                 } else {
-                    let i = parse_c_integer(s).ok_or_else(|| format!("\"{s}\" is not a valid integer or range"))?;
+                    let i = parse_c_integer(s).ok_or_else(|| ValueError::NotInteger(s.into()))?;
                     (Atom::Integer(i), None)
                 }
             }
             AtomicType::Real => {
-                let r: f64 = s.trim_start().parse().map_err(|_| format!("\"{s}\" is not a valid real number"))?;
+                let r: f64 = s.trim_start().parse().map_err(|_| ValueError::NotReal(s.into()))?;
                 (Atom::Real(if r == 0.0 { 0.0 } else { r }), None)
             }
             AtomicType::Boolean => match s {
                 "true" | "yes" | "on" | "1" => (Atom::Boolean(true), None),
                 "false" | "no" | "off" | "0" => (Atom::Boolean(false), None),
-                _ => return Err(format!("\"{s}\" is not a valid boolean (use \"true\" or \"false\")")),
+                _ => return Err(ValueError::NotBoolean(s.into())),
             },
             AtomicType::String => {
                 if s.is_empty() {
-                    return Err("An empty string is not valid as input; use \"\" to represent the empty string".into());
+                    return Err(ValueError::EmptyString);
                 } else if let Some(inner) = s.strip_prefix('"') {
                     if s.len() < 2 || !inner.ends_with('"') {
-                        return Err(format!("{s}: missing quote at end of quoted string"));
+                        return Err(ValueError::MissingQuote(s.into()));
                     }
-                    let unq = json_unescape(&inner[..inner.len() - 1]).map_err(|e| format!("{s}: {e}"))?;
+                    let unq = json_unescape(&inner[..inner.len() - 1]).map_err(|source| ValueError::Escape { token: s.into(), source })?;
                     (Atom::String(unq), None)
                 } else {
                     (Atom::String(s.to_string()), None)
@@ -226,10 +226,10 @@ impl Atom {
                 if s.starts_with('@') {
                     match syms {
                         Some(f) => (Atom::Uuid(f(s)), None),
-                        None => return Err(format!("\"{s}\" is not a valid UUID")),
+                        None => return Err(ValueError::NotUuid(s.into())),
                     }
                 } else {
-                    let u = s.parse::<Uuid>().map_err(|_| format!("\"{s}\" is not a valid UUID"))?;
+                    let u = s.parse::<Uuid>().map_err(|_| ValueError::NotUuid(s.into()))?;
                     (Atom::Uuid(u), None)
                 }
             }
@@ -245,14 +245,14 @@ impl Atom {
             }
             let start = atom.as_int().unwrap_or(0);
             if (end as u64).wrapping_sub(start as u64) >= MAX_RANGE {
-                return Err(format!("constraint violation: Range \"{start}-{end}\" is too big. Maximum allowed size is {MAX_RANGE}."));
+                return Err(ValueError::RangeTooBig { start, end });
             }
         }
         Ok((atom, end))
     }
 
     /// Checks enum and range constraints, with OVS's message.
-    pub fn check(&self, base: &BaseType) -> Result<(), String> {
+    pub fn check(&self, base: &BaseType) -> Result<(), ValueError> {
         if !base.enum_.is_empty() {
             let ok = match self {
                 Atom::String(s) => base.enum_.contains(&s.as_str()),
@@ -260,18 +260,18 @@ impl Atom {
             };
             if !ok {
                 let valid: Vec<String> = base.enum_.iter().map(|e| Atom::String(e.to_string()).to_cli()).collect();
-                return Err(format!("constraint violation: {} is not one of the allowed values ([{}])", self.to_cli(), valid.join(", ")));
+                return Err(ValueError::NotAllowed { value: self.to_cli(), allowed: valid.join(", ") });
             }
         }
         if let Atom::Integer(i) = *self {
             let (min, max) = (base.min_int, base.max_int);
             if i < min || i > max {
                 return Err(if min != i64::MIN && max != i64::MAX {
-                    format!("constraint violation: {i} is not in the valid range {min} to {max} (inclusive)")
+                    ValueError::OutOfRange { value: i, min, max }
                 } else if min != i64::MIN {
-                    format!("constraint violation: {i} is less than minimum allowed value {min}")
+                    ValueError::BelowMinimum { value: i, min }
                 } else {
-                    format!("constraint violation: {i} is greater than maximum allowed value {max}")
+                    ValueError::AboveMaximum { value: i, max }
                 });
             }
         }
@@ -313,8 +313,8 @@ impl Atom {
         }
     }
 
-    pub fn from_json(t: AtomicType, j: &Json) -> Result<Atom, String> {
-        let bad = || format!("expected {} but got {}", t.name(), j);
+    pub fn from_json(t: AtomicType, j: &Json) -> Result<Atom, ValueError> {
+        let bad = || ValueError::JsonType { expected: t.name(), got: j.clone() };
         Ok(match t {
             AtomicType::Integer => Atom::Integer(j.as_i64().ok_or_else(bad)?),
             AtomicType::Real => Atom::Real(j.as_f64().ok_or_else(bad)?),
@@ -326,6 +326,91 @@ impl Atom {
             }
         })
     }
+}
+
+/// Why a value could not be parsed or does not fit its type. The texts are
+/// ovs-vsctl's (lib/ovsdb-data.c, lib/ovsdb-types.c), word for word: rvsctl prints them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueError {
+    #[error("\"{0}\" is not a valid range. Range end cannot be before start.")]
+    RangeBackwards(String),
+    #[error("\"{0}\" is not a valid integer or range")]
+    NotInteger(String),
+    #[error("\"{0}\" is not a valid real number")]
+    NotReal(String),
+    #[error("\"{0}\" is not a valid boolean (use \"true\" or \"false\")")]
+    NotBoolean(String),
+    #[error("An empty string is not valid as input; use \"\" to represent the empty string")]
+    EmptyString,
+    #[error("{0}: missing quote at end of quoted string")]
+    MissingQuote(String),
+    #[error("{token}: {source}")]
+    Escape { token: String, source: EscapeError },
+    #[error("\"{0}\" is not a valid UUID")]
+    NotUuid(String),
+    #[error("constraint violation: Range \"{start}-{end}\" is too big. Maximum allowed size is {MAX_RANGE}.")]
+    RangeTooBig { start: i64, end: i64 },
+    /// `value` and `allowed` in their command-line forms.
+    #[error("constraint violation: {value} is not one of the allowed values ([{allowed}])")]
+    NotAllowed { value: String, allowed: String },
+    #[error("constraint violation: {value} is not in the valid range {min} to {max} (inclusive)")]
+    OutOfRange { value: i64, min: i64, max: i64 },
+    #[error("constraint violation: {value} is less than minimum allowed value {min}")]
+    BelowMinimum { value: i64, min: i64 },
+    #[error("constraint violation: {value} is greater than maximum allowed value {max}")]
+    AboveMaximum { value: i64, max: i64 },
+    #[error("{0}: backslash at end of argument")]
+    TrailingBackslash(String),
+    #[error("{0}: quoted string extends past end of argument")]
+    UnclosedQuote(String),
+    #[error("use \"{{}}\" to specify the empty map")]
+    EmptyMapSyntax,
+    #[error("use \"[]\" to specify the empty set")]
+    EmptySetSyntax,
+    /// `english` is the column type as ovs-vsctl words it ([`ColumnType::english`]).
+    #[error("{input}: unexpected \"{delim}\" parsing {english}")]
+    UnexpectedDelimiter { input: String, delim: char, english: String },
+    #[error("{at_token}: syntax error at \"{found}\" expecting \"=\"")]
+    ExpectingEquals { at_token: String, found: String },
+    #[error("{input}: missing \"{delim}\" at end of data")]
+    MissingEnd { input: String, delim: char },
+    #[error("{input}: trailing garbage after \"{delim}\"")]
+    TrailingGarbage { input: String, delim: char },
+    /// `what` is "value(s)" or "pair(s)".
+    #[error("{input}: {count} {what} specified but the minimum number is {min}")]
+    TooFew { input: String, count: usize, what: &'static str, min: u32 },
+    #[error("{input}: {count} {what} specified but the maximum number is {max}")]
+    TooMany { input: String, count: usize, what: &'static str, max: u32 },
+    #[error("{0}: map contains duplicate key")]
+    DuplicateKey(String),
+    #[error("{0}: set contains duplicate value")]
+    DuplicateValue(String),
+    /// JSON of the wrong type for a column (the database file or the control protocol).
+    #[error("expected {expected} but got {got}")]
+    JsonType { expected: &'static str, got: Json },
+    #[error("expected a map but got {0}")]
+    JsonNotMap(Json),
+    #[error("bad map pair {0}")]
+    JsonBadPair(Json),
+    #[error("bad set {0}")]
+    JsonBadSet(Json),
+}
+
+/// A bad escape inside a quoted string, worded as OVS's JSON parser does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EscapeError {
+    #[error("quoted string may not include unescaped \"")]
+    UnescapedQuote,
+    #[error("quoted string may not end with backslash")]
+    TrailingBackslash,
+    #[error("malformed \\u escape")]
+    MalformedU,
+    #[error("malformed escaped surrogate pair")]
+    MalformedSurrogatePair,
+    #[error("invalid UTF-16 surrogate")]
+    InvalidSurrogate,
+    #[error("bad escape \\{0}")]
+    BadEscape(char),
 }
 
 /// Largest integer range `a-b` accepted in one token.
@@ -388,14 +473,14 @@ pub fn json_quote(s: &str) -> String {
 }
 
 /// Undoes JSON string escapes (the inside of a quoted string), with OVS's messages.
-fn json_unescape(s: &str) -> Result<String, String> {
+fn json_unescape(s: &str) -> Result<String, EscapeError> {
     let mut out = String::with_capacity(s.len());
     let mut it = s.chars().peekable();
     while let Some(c) = it.next() {
         match c {
-            '"' => return Err("quoted string may not include unescaped \"".into()),
+            '"' => return Err(EscapeError::UnescapedQuote),
             '\\' => {
-                let e = it.next().ok_or("quoted string may not end with backslash")?;
+                let e = it.next().ok_or(EscapeError::TrailingBackslash)?;
                 match e {
                     '"' | '\\' | '/' => out.push(e),
                     'b' => out.push('\u{8}'),
@@ -405,7 +490,7 @@ fn json_unescape(s: &str) -> Result<String, String> {
                     't' => out.push('\t'),
                     'u' => {
                         let hex: String = it.by_ref().take(4).collect();
-                        let cp = u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == 4).ok_or_else(|| "malformed \\u escape".to_string())?;
+                        let cp = u32::from_str_radix(&hex, 16).ok().filter(|_| hex.len() == 4).ok_or(EscapeError::MalformedU)?;
                         let ch = if (0xd800..0xdc00).contains(&cp) {
                             // a surrogate pair: \uD8xx\uDCxx
                             let rest: String = it.by_ref().take(6).collect();
@@ -413,14 +498,14 @@ fn json_unescape(s: &str) -> Result<String, String> {
                                 .strip_prefix("\\u")
                                 .and_then(|h| u32::from_str_radix(h, 16).ok())
                                 .filter(|lo| (0xdc00..0xe000).contains(lo))
-                                .ok_or("malformed escaped surrogate pair")?;
+                                .ok_or(EscapeError::MalformedSurrogatePair)?;
                             char::from_u32(0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00))
                         } else {
                             char::from_u32(cp)
                         };
-                        out.push(ch.ok_or("invalid UTF-16 surrogate")?);
+                        out.push(ch.ok_or(EscapeError::InvalidSurrogate)?);
                     }
-                    other => return Err(format!("bad escape \\{other}")),
+                    other => return Err(EscapeError::BadEscape(other)),
                 }
             }
             c => out.push(c),
@@ -459,7 +544,7 @@ fn trim_zeros(s: &str) -> &str {
 /// Splits a token off the front of `s` by OVS's tokenizer rules: it ends at a delimiter
 /// (`:=, []{}!<>`) outside double quotes; a backslash escapes the next character (and is
 /// kept inside quotes); quotes are kept. Returns (token, rest).
-pub fn next_token(s: &str) -> Result<(String, &str), String> {
+pub fn next_token(s: &str) -> Result<(String, &str), ValueError> {
     let mut out = String::new();
     let mut in_quotes = false;
     let mut it = s.char_indices();
@@ -470,7 +555,7 @@ pub fn next_token(s: &str) -> Result<(String, &str), String> {
             }
             match it.next() {
                 Some((_, n)) => out.push(n),
-                None => return Err(format!("{s}: backslash at end of argument")),
+                None => return Err(ValueError::TrailingBackslash(s.into())),
             }
         } else if !in_quotes && is_delim(c) {
             return Ok((out, &s[i..]));
@@ -482,7 +567,7 @@ pub fn next_token(s: &str) -> Result<(String, &str), String> {
         }
     }
     if in_quotes {
-        return Err(format!("{s}: quoted string extends past end of argument"));
+        return Err(ValueError::UnclosedQuote(s.into()));
     }
     Ok((out, ""))
 }
@@ -608,6 +693,11 @@ impl Datum {
         self.values.as_ref().map(|v| &v[i])
     }
 
+    /// The (key, value) pairs of a string-to-string map; other pairs are skipped.
+    pub fn str_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.keys.iter().zip(self.values.iter().flatten()).filter_map(|(k, v)| Some((k.as_str()?, v.as_str()?)))
+    }
+
     /// The value for string key `key` in a string map, as text.
     pub fn get_str(&self, key: &str) -> Option<&str> {
         self.get(&Atom::String(key.to_string())).and_then(Atom::as_str)
@@ -661,7 +751,7 @@ impl Datum {
     }
 
     /// Parses the command-line form for a column of type `ty` (ovsdb_datum_from_string).
-    pub fn from_cli(ty: &ColumnType, s: &str, mut syms: Symbols) -> Result<Datum, String> {
+    pub fn from_cli(ty: &ColumnType, s: &str, mut syms: Symbols) -> Result<Datum, ValueError> {
         let is_map = ty.is_map();
         let mut d = Datum::empty(ty);
         let mut p = skip_spaces(s);
@@ -669,7 +759,7 @@ impl Datum {
             p = skip_spaces(&p[1..]);
             Some(if is_map { '}' } else { ']' })
         } else if p.is_empty() {
-            return Err(if is_map { "use \"{}\" to specify the empty map" } else { "use \"[]\" to specify the empty set" }.into());
+            return Err(if is_map { ValueError::EmptyMapSyntax } else { ValueError::EmptySetSyntax });
         } else {
             None
         };
@@ -679,7 +769,7 @@ impl Datum {
                 break;
             }
             if is_delim(c) {
-                return Err(format!("{s}: unexpected \"{c}\" parsing {}", ty.english()));
+                return Err(ValueError::UnexpectedDelimiter { input: s.into(), delim: c, english: ty.english() });
             }
             let start = p;
             let (tok, rest) = next_token(p)?;
@@ -695,7 +785,7 @@ impl Datum {
                     }
                     None => {
                         let at = p.chars().next().map(String::from).unwrap_or_default();
-                        return Err(format!("{start}: syntax error at \"{at}\" expecting \"=\""));
+                        return Err(ValueError::ExpectingEquals { at_token: start.into(), found: at });
                     }
                 }
             } else {
@@ -716,21 +806,21 @@ impl Datum {
         }
         if let Some(e) = end_delim {
             if !p.starts_with(e) {
-                return Err(format!("{s}: missing \"{e}\" at end of data"));
+                return Err(ValueError::MissingEnd { input: s.into(), delim: e });
             }
             if !skip_spaces(&p[1..]).is_empty() {
-                return Err(format!("{s}: trailing garbage after \"{e}\""));
+                return Err(ValueError::TrailingGarbage { input: s.into(), delim: e });
             }
         }
         let what = if is_map { "pair(s)" } else { "value(s)" };
         if (d.len() as u64) < u64::from(ty.n_min) {
-            return Err(format!("{s}: {} {what} specified but the minimum number is {}", d.len(), ty.n_min));
+            return Err(ValueError::TooFew { input: s.into(), count: d.len(), what, min: ty.n_min });
         }
         if (d.len() as u64) > u64::from(ty.n_max) {
-            return Err(format!("{s}: {} {what} specified but the maximum number is {}", d.len(), ty.n_max));
+            return Err(ValueError::TooMany { input: s.into(), count: d.len(), what, max: ty.n_max });
         }
         if dup {
-            return Err(if is_map { format!("{s}: map contains duplicate key") } else { format!("{s}: set contains duplicate value") });
+            return Err(if is_map { ValueError::DuplicateKey(s.into()) } else { ValueError::DuplicateValue(s.into()) });
         }
         Ok(d)
     }
@@ -789,20 +879,20 @@ impl Datum {
     }
 
     /// Reads the JSON form for a column of type `ty`.
-    pub fn from_json(ty: &ColumnType, j: &Json) -> Result<Datum, String> {
+    pub fn from_json(ty: &ColumnType, j: &Json) -> Result<Datum, ValueError> {
         if ty.is_map() {
             let vt = ty.value.map(|v| v.atomic).unwrap_or(AtomicType::String);
             let pairs =
-                j.as_array().filter(|a| a.len() == 2 && a[0] == "map").and_then(|a| a[1].as_array()).ok_or_else(|| format!("expected a map but got {j}"))?;
+                j.as_array().filter(|a| a.len() == 2 && a[0] == "map").and_then(|a| a[1].as_array()).ok_or_else(|| ValueError::JsonNotMap(j.clone()))?;
             let mut d = Datum::empty(ty);
             for p in pairs {
-                let kv = p.as_array().filter(|kv| kv.len() == 2).ok_or_else(|| format!("bad map pair {p}"))?;
+                let kv = p.as_array().filter(|kv| kv.len() == 2).ok_or_else(|| ValueError::JsonBadPair(p.clone()))?;
                 d.insert(Atom::from_json(ty.key.atomic, &kv[0])?, Some(Atom::from_json(vt, &kv[1])?));
             }
             return Ok(d);
         }
         if let Some(a) = j.as_array().filter(|a| a.len() == 2 && a[0] == "set") {
-            let elems = a[1].as_array().ok_or_else(|| format!("bad set {j}"))?;
+            let elems = a[1].as_array().ok_or_else(|| ValueError::JsonBadSet(j.clone()))?;
             let atoms = elems.iter().map(|e| Atom::from_json(ty.key.atomic, e)).collect::<Result<Vec<_>, _>>()?;
             return Ok(Datum::set(atoms));
         }
@@ -810,7 +900,7 @@ impl Datum {
     }
 
     /// Checks element count and every atom's constraints against `ty`.
-    pub fn check(&self, ty: &ColumnType) -> Result<(), String> {
+    pub fn check(&self, ty: &ColumnType) -> Result<(), ValueError> {
         for k in &self.keys {
             k.check(&ty.key)?;
         }
@@ -829,7 +919,7 @@ mod tests {
     use super::*;
 
     fn cli(ty: &ColumnType, s: &str) -> Result<String, String> {
-        Datum::from_cli(ty, s, None).map(|d| d.to_cli(ty))
+        Datum::from_cli(ty, s, None).map(|d| d.to_cli(ty)).map_err(|e| e.to_string())
     }
 
     const TAG: ColumnType = optional(int_range(0, 4095));

@@ -1,20 +1,34 @@
 //! The control plane's state and its request handlers: the database, the open ports,
 //! the store and the workers' handle, owned by one task so that commits are serialized.
 //!
-//! A commit is: check the base generation (else `Conflict`), apply the ops to a copy,
-//! collect garbage, check the schema rules, reconcile ports against the copy (opening
-//! devices, assigning ofports, recording errors), write the file durably, swap the copy
-//! in, hand the workers their new configuration, answer. The datapath never waits for any
-//! of this: it keeps forwarding with the old configuration until the new one arrives.
+//! A commit is plan → save → apply: check the base generation (else `Conflict`), apply
+//! the ops to a copy, collect garbage, check the schema rules, make the [`Plan`] for the
+//! copy (pure: no device is touched), write the file durably, swap the copy in; only
+//! then apply the plan (open and close devices, assign ofports, record errors), save
+//! again if that changed the persistent status columns (`error`, `ofport`), hand the
+//! workers their new configuration, answer. A commit that cannot be saved is refused
+//! before any device is touched, so there is nothing to undo.
+//!
+//! The answer carries the database after the apply, so a device that could not be
+//! opened is reported to the client (its `error` column, `ofport` -1) as before, even
+//! though the transaction was made durable first: that is what ovs-vsctl waits for
+//! (`Error detected while setting up …`). Should the second save fail, the commit
+//! stands (its configuration is durable) and the status columns are derived again on
+//! the next start.
+//!
+//! The datapath never waits for any of this: it keeps forwarding with the old
+//! configuration until the new one arrives.
 
 use serde_json::Value as Json;
 
+use crate::plan::{self, Plan};
 use crate::reconcile::Ports;
 use crate::status;
 use crate::store::{Meta, Store};
 use crate::worker::WorkerHandle;
-use rvs_ovsdb::{Datum, Db, RowOp, TABLES, Uuid, tables};
 use rvs_ovsdb::proto::Response;
+use rvs_ovsdb::view::{Bridge, Interface, OpenVswitch, Port};
+use rvs_ovsdb::{Atom, Db, RowOp, Uuid};
 
 /// Everything the control plane owns.
 pub struct Control {
@@ -32,10 +46,17 @@ impl Control {
         Control { db, meta, store, ports: Ports::default(), worker, exit_requested: false }
     }
 
-    /// Reconciles ports with the database, sends the worker its configuration if it
-    /// changed, and saves the file if persistent status columns changed.
+    /// Reconciles ports with the database (plans it and applies the plan), sends the
+    /// worker its configuration if it changed, and saves the file if persistent status
+    /// columns changed.
     pub fn reconcile(&mut self) {
-        let out = self.ports.reconcile(&mut self.db, &self.meta.static_fdb);
+        let plan = plan::plan(&self.db, plan::available_cpus());
+        self.apply(&plan);
+    }
+
+    /// Applies `plan`, made from the saved database, and saves the outcome.
+    fn apply(&mut self, plan: &Plan) {
+        let out = self.ports.apply(plan, &mut self.db, &self.meta.static_fdb);
         if let Some(cfg) = out.config {
             self.worker.reconfigure(cfg);
         }
@@ -46,11 +67,12 @@ impl Control {
         }
     }
 
-    /// The database with fresh status columns, as JSON.
-    pub fn snapshot(&mut self) -> Json {
-        status::fill_interfaces(&mut self.db, &self.ports);
-        status::fill_ports(&mut self.db);
-        self.db.to_json(true)
+    /// The database with fresh status columns, as JSON. A read: the status is written
+    /// into the copy that is sent, not into the daemon's database.
+    pub fn snapshot(&self) -> Json {
+        let mut db = self.db.clone();
+        status::read(&self.db, &self.ports).write(&mut db);
+        db.to_json(true)
     }
 
     /// Handles a commit request (see the module docs).
@@ -67,22 +89,18 @@ impl Control {
             return Response::Error { message: format!("transaction error: {message}") };
         }
         next.generation += 1;
-        let wanted_cfg = next.root().map(|(_, r)| r.get(&TABLES[tables::OPEN_VSWITCH], "next_cfg").clone());
-        let out = self.ports.reconcile(&mut next, &self.meta.static_fdb);
-        if let Some(cfg) = wanted_cfg {
+        if let Some(cfg) = next.root_view().map(|r| r.row.col(OpenVswitch::NEXT_CFG).clone()) {
             let root = next.ensure_root();
-            next.set(tables::OPEN_VSWITCH, &root, "cur_cfg", cfg);
+            next.set_col(OpenVswitch::CUR_CFG, &root, cfg);
         }
+        let plan: Plan = plan::plan(&next, plan::available_cpus());
         if let Err(e) = self.store.save(&next, &self.meta) {
-            // Not durable, so not committed: put the ports back as they were.
+            // Not durable, so not committed; no device was touched.
             tracing::error!("{e}");
-            self.ports.reconcile(&mut self.db, &self.meta.static_fdb);
             return Response::Error { message: e.to_string() };
         }
         self.db = next;
-        if let Some(cfg) = out.config {
-            self.worker.reconfigure(cfg);
-        }
+        self.apply(&plan);
         Response::Committed { generation: self.db.generation, db: self.snapshot() }
     }
 
@@ -94,16 +112,13 @@ impl Control {
         if !rebooted {
             return 0;
         }
-        let pt = &TABLES[tables::PORT];
-        let transient: Vec<Uuid> =
-            self.db.tables[tables::PORT].iter().filter(|(_, r)| r.get(pt, "other_config").get_str("transient") == Some("true")).map(|(u, _)| *u).collect();
-        let bt = &TABLES[tables::BRIDGE];
-        for b in self.db.tables[tables::BRIDGE].values_mut() {
-            let mut ports = b.get(bt, "ports").clone();
+        let transient: Vec<Uuid> = Port::all(&self.db).filter(|p| p.other_config().get_str("transient") == Some("true")).map(|p| p.uuid).collect();
+        for b in self.db.tables[Bridge::TABLE].values_mut() {
+            let mut ports = b.col(Bridge::PORTS).clone();
             for u in &transient {
-                ports.remove(&rvs_ovsdb::Atom::Uuid(*u), None);
+                ports.remove(&Atom::Uuid(*u), None);
             }
-            b.set(bt, "ports", ports);
+            b.set_col(Bridge::PORTS, ports);
         }
         self.db.collect_garbage();
         transient.len()
@@ -111,14 +126,12 @@ impl Control {
 
     /// Every interface of bridge `name`: (name, ofport, type).
     pub fn bridge_ports(&self, bridge: &str) -> Option<Vec<(String, i64, String)>> {
-        let b = self.db.find_by_name(tables::BRIDGE, bridge)?;
+        let db = &self.db;
+        let b = Bridge::get(db, &db.find_by_name(Bridge::TABLE, bridge)?)?;
         let mut out = Vec::new();
-        for p in self.db.get(tables::BRIDGE, &b, "ports")?.uuids() {
-            for i in self.db.get(tables::PORT, &p, "interfaces").map(|d| d.uuids().collect::<Vec<_>>()).unwrap_or_default() {
-                let name = self.db.name_of(tables::INTERFACE, &i).unwrap_or_default().to_string();
-                let ofport = self.db.get(tables::INTERFACE, &i, "ofport").and_then(Datum::as_int).unwrap_or(-1);
-                let ty = self.db.get(tables::INTERFACE, &i, "type").and_then(Datum::as_str).unwrap_or_default().to_string();
-                out.push((name, ofport, ty));
+        for p in b.ports().filter_map(|p| Port::get(db, &p)) {
+            for i in p.interfaces().filter_map(|i| Interface::get(db, &i)) {
+                out.push((i.name().to_string(), i.ofport().unwrap_or(-1), i.type_().to_string()));
             }
         }
         Some(out)
@@ -126,13 +139,7 @@ impl Control {
 
     /// The `options` of interface `name` as `k=v, …` (for `dpif/show`).
     pub fn iface_options(&self, name: &str) -> String {
-        let Some(u) = self.db.find_by_name(tables::INTERFACE, name) else { return String::new() };
-        let Some(d) = self.db.get(tables::INTERFACE, &u, "options") else { return String::new() };
-        d.keys
-            .iter()
-            .zip(d.values.iter().flatten())
-            .map(|(k, v)| format!("{}={}", k.as_str().unwrap_or_default(), v.as_str().unwrap_or_default()))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let Some(i) = self.db.find_by_name(Interface::TABLE, name).and_then(|u| Interface::get(&self.db, &u)) else { return String::new() };
+        i.option_pairs().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
     }
 }

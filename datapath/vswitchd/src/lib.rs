@@ -20,6 +20,7 @@ pub mod appctl;
 pub mod control;
 pub mod logging;
 pub mod notify;
+pub mod plan;
 pub mod port;
 pub mod reconcile;
 pub mod server;

@@ -1,47 +1,46 @@
-//! From configuration to datapath: opens and closes port backends so they match the
-//! database, assigns OpenFlow port numbers, records per-interface errors, and builds the
-//! [`DpConfig`] the workers run (and how many: `n-workers`).
+//! Applying a [`Plan`] (see [`crate::plan`]): opens and closes port backends so they
+//! match it, assigns OpenFlow port numbers, records per-interface errors, and builds
+//! the [`DpConfig`] the workers run. This is the only place that opens devices.
 //!
-//! Called after every commit, on link events (a device appeared or went away), when
-//! a worker reports a broken port, and periodically to retry ports in error. It is
-//! idempotent: a port whose configuration did not change keeps its open backend (and
-//! its learned MAC addresses).
+//! Called after every commit (once the new database is saved), on link events (a
+//! device appeared or went away), when a worker reports a broken port, and
+//! periodically to retry ports in error. It is idempotent: a port whose configuration
+//! did not change keeps its open backend (and its learned MAC addresses), and the
+//! workers get a new configuration only when the plan, an OpenFlow port number, an
+//! open backend or a static MAC entry changed (compared with `==`, see [`Applied`]).
 //!
-//! Interface types (Interface `type`):
-//! * `internal`, `tap`: a tap rvs creates ([`crate::port::tap`]);
-//! * `""`, `system`: an existing netdev via AF_PACKET ([`crate::port::afpacket`]);
-//! * anything else: not supported; the interface stays in the database with an `error`.
-//!
-//! A port that cannot be opened stays configured, with `error` set as OVS words it
-//! (`could not open network device NAME (No such device)`) and `ofport` -1, and is
-//! retried when its device appears.
+//! Its outcome goes into the database's persistent status columns: a port that cannot
+//! be opened stays configured, with `error` set as OVS words it (`could not open
+//! network device NAME (No such device)`) and `ofport` -1, and is retried when its
+//! device appears; [`Outcome::db_changed`] tells the caller to save them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rvs_switch::bridge::police::{Policer, PolicerConfig};
-use rvs_switch::bridge::{BridgeConfig, PortConfig, PortVlan, VlanMode, fdb};
-use crate::store::StaticMac;
-use crate::tunnel::{self, VxlanSpec};
-use crate::worker::{DpBridge, DpConfig, DpPort, TunnelKey};
-use rvs_ovsdb::{Atom, Datum, Db, TABLES, Uuid, tables};
+pub use crate::plan::{Kind, PortError, default_workers};
+use crate::plan::{LinkSettings, Plan, PlannedIface};
 use crate::port::afpacket::AfPacketPort;
 use crate::port::tap::TapPort;
 use crate::port::vxlan::{Endpoint, SendPool, Tunnel, TxSettings};
 use crate::port::{PortIo, PortStats};
-use rvs_sys::netdev;
+use crate::store::StaticMac;
+use crate::worker::{DpBridge, DpConfig, DpPort, TunnelKey};
+use rvs_ovsdb::view::{Bridge, Interface, Port};
+use rvs_ovsdb::{Datum, Db, Uuid};
+use rvs_switch::bridge::police::Policer;
 use rvs_switch::types::{MacAddr, OfPort, VlanId, check_ifname};
+use rvs_sys::netdev;
 
-/// What kind of backend an interface needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
-    /// A tap rvs creates (`internal` or `tap`); the string is the type as configured.
-    Tap(String),
-    /// An existing netdev (`""` or `system`).
-    System,
-    /// A VXLAN tunnel with its options.
-    Vxlan(VxlanSpec),
+/// A failed MTU or MAC setting: logged, the port keeps working (as in OVS).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("could not set MTU {mtu} on {name} ({os})")]
+    Mtu { mtu: i64, name: String, os: String },
+    #[error("{name}: invalid mac {mac}")]
+    BadMac { name: String, mac: String },
+    #[error("could not set MAC {mac} on {name} ({os})")]
+    Mac { mac: String, name: String, os: String },
 }
 
 /// An open backend.
@@ -79,6 +78,9 @@ pub struct OpenPort {
     pub kind: Kind,
     pub backend: Backend,
     pub stats: Arc<PortStats>,
+    /// Which opening of a backend this is (counted by `Ports`): a reopened port,
+    /// whose workers' handle must change, gets a new one.
+    pub serial: u64,
 }
 
 /// The daemon's open ports and per-interface state, keyed by Interface UUID.
@@ -87,8 +89,10 @@ pub struct Ports {
     pub open: HashMap<Uuid, OpenPort>,
     /// Interfaces whose backend broke since the last reconcile (reported by the worker).
     broken: Vec<Uuid>,
-    /// Signature of the last configuration sent to the worker.
-    last_sig: Option<String>,
+    /// What the last configuration sent to the workers was made of.
+    last_sent: Option<Applied>,
+    /// Counts backends opened, for [`OpenPort::serial`].
+    serial: u64,
     /// The last error logged per interface, so a port retried every few seconds is
     /// logged when its state changes, not every time.
     logged: HashMap<Uuid, String>,
@@ -101,13 +105,17 @@ pub struct Ports {
     queues: usize,
 }
 
-/// One interface the configuration asks for.
-struct Wanted {
-    bridge: Uuid,
-    port: Uuid,
-    iface: Uuid,
-    name: String,
-    ty: String,
+/// A static MAC entry as the workers get it: (VLAN, MAC, port).
+type StaticEntry = (VlanId, MacAddr, OfPort);
+
+/// What a datapath configuration is made of, to tell whether the workers need a new
+/// one: the plan, and per port its OpenFlow number and which backend is open; static
+/// MAC entries per bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    plan: Plan,
+    ports: Vec<(Uuid, OfPort, u64)>,
+    statics: Vec<(Uuid, Vec<StaticEntry>)>,
 }
 
 /// What a reconcile pass produced.
@@ -133,12 +141,13 @@ impl Ports {
     /// Closes everything (shutdown).
     pub fn close_all(&mut self) {
         self.open.clear();
-        self.last_sig = None;
+        self.last_sent = None;
     }
 
-    /// Brings backends, errors and ofports in line with `db`.
-    pub fn reconcile(&mut self, db: &mut Db, statics: &[StaticMac]) -> Outcome {
-        let wanted = wanted(db);
+    /// Brings backends in line with `plan` (made from `db`), then writes the outcome,
+    /// errors and ofports, into `db`.
+    pub fn apply(&mut self, plan: &Plan, db: &mut Db, statics: &[StaticMac]) -> Outcome {
+        let wanted = &plan.ifaces;
         let before = persistent_status(db);
 
         // Close what is no longer wanted, changed type, or broke. AF_PACKET and VXLAN
@@ -147,8 +156,9 @@ impl Ports {
         // delete it, and it may be in a VM's namespace by now): its queues change in
         // place.
         let broken = std::mem::take(&mut self.broken);
-        self.queues = n_workers(db);
+        self.queues = plan.workers;
         let queues = self.queues;
+        let serial = &mut self.serial;
         let mut requeued: HashMap<Uuid, Arc<PortStats>> = HashMap::new();
         self.open.retain(|u, p| {
             let keep = wanted.iter().any(|w| w.iface == *u && w.name == p.name) && !broken.contains(u) && p.backend.healthy(&p.name);
@@ -164,6 +174,8 @@ impl Ports {
                                 Ok(n) => {
                                     tracing::info!("port {}: {} receive queue(s)", p.name, n.queues());
                                     *t = Arc::new(n);
+                                    *serial += 1;
+                                    p.serial = *serial;
                                 }
                                 Err(e) => tracing::warn!("port {}: cannot change its receive queues: {e}", p.name),
                             }
@@ -181,19 +193,18 @@ impl Ports {
         });
 
         // Open what is missing; record errors.
-        let mut errors: HashMap<Uuid, String> = HashMap::new();
-        let unsupported_vlan = ports_with_unsupported_vlan(db);
-        let kinds: HashMap<Uuid, Result<Kind, String>> = wanted.iter().map(|w| (w.iface, kind_for(db, w))).collect();
-        self.open.retain(|u, p| kinds.get(u).and_then(|k| k.as_ref().ok()) == Some(&p.kind));
-        for w in &wanted {
-            if let Some(e) = port_level_error(db, &w.port, &unsupported_vlan) {
+        let mut errors: HashMap<Uuid, PortError> = HashMap::new();
+        self.open.retain(|u, p| plan.iface(u).and_then(|w| w.kind.as_ref().ok()) == Some(&p.kind));
+        for w in wanted {
+            if let Some(e) = &w.port_error {
                 self.open.remove(&w.iface);
-                errors.insert(w.iface, e);
+                errors.insert(w.iface, e.clone());
                 continue;
             }
             if let Some(p) = self.open.get(&w.iface) {
                 // Like OVS, a failed MTU/MAC setting is logged; the port keeps working.
-                if let Err(e) = apply_link_settings(db, &w.iface, p) {
+                if let Err(e) = apply_link_settings(&w.link, p) {
+                    let e = e.to_string();
                     if self.logged.get(&w.iface) != Some(&e) {
                         tracing::warn!("{e}");
                         self.logged.insert(w.iface, e);
@@ -201,7 +212,7 @@ impl Ports {
                 }
                 continue;
             }
-            let opened = match &kinds[&w.iface] {
+            let opened = match &w.kind {
                 Ok(k) => self.open_port(&w.name, k),
                 Err(e) => Err(e.clone()),
             };
@@ -212,15 +223,16 @@ impl Ports {
                     }
                     self.logged.remove(&w.iface);
                     tracing::info!("opened port {} ({})", w.name, if w.ty.is_empty() { "system" } else { &w.ty });
-                    if let Err(e) = apply_link_settings(db, &w.iface, &p) {
+                    if let Err(e) = apply_link_settings(&w.link, &p) {
                         tracing::warn!("{e}");
                     }
                     self.open.insert(w.iface, p);
                 }
                 Err(e) => {
-                    if self.logged.get(&w.iface) != Some(&e) {
-                        tracing::warn!("{}: {e}", w.name);
-                        self.logged.insert(w.iface, e.clone());
+                    let text = e.to_string();
+                    if self.logged.get(&w.iface) != Some(&text) {
+                        tracing::warn!("{}: {text}", w.name);
+                        self.logged.insert(w.iface, text);
                     }
                     errors.insert(w.iface, e);
                 }
@@ -230,50 +242,52 @@ impl Ports {
         self.logged.retain(|u, _| errors.contains_key(u) || self.open.contains_key(u));
         // Tunnels that clash (same endpoint, remote and VNI) cannot be told apart.
         let mut seen: HashMap<(EndpointKey, IpAddr, u32), String> = HashMap::new();
-        for w in &wanted {
+        for w in wanted {
             if let Some(OpenPort { kind: Kind::Vxlan(spec), .. }) = self.open.get(&w.iface) {
                 let k = ((spec.tx.local, spec.dst_port, spec.tx.v6), spec.remote, spec.vni.get());
                 if let Some(other) = seen.get(&k) {
-                    errors.insert(
-                        w.iface,
-                        format!("{}: tunnel port {other} already has remote_ip={} key={} dst_port={}", w.name, spec.remote, spec.vni, spec.dst_port),
-                    );
+                    let clash =
+                        PortError::TunnelClash { name: w.name.clone(), other: other.clone(), remote: spec.remote, vni: spec.vni, dst_port: spec.dst_port };
+                    errors.insert(w.iface, clash);
                     self.open.remove(&w.iface);
                 } else {
                     seen.insert(k, w.name.clone());
                 }
             }
         }
-        write_errors_and_ofports(db, &wanted, &errors);
+        write_errors_and_ofports(db, wanted, &errors);
         self.warn_unsupported(db);
         self.release_unused_sockets();
-        let config = self.build_config(db, &wanted, statics);
-        let sig = signature(&config);
-        let config = if self.last_sig.as_ref() == Some(&sig) {
+        let (config, applied) = self.build_config(db, plan, statics);
+        let config = if self.last_sent.as_ref() == Some(&applied) {
             None
         } else {
-            self.last_sig = Some(sig);
+            self.last_sent = Some(applied);
             Some(config)
         };
         Outcome { config, db_changed: persistent_status(db) != before }
     }
 
-    fn build_config(&self, db: &Db, wanted: &[Wanted], statics: &[StaticMac]) -> DpConfig {
+    /// The workers' configuration for `plan` with the backends open now and the
+    /// ofports `db` has, and what it is made of.
+    fn build_config(&self, db: &Db, plan: &Plan, statics: &[StaticMac]) -> (DpConfig, Applied) {
         let mut bridges: Vec<DpBridge> = Vec::new();
         let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
-        for w in wanted {
+        let mut ports = Vec::new();
+        for w in &plan.ifaces {
             let Some(op) = self.open.get(&w.iface) else { continue };
-            let Some(ofport) = db.get(tables::INTERFACE, &w.iface, "ofport").and_then(Datum::as_int) else { continue };
+            let Some(ofport) = Interface::get(db, &w.iface).and_then(|i| i.ofport()) else { continue };
             let Some(ofport) = u16::try_from(ofport).ok().and_then(OfPort::new) else { continue };
             let bi = match bridges.iter().position(|b| b.uuid == w.bridge) {
                 Some(i) => i,
                 None => {
-                    let name = db.name_of(tables::BRIDGE, &w.bridge).unwrap_or_default().to_string();
-                    bridges.push(DpBridge { uuid: w.bridge, name, cfg: bridge_config(db, &w.bridge), ports: Vec::new(), statics: Vec::new() });
+                    let Some(b) = plan.bridge(&w.bridge) else { continue };
+                    bridges.push(DpBridge { uuid: b.uuid, name: b.name.clone(), cfg: b.cfg, ports: Vec::new(), statics: Vec::new() });
                     bridges.len() - 1
                 }
             };
-            let mut core = port_config(db, &w.port, ofport);
+            let mut core = w.core.clone();
+            core.key = u32::from(ofport.get());
             let tunnel = match &op.backend {
                 Backend::Vxlan(t, ep) => {
                     core.tunnel = true;
@@ -296,8 +310,9 @@ impl Ports {
                 stats: op.stats.clone(),
                 core,
                 tunnel,
-                policer: Policer::new(policer_config(db, &w.iface)).map(|p| Arc::new(std::sync::Mutex::new(p))),
+                policer: Policer::new(w.policer).map(|p| Arc::new(std::sync::Mutex::new(p))),
             });
+            ports.push((w.iface, ofport, op.serial));
         }
         for b in &mut bridges {
             for st in statics.iter().filter(|st| st.bridge == b.name) {
@@ -308,17 +323,19 @@ impl Ports {
                 }
             }
         }
-        DpConfig { bridges, endpoints, workers: n_workers(db) }
+        let statics = bridges.iter().map(|b| (b.uuid, b.statics.clone())).collect();
+        let applied = Applied { plan: plan.clone(), ports, statics };
+        (DpConfig { bridges, endpoints, workers: plan.workers }, applied)
     }
 
     /// Opens the backend for one interface, or says why not (as the `error` column).
-    fn open_port(&mut self, name: &str, kind: &Kind) -> Result<OpenPort, String> {
+    fn open_port(&mut self, name: &str, kind: &Kind) -> Result<OpenPort, PortError> {
         if !matches!(kind, Kind::Vxlan(_)) {
             if let Err(why) = check_ifname(name) {
-                return Err(format!("could not open network device {name} (Invalid argument: {why})"));
+                return Err(PortError::BadName { name: name.into(), why });
             }
         }
-        let dev_err = |e: std::io::Error| format!("could not open network device {name} ({})", strerror(&e));
+        let dev_err = |e: std::io::Error| PortError::Open { name: name.into(), os: strerror(&e) };
         let backend = match kind {
             Kind::Tap(_) => Backend::Tap(Arc::new(TapPort::open(name, self.queues.max(1)).map_err(dev_err)?)),
             Kind::System => Backend::AfPacket(Arc::new(AfPacketPort::open(name, self.queues.max(1)).map_err(dev_err)?)),
@@ -328,10 +345,11 @@ impl Ports {
                 let ep = match self.endpoints.get(&key) {
                     Some(e) if e.queues() == queues => e.clone(),
                     _ => {
-                        let e = Arc::new(
-                            Endpoint::open(spec.tx.local, spec.dst_port, spec.tx.v6, queues)
-                                .map_err(|e| format!("{name}: could not listen on UDP port {} for VXLAN ({})", spec.dst_port, strerror(&e)))?,
-                        );
+                        let e = Arc::new(Endpoint::open(spec.tx.local, spec.dst_port, spec.tx.v6, queues).map_err(|e| PortError::VxlanListen {
+                            name: name.into(),
+                            port: spec.dst_port,
+                            os: strerror(&e),
+                        })?);
                         self.endpoints.insert(key, e.clone());
                         e
                     }
@@ -339,7 +357,7 @@ impl Ports {
                 let pool = match self.pools.get(&spec.tx) {
                     Some(p) => p.clone(),
                     None => {
-                        let p = Arc::new(SendPool::open(&spec.tx).map_err(|e| format!("{name}: could not open VXLAN send sockets ({})", strerror(&e)))?);
+                        let p = Arc::new(SendPool::open(&spec.tx).map_err(|e| PortError::VxlanSend { name: name.into(), os: strerror(&e) })?);
                         self.pools.insert(spec.tx.clone(), p.clone());
                         p
                     }
@@ -348,25 +366,24 @@ impl Ports {
                 Backend::Vxlan(Arc::new(Tunnel::new(name, remote, spec.vni, pool)), ep)
             }
         };
-        Ok(OpenPort { name: name.to_string(), kind: kind.clone(), backend, stats: Arc::default() })
+        self.serial += 1;
+        Ok(OpenPort { name: name.to_string(), kind: kind.clone(), backend, stats: Arc::default(), serial: self.serial })
     }
 
     /// Logs (once) configuration that is stored but not carried out.
     fn warn_unsupported(&mut self, db: &Db) {
-        let pt = &TABLES[tables::PORT];
-        for (u, r) in &db.tables[tables::PORT] {
-            if !r.get(pt, "qos").is_empty() && self.warned.insert((*u, "qos")) {
-                tracing::warn!("port {}: QoS (egress shaping) is not supported by rvs and is not applied", r.get(pt, "name").as_str().unwrap_or(""));
+        for p in Port::all(db) {
+            if p.qos().is_some() && self.warned.insert((p.uuid, "qos")) {
+                tracing::warn!("port {}: QoS (egress shaping) is not supported by rvs and is not applied", p.name());
             }
         }
-        let bt = &TABLES[tables::BRIDGE];
-        for (u, r) in &db.tables[tables::BRIDGE] {
-            let name = r.get(bt, "name").as_str().unwrap_or("");
-            let dt = r.get(bt, "datapath_type").as_str().unwrap_or("");
-            if !matches!(dt, "" | "netdev" | "system") && self.warned.insert((*u, "datapath_type")) {
+        for b in Bridge::all(db) {
+            let name = b.name();
+            let dt = b.datapath_type();
+            if !matches!(dt, "" | "netdev" | "system") && self.warned.insert((b.uuid, "datapath_type")) {
                 tracing::warn!("bridge {name}: datapath_type {dt} is not known; rvs uses its own datapath");
             }
-            if r.get(bt, "fail_mode").as_str() == Some("secure") && self.warned.insert((*u, "fail_mode")) {
+            if b.fail_mode() == Some("secure") && self.warned.insert((b.uuid, "fail_mode")) {
                 tracing::warn!("bridge {name}: fail_mode=secure and rvs has no OpenFlow controller: the bridge forwards nothing (as OVS)");
             }
         }
@@ -388,89 +405,37 @@ fn strerror(e: &std::io::Error) -> String {
     msg.split(" (os error").next().unwrap_or(&msg).to_string()
 }
 
-/// The interfaces the database asks for, in bridge/port/interface order.
-fn wanted(db: &Db) -> Vec<Wanted> {
-    let mut out = Vec::new();
-    let Some((_, root)) = db.root() else { return out };
-    for b in root.get(&TABLES[tables::OPEN_VSWITCH], "bridges").uuids() {
-        for p in db.get(tables::BRIDGE, &b, "ports").map(|d| d.uuids().collect::<Vec<_>>()).unwrap_or_default() {
-            for i in db.get(tables::PORT, &p, "interfaces").map(|d| d.uuids().collect::<Vec<_>>()).unwrap_or_default() {
-                let name = db.name_of(tables::INTERFACE, &i).unwrap_or_default().to_string();
-                let ty = db.get(tables::INTERFACE, &i, "type").and_then(Datum::as_str).unwrap_or_default().to_string();
-                out.push(Wanted { bridge: b, port: p, iface: i, name, ty });
-            }
-        }
-    }
-    out
-}
-
-/// The backend an interface's `type` and `options` call for.
-fn kind_for(db: &Db, w: &Wanted) -> Result<Kind, String> {
-    match w.ty.as_str() {
-        "" | "system" => Ok(Kind::System),
-        "internal" | "tap" => Ok(Kind::Tap(w.ty.clone())),
-        "vxlan" => {
-            let opts = db.get(tables::INTERFACE, &w.iface, "options").cloned().unwrap_or_default();
-            let map: BTreeMap<String, String> =
-                opts.keys.iter().zip(opts.values.iter().flatten()).filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string()))).collect();
-            tunnel::parse(&w.name, &map).map(Kind::Vxlan)
-        }
-        other => Err(format!("interface type \"{other}\" is not supported by rvs")),
-    }
-}
-
-/// Ports whose VLAN configuration rvs cannot carry out.
-fn ports_with_unsupported_vlan(db: &Db) -> Vec<Uuid> {
-    db.tables[tables::PORT].iter().filter(|(_, r)| r.get(&TABLES[tables::PORT], "vlan_mode").as_str() == Some("dot1q-tunnel")).map(|(u, _)| *u).collect()
-}
-
-/// An error that applies to every interface of a port.
-fn port_level_error(db: &Db, port: &Uuid, unsupported_vlan: &[Uuid]) -> Option<String> {
-    if unsupported_vlan.contains(port) {
-        return Some("vlan_mode dot1q-tunnel (802.1ad QinQ) is not supported by rvs".into());
-    }
-    let n = db.get(tables::PORT, port, "interfaces").map_or(0, Datum::len);
-    if n > 1 {
-        let name = db.name_of(tables::PORT, port).unwrap_or_default();
-        return Some(format!("port {name} has {n} interfaces: bonds are not supported by rvs"));
-    }
-    None
-}
-
 /// The persistent status columns (error, ofport) of every interface, to detect changes.
 fn persistent_status(db: &Db) -> Vec<(Uuid, Datum, Datum)> {
-    let t = &TABLES[tables::INTERFACE];
-    db.tables[tables::INTERFACE].iter().map(|(u, r)| (*u, r.get(t, "error").clone(), r.get(t, "ofport").clone())).collect()
+    Interface::all(db).map(|i| (i.uuid, i.row.col(Interface::ERROR).clone(), i.row.col(Interface::OFPORT).clone())).collect()
 }
 
 /// Writes `error` and assigns `ofport` for every wanted interface.
-fn write_errors_and_ofports(db: &mut Db, wanted: &[Wanted], errors: &HashMap<Uuid, String>) {
-    let t = &TABLES[tables::INTERFACE];
+fn write_errors_and_ofports(db: &mut Db, wanted: &[PlannedIface], errors: &HashMap<Uuid, PortError>) {
     let mut bridges: Vec<Uuid> = wanted.iter().map(|w| w.bridge).collect();
     bridges.dedup();
     for b in bridges {
-        let bname = db.name_of(tables::BRIDGE, &b).unwrap_or_default().to_string();
-        let ifaces: Vec<&Wanted> = wanted.iter().filter(|w| w.bridge == b).collect();
+        let bname = Bridge::get(db, &b).map(|b| b.name()).unwrap_or_default().to_string();
+        let ifaces: Vec<&PlannedIface> = wanted.iter().filter(|w| w.bridge == b).collect();
         // Three passes: fixed numbers (the bridge's LOCAL port, ofport_request) first,
         // then interfaces keep the number they had, then the rest get the lowest free.
-        let healthy: Vec<&&Wanted> = ifaces.iter().filter(|w| !errors.contains_key(&w.iface)).collect();
+        let healthy: Vec<&&PlannedIface> = ifaces.iter().filter(|w| !errors.contains_key(&w.iface)).collect();
         let mut used: Vec<u16> = Vec::new();
         let mut assigned: HashMap<Uuid, u16> = HashMap::new();
         for w in &healthy {
-            let row = &db.tables[tables::INTERFACE][&w.iface];
             let fixed = if w.name == bname && w.ty == "internal" {
                 Some(OfPort::LOCAL.get())
             } else {
-                row.get(t, "ofport_request").as_int().and_then(|r| u16::try_from(r).ok())
+                Interface::get(db, &w.iface).and_then(|i| i.ofport_request()).and_then(|r| u16::try_from(r).ok())
             };
             if let Some(n) = fixed.filter(|n| !used.contains(n)) {
                 used.push(n);
                 assigned.insert(w.iface, n);
             }
         }
-        let rest: Vec<&&&Wanted> = healthy.iter().filter(|w| !assigned.contains_key(&w.iface)).collect();
+        let rest: Vec<&&&PlannedIface> = healthy.iter().filter(|w| !assigned.contains_key(&w.iface)).collect();
         for w in rest {
-            let cur = db.tables[tables::INTERFACE][&w.iface].get(t, "ofport").as_int();
+            let cur = Interface::get(db, &w.iface).and_then(|i| i.ofport());
             if let Some(n) = cur.and_then(|c| u16::try_from(c).ok()).filter(|&c| OfPort::new(c).is_some() && c != OfPort::LOCAL.get() && !used.contains(&c)) {
                 used.push(n);
                 assigned.insert(w.iface, n);
@@ -478,7 +443,7 @@ fn write_errors_and_ofports(db: &mut Db, wanted: &[Wanted], errors: &HashMap<Uui
         }
         let need: Vec<Uuid> = healthy.iter().map(|w| w.iface).filter(|u| !assigned.contains_key(u)).collect();
         for (u, n) in assigned {
-            db.set(tables::INTERFACE, &u, "ofport", Datum::integer(i64::from(n)));
+            db.set_col(Interface::OFPORT, &u, Datum::integer(i64::from(n)));
         }
         let mut next = 1u16;
         for u in need {
@@ -486,131 +451,41 @@ fn write_errors_and_ofports(db: &mut Db, wanted: &[Wanted], errors: &HashMap<Uui
                 next += 1;
             }
             used.push(next);
-            db.set(tables::INTERFACE, &u, "ofport", Datum::integer(i64::from(next)));
+            db.set_col(Interface::OFPORT, &u, Datum::integer(i64::from(next)));
         }
         for w in &ifaces {
             match errors.get(&w.iface) {
                 Some(e) => {
-                    db.set(tables::INTERFACE, &w.iface, "error", Datum::string(e));
-                    db.set(tables::INTERFACE, &w.iface, "ofport", Datum::integer(-1));
+                    db.set_col(Interface::ERROR, &w.iface, Datum::string(&e.to_string()));
+                    db.set_col(Interface::OFPORT, &w.iface, Datum::integer(-1));
                 }
                 None => {
-                    db.set(tables::INTERFACE, &w.iface, "error", Datum::set(vec![]));
+                    db.set_col(Interface::ERROR, &w.iface, Datum::set(vec![]));
                 }
             }
         }
     }
 }
 
-/// `smap_get_int`-like: the leading integer of a string map value, 0 when absent or bad.
-fn other_config_int(d: &Datum, key: &str) -> i64 {
-    let v = d.get_str(key).unwrap_or("").trim_start();
-    let end = v.char_indices().find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+')))).map_or(v.len(), |(i, _)| i);
-    v[..end].parse().unwrap_or(0)
-}
-
-/// Bridge `other_config` as the core needs it, with OVS's defaults and clamps.
-pub fn bridge_config(db: &Db, bridge: &Uuid) -> BridgeConfig {
-    let oc = db.get(tables::BRIDGE, bridge, "other_config").cloned().unwrap_or_default();
-    let aging = match other_config_int(&oc, "mac-aging-time") {
-        0 => i64::from(fdb::DEFAULT_AGING_SECS),
-        n => n,
-    };
-    let size = match other_config_int(&oc, "mac-table-size") {
-        0 => fdb::DEFAULT_CAPACITY as i64,
-        n => n,
-    };
-    BridgeConfig {
-        mac_aging_secs: fdb::normalize_aging_secs(aging),
-        mac_table_size: size.clamp(10, 1_000_000) as usize,
-        forward_bpdu: oc.get_str("forward-bpdu") == Some("true"),
-        tunnel_split_horizon: oc.get_str("tunnel-split-horizon") != Some("false"),
-        fail_secure: db.get(tables::BRIDGE, bridge, "fail_mode").and_then(Datum::as_str) == Some("secure"),
-    }
-}
-
-/// Port `tag`, `trunks`, `vlan_mode`, `protected` as the core needs them.
-pub fn port_config(db: &Db, port: &Uuid, ofport: OfPort) -> PortConfig {
-    let t = &TABLES[tables::PORT];
-    let Some(row) = db.row(tables::PORT, port) else { return PortConfig::trunk(u32::from(ofport.get())) };
-    let vid = |a: &Atom| a.as_int().and_then(|i| u16::try_from(i).ok()).and_then(VlanId::new);
-    let tag = row.get(t, "tag").first().and_then(vid);
-    let trunks: Vec<VlanId> = row.get(t, "trunks").keys.iter().filter_map(vid).collect();
-    let mode = row.get(t, "vlan_mode").as_str().and_then(VlanMode::parse);
-    PortConfig {
-        key: u32::from(ofport.get()),
-        vlan: PortVlan::new(tag, &trunks, mode),
-        protected: row.get(t, "protected").as_bool().unwrap_or(false),
-        tunnel: false,
-    }
-}
-
-/// Interface `ingress_policing_*` columns.
-fn policer_config(db: &Db, iface: &Uuid) -> PolicerConfig {
-    let int = |c: &str| db.get(tables::INTERFACE, iface, c).and_then(Datum::as_int).unwrap_or(0).max(0) as u64;
-    PolicerConfig {
-        rate_kbps: int("ingress_policing_rate"),
-        burst_kbit: int("ingress_policing_burst"),
-        rate_kpps: int("ingress_policing_kpkts_rate"),
-        burst_kpkts: int("ingress_policing_kpkts_burst"),
-    }
-}
-
 /// Applies Interface `mtu_request` (taps and system devices) and `mac` (internal and tap
 /// devices rvs created) when the device is in this namespace and differs.
-fn apply_link_settings(db: &Db, iface: &Uuid, p: &OpenPort) -> Result<(), String> {
+fn apply_link_settings(link: &LinkSettings, p: &OpenPort) -> Result<(), LinkError> {
     if matches!(p.kind, Kind::Vxlan(_)) || netdev::ifindex(&p.name).is_err() {
         return Ok(());
     }
-    if let Some(mtu) = db.get(tables::INTERFACE, iface, "mtu_request").and_then(Datum::as_int) {
+    if let Some(mtu) = link.mtu_request {
         if netdev::mtu(&p.name).ok() != Some(mtu as u32) {
-            netdev::set_mtu(&p.name, mtu as u32).map_err(|e| format!("could not set MTU {mtu} on {} ({})", p.name, strerror(&e)))?;
+            netdev::set_mtu(&p.name, mtu as u32).map_err(|e| LinkError::Mtu { mtu, name: p.name.clone(), os: strerror(&e) })?;
             tracing::info!("{}: MTU set to {mtu}", p.name);
         }
     }
-    if let (Kind::Tap(_), Some(mac)) = (&p.kind, db.get(tables::INTERFACE, iface, "mac").and_then(Datum::as_str)) {
-        let m: MacAddr = mac.parse().map_err(|_| format!("{}: invalid mac {mac}", p.name))?;
+    if let (Kind::Tap(_), Some(mac)) = (&p.kind, link.mac.as_deref()) {
+        let m: MacAddr = mac.parse().map_err(|_| LinkError::BadMac { name: p.name.clone(), mac: mac.into() })?;
         if netdev::hwaddr(&p.name).ok() != Some(m.0) {
-            netdev::set_hwaddr(&p.name, m.0).map_err(|e| format!("could not set MAC {mac} on {} ({})", p.name, strerror(&e)))?;
+            netdev::set_hwaddr(&p.name, m.0).map_err(|e| LinkError::Mac { mac: mac.into(), name: p.name.clone(), os: strerror(&e) })?;
         }
     }
     Ok(())
-}
-
-/// `Open_vSwitch other_config:n-workers`: datapath worker threads; when unset or not
-/// a positive number, [`default_workers`] for this machine's CPUs; at most
-/// [`crate::worker::MAX_WORKERS`].
-pub fn n_workers(db: &Db) -> usize {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    n_workers_for(db, cpus)
-}
-
-fn n_workers_for(db: &Db, cpus: usize) -> usize {
-    let oc = db.root().map(|(_, r)| r.get(&TABLES[tables::OPEN_VSWITCH], "other_config").clone()).unwrap_or_default();
-    match other_config_int(&oc, "n-workers") {
-        n if n > 0 => (n as usize).min(crate::worker::MAX_WORKERS),
-        _ => default_workers(cpus),
-    }
-}
-
-/// Workers when `n-workers` is not set: one per 4 CPUs the daemon may run on, at
-/// least 1 and at most 8 — the rest of a node's cores are its VMs'. An idle worker
-/// sleeps, so an unused one costs nothing.
-pub fn default_workers(cpus: usize) -> usize {
-    (cpus / 4).clamp(1, 8)
-}
-
-/// A string that changes whenever the worker's configuration must change.
-fn signature(cfg: &DpConfig) -> String {
-    let mut s = format!("workers={}|", cfg.workers);
-    for b in &cfg.bridges {
-        s += &format!("{}|{:?}|", b.uuid, b.cfg);
-        for p in &b.ports {
-            s += &format!("{}:{}:{:p}:{:?}:{:?};", p.iface, p.ofport.get(), Arc::as_ptr(&p.io) as *const u8, p.core, p.policer);
-        }
-        s += &format!("{:?}|", b.statics);
-    }
-    s
 }
 
 #[cfg(test)]
@@ -618,32 +493,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn other_config_parsing() {
-        let d = Datum::smap([("mac-aging-time", "20"), ("mac-table-size", "5"), ("x", "abc")]);
-        assert_eq!(other_config_int(&d, "mac-aging-time"), 20);
-        assert_eq!(other_config_int(&d, "x"), 0);
-        assert_eq!(other_config_int(&d, "none"), 0);
-        let d = Datum::smap([("mac-aging-time", "12abc")]);
-        assert_eq!(other_config_int(&d, "mac-aging-time"), 12);
-    }
-
-    #[test]
-    fn n_workers_is_bounded() {
-        let mut db = Db::default();
-        assert_eq!(n_workers_for(&db, 2), 1, "no Open_vSwitch row");
-        let root = db.ensure_root();
-        for (cpus, want) in [(1, 1), (2, 1), (7, 1), (8, 2), (16, 4), (64, 8), (256, 8)] {
-            assert_eq!(n_workers_for(&db, cpus), want, "unset, {cpus} CPUs");
-        }
-        for (v, want) in [("4", 4), ("0", 3), ("-3", 3), ("abc", 3), ("1000", crate::worker::MAX_WORKERS)] {
-            db.set(tables::OPEN_VSWITCH, &root, "other_config", Datum::smap([("n-workers", v)]));
-            assert_eq!(n_workers_for(&db, 12), want, "n-workers={v}, 12 CPUs");
-        }
-    }
-
-    #[test]
     fn long_names_are_errors() {
-        let e = Ports::default().open_port("a-name-longer-than-15", &Kind::Tap("internal".into())).err().unwrap();
+        let e = Ports::default().open_port("a-name-longer-than-15", &Kind::Tap("internal".into())).err().unwrap().to_string();
         assert!(e.starts_with("could not open network device a-name-longer-than-15 (Invalid argument"), "{e}");
     }
 }

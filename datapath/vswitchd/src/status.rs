@@ -1,14 +1,19 @@
-//! Status columns: what the daemon writes into the database for clients to read —
+//! Status columns: what the daemon reports in the database for clients to read —
 //! Interface `statistics`, `link_state`, `admin_state`, `mtu`, `mac_in_use`, `ifindex`;
-//! Open_vSwitch `datapath_types`, `iface_types`, `cur_cfg`.
+//! Port `status`; Open_vSwitch `datapath_types`, `iface_types` (and `cur_cfg`, which
+//! [`crate::control`] sets at commit).
 //!
-//! These are ephemeral (never persisted) except `cur_cfg`, and are refreshed when a
-//! client asks for a snapshot, so `ovs-vsctl get Interface vm1 statistics` is current.
+//! The Interface and Port ones are ephemeral (never persisted) and are read fresh when
+//! a client asks for a snapshot, so `ovs-vsctl get Interface vm1 statistics` is
+//! current. Reading and writing are separate: [`read`] asks the open backends and the
+//! devices and returns a [`Status`] value without writing anything; [`Status::write`]
+//! puts it into a database — the copy a snapshot sends, never the daemon's own.
 
 use crate::reconcile::{Backend, Ports};
-use rvs_ovsdb::{Atom, Datum, Db, TABLES, tables};
-use rvs_sys::netdev;
+use rvs_ovsdb::view::{Interface, OpenVswitch, Port};
+use rvs_ovsdb::{Atom, Col, Datum, Db, Uuid};
 use rvs_switch::types::MacAddr;
+use rvs_sys::netdev;
 
 /// Interface types rvs implements (Open_vSwitch `iface_types`).
 pub const IFACE_TYPES: &[&str] = &["internal", "system", "tap", "vxlan"];
@@ -22,86 +27,141 @@ fn strings(v: &[&str]) -> Datum {
 /// Writes the Open_vSwitch row's capability columns.
 pub fn fill_root(db: &mut Db) {
     let root = db.ensure_root();
-    db.set(tables::OPEN_VSWITCH, &root, "datapath_types", strings(DATAPATH_TYPES));
-    db.set(tables::OPEN_VSWITCH, &root, "iface_types", strings(IFACE_TYPES));
+    db.set_col(OpenVswitch::DATAPATH_TYPES, &root, strings(DATAPATH_TYPES));
+    db.set_col(OpenVswitch::IFACE_TYPES, &root, strings(IFACE_TYPES));
+}
+
+/// The status columns of every Interface and Port, as read at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    pub ifaces: Vec<(Uuid, IfaceStatus)>,
+}
+
+/// One interface's status; `None` where there is nothing to say (the column is then
+/// empty): the interface is not open, or its device cannot be seen from here.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IfaceStatus {
+    pub admin_state: Option<&'static str>,
+    pub link_state: Option<&'static str>,
+    pub mtu: Option<i64>,
+    pub mac_in_use: Option<String>,
+    pub ifindex: Option<i64>,
+    /// Counters, in OVS's order; empty when the interface is not open.
+    pub statistics: Vec<(&'static str, u64)>,
+}
+
+/// Reads the status of every interface of `db` from the open ports and their devices.
+/// Writes nothing.
+pub fn read(db: &Db, ports: &Ports) -> Status {
+    Status { ifaces: Interface::all(db).map(|i| (i.uuid, read_iface(i.name(), ports.open.get(&i.uuid).map(|p| (&p.backend, &*p.stats))))).collect() }
+}
+
+fn read_iface(name: &str, open: Option<(&Backend, &crate::port::PortStats)>) -> IfaceStatus {
+    let Some((backend, stats)) = open else { return IfaceStatus::default() };
+    let s = stats.snapshot();
+    let mut statistics = vec![
+        ("collisions", 0),
+        ("rx_bytes", s.rx_bytes),
+        ("rx_crc_err", 0),
+        ("rx_dropped", s.rx_dropped),
+        ("rx_errors", s.rx_errors),
+        ("rx_frame_err", 0),
+        ("rx_missed_errors", 0),
+        ("rx_multicast_packets", s.rx_multicast),
+        ("rx_over_err", 0),
+        ("rx_packets", s.rx_packets),
+        ("tx_bytes", s.tx_bytes),
+        ("tx_dropped", s.tx_dropped),
+        ("tx_errors", s.tx_errors),
+        ("tx_packets", s.tx_packets),
+    ];
+    if let Backend::Vxlan(tun, _) = backend {
+        statistics.push(("tx_mtu_exceeded", tun.stats.mtu_exceeded.load(std::sync::atomic::Ordering::Relaxed)));
+    }
+    // A tap that was moved into a VM's namespace cannot be queried by name from
+    // here: its columns are then left empty rather than guessed.
+    let visible = match backend {
+        Backend::AfPacket(a) => netdev::ifindex(name).ok() == Some(a.ifindex()),
+        Backend::Tap(_) => netdev::ifindex(name).is_ok(),
+        // A tunnel has no device: it is up while configured, as in OVS.
+        Backend::Vxlan(..) => return IfaceStatus { admin_state: Some("up"), link_state: Some("up"), statistics, ..IfaceStatus::default() },
+    };
+    if !visible {
+        return IfaceStatus { statistics, ..IfaceStatus::default() };
+    }
+    let flags = netdev::flags(name).unwrap_or(0);
+    let updown = |b: bool| Some(if b { "up" } else { "down" });
+    IfaceStatus {
+        admin_state: updown(flags & netdev::IFF_UP as u32 != 0),
+        link_state: updown(flags & netdev::IFF_RUNNING as u32 != 0),
+        mtu: netdev::mtu(name).ok().map(i64::from),
+        mac_in_use: netdev::hwaddr(name).ok().map(|m| MacAddr(m).to_string()),
+        ifindex: netdev::ifindex(name).ok().map(i64::from),
+        statistics,
+    }
+}
+
+impl Status {
+    /// Writes the status columns into `db` (Interface rows it does not cover keep
+    /// theirs); also Port `status`, which follows from `db` alone.
+    pub fn write(&self, db: &mut Db) {
+        for (u, st) in &self.ifaces {
+            let Some(row) = db.row_mut(Interface::TABLE, u) else { continue };
+            let opt_str = |v: Option<&str>| v.map_or_else(|| Datum::set(vec![]), Datum::string);
+            let opt_int = |v: Option<i64>| v.map_or_else(|| Datum::set(vec![]), Datum::integer);
+            let cols: [(Col, Datum); 5] = [
+                (Interface::ADMIN_STATE, opt_str(st.admin_state)),
+                (Interface::LINK_STATE, opt_str(st.link_state)),
+                (Interface::MTU, opt_int(st.mtu)),
+                (Interface::MAC_IN_USE, opt_str(st.mac_in_use.as_deref())),
+                (Interface::IFINDEX, opt_int(st.ifindex)),
+            ];
+            for (c, d) in cols {
+                row.set_col(c, d);
+            }
+            let stats = st.statistics.iter().map(|(k, v)| (Atom::String(k.to_string()), Atom::Integer(*v as i64)));
+            row.set_col(Interface::STATISTICS, Datum::map(stats));
+        }
+        fill_ports(db);
+    }
 }
 
 /// Port `status`: says where configuration was accepted but is not carried out.
 /// QoS (egress shaping, Port `qos`) is stored but not applied by rvs; ingress policing
 /// (Interface `ingress_policing_rate`) is.
-pub fn fill_ports(db: &mut Db) {
-    let t = &TABLES[tables::PORT];
-    for row in db.tables[tables::PORT].values_mut() {
-        let status =
-            if row.get(t, "qos").is_empty() { Datum::map(vec![]) } else { Datum::smap([("qos", "not applied: egress shaping (QoS) is not supported by rvs")]) };
-        row.set(t, "status", status);
+fn fill_ports(db: &mut Db) {
+    for row in db.tables[Port::TABLE].values_mut() {
+        let status = if row.col(Port::QOS).is_empty() {
+            Datum::map(vec![])
+        } else {
+            Datum::smap([("qos", "not applied: egress shaping (QoS) is not supported by rvs")])
+        };
+        row.set_col(Port::STATUS, status);
     }
 }
 
-/// Refreshes every Interface row's status columns from the open ports.
-pub fn fill_interfaces(db: &mut Db, ports: &Ports) {
-    let t = &TABLES[tables::INTERFACE];
-    let uuids: Vec<_> = db.tables[tables::INTERFACE].keys().copied().collect();
-    for u in uuids {
-        let Some(row) = db.row_mut(tables::INTERFACE, &u) else { continue };
-        let name = row.get(t, "name").as_str().unwrap_or_default().to_string();
-        let none = Datum::set(vec![]);
-        let Some(p) = ports.open.get(&u) else {
-            for c in ["admin_state", "link_state", "mtu", "mac_in_use", "ifindex"] {
-                row.set(t, c, none.clone());
-            }
-            row.set(t, "statistics", Datum::map(vec![]));
-            continue;
-        };
-        let s = p.stats.snapshot();
-        let stats = [
-            ("collisions", 0),
-            ("rx_bytes", s.rx_bytes),
-            ("rx_crc_err", 0),
-            ("rx_dropped", s.rx_dropped),
-            ("rx_errors", s.rx_errors),
-            ("rx_frame_err", 0),
-            ("rx_missed_errors", 0),
-            ("rx_multicast_packets", s.rx_multicast),
-            ("rx_over_err", 0),
-            ("rx_packets", s.rx_packets),
-            ("tx_bytes", s.tx_bytes),
-            ("tx_dropped", s.tx_dropped),
-            ("tx_errors", s.tx_errors),
-            ("tx_packets", s.tx_packets),
-        ];
-        let mut stats: Vec<(&str, u64)> = stats.to_vec();
-        if let Backend::Vxlan(tun, _) = &p.backend {
-            stats.push(("tx_mtu_exceeded", tun.stats.mtu_exceeded.load(std::sync::atomic::Ordering::Relaxed)));
-        }
-        row.set(t, "statistics", Datum::map(stats.iter().map(|(k, v)| (Atom::String(k.to_string()), Atom::Integer(*v as i64)))));
-        // A tap that was moved into a VM's namespace cannot be queried by name from
-        // here: its columns are then left empty rather than guessed.
-        let visible = match &p.backend {
-            Backend::AfPacket(a) => netdev::ifindex(&name).ok() == Some(a.ifindex()),
-            Backend::Tap(_) => netdev::ifindex(&name).is_ok(),
-            Backend::Vxlan(..) => {
-                // A tunnel has no device: it is up while configured, as in OVS.
-                row.set(t, "admin_state", Datum::string("up"));
-                row.set(t, "link_state", Datum::string("up"));
-                for c in ["mtu", "mac_in_use", "ifindex"] {
-                    row.set(t, c, none.clone());
-                }
-                continue;
-            }
-        };
-        if !visible {
-            for c in ["admin_state", "link_state", "mtu", "mac_in_use", "ifindex"] {
-                row.set(t, c, none.clone());
-            }
-            continue;
-        }
-        let flags = netdev::flags(&name).unwrap_or(0);
-        let updown = |b: bool| Datum::string(if b { "up" } else { "down" });
-        row.set(t, "admin_state", updown(flags & netdev::IFF_UP as u32 != 0));
-        row.set(t, "link_state", updown(flags & netdev::IFF_RUNNING as u32 != 0));
-        row.set(t, "mtu", netdev::mtu(&name).map_or(none.clone(), |m| Datum::integer(i64::from(m))));
-        row.set(t, "mac_in_use", netdev::hwaddr(&name).map_or(none.clone(), |m| Datum::string(&MacAddr(m).to_string())));
-        row.set(t, "ifindex", netdev::ifindex(&name).map_or(none.clone(), |i| Datum::integer(i64::from(i))));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_writes_nothing_and_write_fills_a_copy() {
+        let mut db = Db::default();
+        let i = db.insert_new(Interface::TABLE);
+        db.set_col(Interface::NAME, &i, Datum::string("p"));
+        db.set_col(Interface::MTU, &i, Datum::integer(1500));
+        let before = db.clone();
+        let st = read(&db, &Ports::default());
+        assert_eq!(db, before, "reading the status changes nothing");
+        assert_eq!(st.ifaces, vec![(i, IfaceStatus::default())], "not open: nothing to say");
+        let mut copy = db.clone();
+        st.write(&mut copy);
+        assert_eq!(copy.col(Interface::MTU, &i), Some(&Datum::set(vec![])));
+        assert_eq!(copy.col(Interface::STATISTICS, &i), Some(&Datum::map(vec![])));
+        let up = IfaceStatus { admin_state: Some("up"), statistics: vec![("rx_packets", 3)], ..IfaceStatus::default() };
+        Status { ifaces: vec![(i, up)] }.write(&mut copy);
+        let v = Interface::get(&copy, &i).unwrap();
+        assert_eq!((v.admin_state(), v.link_state()), (Some("up"), None));
+        assert_eq!(v.statistics(), &Datum::map([(Atom::String("rx_packets".into()), Atom::Integer(3))]));
     }
 }

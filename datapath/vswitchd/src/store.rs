@@ -88,7 +88,7 @@ impl Store {
         if v != VERSION {
             return Err(corrupt(format!("unsupported version {v} (this rvs reads version {VERSION})")));
         }
-        let db = Db::from_json(j.get("db").unwrap_or(&Json::Null)).map_err(corrupt)?;
+        let db = Db::from_json(j.get("db").unwrap_or(&Json::Null)).map_err(|e| corrupt(e.to_string()))?;
         db.check().map_err(|e| corrupt(format!("inconsistent contents: {e}")))?;
         let boot_id = j.get("boot_id").and_then(Json::as_str).map(String::from);
         let static_fdb = match j.get("static_fdb") {
@@ -130,7 +130,7 @@ pub fn boot_id() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvs_ovsdb::{Datum, tables};
+    use rvs_ovsdb::Datum;
 
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("rvs-store-{tag}-{}", std::process::id()));
@@ -145,7 +145,7 @@ mod tests {
         assert!(s.load().unwrap().is_none());
         let mut db = Db::new();
         let root = db.ensure_root();
-        db.set(tables::OPEN_VSWITCH, &root, "external_ids", Datum::smap([("system-id", "node1")]));
+        db.set_col(rvs_ovsdb::view::OpenVswitch::EXTERNAL_IDS, &root, Datum::smap([("system-id", "node1")]));
         db.generation = 3;
         let meta = Meta {
             boot_id: Some("b".into()),

@@ -22,6 +22,27 @@ pub struct VxlanSpec {
     pub tx: TxSettings,
 }
 
+/// Why a VXLAN interface's options cannot be carried out; the text (OVS's where OVS
+/// has one) becomes the interface's `error` column.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TunnelError {
+    /// A feature OVS has and rvs does not: `what` names the option.
+    #[error("{name}: {what} is not supported by rvs")]
+    Unsupported { name: String, what: String },
+    #[error("{name}: bad vxlan '{key}'")]
+    BadAddress { name: String, key: &'static str },
+    #[error("{name}: multicast remote_ip={value} not allowed")]
+    MulticastRemote { name: String, value: String },
+    #[error("{name}: invalid TOS {value}")]
+    BadTos { name: String, value: String },
+    #[error("{name}: invalid vxlan {key} {value} (a VNI is 0 to 16777215)")]
+    BadVni { name: String, key: String, value: String },
+    #[error("{name}: vxlan type requires valid 'remote_ip' argument")]
+    NoRemote { name: String },
+    #[error("{name}: 'remote_ip' and 'local_ip' has to be of the same address family")]
+    MixedFamilies { name: String },
+}
+
 /// `atoi()`: leading integer, 0 when there is none.
 fn atoi(s: &str) -> i64 {
     let t = s.trim_start();
@@ -47,8 +68,8 @@ fn strtol0(s: &str) -> Option<i64> {
 
 /// Parses a VXLAN interface's `options`. `Err` is the interface's `error` text.
 /// Unknown keys are logged and ignored, as OVS does.
-pub fn parse(name: &str, options: &BTreeMap<String, String>) -> Result<VxlanSpec, String> {
-    let unsupported = |what: &str| Err(format!("{name}: {what} is not supported by rvs"));
+pub fn parse(name: &str, options: &BTreeMap<String, String>) -> Result<VxlanSpec, TunnelError> {
+    let unsupported = |what: &str| Err(TunnelError::Unsupported { name: name.into(), what: what.into() });
     let mut remote = None;
     let mut local = None;
     let mut tos = 0u8;
@@ -63,9 +84,9 @@ pub fn parse(name: &str, options: &BTreeMap<String, String>) -> Result<VxlanSpec
                 if v == "flow" {
                     return unsupported("remote_ip=flow (flow-based tunnels)");
                 }
-                let ip: IpAddr = v.parse().map_err(|_| format!("{name}: bad vxlan 'remote_ip'"))?;
+                let ip: IpAddr = v.parse().map_err(|_| TunnelError::BadAddress { name: name.into(), key: "remote_ip" })?;
                 if ip.is_multicast() {
-                    return Err(format!("{name}: multicast remote_ip={v} not allowed"));
+                    return Err(TunnelError::MulticastRemote { name: name.into(), value: v.clone() });
                 }
                 remote = Some(ip);
             }
@@ -73,7 +94,7 @@ pub fn parse(name: &str, options: &BTreeMap<String, String>) -> Result<VxlanSpec
                 if v == "flow" {
                     return unsupported("local_ip=flow");
                 }
-                local = Some(v.parse::<IpAddr>().map_err(|_| format!("{name}: bad vxlan 'local_ip'"))?);
+                local = Some(v.parse::<IpAddr>().map_err(|_| TunnelError::BadAddress { name: name.into(), key: "local_ip" })?);
             }
             "tos" => {
                 if v == "inherit" {
@@ -81,7 +102,7 @@ pub fn parse(name: &str, options: &BTreeMap<String, String>) -> Result<VxlanSpec
                 }
                 match strtol0(v) {
                     Some(t) if t == (t & 0xfc) => tos = t as u8,
-                    _ => return Err(format!("{name}: invalid TOS {v}")),
+                    _ => return Err(TunnelError::BadTos { name: name.into(), value: v.clone() }),
                 }
             }
             "ttl" => {
@@ -101,17 +122,17 @@ pub fn parse(name: &str, options: &BTreeMap<String, String>) -> Result<VxlanSpec
                     return unsupported(&format!("{k}=flow (flow-based tunnel keys)"));
                 }
                 let n = strtol0(v).filter(|n| (0..=i64::from(Vni::MAX)).contains(n));
-                vni = n.and_then(|n| Vni::new(n as u32)).ok_or_else(|| format!("{name}: invalid vxlan {k} {v} (a VNI is 0 to 16777215)"))?;
+                vni = n.and_then(|n| Vni::new(n as u32)).ok_or_else(|| TunnelError::BadVni { name: name.into(), key: k.clone(), value: v.clone() })?;
             }
             "exts" | "packet_type" => return unsupported(&format!("options:{k}")),
             "remote_cert" | "remote_name" | "psk" => {}
             other => tracing::warn!("{name}: unknown vxlan argument '{other}'"),
         }
     }
-    let remote = remote.ok_or_else(|| format!("{name}: vxlan type requires valid 'remote_ip' argument"))?;
+    let remote = remote.ok_or_else(|| TunnelError::NoRemote { name: name.into() })?;
     if let Some(l) = local {
         if l.is_ipv6() != remote.is_ipv6() {
-            return Err(format!("{name}: 'remote_ip' and 'local_ip' has to be of the same address family"));
+            return Err(TunnelError::MixedFamilies { name: name.into() });
         }
     }
     if dst_port == 0 {
@@ -141,12 +162,12 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(parse("vx0", &opts(&[])).unwrap_err(), "vx0: vxlan type requires valid 'remote_ip' argument");
-        assert_eq!(parse("vx0", &opts(&[("remote_ip", "x")])).unwrap_err(), "vx0: bad vxlan 'remote_ip'");
-        assert!(parse("vx0", &opts(&[("remote_ip", "239.1.1.1")])).unwrap_err().contains("multicast"));
-        assert!(parse("vx0", &opts(&[("remote_ip", "198.19.0.2"), ("key", "flow")])).unwrap_err().contains("not supported by rvs"));
+        assert_eq!(parse("vx0", &opts(&[])).unwrap_err().to_string(), "vx0: vxlan type requires valid 'remote_ip' argument");
+        assert_eq!(parse("vx0", &opts(&[("remote_ip", "x")])).unwrap_err().to_string(), "vx0: bad vxlan 'remote_ip'");
+        assert!(parse("vx0", &opts(&[("remote_ip", "239.1.1.1")])).unwrap_err().to_string().contains("multicast"));
+        assert!(parse("vx0", &opts(&[("remote_ip", "198.19.0.2"), ("key", "flow")])).unwrap_err().to_string().contains("not supported by rvs"));
         assert!(parse("vx0", &opts(&[("remote_ip", "198.19.0.2"), ("key", "16777216")])).is_err());
-        assert_eq!(parse("vx0", &opts(&[("remote_ip", "198.19.0.2"), ("tos", "3")])).unwrap_err(), "vx0: invalid TOS 3");
+        assert_eq!(parse("vx0", &opts(&[("remote_ip", "198.19.0.2"), ("tos", "3")])).unwrap_err().to_string(), "vx0: invalid TOS 3");
         assert!(parse("vx0", &opts(&[("remote_ip", "198.19.0.2"), ("local_ip", "::1")])).is_err());
         assert!(parse("vx0", &opts(&[("remote_ip", "198.19.0.2"), ("bogus", "1")])).is_ok());
     }

@@ -1,0 +1,348 @@
+//! Planning: from a committed database to the datapath configuration it calls for, as
+//! a value ([`Plan`]) — a pure function of the database (and the number of CPUs): no
+//! device is opened or queried, nothing is written. Two plans compare with `==`, which
+//! is how the control plane tells whether the workers need a new configuration.
+//!
+//! Control runs plan → save → apply: the plan is made from the new database, the
+//! database is saved durably, then [`crate::reconcile`] applies the plan (opens and
+//! closes port backends, records per-interface errors and OpenFlow port numbers) and
+//! hands the workers their [`crate::worker::DpConfig`].
+//!
+//! Interface types (Interface `type`):
+//! * `internal`, `tap`: a tap rvs creates ([`crate::port::tap`]);
+//! * `""`, `system`: an existing netdev via AF_PACKET ([`crate::port::afpacket`]);
+//! * `vxlan`: a tunnel ([`crate::tunnel`] checks its options);
+//! * anything else: not supported; the interface stays in the database with an `error`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use rvs_ovsdb::view::{Bridge, Interface, Port};
+use rvs_ovsdb::{Datum, Db, Uuid};
+use rvs_switch::bridge::police::PolicerConfig;
+use rvs_switch::bridge::{BridgeConfig, PortConfig, PortVlan, VlanMode, fdb};
+use rvs_switch::types::{OfPort, VlanId, Vni};
+
+use crate::tunnel::{self, VxlanSpec};
+
+/// What the datapath should run for one database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Worker threads (`n-workers`), also the receive queues per port.
+    pub workers: usize,
+    /// The bridges that have interfaces, in the order of the Open_vSwitch row.
+    pub bridges: Vec<PlannedBridge>,
+    /// Every interface the configuration asks for, in bridge/port/interface order.
+    pub ifaces: Vec<PlannedIface>,
+}
+
+/// A bridge and its configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedBridge {
+    pub uuid: Uuid,
+    pub name: String,
+    pub cfg: BridgeConfig,
+}
+
+/// One interface the configuration asks for, with all the database says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedIface {
+    pub bridge: Uuid,
+    pub port: Uuid,
+    pub iface: Uuid,
+    pub name: String,
+    /// Interface `type` as configured.
+    pub ty: String,
+    /// An error of the whole port (QinQ, bond): no backend for any of its interfaces.
+    pub port_error: Option<PortError>,
+    /// The backend the interface's `type` and `options` call for, or why there is none.
+    pub kind: Result<Kind, PortError>,
+    /// The port's VLAN configuration; `key` is filled in with the OpenFlow port number
+    /// when the datapath configuration is built.
+    pub core: PortConfig,
+    pub policer: PolicerConfig,
+    /// Interface `mtu_request` and `mac`.
+    pub link: LinkSettings,
+}
+
+/// Link settings applied to a device rvs has open.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LinkSettings {
+    pub mtu_request: Option<i64>,
+    pub mac: Option<String>,
+}
+
+/// The CPUs this process may run on (for [`plan`]'s default number of workers).
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The plan for `db` on a machine with `cpus` CPUs.
+pub fn plan(db: &Db, cpus: usize) -> Plan {
+    let unsupported_vlan = ports_with_unsupported_vlan(db);
+    let mut bridges: Vec<PlannedBridge> = Vec::new();
+    let ifaces = wanted(db)
+        .into_iter()
+        .map(|w| {
+            if !bridges.iter().any(|b| b.uuid == w.bridge) {
+                let name = Bridge::get(db, &w.bridge).map(|b| b.name()).unwrap_or_default().to_string();
+                bridges.push(PlannedBridge { uuid: w.bridge, name, cfg: bridge_config(db, &w.bridge) });
+            }
+            let i = Interface::get(db, &w.iface);
+            PlannedIface {
+                port_error: port_level_error(db, &w.port, &unsupported_vlan),
+                kind: kind_for(db, &w),
+                core: port_config(db, &w.port, OfPort::LOCAL),
+                policer: policer_config(db, &w.iface),
+                link: LinkSettings { mtu_request: i.and_then(|i| i.mtu_request()), mac: i.and_then(|i| i.mac()).map(String::from) },
+                bridge: w.bridge,
+                port: w.port,
+                iface: w.iface,
+                name: w.name,
+                ty: w.ty,
+            }
+        })
+        .collect();
+    Plan { workers: n_workers_for(db, cpus), bridges, ifaces }
+}
+
+impl Plan {
+    /// The planned interface `iface`.
+    pub fn iface(&self, iface: &Uuid) -> Option<&PlannedIface> {
+        self.ifaces.iter().find(|w| w.iface == *iface)
+    }
+
+    /// The planned bridge `uuid`.
+    pub fn bridge(&self, uuid: &Uuid) -> Option<&PlannedBridge> {
+        self.bridges.iter().find(|b| b.uuid == *uuid)
+    }
+}
+
+/// Why an interface is not running; the text is the interface's `error` column (OVS's
+/// wording where OVS has one), so the OS error is kept as its strerror(3) text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("could not open network device {name} (Invalid argument: {why})")]
+    BadName { name: String, why: &'static str },
+    #[error("could not open network device {name} ({os})")]
+    Open { name: String, os: String },
+    #[error("{name}: could not listen on UDP port {port} for VXLAN ({os})")]
+    VxlanListen { name: String, port: u16, os: String },
+    #[error("{name}: could not open VXLAN send sockets ({os})")]
+    VxlanSend { name: String, os: String },
+    #[error("interface type \"{0}\" is not supported by rvs")]
+    UnsupportedType(String),
+    #[error(transparent)]
+    Tunnel(#[from] tunnel::TunnelError),
+    #[error("vlan_mode dot1q-tunnel (802.1ad QinQ) is not supported by rvs")]
+    QinQ,
+    #[error("port {port} has {n} interfaces: bonds are not supported by rvs")]
+    Bond { port: String, n: usize },
+    #[error("{name}: tunnel port {other} already has remote_ip={remote} key={vni} dst_port={dst_port}")]
+    TunnelClash { name: String, other: String, remote: IpAddr, vni: Vni, dst_port: u16 },
+}
+
+/// What kind of backend an interface needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    /// A tap rvs creates (`internal` or `tap`); the string is the type as configured.
+    Tap(String),
+    /// An existing netdev (`""` or `system`).
+    System,
+    /// A VXLAN tunnel with its options.
+    Vxlan(VxlanSpec),
+}
+
+/// One interface the configuration asks for.
+struct Wanted {
+    bridge: Uuid,
+    port: Uuid,
+    iface: Uuid,
+    name: String,
+    ty: String,
+}
+
+/// The interfaces the database asks for, in bridge/port/interface order.
+fn wanted(db: &Db) -> Vec<Wanted> {
+    let mut out = Vec::new();
+    let Some(root) = db.root_view() else { return out };
+    for b in root.bridges().filter_map(|b| Bridge::get(db, &b)) {
+        for p in b.ports().filter_map(|p| Port::get(db, &p)) {
+            for i in p.interfaces().filter_map(|i| Interface::get(db, &i)) {
+                out.push(Wanted { bridge: b.uuid, port: p.uuid, iface: i.uuid, name: i.name().to_string(), ty: i.type_().to_string() });
+            }
+        }
+    }
+    out
+}
+
+/// The backend an interface's `type` and `options` call for.
+fn kind_for(db: &Db, w: &Wanted) -> Result<Kind, PortError> {
+    match w.ty.as_str() {
+        "" | "system" => Ok(Kind::System),
+        "internal" | "tap" => Ok(Kind::Tap(w.ty.clone())),
+        "vxlan" => {
+            let map: BTreeMap<String, String> =
+                Interface::get(db, &w.iface).into_iter().flat_map(|i| i.option_pairs()).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Ok(Kind::Vxlan(tunnel::parse(&w.name, &map)?))
+        }
+        other => Err(PortError::UnsupportedType(other.into())),
+    }
+}
+
+/// Ports whose VLAN configuration rvs cannot carry out.
+fn ports_with_unsupported_vlan(db: &Db) -> Vec<Uuid> {
+    Port::all(db).filter(|p| p.vlan_mode() == Some("dot1q-tunnel")).map(|p| p.uuid).collect()
+}
+
+/// An error that applies to every interface of a port.
+fn port_level_error(db: &Db, port: &Uuid, unsupported_vlan: &[Uuid]) -> Option<PortError> {
+    if unsupported_vlan.contains(port) {
+        return Some(PortError::QinQ);
+    }
+    let p = Port::get(db, port)?;
+    let n = p.interfaces().count();
+    if n > 1 {
+        return Some(PortError::Bond { port: p.name().into(), n });
+    }
+    None
+}
+
+/// `smap_get_int`-like: the leading integer of a string map value, 0 when absent or bad.
+fn other_config_int(d: &Datum, key: &str) -> i64 {
+    let v = d.get_str(key).unwrap_or("").trim_start();
+    let end = v.char_indices().find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+')))).map_or(v.len(), |(i, _)| i);
+    v[..end].parse().unwrap_or(0)
+}
+
+/// Bridge `other_config` as the core needs it, with OVS's defaults and clamps.
+pub fn bridge_config(db: &Db, bridge: &Uuid) -> BridgeConfig {
+    let b = Bridge::get(db, bridge);
+    let oc = b.map(|b| b.other_config().clone()).unwrap_or_default();
+    let aging = match other_config_int(&oc, "mac-aging-time") {
+        0 => i64::from(fdb::DEFAULT_AGING_SECS),
+        n => n,
+    };
+    let size = match other_config_int(&oc, "mac-table-size") {
+        0 => fdb::DEFAULT_CAPACITY as i64,
+        n => n,
+    };
+    BridgeConfig {
+        mac_aging_secs: fdb::normalize_aging_secs(aging),
+        mac_table_size: size.clamp(10, 1_000_000) as usize,
+        forward_bpdu: oc.get_str("forward-bpdu") == Some("true"),
+        tunnel_split_horizon: oc.get_str("tunnel-split-horizon") != Some("false"),
+        fail_secure: b.and_then(|b| b.fail_mode()) == Some("secure"),
+    }
+}
+
+/// Port `tag`, `trunks`, `vlan_mode`, `protected` as the core needs them.
+pub fn port_config(db: &Db, port: &Uuid, ofport: OfPort) -> PortConfig {
+    let Some(p) = Port::get(db, port) else { return PortConfig::trunk(u32::from(ofport.get())) };
+    let vid = |i: i64| u16::try_from(i).ok().and_then(VlanId::new);
+    let tag = p.tag().and_then(vid);
+    let trunks: Vec<VlanId> = p.trunks().filter_map(vid).collect();
+    let mode = p.vlan_mode().and_then(VlanMode::parse);
+    PortConfig { key: u32::from(ofport.get()), vlan: PortVlan::new(tag, &trunks, mode), protected: p.protected(), tunnel: false }
+}
+
+/// Interface `ingress_policing_*` columns.
+fn policer_config(db: &Db, iface: &Uuid) -> PolicerConfig {
+    let Some(i) = Interface::get(db, iface) else { return PolicerConfig::default() };
+    let n = |v: i64| v.max(0) as u64;
+    PolicerConfig {
+        rate_kbps: n(i.ingress_policing_rate()),
+        burst_kbit: n(i.ingress_policing_burst()),
+        rate_kpps: n(i.ingress_policing_kpkts_rate()),
+        burst_kpkts: n(i.ingress_policing_kpkts_burst()),
+    }
+}
+
+fn n_workers_for(db: &Db, cpus: usize) -> usize {
+    let oc = db.root_view().map(|r| r.other_config().clone()).unwrap_or_default();
+    match other_config_int(&oc, "n-workers") {
+        n if n > 0 => (n as usize).min(crate::worker::MAX_WORKERS),
+        _ => default_workers(cpus),
+    }
+}
+
+/// Workers when `n-workers` is not set: one per 4 CPUs the daemon may run on, at
+/// least 1 and at most 8 — the rest of a node's cores are its VMs'. An idle worker
+/// sleeps, so an unused one costs nothing.
+pub fn default_workers(cpus: usize) -> usize {
+    (cpus / 4).clamp(1, 8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_ovsdb::view::OpenVswitch;
+
+    #[test]
+    fn other_config_parsing() {
+        let d = Datum::smap([("mac-aging-time", "20"), ("mac-table-size", "5"), ("x", "abc")]);
+        assert_eq!(other_config_int(&d, "mac-aging-time"), 20);
+        assert_eq!(other_config_int(&d, "x"), 0);
+        assert_eq!(other_config_int(&d, "none"), 0);
+        let d = Datum::smap([("mac-aging-time", "12abc")]);
+        assert_eq!(other_config_int(&d, "mac-aging-time"), 12);
+    }
+
+    #[test]
+    fn n_workers_is_bounded() {
+        let mut db = Db::default();
+        assert_eq!(n_workers_for(&db, 2), 1, "no Open_vSwitch row");
+        let root = db.ensure_root();
+        for (cpus, want) in [(1, 1), (2, 1), (7, 1), (8, 2), (16, 4), (64, 8), (256, 8)] {
+            assert_eq!(n_workers_for(&db, cpus), want, "unset, {cpus} CPUs");
+        }
+        for (v, want) in [("4", 4), ("0", 3), ("-3", 3), ("abc", 3), ("1000", crate::worker::MAX_WORKERS)] {
+            db.set_col(OpenVswitch::OTHER_CONFIG, &root, Datum::smap([("n-workers", v)]));
+            assert_eq!(n_workers_for(&db, 12), want, "n-workers={v}, 12 CPUs");
+        }
+    }
+
+    /// A bridge `br` with one port `p` holding one interface of type `ty`.
+    fn one_port(ty: &str) -> (Db, Uuid, Uuid) {
+        use rvs_ovsdb::Atom;
+        let mut db = Db::default();
+        let root = db.ensure_root();
+        let i = db.insert_new(Interface::TABLE);
+        db.set_col(Interface::NAME, &i, Datum::string("p"));
+        db.set_col(Interface::TYPE, &i, Datum::string(ty));
+        let p = db.insert_new(Port::TABLE);
+        db.set_col(Port::NAME, &p, Datum::string("p"));
+        db.set_col(Port::INTERFACES, &p, Datum::uuid(i));
+        let b = db.insert_new(Bridge::TABLE);
+        db.set_col(Bridge::NAME, &b, Datum::string("br"));
+        db.set_col(Bridge::PORTS, &b, Datum::uuid(p));
+        db.set_col(OpenVswitch::BRIDGES, &root, Datum::set(vec![Atom::Uuid(b)]));
+        (db, p, i)
+    }
+
+    #[test]
+    fn plans_compare_by_value() {
+        let (mut db, p, i) = one_port("internal");
+        let a = plan(&db, 4);
+        assert_eq!(a, plan(&db.clone(), 4), "the same database, the same plan");
+        assert_eq!(a.workers, 1);
+        assert_eq!(a.bridges.len(), 1);
+        assert_eq!(a.iface(&i).map(|w| w.kind.clone()), Some(Ok(Kind::Tap("internal".into()))));
+        db.set_col(Port::TAG, &p, Datum::integer(10));
+        let b = plan(&db, 4);
+        assert_ne!(a, b, "a VLAN change is a different plan");
+        assert_eq!(b.iface(&i).unwrap().core.vlan, PortVlan::new(VlanId::new(10), &[], None));
+        db.set_col(Port::VLAN_MODE, &p, Datum::string("dot1q-tunnel"));
+        assert_eq!(plan(&db, 4).iface(&i).unwrap().port_error, Some(PortError::QinQ));
+    }
+
+    #[test]
+    fn unknown_types_are_errors_in_the_plan() {
+        let (db, _, i) = one_port("geneve");
+        let e = plan(&db, 4).iface(&i).unwrap().kind.clone().unwrap_err();
+        assert_eq!(e.to_string(), "interface type \"geneve\" is not supported by rvs");
+        let (db, _, i) = one_port("vxlan");
+        let e = plan(&db, 4).iface(&i).unwrap().kind.clone().unwrap_err();
+        assert_eq!(e.to_string(), "p: vxlan type requires valid 'remote_ip' argument");
+    }
+}
