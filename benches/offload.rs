@@ -23,7 +23,6 @@ use std::net::Ipv4Addr;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rvs_switch::offload::{Coalescer, Layer, MAX_COALESCED, Segmenter, complete_checksum};
-use rvs_vswitchd::port::vxlan::{self, EndpointStats};
 use rvs_switch::types::MacAddr;
 use rvs_switch::types::Vni;
 use rvs_switch::wire::checksum;
@@ -31,6 +30,7 @@ use rvs_switch::wire::ethernet::{EtherType, EthernetFrame, EthernetRepr};
 use rvs_switch::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr, pseudo_header_sum};
 use rvs_switch::wire::tcp::{self, TcpPacket, TcpRepr};
 use rvs_switch::wire::virtio_net_hdr::{F_NEEDS_CSUM, VnetHdr};
+use rvs_vswitchd::port::vxlan::{self, EndpointStats};
 
 const SRC: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 const DST: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);

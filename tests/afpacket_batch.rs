@@ -12,12 +12,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use rvs_switch::packet::PacketBuf;
+use rvs_switch::types::Vni;
+use rvs_sys::udp;
+use rvs_testkit::*;
 use rvs_vswitchd::port::afpacket::AfPacketPort;
 use rvs_vswitchd::port::vxlan::{SendPool, Tunnel, TxSettings};
 use rvs_vswitchd::port::{PortIo, Rx};
-use rvs_sys::udp;
-use rvs_switch::types::Vni;
-use rvs_testkit::*;
 
 /// Frame `i` of a test burst: numbered, every third tagged with VLAN 100 + i % 7.
 fn numbered(i: u16) -> Vec<u8> {

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use rvs_ovsdb::proto::{Client, Request, Response};
 use rvs_ovsdb::view::{Bridge, Interface, OpenVswitch, Port};
 use rvs_ovsdb::{Atom, Datum, Db, RowOp, Uuid, tables};
-use rvs_ovsdb::proto::{Client, Request, Response};
 use rvs_testkit::*;
 
 fn client(d: &Daemon) -> Client {

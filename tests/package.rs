@@ -77,7 +77,10 @@ fn installed(pkg: &str) -> bool {
 #[test]
 fn package_builds_installs_runs_and_purges_cleanly() {
     require_root();
-    assert!(!installed("rvs") && !installed("rvs-ovs-compat"), "an rvs package is already installed on this machine: this test installs and purges its own; remove it first");
+    assert!(
+        !installed("rvs") && !installed("rvs-ovs-compat"),
+        "an rvs package is already installed on this machine: this test installs and purges its own; remove it first"
+    );
     assert!(sh("pidof ovs-vswitchd || true").trim().is_empty(), "an ovs-vswitchd is running: the package refuses to install beside it");
 
     // Build (the debug binaries the test run has, to keep the test quick).
@@ -171,7 +174,10 @@ fn package_builds_installs_runs_and_purges_cleanly() {
     }
     assert!(!run(Command::new("dpkg-divert").arg("--list"), 30).1.contains("rvs-ovs-compat"), "a diversion of rvs-ovs-compat is left");
     match ovs_vsctl_before {
-        Some(false) => assert!(std::fs::symlink_metadata("/usr/bin/ovs-vsctl").map(|m| m.file_type().is_file()).unwrap_or(false), "Open vSwitch's ovs-vsctl did not come back"),
+        Some(false) => assert!(
+            std::fs::symlink_metadata("/usr/bin/ovs-vsctl").map(|m| m.file_type().is_file()).unwrap_or(false),
+            "Open vSwitch's ovs-vsctl did not come back"
+        ),
         _ => assert!(std::fs::symlink_metadata("/usr/bin/ovs-vsctl").is_err() || ovs_vsctl_before == Some(true), "an ovs-vsctl is left"),
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -43,11 +43,11 @@ use std::time::Duration;
 use clap::Parser;
 use tokio::sync::mpsc;
 
+use control::Control;
 use rvs_ovsdb::Db;
 use rvs_ovsdb::proto::{Request, Response, SOCKET_NAME};
-use rvs_sys::{netlink, process};
 use rvs_switch::time::Clock;
-use control::Control;
+use rvs_sys::{netlink, process};
 use store::{Meta, Store};
 use worker::{WorkerEvent, WorkerHandle};
 

@@ -27,8 +27,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use super::{PortIo, Rx, RxBatch};
 use rvs_switch::packet::PacketBuf;
-use rvs_sys::{netdev, packet};
 use rvs_switch::wire::virtio_net_hdr::{LEN_LEGACY, VnetHdr};
+use rvs_sys::{netdev, packet};
 
 /// An open AF_PACKET port.
 pub struct AfPacketPort {

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 
 use super::{PortIo, Rx, RxBatch};
 use rvs_switch::packet::PacketBuf;
-use rvs_sys::epoll::EventFd;
 use rvs_switch::wire::virtio_net_hdr::VnetHdr;
+use rvs_sys::epoll::EventFd;
 
 /// A test port.
 pub struct MemPort {

@@ -22,8 +22,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use super::{PortIo, Rx, RxBatch};
 use rvs_switch::packet::PacketBuf;
-use rvs_sys::{tun, uring};
 use rvs_switch::wire::virtio_net_hdr::{LEN_V1, VnetHdr};
+use rvs_sys::{tun, uring};
 
 /// An open tap.
 pub struct TapPort {

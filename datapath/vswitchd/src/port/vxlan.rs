@@ -29,9 +29,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::{GsoSent, PortIo, Rx};
 use rvs_switch::offload::{Layer, OffloadError, Segmenter};
 use rvs_switch::packet::PacketBuf;
-use rvs_sys::udp;
 use rvs_switch::types::Vni;
 use rvs_switch::wire::vxlan::{HEADER_LEN, VxlanHeader, VxlanRepr};
+use rvs_sys::udp;
 
 /// Encapsulation overhead that counts against the underlay's IP MTU: outer IPv4 (or
 /// IPv6) + UDP + VXLAN. (The usual "50/70 bytes" also count the outer Ethernet header,
