@@ -14,20 +14,13 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rvs_switch::bridge::{Actions, Bridge, BridgeConfig, MacTable, PortConfig};
 use rvs_switch::packet::PacketBuf;
+use rvs_switch::testing::frame;
 use rvs_switch::time::Time;
 use rvs_switch::types::{MacAddr, VlanId};
 
 fn mac(n: u32) -> MacAddr {
     let b = n.to_be_bytes();
     MacAddr([0x02, 0x00, b[0], b[1], b[2], b[3]])
-}
-
-fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
-    let mut f = vec![0u8; 64];
-    f[..6].copy_from_slice(&dst.0);
-    f[6..12].copy_from_slice(&src.0);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f
 }
 
 fn decide(c: &mut Criterion) {

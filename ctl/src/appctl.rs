@@ -24,11 +24,7 @@ pub fn call(prog: &str, sock: PathBuf, command: &str, args: &[String], timeout: 
             }
             (String::new(), format!("{e}{prog}: {target}: server returned an error\n"), 2)
         }
-        Err(BackendError::Connect(e)) => {
-            let m = e.to_string();
-            let m = m.split(" (os error").next().unwrap_or(&m).to_string();
-            (String::new(), format!("{prog}: cannot connect to \"{target}\" ({m})\n"), 1)
-        }
+        Err(BackendError::Connect(e)) => (String::new(), format!("{prog}: cannot connect to \"{target}\" ({})\n", rvs_sys::strerror(&e)), 1),
         Err(BackendError::Timeout) => (String::new(), format!("{prog}: {target}: no answer within {} s\n", timeout.as_secs()), 1),
         Err(BackendError::Protocol(m)) => (String::new(), format!("{prog}: {target}: {m}\n"), 1),
     }

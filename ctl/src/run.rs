@@ -160,11 +160,7 @@ fn setup_errors(db: &Db, new_ifaces: &[Uuid]) -> Vec<String> {
 
 pub fn backend_error(e: BackendError, db_name: &str) -> CtlError {
     match e {
-        BackendError::Connect(err) => {
-            let msg = err.to_string();
-            let msg = msg.split(" (os error").next().unwrap_or(&msg).to_string();
-            CtlError::new(format!("{db_name}: database connection failed ({msg})"))
-        }
+        BackendError::Connect(err) => CtlError::new(format!("{db_name}: database connection failed ({})", rvs_sys::strerror(&err))),
         BackendError::Timeout => {
             CtlError::new(format!("{db_name}: no answer from rvs-vswitchd within {} s (use --timeout=SECS to wait longer)", default_wait().as_secs()))
         }

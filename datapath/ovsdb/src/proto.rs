@@ -35,8 +35,10 @@ pub const SOCKET_NAME: &str = "rvs.sock";
 pub enum Request {
     /// The whole database, status columns included.
     Snapshot,
-    /// Apply `ops` if the database is still at `base_generation`. With `wait`, the
-    /// response comes after the datapath has applied the change.
+    /// Apply `ops` if the database is still at `base_generation`. The daemon answers
+    /// only after it has opened the devices and handed the workers their new
+    /// configuration (which they take between batches), whatever `wait` says: `wait`
+    /// is false for ovs-vsctl's `--no-wait` and is carried, not acted on.
     Commit { base_generation: u64, ops: Vec<RowOp>, wait: bool },
     /// An ovs-appctl-style command.
     Appctl { command: String, args: Vec<String> },

@@ -10,12 +10,15 @@
 //! * [`bridge`]: the sans-I/O switching core (frames and time in, decisions out):
 //!   VLAN policies, the MAC table, the forwarding decision, policing.
 //!
+//! [`testing`] builds frames for tests and benchmarks.
+//!
 //! No `unsafe`, no libc, no threads, no allocation per frame.
 #![forbid(unsafe_code)]
 
 pub mod bridge;
 pub mod offload;
 pub mod packet;
+pub mod testing;
 pub mod time;
 pub mod types;
 pub mod wire;

@@ -21,6 +21,16 @@ use std::io::{self, IoSlice};
 use std::mem::zeroed;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
+/// The text of an OS error as strerror(3) gives it, without Rust's " (os error N)"
+/// suffix: what OVS prints, and so what rvs's messages say.
+pub fn strerror(e: &io::Error) -> String {
+    let msg = e.to_string();
+    match msg.find(" (os error") {
+        Some(i) => msg[..i].to_string(),
+        None => msg,
+    }
+}
+
 /// Bytes of `struct virtio_net_hdr` without `num_buffers` (the header a tap or an
 /// AF_PACKET socket with PACKET_VNET_HDR puts before each frame).
 pub const VIRTIO_NET_HDR_LEN: usize = 10;

@@ -3,6 +3,7 @@
 #![allow(unused_must_use)]
 
 use super::*;
+use crate::testing::{frame, tagged};
 use crate::types::{MacAddr, VlanId};
 use proptest::prelude::*;
 
@@ -12,22 +13,6 @@ fn v(n: u16) -> VlanId {
 
 fn mac(n: u8) -> MacAddr {
     MacAddr([0x02, 0, 0, 0, 0, n])
-}
-
-/// An untagged frame from `src` to `dst`.
-fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[..6].copy_from_slice(&dst.0);
-    f[6..12].copy_from_slice(&src.0);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f
-}
-
-/// A frame tagged with `vid`.
-fn tagged(dst: MacAddr, src: MacAddr, vid: u16) -> Vec<u8> {
-    let mut f = frame(dst, src);
-    f.splice(12..12, [0x81, 0x00, (vid >> 8) as u8, vid as u8]);
-    f
 }
 
 fn outs(a: &Actions) -> Vec<(PortIdx, Option<u16>)> {

@@ -25,13 +25,7 @@ use rvs_switch::wire::checksum;
 use rvs_switch::wire::virtio_net_hdr::VnetHdr;
 use rvs_sys::epoll::EventFd;
 
-fn frame(dst: MacAddr, src: MacAddr) -> Vec<u8> {
-    let mut f = vec![0u8; 60];
-    f[..6].copy_from_slice(&dst.0);
-    f[6..12].copy_from_slice(&src.0);
-    f[12..14].copy_from_slice(&[0x08, 0x00]);
-    f
-}
+use rvs_switch::testing::{frame, tag, tagged};
 
 fn mac(n: u8) -> MacAddr {
     MacAddr([2, 0, 0, 0, 0, n])
@@ -148,14 +142,7 @@ fn worker_switches_between_mem_ports() {
     wait_for(|| !a.take_sent().is_empty());
     // b sends to a with a partial checksum; c has no offloads: not involved (known
     // unicast), and a frame flooded to c gets its checksum completed.
-    b.inject(
-        &{
-            let mut t = frame(MacAddr::BROADCAST, mac(2));
-            t.splice(12..12, [0x81, 0x00, 0x00, 0x0a]);
-            t
-        },
-        VnetHdr { flags: 1, csum_start: 18, csum_offset: 20, ..Default::default() },
-    );
+    b.inject(&tagged(MacAddr::BROADCAST, mac(2), 10), VnetHdr { flags: 1, csum_start: 18, csum_offset: 20, ..Default::default() });
     let mut got = Vec::new();
     wait_for(|| {
         got.extend(c.take_sent());
@@ -473,10 +460,10 @@ fn tcp_frame(dst: MacAddr, src: MacAddr, vid: Option<u16>, seq: u32, payload: &[
         .ack(1)
         .write(&mut f, payload)
         .unwrap();
-    if let Some(v) = vid {
-        f.splice(12..12, [0x81, 0x00, (v >> 8) as u8, v as u8]);
+    match vid {
+        Some(v) => tag(&f, v),
+        None => f,
     }
-    f
 }
 
 /// Part 4 of the fast path: once warm, the worker forwards without allocating —
@@ -524,7 +511,7 @@ fn forwarding_allocates_nothing_once_warm() {
     // One round: 3 frames from vm1 (a broadcast, a unicast to vm2, a GSO frame),
     // one from vm2 and two sends from the tunnel's peer.
     let mut round = |datagrams: &mut usize| {
-        vm2.inject(&[&frame(mac(1), mac(2))[..12], &[0x81, 0x00, 0, 10], &frame(mac(1), mac(2))[12..]].concat(), VnetHdr::default());
+        vm2.inject(&tagged(mac(1), mac(2), 10), VnetHdr::default());
         vm1.inject_all(&[frame(MacAddr::BROADCAST, mac(1)), frame(mac(2), mac(1))]);
         vm1.inject(&gso_frame, gso);
         rvs_sys::udp::send_to(peer.as_fd(), &[std::io::IoSlice::new(&single)], &at).unwrap();
@@ -542,7 +529,7 @@ fn forwarding_allocates_nothing_once_warm() {
     // peer), vm2's and the peer's frames go to vm1.
     vm1.inject(&frame(MacAddr::BROADCAST, mac(1)), VnetHdr::default());
     wait_for(|| vm3.sunk() == 1);
-    vm2.inject(&[&frame(mac(1), mac(2))[..12], &[0x81, 0x00, 0, 10], &frame(mac(1), mac(2))[12..]].concat(), VnetHdr::default());
+    vm2.inject(&tagged(mac(1), mac(2), 10), VnetHdr::default());
     rvs_sys::udp::send_to(peer.as_fd(), &[std::io::IoSlice::new(&single)], &at).unwrap();
     wait_for(|| (vm1.sunk(), vm2.sunk(), vm3.sunk()) == (2, 1, 1));
     let expect = |rounds: usize| (2 + 3 * rounds, 1 + 3 * rounds, 1 + 4 * rounds);
