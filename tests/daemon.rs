@@ -38,7 +38,59 @@ fn socket_is_private_and_removed_on_sigterm() {
     // ...and a third one while the second runs refuses, naming the socket.
     let out = d.try_start();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("is in use by another rvs-vswitchd (pid {})", d.pid().unwrap())), "{err}");
+}
+
+#[test]
+fn one_daemon_per_database_directory() {
+    let d = Daemon::start("lock", None);
+    let pid = d.pid().expect("pidfile");
+    // Another run directory, the same database directory: refused, naming the holder.
+    let run = Daemon::new_dir("lockr");
+    let out = run_bounded(
+        Command::new(bin("rvs-vswitchd"))
+            .arg("--rundir")
+            .arg(&run)
+            .arg("--dbdir")
+            .arg(&d.dir)
+            .arg("--detach")
+            .arg(format!("--log-file={}", run.join("log").display())),
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second daemon started on the same database: {err}");
+    assert!(err.contains(&format!("{} is in use by another rvs-vswitchd (pid {pid})", d.dir.join("conf.db").display())), "{err}");
+    assert!(!run.join("rvs.sock").exists());
+    // The first one's changes still reach the file.
+    d.ctl_ok(&["add-br", "brlock"]);
+    assert!(std::fs::read_to_string(d.dir.join("conf.db")).unwrap().contains("brlock"));
+    let _ = std::fs::remove_dir_all(&run);
+}
+
+#[test]
+fn database_and_log_are_not_world_readable() {
+    let d = Daemon::start("mode", None);
+    d.ctl_ok(&["add-br", "brmode"]);
+    let mode = |f: &str| std::fs::metadata(d.dir.join(f)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("conf.db"), 0o640);
+    assert_eq!(mode("rvs-vswitchd.log"), 0o640);
+    assert_eq!(mode("conf.db.lock"), 0o640);
+    // A file an older rvs wrote 0644 is 0640 after the next save.
+    std::fs::set_permissions(d.dir.join("conf.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    d.ctl_ok(&["add-br", "brmode2"]);
+    assert_eq!(mode("conf.db"), 0o640);
+}
+
+#[test]
+fn temporary_files_of_an_interrupted_save_are_removed_at_startup() {
+    let dir = Daemon::new_dir("tmpf");
+    for f in ["conf.db.tmp", "conf.db.tmp.12345"] {
+        std::fs::write(dir.join(f), b"{ half a database").unwrap();
+    }
+    let d = Daemon::start_in(&dir, None);
+    assert!(!dir.join("conf.db.tmp").exists() && !dir.join("conf.db.tmp.12345").exists());
+    assert!(d.log().contains("removed 2 temporary file(s)"), "{}", d.log());
 }
 
 #[test]

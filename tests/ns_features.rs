@@ -175,3 +175,22 @@ fn fdb_add_refuses_bad_vlans_and_group_addresses_and_changes_nothing() {
     assert!(n.d.try_start().status.success());
     assert_eq!(n.d.ctl_ok(&["fdb/show", "br0"]).lines().count(), 2, "{}", n.d.ctl_ok(&["fdb/show", "br0"]));
 }
+
+#[test]
+fn a_port_listed_by_two_bridges_stays_on_the_first_and_is_logged_once() {
+    let n = node("shp");
+    let xa = unique("xa");
+    n.d.ctl_ok(&["add-port", "br0", &xa, "--", "set", "Interface", &xa, "type=internal"]);
+    n.d.ctl_ok(&["add-br", "brx"]);
+    let uuid = n.d.ctl_ok(&["get", "Port", &xa, "_uuid"]);
+    n.d.ctl_ok(&["add", "Bridge", "brx", "ports", uuid.trim()]);
+    // More reconfigurations: the shared port must not be opened twice.
+    for b in ["bry", "brz"] {
+        n.d.ctl_ok(&["add-br", b]);
+    }
+    let log = n.d.log();
+    assert_eq!(log.matches("is listed by bridges br0 and brx").count(), 1, "{log}");
+    assert!(!log.contains("File exists") && !log.contains("cannot poll"), "{log}");
+    assert_eq!(n.d.ctl_ok(&["get", "Interface", &xa, "error"]).trim(), "[]");
+    assert_ne!(n.d.ctl_ok(&["get", "Interface", &xa, "ofport"]).trim(), "-1");
+}

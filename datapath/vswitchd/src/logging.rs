@@ -32,7 +32,9 @@ pub fn init(file: Option<&Path>) -> std::io::Result<()> {
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let f = OpenOptions::new().create(true).append(true).open(path)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            // Readable by root and the adm-like group only: it names VMs and ports.
+            let f = OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
             let _ = tracing_subscriber::registry().with(filter).with(fmt.with_writer(Mutex::new(f))).try_init();
         }
         None => {

@@ -162,14 +162,37 @@ struct Wanted {
     ty: String,
 }
 
-/// The interfaces the database asks for, in bridge/port/interface order.
+/// The interfaces the database asks for, in bridge/port/interface order. A port that
+/// more than one bridge lists (the schema allows it; it makes no sense for a switch)
+/// belongs to the first of them; the others' references are ignored (and logged, see
+/// [`shared_ports`]).
 fn wanted(db: &Db) -> Vec<Wanted> {
+    let mut out = Vec::new();
+    let Some(root) = db.root_view() else { return out };
+    let mut seen = std::collections::HashSet::new();
+    for b in root.bridges().filter_map(|b| Bridge::get(db, &b)) {
+        for p in b.ports().filter_map(|p| Port::get(db, &p)).filter(|p| seen.insert(p.uuid)) {
+            for i in p.interfaces().filter_map(|i| Interface::get(db, &i)) {
+                out.push(Wanted { bridge: b.uuid, port: p.uuid, iface: i.uuid, name: i.name().to_string(), ty: i.type_().to_string() });
+            }
+        }
+    }
+    out
+}
+
+/// Ports listed by more than one bridge: (port, the bridge that has it, one that is
+/// ignored), in the order [`wanted`] meets them.
+pub fn shared_ports(db: &Db) -> Vec<(Uuid, String, String, String)> {
+    let mut owner: std::collections::HashMap<Uuid, String> = std::collections::HashMap::new();
     let mut out = Vec::new();
     let Some(root) = db.root_view() else { return out };
     for b in root.bridges().filter_map(|b| Bridge::get(db, &b)) {
         for p in b.ports().filter_map(|p| Port::get(db, &p)) {
-            for i in p.interfaces().filter_map(|i| Interface::get(db, &i)) {
-                out.push(Wanted { bridge: b.uuid, port: p.uuid, iface: i.uuid, name: i.name().to_string(), ty: i.type_().to_string() });
+            match owner.get(&p.uuid) {
+                Some(first) => out.push((p.uuid, p.name().to_string(), first.clone(), b.name().to_string())),
+                None => {
+                    owner.insert(p.uuid, b.name().to_string());
+                }
             }
         }
     }

@@ -7,6 +7,13 @@
 //!
 //! A file that exists but cannot be read or parsed is a startup error naming the file:
 //! rvs never silently replaces an operator's configuration with an empty one.
+//!
+//! One daemon per database: [`Store::open`] takes an exclusive lock on
+//! `DBDIR/conf.db.lock` (holding the pid of its owner) for as long as the store lives,
+//! so a second daemon on the same directory — even with another run directory —
+//! refuses to start and names the first. The database and its temporary file are
+//! mode 0640 (external_ids carry VM and port identities). A temporary file left by a
+//! daemon killed in the middle of a save is removed at startup ([`Store::remove_leftovers`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -31,6 +38,10 @@ pub enum StoreError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot create database directory {path}: {source}")]
     Dir { path: PathBuf, source: io::Error },
+    #[error("configuration database {path} is in use by another rvs-vswitchd{holder} (one daemon per database directory)")]
+    Locked { path: PathBuf, holder: String },
+    #[error("cannot lock configuration database {path}: {source}")]
+    Lock { path: PathBuf, source: io::Error },
 }
 
 /// What was loaded besides the rows.
@@ -51,21 +62,61 @@ pub struct StaticMac {
     pub mac: String,
 }
 
+/// Mode of the database and its temporary file.
+const FILE_MODE: u32 = 0o640;
+
 /// The database file.
 pub struct Store {
     path: PathBuf,
     dir: PathBuf,
+    /// Locked exclusively while the store lives (released when the process ends).
+    lock: File,
 }
 
 impl Store {
-    /// A store in `dir` (created if missing, mode 0700 for a new directory).
+    /// A store in `dir` (created if missing, mode 0700 for a new directory), locked
+    /// for this process; temporary files a killed daemon left are removed.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         if !dir.exists() {
             fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.into(), source })?;
-            use std::os::unix::fs::PermissionsExt;
             let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
         }
-        Ok(Store { path: dir.join("conf.db"), dir: dir.into() })
+        let path = dir.join("conf.db");
+        let lock_path = dir.join("conf.db.lock");
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .open(&lock_path)
+            .map_err(|source| StoreError::Lock { path: lock_path.clone(), source })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                let pid = fs::read_to_string(&lock_path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+                return Err(StoreError::Locked { path, holder: pid.map(|p| format!(" (pid {p})")).unwrap_or_default() });
+            }
+            Err(fs::TryLockError::Error(source)) => return Err(StoreError::Lock { path: lock_path, source }),
+        }
+        let store = Store { path, dir: dir.into(), lock };
+        store.note_owner();
+        Ok(store)
+    }
+
+    /// Writes this process's pid into the lock file (again after `--detach` forked).
+    pub fn note_owner(&self) {
+        use std::io::{Seek, SeekFrom};
+        let mut f = &self.lock;
+        let _ = f.set_len(0).and_then(|()| f.seek(SeekFrom::Start(0))).and_then(|_| writeln!(f, "{}", std::process::id()));
+    }
+
+    /// Removes `conf.db.tmp*` files: a save that a kill interrupted (the database itself
+    /// is whole: the rename is the commit point). Returns how many (to be logged).
+    pub fn remove_leftovers(&self) -> usize {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return 0 };
+        entries.flatten().filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("conf.db.tmp"))).filter(|e| fs::remove_file(e.path()).is_ok()).count()
     }
 
     pub fn path(&self) -> &Path {
@@ -112,7 +163,10 @@ impl Store {
         let err = |source| StoreError::Write { path: self.path.clone(), source };
         let tmp = self.path.with_extension("db.tmp");
         {
-            let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(err)?;
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(FILE_MODE).open(&tmp).map_err(err)?;
+            // A file left by an older rvs keeps its mode through truncation: set it.
+            f.set_permissions(fs::Permissions::from_mode(FILE_MODE)).map_err(err)?;
             f.write_all(&text).map_err(err)?;
             f.sync_all().map_err(err)?;
         }

@@ -37,17 +37,14 @@ pub enum TunnelError {
     BadTos { name: String, value: String },
     #[error("{name}: invalid vxlan {key} {value} (a VNI is 0 to 16777215)")]
     BadVni { name: String, key: String, value: String },
+    /// A value OVS would wrap or read loosely (`dst_port=70000` as 4464, `ttl=300` as
+    /// 44, `df_default=maybe` as false): rvs refuses it and says what it takes.
+    #[error("{name}: invalid vxlan {key} {value} ({expected})")]
+    BadValue { name: String, key: &'static str, value: String, expected: &'static str },
     #[error("{name}: vxlan type requires valid 'remote_ip' argument")]
     NoRemote { name: String },
     #[error("{name}: 'remote_ip' and 'local_ip' has to be of the same address family")]
     MixedFamilies { name: String },
-}
-
-/// `atoi()`: leading integer, 0 when there is none.
-fn atoi(s: &str) -> i64 {
-    let t = s.trim_start();
-    let end = t.char_indices().find(|&(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+')))).map_or(t.len(), |(i, _)| i);
-    t[..end].parse().unwrap_or(0)
 }
 
 /// strtol(s, 0): decimal, 0x hex or 0 octal, whole string.
@@ -70,6 +67,16 @@ fn strtol0(s: &str) -> Option<i64> {
 /// Unknown keys are logged and ignored, as OVS does.
 pub fn parse(name: &str, options: &BTreeMap<String, String>) -> Result<VxlanSpec, TunnelError> {
     let unsupported = |what: &str| Err(TunnelError::Unsupported { name: name.into(), what: what.into() });
+    let bad = |key: &'static str, value: &str, expected: &'static str| TunnelError::BadValue { name: name.into(), key, value: value.into(), expected };
+    // A whole decimal number within `range`.
+    let number = |key: &'static str, v: &str, range: std::ops::RangeInclusive<u32>, expected: &'static str| {
+        v.parse::<u32>().ok().filter(|n| range.contains(n)).ok_or_else(|| bad(key, v, expected))
+    };
+    let boolean = |key: &'static str, v: &str| match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(bad(key, v, "true or false")),
+    };
     let mut remote = None;
     let mut local = None;
     let mut tos = 0u8;
@@ -109,14 +116,14 @@ pub fn parse(name: &str, options: &BTreeMap<String, String>) -> Result<VxlanSpec
                 if v == "inherit" {
                     return unsupported("ttl=inherit");
                 }
-                ttl = match atoi(v) {
+                ttl = match number("ttl", v, 0..=255, "0 to 255; 0 for the default 64")? {
                     0 => DEFAULT_TTL,
-                    t => t.clamp(1, 255) as u8,
+                    t => t as u8,
                 };
             }
-            "dst_port" => dst_port = atoi(v) as u16,
-            "csum" => csum = v == "true",
-            "df_default" => df = v != "false",
+            "dst_port" => dst_port = number("dst_port", v, 0..=65535, "a UDP port, 1 to 65535; 0 for the default 4789")? as u16,
+            "csum" => csum = boolean("csum", v)?,
+            "df_default" => df = boolean("df_default", v)?,
             "key" | "in_key" | "out_key" => {
                 if v == "flow" {
                     return unsupported(&format!("{k}=flow (flow-based tunnel keys)"));
@@ -147,6 +154,23 @@ mod tests {
 
     fn opts(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn values_that_would_wrap_or_slip_are_errors() {
+        for (k, v, text) in [
+            ("dst_port", "70000", "vx0: invalid vxlan dst_port 70000 (a UDP port, 1 to 65535; 0 for the default 4789)"),
+            ("dst_port", "-1", "vx0: invalid vxlan dst_port -1 (a UDP port, 1 to 65535; 0 for the default 4789)"),
+            ("dst_port", "47x", "vx0: invalid vxlan dst_port 47x (a UDP port, 1 to 65535; 0 for the default 4789)"),
+            ("ttl", "300", "vx0: invalid vxlan ttl 300 (0 to 255; 0 for the default 64)"),
+            ("df_default", "maybe", "vx0: invalid vxlan df_default maybe (true or false)"),
+            ("csum", "yes", "vx0: invalid vxlan csum yes (true or false)"),
+        ] {
+            let e = parse("vx0", &opts(&[("remote_ip", "198.19.0.2"), (k, v)])).unwrap_err();
+            assert_eq!(e.to_string(), text);
+        }
+        let s = parse("vx0", &opts(&[("remote_ip", "198.19.0.2"), ("dst_port", "0"), ("ttl", "255"), ("csum", "true")])).unwrap();
+        assert_eq!((s.dst_port, s.tx.ttl, s.tx.csum), (4789, 255, true));
     }
 
     #[test]
