@@ -36,31 +36,61 @@ pub fn open_tap(name: &str, vnet_hdr: bool, multi_queue: bool) -> io::Result<(Fi
 /// is in now.
 const TUNGETDEVNETNS: libc::Ioctl = 0x54e3;
 
-/// Attaches one more queue to the multi-queue tap that `fd` is attached to, wherever
-/// the device is now: it may have been moved into another network namespace (a VM's)
-/// and renamed there. A device in another namespace is attached from a short-lived
-/// thread that enters that namespace; the file works from any thread afterwards.
-pub fn attach_queue(fd: BorrowedFd<'_>, vnet_hdr: bool) -> io::Result<File> {
-    let name = attached_name(fd)?;
+/// The network namespace the device `fd` is attached to is in now, as a new fd.
+pub fn device_netns(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     // SAFETY: TUNGETDEVNETNS takes no argument; it returns a new fd or -1.
     let raw = cvt(unsafe { libc::ioctl(fd.as_raw_fd(), TUNGETDEVNETNS) })?;
     // SAFETY: the ioctl just returned `raw`, a new fd that nothing else owns.
-    let ns = unsafe { OwnedFd::from_raw_fd(raw) };
-    let here = std::fs::metadata("/proc/thread-self/ns/net")?;
-    let there = File::from(ns.try_clone()?).metadata()?;
-    if (here.dev(), here.ino()) == (there.dev(), there.ino()) {
-        return open_tap(&name, vnet_hdr, true).map(|(f, _)| f);
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// Identity of a network namespace (device and inode of its nsfs file): equal for two
+/// fds or paths of the same namespace, stable while the namespace lives.
+pub fn netns_id(ns: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let m = File::from(ns.try_clone_to_owned()?).metadata()?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// The calling thread's network namespace identity.
+pub fn own_netns_id() -> io::Result<(u64, u64)> {
+    let m = std::fs::metadata("/proc/thread-self/ns/net")?;
+    Ok((m.dev(), m.ino()))
+}
+
+/// [`open_tap`] inside network namespace `ns` (an fd from [`device_netns`], or an open
+/// `/run/netns/NAME` or `/proc/PID/ns/net`): from a short-lived thread that enters
+/// it, unless it is the caller's own. The file works from any thread afterwards. With
+/// `existing_only`, a device of that name must already be there (checked first; a tap
+/// the call would have to create is refused with `ENODEV`).
+pub fn open_tap_in(ns: BorrowedFd<'_>, name: &str, vnet_hdr: bool, multi_queue: bool, existing_only: bool) -> io::Result<(File, String)> {
+    let open = || {
+        if existing_only {
+            super::netdev::ifindex(name)?;
+        }
+        open_tap(name, vnet_hdr, multi_queue)
+    };
+    if netns_id(ns)? == own_netns_id()? {
+        return open();
     }
     std::thread::scope(|s| {
         s.spawn(|| {
             // SAFETY: setns only reads the fd; it moves this thread, which ends right
-            // after, into the device's network namespace.
-            cvt(unsafe { libc::setns(ns.as_fd().as_raw_fd(), libc::CLONE_NEWNET) })?;
-            open_tap(&name, vnet_hdr, true).map(|(f, _)| f)
+            // after, into that network namespace.
+            cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) })?;
+            open()
         })
         .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the thread attaching a tap queue panicked")))
+        .unwrap_or_else(|_| Err(io::Error::other("the thread opening a tap in another namespace panicked")))
     })
+}
+
+/// Attaches one more queue to the multi-queue tap that `fd` is attached to, wherever
+/// the device is now: it may have been moved into another network namespace (a VM's)
+/// and renamed there.
+pub fn attach_queue(fd: BorrowedFd<'_>, vnet_hdr: bool) -> io::Result<File> {
+    let name = attached_name(fd)?;
+    let ns = device_netns(fd)?;
+    open_tap_in(ns.as_fd(), &name, vnet_hdr, true, true).map(|(f, _)| f)
 }
 
 fn ioctl_int_ptr(fd: RawFd, req: libc::Ioctl, v: &mut libc::c_int) -> io::Result<()> {

@@ -18,7 +18,7 @@ pub fn require_root() {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2).unwrap_or("1").to_string()))
         .unwrap_or_else(|| "1".into());
-    assert!(euid == "0", "this test builds network namespaces and needs root (CAP_NET_ADMIN); run the test suite as root, e.g. `sudo scripts/test.sh`");
+    assert!(euid == "0", "this test builds network namespaces and needs root (CAP_NET_ADMIN); run the test suite as root (`scripts/test.sh`)");
 }
 
 /// A short token unique to this process and call: 4 hex digits of pid + a counter.
@@ -312,6 +312,12 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // The taps rvs creates (bridges' internal ports included) are persistent: a
+        // daemon in the test's own namespace removes them with its configuration
+        // first (in a namespace of the test's, they go with the namespace).
+        if self.netns.is_none() && self.pid().is_some() {
+            let _ = self.ctl(&["--timeout=10", "clear", "Open_vSwitch", ".", "bridges"]);
+        }
         self.stop();
         if !self.keep_dirs {
             let _ = std::fs::remove_dir_all(&self.dir);

@@ -22,7 +22,7 @@
 use serde_json::Value as Json;
 
 use crate::plan::{self, Plan};
-use crate::reconcile::Ports;
+use crate::reconcile::OpenIfaces;
 use crate::status;
 use crate::store::{Meta, Store};
 use crate::worker::WorkerHandle;
@@ -35,7 +35,7 @@ pub struct Control {
     pub db: Db,
     pub meta: Meta,
     pub store: Store,
-    pub ports: Ports,
+    pub ports: OpenIfaces,
     pub worker: WorkerHandle,
     /// Set by `exit`: the server stops after answering.
     pub exit_requested: bool,
@@ -43,7 +43,7 @@ pub struct Control {
 
 impl Control {
     pub fn new(db: Db, meta: Meta, store: Store, worker: WorkerHandle) -> Control {
-        Control { db, meta, store, ports: Ports::default(), worker, exit_requested: false }
+        Control { db, meta, store, ports: OpenIfaces::default(), worker, exit_requested: false }
     }
 
     /// Reconciles ports with the database (plans it and applies the plan), sends the

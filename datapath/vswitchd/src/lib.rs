@@ -9,8 +9,10 @@
 //!
 //! Startup: load `DBDIR/conf.db` (a corrupt file is an error naming it), detach if
 //! asked (the parent returns only once the control socket accepts commands), open the
-//! ports, serve. SIGTERM/SIGINT stop cleanly: the workers stop, every port closes
-//! (taps rvs created disappear with their fd), the socket and pidfile are removed.
+//! ports, serve. SIGTERM/SIGINT stop cleanly: the workers stop, every port closes, the
+//! socket and pidfile are removed. The taps rvs created stay (persistent, without
+//! carrier while no daemon holds them), wherever they are, for the next start to
+//! attach to; a tap is deleted when its interface leaves the configuration.
 //!
 //! Ports ([`port`]) are thin I/O backends behind one trait; every system call they
 //! make goes through `rvs_sys`, so this crate has no `unsafe`.
@@ -150,6 +152,11 @@ pub fn run(opts: Opts) -> Result<(), StartError> {
         }
     }
     logging::init(log_file.as_deref()).map_err(|e| StartError::Log(log_file.clone().unwrap_or_default(), e))?;
+    store.note_owner();
+    let leftovers = store.remove_leftovers();
+    if leftovers > 0 {
+        tracing::info!("removed {leftovers} temporary file(s) an interrupted save left beside {}", store.path().display());
+    }
     if opts.plain_io {
         tracing::info!("--plain-io: taps are written one frame per system call and AF_PACKET sockets read with recvmmsg (no io_uring, no receive rings)");
     }
@@ -192,6 +199,9 @@ fn serve(
         db.ensure_root();
         status::fill_root(&mut db);
         let mut ctl = Control::new(db, meta, store, worker);
+        if let Some(rundir) = sock.parent() {
+            ctl.ports.taps = port::taphome::TapHomes::load(&rundir.join("taps.json"));
+        }
         let removed = ctl.drop_transient_ports_after_reboot(store::boot_id());
         if removed > 0 {
             tracing::info!("node rebooted: removed {removed} transient port(s)");

@@ -16,12 +16,14 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 pub use crate::plan::{Kind, PortError, default_workers};
 use crate::plan::{LinkSettings, Plan, PlannedIface};
 use crate::port::afpacket::AfPacketPort;
 use crate::port::tap::TapPort;
+use crate::port::taphome::TapHomes;
 use crate::port::vxlan::{Endpoint, SendPool, Tunnel, TxSettings};
 use crate::port::{PortIo, PortStats};
 use crate::store::StaticMac;
@@ -43,28 +45,37 @@ pub enum LinkError {
     Mac { mac: String, name: String, os: String },
 }
 
-/// An open backend.
-pub enum Backend {
+/// The device an interface is open as: a tap, an AF_PACKET socket on an existing
+/// netdev, or a VXLAN tunnel with the endpoint that receives for it.
+pub enum Device {
     Tap(Arc<TapPort>),
     AfPacket(Arc<AfPacketPort>),
     Vxlan(Arc<Tunnel>, Arc<Endpoint>),
 }
 
-impl Backend {
+impl Device {
+    /// The interface left the configuration: a tap is deleted with its last file
+    /// (other devices are rvs's only while open, or not rvs's at all).
+    fn destroy(&self) {
+        if let Device::Tap(t) = self {
+            t.destroy();
+        }
+    }
+
     fn io(&self) -> Arc<dyn PortIo> {
         match self {
-            Backend::Tap(t) => t.clone(),
-            Backend::AfPacket(a) => a.clone(),
-            Backend::Vxlan(t, _) => t.clone(),
+            Device::Tap(t) => t.clone(),
+            Device::AfPacket(a) => a.clone(),
+            Device::Vxlan(t, _) => t.clone(),
         }
     }
 
     /// Whether the device behind the backend is still the one it was opened on.
     fn healthy(&self, name: &str) -> bool {
         match self {
-            Backend::Tap(t) => t.is_attached(),
-            Backend::AfPacket(a) => netdev::ifindex(name).ok() == Some(a.ifindex()),
-            Backend::Vxlan(..) => true,
+            Device::Tap(t) => t.is_attached(),
+            Device::AfPacket(a) => netdev::ifindex(name).ok() == Some(a.ifindex()),
+            Device::Vxlan(..) => true,
         }
     }
 }
@@ -73,25 +84,25 @@ impl Backend {
 type EndpointKey = (Option<IpAddr>, u16, bool);
 
 /// One open interface.
-pub struct OpenPort {
+pub struct OpenIface {
     pub name: String,
     pub kind: Kind,
-    pub backend: Backend,
+    pub device: Device,
     pub stats: Arc<PortStats>,
-    /// Which opening of a backend this is (counted by `Ports`): a reopened port,
+    /// Which opening of a backend this is (counted by `OpenIfaces`): a reopened port,
     /// whose workers' handle must change, gets a new one.
     pub serial: u64,
 }
 
 /// The daemon's open ports and per-interface state, keyed by Interface UUID.
 #[derive(Default)]
-pub struct Ports {
-    pub open: HashMap<Uuid, OpenPort>,
+pub struct OpenIfaces {
+    pub open: HashMap<Uuid, OpenIface>,
     /// Interfaces whose backend broke since the last reconcile (reported by the worker).
     broken: Vec<Uuid>,
     /// What the last configuration sent to the workers was made of.
     last_sent: Option<Applied>,
-    /// Counts backends opened, for [`OpenPort::serial`].
+    /// Counts backends opened, for [`OpenIface::serial`].
     serial: u64,
     /// The last error logged per interface, so a port retried every few seconds is
     /// logged when its state changes, not every time.
@@ -103,6 +114,8 @@ pub struct Ports {
     pools: HashMap<TxSettings, Arc<SendPool>>,
     /// Receive queues to open on AF_PACKET ports: one per worker.
     queues: usize,
+    /// Where the taps are (they outlive the daemon and may be in VMs' namespaces).
+    pub taps: TapHomes,
 }
 
 /// A static MAC entry as the workers get it: (VLAN, MAC, port).
@@ -126,7 +139,7 @@ pub struct Outcome {
     pub db_changed: bool,
 }
 
-impl Ports {
+impl OpenIfaces {
     /// Marks an interface whose backend broke; the next reconcile reopens it.
     pub fn mark_broken(&mut self, iface: Uuid) {
         self.broken.push(iface);
@@ -135,11 +148,12 @@ impl Ports {
     /// Whether `io` (see [`crate::worker::io_id`]) is the backend open for
     /// `iface` now, and not already marked broken.
     pub fn is_current(&self, iface: Uuid, io: usize) -> bool {
-        !self.broken.contains(&iface) && self.open.get(&iface).is_some_and(|p| crate::worker::io_id(&p.backend.io()) == io)
+        !self.broken.contains(&iface) && self.open.get(&iface).is_some_and(|p| crate::worker::io_id(&p.device.io()) == io)
     }
 
-    /// Closes everything (shutdown).
+    /// Closes everything (shutdown). Taps stay (persistent), their places noted.
     pub fn close_all(&mut self) {
+        self.note_tap_homes();
         self.open.clear();
         self.last_sent = None;
     }
@@ -161,14 +175,18 @@ impl Ports {
         let serial = &mut self.serial;
         let mut requeued: HashMap<Uuid, Arc<PortStats>> = HashMap::new();
         self.open.retain(|u, p| {
-            let keep = wanted.iter().any(|w| w.iface == *u && w.name == p.name) && !broken.contains(u) && p.backend.healthy(&p.name);
+            let wanted_still = wanted.iter().any(|w| w.iface == *u && w.name == p.name);
+            let keep = wanted_still && !broken.contains(u) && p.device.healthy(&p.name);
             if !keep {
                 tracing::info!("closing port {}", p.name);
+                if !wanted_still {
+                    p.device.destroy();
+                }
             } else {
-                let requeue = match &mut p.backend {
-                    Backend::AfPacket(a) => a.asked_queues() != queues,
-                    Backend::Vxlan(_, ep) => ep.queues() != queues,
-                    Backend::Tap(t) => {
+                let requeue = match &mut p.device {
+                    Device::AfPacket(a) => a.asked_queues() != queues,
+                    Device::Vxlan(_, ep) => ep.queues() != queues,
+                    Device::Tap(t) => {
                         if t.asked_queues() != queues {
                             match t.requeued(queues) {
                                 Ok(n) => {
@@ -194,7 +212,13 @@ impl Ports {
 
         // Open what is missing; record errors.
         let mut errors: HashMap<Uuid, PortError> = HashMap::new();
-        self.open.retain(|u, p| plan.iface(u).and_then(|w| w.kind.as_ref().ok()) == Some(&p.kind));
+        self.open.retain(|u, p| {
+            let same = plan.iface(u).and_then(|w| w.kind.as_ref().ok()) == Some(&p.kind);
+            if !same {
+                p.device.destroy();
+            }
+            same
+        });
         for w in wanted {
             if let Some(e) = &w.port_error {
                 self.open.remove(&w.iface);
@@ -243,7 +267,7 @@ impl Ports {
         // Tunnels that clash (same endpoint, remote and VNI) cannot be told apart.
         let mut seen: HashMap<(EndpointKey, IpAddr, u32), String> = HashMap::new();
         for w in wanted {
-            if let Some(OpenPort { kind: Kind::Vxlan(spec), .. }) = self.open.get(&w.iface) {
+            if let Some(OpenIface { kind: Kind::Vxlan(spec), .. }) = self.open.get(&w.iface) {
                 let k = ((spec.tx.local, spec.dst_port, spec.tx.v6), spec.remote, spec.vni.get());
                 if let Some(other) = seen.get(&k) {
                     let clash =
@@ -255,6 +279,7 @@ impl Ports {
                 }
             }
         }
+        self.note_tap_homes();
         write_errors_and_ofports(db, wanted, &errors);
         self.warn_unsupported(db);
         self.release_unused_sockets();
@@ -288,8 +313,8 @@ impl Ports {
             };
             let mut core = w.core.clone();
             core.key = u32::from(ofport.get());
-            let tunnel = match &op.backend {
-                Backend::Vxlan(t, ep) => {
+            let tunnel = match &op.device {
+                Device::Vxlan(t, ep) => {
                     core.tunnel = true;
                     let idx = match endpoints.iter().position(|e| Arc::ptr_eq(e, ep)) {
                         Some(i) => i,
@@ -306,7 +331,7 @@ impl Ports {
                 iface: w.iface,
                 name: w.name.clone(),
                 ofport,
-                io: op.backend.io(),
+                io: op.device.io(),
                 stats: op.stats.clone(),
                 core,
                 tunnel,
@@ -329,16 +354,20 @@ impl Ports {
     }
 
     /// Opens the backend for one interface, or says why not (as the `error` column).
-    fn open_port(&mut self, name: &str, kind: &Kind) -> Result<OpenPort, PortError> {
+    fn open_port(&mut self, name: &str, kind: &Kind) -> Result<OpenIface, PortError> {
         if !matches!(kind, Kind::Vxlan(_)) {
             if let Err(why) = check_ifname(name) {
                 return Err(PortError::BadName { name: name.into(), why });
             }
         }
-        let dev_err = |e: std::io::Error| PortError::Open { name: name.into(), os: strerror(&e) };
-        let backend = match kind {
-            Kind::Tap(_) => Backend::Tap(Arc::new(TapPort::open(name, self.queues.max(1)).map_err(dev_err)?)),
-            Kind::System => Backend::AfPacket(Arc::new(AfPacketPort::open(name, self.queues.max(1)).map_err(dev_err)?)),
+        let dev_err = |e: std::io::Error| PortError::Open { name: name.into(), os: rvs_sys::strerror(&e) };
+        let device = match kind {
+            Kind::Tap(_) => {
+                let home = self.taps.home_of(name);
+                let home = home.as_ref().map(|(ns, there)| (ns.as_fd(), there.as_str()));
+                Device::Tap(Arc::new(TapPort::open(name, self.queues.max(1), home).map_err(dev_err)?))
+            }
+            Kind::System => Device::AfPacket(Arc::new(AfPacketPort::open(name, self.queues.max(1)).map_err(dev_err)?)),
             Kind::Vxlan(spec) => {
                 let key = (spec.tx.local, spec.dst_port, spec.tx.v6);
                 let queues = self.queues.max(1);
@@ -348,7 +377,7 @@ impl Ports {
                         let e = Arc::new(Endpoint::open(spec.tx.local, spec.dst_port, spec.tx.v6, queues).map_err(|e| PortError::VxlanListen {
                             name: name.into(),
                             port: spec.dst_port,
-                            os: strerror(&e),
+                            os: rvs_sys::strerror(&e),
                         })?);
                         self.endpoints.insert(key, e.clone());
                         e
@@ -357,21 +386,28 @@ impl Ports {
                 let pool = match self.pools.get(&spec.tx) {
                     Some(p) => p.clone(),
                     None => {
-                        let p = Arc::new(SendPool::open(&spec.tx).map_err(|e| PortError::VxlanSend { name: name.into(), os: strerror(&e) })?);
+                        let p = Arc::new(SendPool::open(&spec.tx).map_err(|e| PortError::VxlanSend { name: name.into(), os: rvs_sys::strerror(&e) })?);
                         self.pools.insert(spec.tx.clone(), p.clone());
                         p
                     }
                 };
                 let remote = std::net::SocketAddr::new(spec.remote, spec.dst_port);
-                Backend::Vxlan(Arc::new(Tunnel::new(name, remote, spec.vni, pool)), ep)
+                Device::Vxlan(Arc::new(Tunnel::new(name, remote, spec.vni, pool)), ep)
             }
         };
         self.serial += 1;
-        Ok(OpenPort { name: name.to_string(), kind: kind.clone(), backend, stats: Arc::default(), serial: self.serial })
+        Ok(OpenIface { name: name.to_string(), kind: kind.clone(), device, stats: Arc::default(), serial: self.serial })
     }
 
     /// Logs (once) configuration that is stored but not carried out.
     fn warn_unsupported(&mut self, db: &Db) {
+        for (port, name, first, other) in crate::plan::shared_ports(db) {
+            if self.warned.insert((port, "shared")) {
+                tracing::warn!(
+                    "port {name} is listed by bridges {first} and {other}: a port belongs to one bridge; it stays on {first}, {other}'s reference is ignored"
+                );
+            }
+        }
         for p in Port::all(db) {
             if p.qos().is_some() && self.warned.insert((p.uuid, "qos")) {
                 tracing::warn!("port {}: QoS (egress shaping) is not supported by rvs and is not applied", p.name());
@@ -389,20 +425,23 @@ impl Ports {
         }
     }
 
+    /// Notes where the open taps are now ([`TapHomes`]).
+    fn note_tap_homes(&mut self) {
+        let taps = self.open.values().filter_map(|p| match &p.device {
+            Device::Tap(t) => Some((p.name.as_str(), &**t)),
+            _ => None,
+        });
+        self.taps.update(taps);
+    }
+
     /// Drops shared sockets no tunnel uses any more.
     fn release_unused_sockets(&mut self) {
         let open = &self.open;
-        let used_ep = |e: &Arc<Endpoint>| open.values().any(|p| matches!(&p.backend, Backend::Vxlan(_, x) if Arc::ptr_eq(x, e)));
+        let used_ep = |e: &Arc<Endpoint>| open.values().any(|p| matches!(&p.device, Device::Vxlan(_, x) if Arc::ptr_eq(x, e)));
         self.endpoints.retain(|_, e| used_ep(e));
-        let used_pool = |s: &TxSettings| open.values().any(|p| matches!(&p.backend, Backend::Vxlan(t, _) if t.pool().settings == *s));
+        let used_pool = |s: &TxSettings| open.values().any(|p| matches!(&p.device, Device::Vxlan(t, _) if t.pool().settings == *s));
         self.pools.retain(|s, _| used_pool(s));
     }
-}
-
-/// The text of an OS error without Rust's " (os error N)" suffix, like strerror(3).
-fn strerror(e: &std::io::Error) -> String {
-    let msg = e.to_string();
-    msg.split(" (os error").next().unwrap_or(&msg).to_string()
 }
 
 /// The persistent status columns (error, ofport) of every interface, to detect changes.
@@ -469,20 +508,20 @@ fn write_errors_and_ofports(db: &mut Db, wanted: &[PlannedIface], errors: &HashM
 
 /// Applies Interface `mtu_request` (taps and system devices) and `mac` (internal and tap
 /// devices rvs created) when the device is in this namespace and differs.
-fn apply_link_settings(link: &LinkSettings, p: &OpenPort) -> Result<(), LinkError> {
+fn apply_link_settings(link: &LinkSettings, p: &OpenIface) -> Result<(), LinkError> {
     if matches!(p.kind, Kind::Vxlan(_)) || netdev::ifindex(&p.name).is_err() {
         return Ok(());
     }
     if let Some(mtu) = link.mtu_request {
         if netdev::mtu(&p.name).ok() != Some(mtu as u32) {
-            netdev::set_mtu(&p.name, mtu as u32).map_err(|e| LinkError::Mtu { mtu, name: p.name.clone(), os: strerror(&e) })?;
+            netdev::set_mtu(&p.name, mtu as u32).map_err(|e| LinkError::Mtu { mtu, name: p.name.clone(), os: rvs_sys::strerror(&e) })?;
             tracing::info!("{}: MTU set to {mtu}", p.name);
         }
     }
     if let (Kind::Tap(_), Some(mac)) = (&p.kind, link.mac.as_deref()) {
         let m: MacAddr = mac.parse().map_err(|_| LinkError::BadMac { name: p.name.clone(), mac: mac.into() })?;
         if netdev::hwaddr(&p.name).ok() != Some(m.0) {
-            netdev::set_hwaddr(&p.name, m.0).map_err(|e| LinkError::Mac { mac: mac.into(), name: p.name.clone(), os: strerror(&e) })?;
+            netdev::set_hwaddr(&p.name, m.0).map_err(|e| LinkError::Mac { mac: mac.into(), name: p.name.clone(), os: rvs_sys::strerror(&e) })?;
         }
     }
     Ok(())
@@ -494,7 +533,7 @@ mod tests {
 
     #[test]
     fn long_names_are_errors() {
-        let e = Ports::default().open_port("a-name-longer-than-15", &Kind::Tap("internal".into())).err().unwrap().to_string();
+        let e = OpenIfaces::default().open_port("a-name-longer-than-15", &Kind::Tap("internal".into())).err().unwrap().to_string();
         assert!(e.starts_with("could not open network device a-name-longer-than-15 (Invalid argument"), "{e}");
     }
 }

@@ -9,7 +9,7 @@
 //! devices and returns a [`Status`] value without writing anything; [`Status::write`]
 //! puts it into a database — the copy a snapshot sends, never the daemon's own.
 
-use crate::reconcile::{Backend, Ports};
+use crate::reconcile::{Device, OpenIfaces};
 use rvs_ovsdb::view::{Interface, OpenVswitch, Port};
 use rvs_ovsdb::{Atom, Col, Datum, Db, Uuid};
 use rvs_switch::types::MacAddr;
@@ -52,11 +52,11 @@ pub struct IfaceStatus {
 
 /// Reads the status of every interface of `db` from the open ports and their devices.
 /// Writes nothing.
-pub fn read(db: &Db, ports: &Ports) -> Status {
-    Status { ifaces: Interface::all(db).map(|i| (i.uuid, read_iface(i.name(), ports.open.get(&i.uuid).map(|p| (&p.backend, &*p.stats))))).collect() }
+pub fn read(db: &Db, ports: &OpenIfaces) -> Status {
+    Status { ifaces: Interface::all(db).map(|i| (i.uuid, read_iface(i.name(), ports.open.get(&i.uuid).map(|p| (&p.device, &*p.stats))))).collect() }
 }
 
-fn read_iface(name: &str, open: Option<(&Backend, &crate::port::PortStats)>) -> IfaceStatus {
+fn read_iface(name: &str, open: Option<(&Device, &crate::port::PortStats)>) -> IfaceStatus {
     let Some((backend, stats)) = open else { return IfaceStatus::default() };
     let s = stats.snapshot();
     let mut statistics = vec![
@@ -75,16 +75,16 @@ fn read_iface(name: &str, open: Option<(&Backend, &crate::port::PortStats)>) -> 
         ("tx_errors", s.tx_errors),
         ("tx_packets", s.tx_packets),
     ];
-    if let Backend::Vxlan(tun, _) = backend {
+    if let Device::Vxlan(tun, _) = backend {
         statistics.push(("tx_mtu_exceeded", tun.stats.mtu_exceeded.load(std::sync::atomic::Ordering::Relaxed)));
     }
     // A tap that was moved into a VM's namespace cannot be queried by name from
     // here: its columns are then left empty rather than guessed.
     let visible = match backend {
-        Backend::AfPacket(a) => netdev::ifindex(name).ok() == Some(a.ifindex()),
-        Backend::Tap(_) => netdev::ifindex(name).is_ok(),
+        Device::AfPacket(a) => netdev::ifindex(name).ok() == Some(a.ifindex()),
+        Device::Tap(_) => netdev::ifindex(name).is_ok(),
         // A tunnel has no device: it is up while configured, as in OVS.
-        Backend::Vxlan(..) => return IfaceStatus { admin_state: Some("up"), link_state: Some("up"), statistics, ..IfaceStatus::default() },
+        Device::Vxlan(..) => return IfaceStatus { admin_state: Some("up"), link_state: Some("up"), statistics, ..IfaceStatus::default() },
     };
     if !visible {
         return IfaceStatus { statistics, ..IfaceStatus::default() };
@@ -151,7 +151,7 @@ mod tests {
         db.set_col(Interface::NAME, &i, Datum::string("p"));
         db.set_col(Interface::MTU, &i, Datum::integer(1500));
         let before = db.clone();
-        let st = read(&db, &Ports::default());
+        let st = read(&db, &OpenIfaces::default());
         assert_eq!(db, before, "reading the status changes nothing");
         assert_eq!(st.ifaces, vec![(i, IfaceStatus::default())], "not open: nothing to say");
         let mut copy = db.clone();

@@ -14,6 +14,7 @@
 pub mod afpacket;
 pub mod mem;
 pub mod tap;
+pub mod taphome;
 pub mod vxlan;
 
 use std::io;

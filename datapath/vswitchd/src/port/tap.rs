@@ -7,7 +7,12 @@
 //! frames with partial checksums and up to 64 KiB GSO frames, which the worker forwards
 //! intact to other offload-capable ports. The device may be moved into another network
 //! namespace (a VM namespace in tests) and keeps working: the fd stays attached.
-//! Dropping the port closes the fd, which deletes the (non-persistent) device.
+//!
+//! The device is persistent (`TUNSETPERSIST`): it outlives rvs-vswitchd, so a VM on it
+//! keeps its link, addresses and routes across a restart of the daemon, which attaches
+//! to it again — where it is now, [`TapPort::open`] being told the namespace it was
+//! last seen in. It is deleted only when its interface leaves the configuration
+//! ([`TapPort::destroy`]). While no rvs holds it, the kernel reports no carrier.
 //!
 //! The tap is created multi-queue (`IFF_MULTI_QUEUE`) with one queue per worker: the
 //! kernel puts the frames the stack behind the tap sends on a queue chosen by flow
@@ -37,6 +42,9 @@ pub struct TapPort {
     asked: usize,
 }
 
+/// Identity of a network namespace ([`tun::netns_id`]).
+pub type NetnsId = (u64, u64);
+
 /// Frames a tap reads ahead before the worker forwards them.
 const READ_AHEAD_FRAMES: usize = 32;
 /// Bytes after which a tap stops reading ahead.
@@ -47,18 +55,25 @@ const OFFLOAD_SETS: [u32; 3] =
     [tun::TUN_F_CSUM | tun::TUN_F_TSO4 | tun::TUN_F_TSO6 | tun::TUN_F_TSO_ECN, tun::TUN_F_CSUM | tun::TUN_F_TSO4 | tun::TUN_F_TSO6, tun::TUN_F_CSUM];
 
 impl TapPort {
-    /// Creates tap `name` (or attaches to an existing, unattached one) with `queues`
-    /// receive queues. An existing single-queue tap, or a kernel that refuses
-    /// multi-queue, gives one queue.
-    pub fn open(name: &str, queues: usize) -> io::Result<TapPort> {
-        let (file, actual, multi_queue) = match tun::open_tap(name, true, true) {
+    /// Opens tap `name` with `queues` receive queues and makes it persistent: attaches
+    /// to the device in namespace `home` under the name it has there (where it was
+    /// last seen: a VM's) when it is there, else to the one called `name` here,
+    /// creating it if there is none. An existing single-queue tap, or a kernel that
+    /// refuses multi-queue, gives one queue.
+    pub fn open(name: &str, queues: usize, home: Option<(BorrowedFd<'_>, &str)>) -> io::Result<TapPort> {
+        let open_one = |multi_queue: bool| match home {
+            Some((ns, there)) => tun::open_tap_in(ns, there, true, multi_queue, true).or_else(|_| tun::open_tap(name, true, multi_queue)),
+            None => tun::open_tap(name, true, multi_queue),
+        };
+        let (file, actual, multi_queue) = match open_one(true) {
             Ok((f, n)) => (f, n, true),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                let (f, n) = tun::open_tap(name, true, false)?;
+                let (f, n) = open_one(false)?;
                 (f, n, false)
             }
             Err(e) => return Err(e),
         };
+        tun::set_persist(file.as_fd(), true)?;
         tun::set_vnet_hdr_size(file.as_fd(), LEN_V1 as i32)?;
         let mut offloads = 0;
         for set in OFFLOAD_SETS {
@@ -69,6 +84,26 @@ impl TapPort {
         }
         let one = TapPort { files: vec![file], name: actual, offloads, multi_queue, asked: 1 };
         one.requeued(queues)
+    }
+
+    /// Lets the device go with the last file attached to it: for an interface that
+    /// left the configuration (a restart keeps it).
+    pub fn destroy(&self) {
+        if let Err(e) = tun::set_persist(self.files[0].as_fd(), false) {
+            if !tun::is_detached(&e) {
+                tracing::warn!("{}: cannot make the tap non-persistent ({e}); it stays", self.name);
+            }
+        }
+    }
+
+    /// The device's name now (it may have been renamed in a VM's namespace).
+    pub fn current_name(&self) -> io::Result<String> {
+        tun::attached_name(self.files[0].as_fd())
+    }
+
+    /// The network namespace the device is in now.
+    pub fn netns(&self) -> io::Result<NetnsId> {
+        tun::netns_id(tun::device_netns(self.files[0].as_fd())?.as_fd())
     }
 
     /// The same tap with `queues` receive queues: the first ones shared with this port
@@ -111,11 +146,6 @@ impl TapPort {
             Ok(_) => true,
             Err(e) => !tun::is_detached(&e),
         }
-    }
-
-    /// Keeps the device after rvs closes it (or not).
-    pub fn set_persist(&self, persist: bool) -> io::Result<()> {
-        tun::set_persist(self.files[0].as_fd(), persist)
     }
 }
 
