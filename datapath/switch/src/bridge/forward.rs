@@ -124,22 +124,22 @@ impl Bridge {
         let learned = self.fdb.learn(now, vlan, l2.src, in_port);
         self.note(learned, vlan, l2.src, in_port, now);
 
-        if !l2.dst.is_multicast() {
-            if let Some(p) = self.fdb.lookup(vlan, l2.dst) {
-                let outp = &self.ports[p as usize];
-                if outp.vlan.includes(vlan) {
-                    if p == in_port {
-                        return Err(DropReason::Reflection);
-                    }
-                    if in_protected && outp.protected {
-                        return Err(DropReason::Protected);
-                    }
-                    if in_tunnel && outp.tunnel && self.cfg.tunnel_split_horizon {
-                        return Err(DropReason::SplitHorizon);
-                    }
-                    out.push(Egress { port: p, tag: outp.vlan.output_tag(vlan) });
-                    return Ok(Verdict::Forward { vlan, pcp: l2.pcp, flood: false });
+        if !l2.dst.is_multicast()
+            && let Some(p) = self.fdb.lookup(vlan, l2.dst)
+        {
+            let outp = &self.ports[p as usize];
+            if outp.vlan.includes(vlan) {
+                if p == in_port {
+                    return Err(DropReason::Reflection);
                 }
+                if in_protected && outp.protected {
+                    return Err(DropReason::Protected);
+                }
+                if in_tunnel && outp.tunnel && self.cfg.tunnel_split_horizon {
+                    return Err(DropReason::SplitHorizon);
+                }
+                out.push(Egress { port: p, tag: outp.vlan.output_tag(vlan) });
+                return Ok(Verdict::Forward { vlan, pcp: l2.pcp, flood: false });
             }
         }
 

@@ -319,11 +319,10 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(b in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
-            if let Ok(p) = ArpPacket::new_checked(&b[..]) {
-                if let Ok(r) = ArpRepr::parse(&p) {
+            if let Ok(p) = ArpPacket::new_checked(&b[..])
+                && let Ok(r) = ArpRepr::parse(&p) {
                     let _ = r.is_gratuitous();
                 }
-            }
         }
 
         #[test]
