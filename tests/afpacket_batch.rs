@@ -22,7 +22,7 @@ use rvs_vswitchd::port::{PortIo, Rx};
 /// Frame `i` of a test burst: numbered, every third tagged with VLAN 100 + i % 7.
 fn numbered(i: u16) -> Vec<u8> {
     let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         f.extend_from_slice(&[0x81, 0x00]);
         f.extend_from_slice(&(100 + i % 7).to_be_bytes());
     }

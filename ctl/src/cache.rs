@@ -138,10 +138,10 @@ impl Cache {
 
     pub fn find_real_bridge(&self, name: &str, must_exist: bool) -> Result<Option<&Bridge>> {
         let b = self.find_bridge(name, must_exist)?;
-        if let Some(b) = b {
-            if b.parent.is_some() {
-                return Err(CtlError::new(format!("{name} is a fake bridge")));
-            }
+        if let Some(b) = b
+            && b.parent.is_some()
+        {
+            return Err(CtlError::new(format!("{name} is a fake bridge")));
         }
         Ok(b)
     }

@@ -109,10 +109,10 @@ fn uuid_prefix_len(s: &str) -> usize {
 /// The row of table `t` that `id` names (see the module docs). `Ok(None)` when there
 /// is none; `Err` for ambiguous names.
 pub fn find_row(db: &Db, t: usize, id: &str) -> Result<Option<Uuid>, CtlError> {
-    if let Ok(u) = id.parse::<Uuid>() {
-        if db.tables[t].contains_key(&u) {
-            return Ok(Some(u));
-        }
+    if let Ok(u) = id.parse::<Uuid>()
+        && db.tables[t].contains_key(&u)
+    {
+        return Ok(Some(u));
     }
     if id == "." {
         let mut it = db.tables[t].keys();

@@ -32,24 +32,22 @@ pub fn add_br(t: &mut Txn, c: &mut Cmd) -> Result<()> {
         _ => return Err(CtlError::new(format!("'{}' command takes exactly 1 or 3 arguments", c.arg(0)))),
     };
     let cache = t.cache();
-    if may_exist {
-        if let Some(br) = cache.find_bridge(&name, false)? {
-            match (&parent, &br.parent) {
-                (None, None) => return Ok(()),
-                (None, Some(_)) => {
-                    return Err(CtlError::new(format!("\"--may-exist add-br {name}\" but {name} is a VLAN bridge for VLAN {}", br.vlan)));
-                }
-                (Some(p), None) => {
-                    return Err(CtlError::new(format!("\"--may-exist add-br {name} {p} {vlan}\" but {name} is not a VLAN bridge")));
-                }
-                (Some(p), Some(bp)) if p != bp => {
-                    return Err(CtlError::new(format!("\"--may-exist add-br {name} {p} {vlan}\" but {name} has the wrong parent {bp}")));
-                }
-                (Some(p), Some(_)) if br.vlan != vlan => {
-                    return Err(CtlError::new(format!("\"--may-exist add-br {name} {p} {vlan}\" but {name} is a VLAN bridge for the wrong VLAN {}", br.vlan)));
-                }
-                _ => return Ok(()),
+    if may_exist && let Some(br) = cache.find_bridge(&name, false)? {
+        match (&parent, &br.parent) {
+            (None, None) => return Ok(()),
+            (None, Some(_)) => {
+                return Err(CtlError::new(format!("\"--may-exist add-br {name}\" but {name} is a VLAN bridge for VLAN {}", br.vlan)));
             }
+            (Some(p), None) => {
+                return Err(CtlError::new(format!("\"--may-exist add-br {name} {p} {vlan}\" but {name} is not a VLAN bridge")));
+            }
+            (Some(p), Some(bp)) if p != bp => {
+                return Err(CtlError::new(format!("\"--may-exist add-br {name} {p} {vlan}\" but {name} has the wrong parent {bp}")));
+            }
+            (Some(p), Some(_)) if br.vlan != vlan => {
+                return Err(CtlError::new(format!("\"--may-exist add-br {name} {p} {vlan}\" but {name} is a VLAN bridge for the wrong VLAN {}", br.vlan)));
+            }
+            _ => return Ok(()),
         }
     }
     cache.check_conflicts(&name, &format!("cannot create a bridge named {name}"))?;

@@ -239,10 +239,10 @@ pub fn find(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let mut out = make_table(tbl, &cols);
     let rows: Vec<Uuid> = t.db.tables[tbl].keys().copied().collect();
     let conds = c.argv[2..].to_vec();
-    if !TABLES[tbl].supported {
-        if let Some(a) = conds.first() {
-            parse_column_key_value(tbl, a, RELOPS)?;
-        }
+    if !TABLES[tbl].supported
+        && let Some(a) = conds.first()
+    {
+        parse_column_key_value(tbl, a, RELOPS)?;
     }
     'rows: for u in rows {
         for a in &conds {

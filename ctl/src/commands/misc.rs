@@ -45,10 +45,10 @@ pub fn emer_reset(t: &mut Txn, _c: &mut Cmd) -> Result<()> {
 pub fn get_fail_mode(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let cache = t.cache();
     let b = cache.find_bridge(c.arg(1), true)?.expect("must exist");
-    if let Some(row) = cache.real_row(b) {
-        if let Some(m) = Bridge::get(&t.db, &row).and_then(|b| b.fail_mode()).filter(|m| !m.is_empty()) {
-            c.output += &format!("{m}\n");
-        }
+    if let Some(row) = cache.real_row(b)
+        && let Some(m) = Bridge::get(&t.db, &row).and_then(|b| b.fail_mode()).filter(|m| !m.is_empty())
+    {
+        c.output += &format!("{m}\n");
     }
     Ok(())
 }

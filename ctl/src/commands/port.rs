@@ -50,20 +50,20 @@ pub fn add(t: &mut Txn, c: &Cmd, br_name: &str, port_name: &str, ifaces: &[Strin
         return Err(CtlError::new("interface name must not be empty string"));
     }
     let cache = t.cache();
-    if c.has("--may-exist") {
-        if let Some(p) = cache.find_port(port_name, false)? {
-            let mut want: Vec<&str> = ifaces.iter().map(String::as_str).collect();
-            want.sort_unstable();
-            let mut have: Vec<&str> = p.ifaces.iter().map(String::as_str).collect();
-            have.sort_unstable();
-            if p.bridge != br_name {
-                return Err(CtlError::new(format!("\"{}\" but {port_name} is actually attached to bridge {}", command_string(c), p.bridge)));
-            }
-            if want != have {
-                return Err(CtlError::new(format!("\"{}\" but {port_name} actually has interface(s) {}", command_string(c), have.join(", "))));
-            }
-            return Ok(());
+    if c.has("--may-exist")
+        && let Some(p) = cache.find_port(port_name, false)?
+    {
+        let mut want: Vec<&str> = ifaces.iter().map(String::as_str).collect();
+        want.sort_unstable();
+        let mut have: Vec<&str> = p.ifaces.iter().map(String::as_str).collect();
+        have.sort_unstable();
+        if p.bridge != br_name {
+            return Err(CtlError::new(format!("\"{}\" but {port_name} is actually attached to bridge {}", command_string(c), p.bridge)));
         }
+        if want != have {
+            return Err(CtlError::new(format!("\"{}\" but {port_name} actually has interface(s) {}", command_string(c), have.join(", "))));
+        }
+        return Ok(());
     }
     cache.check_conflicts(port_name, &format!("cannot create a port named {port_name}"))?;
     for i in ifaces {

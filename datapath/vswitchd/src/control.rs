@@ -60,10 +60,10 @@ impl Control {
         if let Some(cfg) = out.config {
             self.worker.reconfigure(cfg);
         }
-        if out.db_changed {
-            if let Err(e) = self.store.save(&self.db, &self.meta) {
-                tracing::error!("{e}");
-            }
+        if out.db_changed
+            && let Err(e) = self.store.save(&self.db, &self.meta)
+        {
+            tracing::error!("{e}");
         }
     }
 

@@ -355,10 +355,10 @@ impl OpenIfaces {
 
     /// Opens the backend for one interface, or says why not (as the `error` column).
     fn open_port(&mut self, name: &str, kind: &Kind) -> Result<OpenIface, PortError> {
-        if !matches!(kind, Kind::Vxlan(_)) {
-            if let Err(why) = check_ifname(name) {
-                return Err(PortError::BadName { name: name.into(), why });
-            }
+        if !matches!(kind, Kind::Vxlan(_))
+            && let Err(why) = check_ifname(name)
+        {
+            return Err(PortError::BadName { name: name.into(), why });
         }
         let dev_err = |e: std::io::Error| PortError::Open { name: name.into(), os: rvs_sys::strerror(&e) };
         let device = match kind {
@@ -512,11 +512,11 @@ fn apply_link_settings(link: &LinkSettings, p: &OpenIface) -> Result<(), LinkErr
     if matches!(p.kind, Kind::Vxlan(_)) || netdev::ifindex(&p.name).is_err() {
         return Ok(());
     }
-    if let Some(mtu) = link.mtu_request {
-        if netdev::mtu(&p.name).ok() != Some(mtu as u32) {
-            netdev::set_mtu(&p.name, mtu as u32).map_err(|e| LinkError::Mtu { mtu, name: p.name.clone(), os: rvs_sys::strerror(&e) })?;
-            tracing::info!("{}: MTU set to {mtu}", p.name);
-        }
+    if let Some(mtu) = link.mtu_request
+        && netdev::mtu(&p.name).ok() != Some(mtu as u32)
+    {
+        netdev::set_mtu(&p.name, mtu as u32).map_err(|e| LinkError::Mtu { mtu, name: p.name.clone(), os: rvs_sys::strerror(&e) })?;
+        tracing::info!("{}: MTU set to {mtu}", p.name);
     }
     if let (Kind::Tap(_), Some(mac)) = (&p.kind, link.mac.as_deref()) {
         let m: MacAddr = mac.parse().map_err(|_| LinkError::BadMac { name: p.name.clone(), mac: mac.into() })?;

@@ -137,10 +137,10 @@ pub fn parse(name: &str, options: &BTreeMap<String, String>) -> Result<VxlanSpec
         }
     }
     let remote = remote.ok_or_else(|| TunnelError::NoRemote { name: name.into() })?;
-    if let Some(l) = local {
-        if l.is_ipv6() != remote.is_ipv6() {
-            return Err(TunnelError::MixedFamilies { name: name.into() });
-        }
+    if let Some(l) = local
+        && l.is_ipv6() != remote.is_ipv6()
+    {
+        return Err(TunnelError::MixedFamilies { name: name.into() });
     }
     if dst_port == 0 {
         dst_port = DEFAULT_DST_PORT;

@@ -58,12 +58,12 @@ impl AfPacketPort {
         let (fd, info, ring) = packet::open(ifindex, true, ring_size(slot, queues))?;
         let ring = ring_or_log(name, ring);
         let mut port = AfPacketPort { fds: vec![fd], rings: vec![ring], asked: queues, ifindex, vnet_hdr: info.vnet_hdr };
-        if queues > 1 {
-            if let Err(e) = port.fan_out(name, queues, slot) {
-                tracing::warn!("{name}: no PACKET_FANOUT ({e}): one receive queue");
-                port.fds.truncate(1);
-                port.rings.truncate(1);
-            }
+        if queues > 1
+            && let Err(e) = port.fan_out(name, queues, slot)
+        {
+            tracing::warn!("{name}: no PACKET_FANOUT ({e}): one receive queue");
+            port.fds.truncate(1);
+            port.rings.truncate(1);
         }
         Ok(port)
     }
@@ -220,10 +220,10 @@ impl AfPacketPort {
                 Err(_) => return Rx::Bad,
             };
         }
-        if let Some((tpid, tci)) = r.vlan {
-            if !buf.push_vlan(tpid, tci) {
-                return Rx::Bad;
-            }
+        if let Some((tpid, tci)) = r.vlan
+            && !buf.push_vlan(tpid, tci)
+        {
+            return Rx::Bad;
         }
         Rx::Frame
     }

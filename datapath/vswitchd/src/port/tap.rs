@@ -89,10 +89,10 @@ impl TapPort {
     /// Lets the device go with the last file attached to it: for an interface that
     /// left the configuration (a restart keeps it).
     pub fn destroy(&self) {
-        if let Err(e) = tun::set_persist(self.files[0].as_fd(), false) {
-            if !tun::is_detached(&e) {
-                tracing::warn!("{}: cannot make the tap non-persistent ({e}); it stays", self.name);
-            }
+        if let Err(e) = tun::set_persist(self.files[0].as_fd(), false)
+            && !tun::is_detached(&e)
+        {
+            tracing::warn!("{}: cannot make the tap non-persistent ({e}); it stays", self.name);
         }
     }
 

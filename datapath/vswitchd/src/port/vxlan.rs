@@ -617,10 +617,10 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
     if let Some(a) = addrs {
         mix(a);
     }
-    if matches!(proto, Some(6) | Some(17)) {
-        if let Some(p) = frame.get(l4..l4 + 4) {
-            mix(p);
-        }
+    if matches!(proto, Some(6) | Some(17))
+        && let Some(p) = frame.get(l4..l4 + 4)
+    {
+        mix(p);
     }
     h ^ (h >> 16)
 }

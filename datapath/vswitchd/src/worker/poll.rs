@@ -135,11 +135,9 @@ impl Worker {
                     let token = self.tokens.len();
                     let mine = deal(queues, q);
                     self.tokens.push(Input { source: Source::Port { port: at, queue: q }, mine, lone: true });
-                    if mine {
-                        if let Err(e) = self.epoll.add(fd, token as u64) {
-                            tracing::error!("datapath: cannot poll port {}: {e}", p.dp.name);
-                            p.failed = true;
-                        }
+                    if mine && let Err(e) = self.epoll.add(fd, token as u64) {
+                        tracing::error!("datapath: cannot poll port {}: {e}", p.dp.name);
+                        p.failed = true;
                     }
                 }
             }
@@ -150,10 +148,8 @@ impl Worker {
                 let token = self.tokens.len();
                 let mine = deal(queues, q);
                 self.tokens.push(Input { source: Source::Endpoint { endpoint: ei, queue: q }, mine, lone: true });
-                if mine {
-                    if let Err(err) = self.epoll.add(e.fd(q), token as u64) {
-                        tracing::error!("datapath: cannot poll VXLAN port {}: {err}", e.port);
-                    }
+                if mine && let Err(err) = self.epoll.add(e.fd(q), token as u64) {
+                    tracing::error!("datapath: cannot poll VXLAN port {}: {err}", e.port);
                 }
             }
         }
