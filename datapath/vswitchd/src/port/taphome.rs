@@ -8,7 +8,7 @@
 //! `/run/netns/*` and the processes' `/proc/PID/ns/net` and attaches there. The run directory is emptied at boot, as
 //! are the taps, so nothing stale survives a reboot.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,9 @@ pub struct TapHomes {
     homes: BTreeMap<String, (NetnsId, String)>,
     /// The daemon's own namespace: a tap there needs no search.
     own: Option<NetnsId>,
+    /// The namespaces found by the last search, by identity (one pass over `/proc`
+    /// serves every tap opened until the homes change).
+    found: Option<HashMap<NetnsId, PathBuf>>,
 }
 
 impl TapHomes {
@@ -35,23 +38,26 @@ impl TapHomes {
             }),
             Err(_) => BTreeMap::new(),
         };
-        TapHomes { path: Some(path.into()), homes, own: rvs_sys::tun::own_netns_id().ok() }
+        TapHomes { path: Some(path.into()), homes, own: rvs_sys::tun::own_netns_id().ok(), found: None }
     }
 
     /// The namespace tap `name` was last seen in, opened, and its name there, when it
     /// was moved or renamed (and the namespace still exists).
-    pub fn home_of(&self, name: &str) -> Option<(File, String)> {
+    pub fn home_of(&mut self, name: &str) -> Option<(File, String)> {
         let (id, there) = self.homes.get(name)?;
         if Some(*id) == self.own {
             // Here, under its own name: nothing to look for.
             return (there != name).then(|| Some((File::open("/proc/thread-self/ns/net").ok()?, there.clone()))).flatten();
         }
-        Some((find_netns(*id)?, there.clone()))
+        let found = self.found.get_or_insert_with(namespaces);
+        let path = found.get(id)?;
+        Some((File::open(path).ok()?, there.clone()))
     }
 
     /// Notes where `taps` (name, port) are now and forgets the others; writes the file
     /// when anything changed.
     pub fn update<'a>(&mut self, taps: impl Iterator<Item = (&'a str, &'a TapPort)>) {
+        self.found = None;
         let now: BTreeMap<String, (NetnsId, String)> = taps.filter_map(|(n, t)| Some((n.to_string(), (t.netns().ok()?, t.current_name().ok()?)))).collect();
         if now == self.homes {
             return;
@@ -67,9 +73,9 @@ impl TapHomes {
     }
 }
 
-/// A namespace with identity `id`: a named one (`ip netns`) or a process's.
-fn find_netns(id: NetnsId) -> Option<File> {
-    let matches = |p: &Path| std::fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == id);
+/// The network namespaces there are, by identity: the named ones (`ip netns`) and the
+/// processes'.
+fn namespaces() -> HashMap<NetnsId, PathBuf> {
     let named = std::fs::read_dir("/run/netns").into_iter().flatten().flatten().map(|e| e.path());
     let procs = std::fs::read_dir("/proc")
         .into_iter()
@@ -77,7 +83,13 @@ fn find_netns(id: NetnsId) -> Option<File> {
         .flatten()
         .filter(|e| e.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit())))
         .map(|e| e.path().join("ns/net"));
-    named.chain(procs).find(|p| matches(p)).and_then(|p| File::open(p).ok())
+    let mut out = HashMap::new();
+    for p in named.chain(procs) {
+        if let Ok(m) = std::fs::metadata(&p) {
+            out.entry((m.dev(), m.ino())).or_insert(p);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -87,10 +99,10 @@ mod tests {
     #[test]
     fn our_own_namespace_is_found_by_its_identity() {
         let own = rvs_sys::tun::own_netns_id().unwrap();
-        let f = find_netns(own).expect("the test's own namespace");
-        let m = f.metadata().unwrap();
+        let all = namespaces();
+        let m = std::fs::metadata(all.get(&own).expect("the test's own namespace")).unwrap();
         assert_eq!((m.dev(), m.ino()), own);
-        assert!(find_netns((0, 1)).is_none());
+        assert!(!all.contains_key(&(0, 1)));
     }
 
     #[test]
@@ -99,7 +111,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("taps.json");
         std::fs::write(&p, br#"{"vm1":[[1,2],"eth0"],"vm2":[[3,4],"vm2"]}"#).unwrap();
-        let h = TapHomes::load(&p);
+        let mut h = TapHomes::load(&p);
         assert_eq!(h.homes.get("vm1"), Some(&((1, 2), "eth0".to_string())));
         assert!(h.home_of("vm1").is_none(), "no namespace has that identity");
         std::fs::write(&p, b"not json").unwrap();
