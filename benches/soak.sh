@@ -83,7 +83,7 @@ kill "$churn" 2>/dev/null; churn=""
 wait 2>/dev/null
 echo "iperf3: $(grep -E 'sender$' "$dir/iperf" | tail -1 | sed 's/  */ /g')"
 echo "ping:   $(grep -E 'packets transmitted' "$dir/ping")"
-echo "churn errors: $(grep -c . "$dir/churn.err" 2>/dev/null || echo 0)"
+echo "churn errors: $(cat "$dir/churn.err" 2>/dev/null | grep -c .)"
 echo "ports added: $(grep -c 'opened port soak' "$dir/log"), closed: $(grep -c 'closing port soak' "$dir/log")"
 echo "devices left in the node: $(ip -n "$node" -o link | grep -c soak) soak ports (the one the churn may have added last, at most)"
 echo "daemon log WARN/ERROR lines: $(grep -cE ' (WARN|ERROR) ' "$dir/log")"
