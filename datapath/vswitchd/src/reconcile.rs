@@ -154,8 +154,23 @@ impl OpenIfaces {
     /// Closes everything (shutdown). Taps stay (persistent), their places noted.
     pub fn close_all(&mut self) {
         self.note_tap_homes();
-        self.open.clear();
         self.last_sent = None;
+        // The kernel closes each AF_PACKET socket and tap queue after an RCU grace
+        // period; one after another, a node's ports would keep the daemon — and the
+        // restart that waits for it — for as many. Dropped side by side (the workers
+        // have stopped, so these are the last references), the waits overlap.
+        let mut held: Vec<Box<dyn Send>> = self.open.drain().map(|(_, p)| Box::new(p) as Box<dyn Send>).collect();
+        held.extend(self.endpoints.drain().map(|(_, e)| Box::new(e) as Box<dyn Send>));
+        held.extend(self.pools.drain().map(|(_, p)| Box::new(p) as Box<dyn Send>));
+        const THREADS: usize = 32;
+        let per = held.len().div_ceil(THREADS).max(1);
+        std::thread::scope(|s| {
+            while !held.is_empty() {
+                let chunk: Vec<Box<dyn Send>> = held.drain(..per.min(held.len())).collect();
+                // Should no thread be had, the chunk is dropped here, as before.
+                let _ = std::thread::Builder::new().spawn_scoped(s, move || drop(chunk));
+            }
+        });
     }
 
     /// Brings backends in line with `plan` (made from `db`), then writes the outcome,
