@@ -2,7 +2,8 @@
 //! creates are persistent, so across a stop (SIGTERM) or a crash (kill -9) of the daemon
 //! a VM keeps its device, its addresses and its routes — also when the tap was moved
 //! into the VM's namespace and renamed there — and the next daemon attaches to the same
-//! devices (same ifindex) and forwards again. A tap is deleted when its port is deleted.
+//! devices (same ifindex) and forwards again; after a SIGTERM the MAC tables come back
+//! too. A tap is deleted when its port is deleted.
 //! The forwarding gap is measured by `benches/restart.sh`, not here. Root required.
 
 use std::time::Duration;
@@ -24,6 +25,11 @@ fn taps_and_their_vms_survive_restarts_and_go_with_their_port() {
     vm2.sh(&format!("ip link set {t2} down && ip link set {t2} name eth0 && ip link set eth0 up && ip addr add 198.18.201.2/24 dev eth0 2>/dev/null; true"));
     assert!(vm1.ping_eventually("198.18.201.2", Duration::from_secs(10)), "{}", n.d.log());
     let (i1, i2, ib) = (ifindex(&vm1, &t1), ifindex(&vm2, "eth0"), ifindex(&n.ns, "br0"));
+    let mac1 = mac_of(&vm1, &t1);
+    // Quiet VMs, so that nothing relearns the MAC between the restart and fdb/show.
+    for (vm, dev) in [(&vm1, t1.as_str()), (&vm2, "eth0")] {
+        vm.sh(&format!("sysctl -qw net.ipv6.conf.{dev}.disable_ipv6=1 || true"));
+    }
 
     for how in ["TERM", "KILL"] {
         let pid = n.d.pid().expect("pid");
@@ -34,6 +40,12 @@ fn taps_and_their_vms_survive_restarts_and_go_with_their_port() {
         assert!(vm2.sh("ip -o link show dev eth0").contains("NO-CARRIER"), "no one holds the tap, yet it has carrier");
         let out = n.d.try_start();
         assert!(out.status.success(), "restart after SIG{how}: {}", String::from_utf8_lossy(&out.stderr));
+        // After SIGTERM the MAC tables come back before any traffic (after kill -9 they
+        // are learned anew).
+        if how == "TERM" {
+            let fdb = n.d.ctl_ok(&["fdb/show", "br0"]);
+            assert!(fdb.contains(&mac1), "the MAC table was not kept across SIGTERM: {fdb}\n{}", n.d.log());
+        }
         assert!(vm1.ping_eventually("198.18.201.2", Duration::from_secs(10)), "no traffic after SIG{how}\n{}", n.d.log());
         assert!(!vm2.sh("ip -o link show dev eth0").contains("NO-CARRIER"));
         assert_eq!(

@@ -20,6 +20,7 @@
 
 pub mod appctl;
 pub mod control;
+pub mod fdbkeep;
 pub mod logging;
 pub mod notify;
 pub mod plan;
@@ -199,14 +200,17 @@ fn serve(
         db.ensure_root();
         status::fill_root(&mut db);
         let mut ctl = Control::new(db, meta, store, worker);
-        if let Some(rundir) = sock.parent() {
-            ctl.ports.taps = port::taphome::TapHomes::load(&rundir.join("taps.json"));
-        }
+        let rundir = sock.parent().unwrap_or(Path::new(".")).to_path_buf();
+        ctl.ports.taps = port::taphome::TapHomes::load(&rundir.join("taps.json"));
         let removed = ctl.drop_transient_ports_after_reboot(store::boot_id());
         if removed > 0 {
             tracing::info!("node rebooted: removed {removed} transient port(s)");
         }
         ctl.reconcile();
+        let kept = fdbkeep::restore(&ctl.worker, &rundir);
+        if kept > 0 {
+            tracing::info!("MAC tables: {kept} learned entries kept from before the restart");
+        }
         ctl.store.save(&ctl.db, &ctl.meta)?;
         tracing::info!(
             "rvs-vswitchd {} started: {} {}, control socket {}",
@@ -253,6 +257,8 @@ fn serve(
             }
         }
         notify::stopping();
+        let kept = fdbkeep::save(&ctl.worker, &rundir).await;
+        tracing::info!("MAC tables: {kept} learned entries kept for the next start");
         let Control { worker, mut ports, .. } = ctl;
         worker.stop();
         ports.close_all();
