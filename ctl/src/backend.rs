@@ -105,6 +105,7 @@ impl Backend for Socket {
 
 /// An in-memory database with the daemon's commit rules (generation check, garbage
 /// collection, schema checks), for tests of the command engine.
+#[derive(Clone)]
 pub struct Memory {
     pub db: Db,
     /// Appctl answers to give, by command.

@@ -6,15 +6,25 @@
 use rvsctl::backend::Memory;
 use libfuzzer_sys::fuzz_target;
 
+/// A little state to work on, built once: each input starts from a copy.
+fn start() -> Memory {
+    static START: std::sync::OnceLock<Memory> = std::sync::OnceLock::new();
+    START
+        .get_or_init(|| {
+            let mut mem = Memory::new();
+            for setup in [&["add-br", "br0"][..], &["add-port", "br0", "p1", "tag=10"][..], &["add-br", "fake", "br0", "20"][..]] {
+                let args: Vec<String> = setup.iter().map(|s| s.to_string()).collect();
+                let out = rvsctl::vsctl("rvsctl", &args, Some(&mut mem));
+                assert_eq!(out.code, 0, "{}", out.stderr);
+            }
+            mem
+        })
+        .clone()
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(s) = std::str::from_utf8(data) else { return };
-    let mut mem = Memory::new();
-    // A little state to work on.
-    for setup in [&["add-br", "br0"][..], &["add-port", "br0", "p1", "tag=10"][..], &["add-br", "fake", "br0", "20"][..]] {
-        let args: Vec<String> = setup.iter().map(|s| s.to_string()).collect();
-        let out = rvsctl::vsctl("rvsctl", &args, Some(&mut mem));
-        assert_eq!(out.code, 0, "{}", out.stderr);
-    }
+    let mut mem = start();
     for line in s.split('\n').take(4) {
         let args: Vec<String> = line.split('\0').map(String::from).collect();
         // wait-until would poll until its deadline: keep the fuzzer fast.
