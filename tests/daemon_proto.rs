@@ -145,3 +145,42 @@ fn appctl_answers_like_ovs_vswitchd() {
     assert!(ask(&mut c, "vlog/set", &["ANY:file:dbg"]).0);
     assert!(ask(&mut c, "vlog/list", &[]).1.contains("DBG"));
 }
+
+/// A client may write several requests at once, split anywhere: each gets its answer,
+/// in order, on the same connection.
+#[test]
+fn requests_sent_together_are_answered_in_order() {
+    use std::io::Write;
+    let d = Daemon::start("pm", None);
+    let reqs = [
+        Request::Appctl { command: "version".into(), args: vec![] },
+        Request::Appctl { command: "bogus".into(), args: vec![] },
+        Request::Snapshot,
+        Request::Appctl { command: "fdb/show".into(), args: vec!["nope".into()] },
+    ];
+    let stream: Vec<u8> = reqs.iter().flat_map(|r| rvs_ovsdb::proto::encode(r).unwrap()).collect();
+    let check = |s: &mut std::os::unix::net::UnixStream| {
+        let answers: Vec<Response> =
+            (0..reqs.len()).map(|_| rvs_ovsdb::proto::decode(&rvs_ovsdb::proto::read_frame(s).expect("answer")).unwrap()).collect();
+        assert!(matches!(&answers[0], Response::Appctl { ok: true, output } if output.starts_with("rvs-vswitchd")), "{answers:?}");
+        assert!(matches!(&answers[1], Response::Appctl { ok: false, output } if output.contains("not a valid command")), "{answers:?}");
+        assert!(matches!(&answers[2], Response::Snapshot { .. }), "{answers:?}");
+        assert!(matches!(&answers[3], Response::Appctl { ok: false, output } if output == "no such bridge\n"), "{answers:?}");
+    };
+    let connect = || {
+        let s = std::os::unix::net::UnixStream::connect(d.socket()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    };
+    // All four in one write.
+    let mut s = connect();
+    s.write_all(&stream).unwrap();
+    check(&mut s);
+    // Cut in pieces that split headers and bodies, with pauses between them.
+    let mut s = connect();
+    for piece in stream.chunks(7) {
+        s.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    check(&mut s);
+}

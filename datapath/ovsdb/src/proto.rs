@@ -113,6 +113,65 @@ pub fn read_frame<R: Read>(r: &mut R) -> Result<Vec<u8>, ProtoError> {
     Ok(body)
 }
 
+/// Splits a byte stream into frames, whatever sizes its reads come in: several
+/// frames in one read, a header split across reads, a body arriving a byte at a time.
+/// No I/O: the owner reads, [`push`](FrameReader::push)es what it read, and takes whole
+/// frames with [`next_frame`](FrameReader::next_frame). It holds at most one frame plus
+/// what arrived after it, and refuses a header announcing more than its limit before
+/// any of that body is kept. After an error it stays failed (the stream is out of step).
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    limit: usize,
+    failed: Option<usize>,
+}
+
+impl FrameReader {
+    /// A reader refusing frames longer than `limit` (at most [`MAX_FRAME`]).
+    pub fn new(limit: usize) -> FrameReader {
+        FrameReader { buf: Vec::new(), limit: limit.min(MAX_FRAME), failed: None }
+    }
+
+    /// Bytes held: a partial frame, or whole ones not taken yet.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The body length of the first frame held, once its header is complete.
+    pub fn pending_len(&self) -> Option<usize> {
+        let hdr: [u8; 4] = self.buf.get(..4)?.try_into().ok()?;
+        Some(u32::from_be_bytes(hdr) as usize)
+    }
+
+    /// Appends bytes read from the stream.
+    pub fn push(&mut self, bytes: &[u8]) {
+        if self.failed.is_none() {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
+    /// The next whole frame's body, `None` while it is incomplete, or the error that
+    /// ends the stream: a header over the limit ([`ProtoError::TooLarge`]).
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, ProtoError> {
+        if let Some(n) = self.failed {
+            return Err(ProtoError::TooLarge(n));
+        }
+        let Some(len) = self.pending_len() else { return Ok(None) };
+        if len > self.limit {
+            self.failed = Some(len);
+            self.buf = Vec::new();
+            return Err(ProtoError::TooLarge(len));
+        }
+        if self.buf.len() < 4 + len {
+            return Ok(None);
+        }
+        let rest = self.buf.split_off(4 + len);
+        let mut body = std::mem::replace(&mut self.buf, rest);
+        body.drain(..4);
+        Ok(Some(body))
+    }
+}
+
 /// A blocking client connection (what rvsctl uses).
 pub struct Client {
     stream: UnixStream,
@@ -152,5 +211,35 @@ mod tests {
         assert!(matches!(frame_len([0xff, 0xff, 0xff, 0xff]), Err(ProtoError::TooLarge(_))));
         assert!(matches!(decode::<Request>(b"{\"type\":\"nope\"}"), Err(ProtoError::Malformed(_))));
         assert!(matches!(read_frame(&mut &[0u8, 0][..]), Err(ProtoError::Closed)));
+    }
+
+    #[test]
+    fn frame_reader_takes_frames_in_any_pieces() {
+        let a = encode(&Request::Snapshot).unwrap();
+        let b = encode(&Request::Appctl { command: "version".into(), args: vec![] }).unwrap();
+        let stream: Vec<u8> = [a.clone(), b.clone()].concat();
+        for piece in 1..=stream.len() {
+            let mut r = FrameReader::new(1024);
+            let mut got = Vec::new();
+            for chunk in stream.chunks(piece) {
+                r.push(chunk);
+                while let Some(f) = r.next_frame().unwrap() {
+                    got.push(f);
+                }
+            }
+            assert_eq!(got, vec![a[4..].to_vec(), b[4..].to_vec()], "pieces of {piece}");
+            assert_eq!(r.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn frame_reader_refuses_a_long_header_before_its_body() {
+        let mut r = FrameReader::new(16);
+        r.push(&[0, 0, 0, 17, b'{']);
+        assert_eq!(r.pending_len(), Some(17));
+        assert!(matches!(r.next_frame(), Err(ProtoError::TooLarge(17))));
+        r.push(&[0; 64]);
+        assert_eq!(r.buffered(), 0, "nothing kept after the error");
+        assert!(matches!(r.next_frame(), Err(ProtoError::TooLarge(17))));
     }
 }

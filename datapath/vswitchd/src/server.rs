@@ -32,7 +32,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use rvs_ovsdb::proto::{self, ProtoError, Request, Response};
+use rvs_ovsdb::proto::{self, FrameReader, ProtoError, Request, Response};
 
 /// How long a connection may sit without sending anything.
 pub const IDLE: Duration = Duration::from_secs(120);
@@ -237,40 +237,40 @@ impl From<ProtoError> for ReadError {
     }
 }
 
-async fn read_request(s: &mut UnixStream, clients: &Shared, id: u64) -> Result<Request, ReadError> {
-    let mut hdr = [0u8; 4];
-    // The first byte may take up to IDLE; the rest of the frame FRAME_DEADLINE.
-    match tokio::time::timeout(IDLE, s.read(&mut hdr[..1])).await {
-        Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return Err(ReadError::Gone),
-        Ok(Ok(_)) => {}
-    }
-    clients.borrow_mut().touch(id, false);
-    let deadline = tokio::time::Instant::now() + FRAME_DEADLINE;
-    tokio::time::timeout_at(deadline, s.read_exact(&mut hdr[1..])).await.map_err(|_| ReadError::Gone)?.map_err(|_| ReadError::Gone)?;
-    let len = proto::frame_len(hdr)?;
-    if len > MAX_REQUEST {
-        return Err(ReadError::Refused(format!("protocol error: request of {len} bytes is larger than the {MAX_REQUEST}-byte limit")));
-    }
-    // Small requests (every ordinary command) are read at once; a larger one first
-    // takes its size from the shared budget, then grows as its bytes arrive.
+/// Reads the next request of a connection. `reader` keeps what arrived beyond it (a
+/// client may send several requests at once) for the next call.
+async fn read_request(s: &mut UnixStream, reader: &mut FrameReader, clients: &Shared, id: u64) -> Result<Request, ReadError> {
     let mut budget = Budget { clients: clients.clone(), held: 0 };
-    if len > CHUNK && !budget.take(len) {
-        return Err(ReadError::Refused("control socket busy: too many large requests being read; try again".into()));
-    }
-    let mut body = Vec::with_capacity(len.min(CHUNK));
-    while body.len() < len {
-        if body.len() == body.capacity() {
-            body.reserve_exact((body.capacity() * 2).min(len) - body.len());
+    // The first byte may take up to IDLE; the rest of the frame FRAME_DEADLINE.
+    let mut deadline = (reader.buffered() > 0).then(|| tokio::time::Instant::now() + FRAME_DEADLINE);
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        match reader.next_frame() {
+            Ok(Some(body)) => return Ok(proto::decode(&body)?),
+            Ok(None) => {}
+            Err(ProtoError::TooLarge(len)) => {
+                return Err(ReadError::Refused(format!("protocol error: request of {len} bytes is larger than the {MAX_REQUEST}-byte limit")));
+            }
+            Err(e) => return Err(e.into()),
         }
-        let at = body.len();
-        body.resize(body.capacity().min(at + CHUNK), 0);
-        match tokio::time::timeout_at(deadline, s.read(&mut body[at..])).await {
+        // Small requests (every ordinary command) are read at once; a larger one first
+        // takes its size from the shared budget, then grows as its bytes arrive.
+        if let Some(len) = reader.pending_len().filter(|&n| n > CHUNK && budget.held == 0) {
+            if !budget.take(len) {
+                return Err(ReadError::Refused("control socket busy: too many large requests being read; try again".into()));
+            }
+        }
+        let read = match deadline {
+            None => tokio::time::timeout(IDLE, s.read(&mut chunk)).await,
+            Some(at) => tokio::time::timeout_at(at, s.read(&mut chunk)).await,
+        };
+        match read {
             Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return Err(ReadError::Gone),
-            Ok(Ok(got)) => body.truncate(at + got),
+            Ok(Ok(got)) => reader.push(&chunk[..got]),
         }
+        deadline.get_or_insert_with(|| tokio::time::Instant::now() + FRAME_DEADLINE);
         clients.borrow_mut().touch(id, false);
     }
-    Ok(proto::decode(&body)?)
 }
 
 async fn write_response(s: &mut UnixStream, r: &Response) -> Result<(), ProtoError> {
@@ -284,8 +284,9 @@ async fn connection(mut s: UnixStream, jobs: mpsc::Sender<Job>, clients: Shared,
 }
 
 async fn serve_client(s: &mut UnixStream, jobs: &mpsc::Sender<Job>, clients: &Shared, id: u64) {
+    let mut reader = FrameReader::new(MAX_REQUEST);
     loop {
-        let req = match read_request(s, clients, id).await {
+        let req = match read_request(s, &mut reader, clients, id).await {
             Ok(r) => r,
             Err(ReadError::Gone) => return,
             Err(ReadError::Refused(message)) => {
