@@ -255,10 +255,10 @@ async fn read_request(s: &mut UnixStream, reader: &mut FrameReader, clients: &Sh
         }
         // Small requests (every ordinary command) are read at once; a larger one first
         // takes its size from the shared budget, then grows as its bytes arrive.
-        if let Some(len) = reader.pending_len().filter(|&n| n > CHUNK && budget.held == 0) {
-            if !budget.take(len) {
-                return Err(ReadError::Refused("control socket busy: too many large requests being read; try again".into()));
-            }
+        if let Some(len) = reader.pending_len().filter(|&n| n > CHUNK && budget.held == 0)
+            && !budget.take(len)
+        {
+            return Err(ReadError::Refused("control socket busy: too many large requests being read; try again".into()));
         }
         let read = match deadline {
             None => tokio::time::timeout(IDLE, s.read(&mut chunk)).await,
