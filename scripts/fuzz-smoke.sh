@@ -17,3 +17,5 @@ for t in $(cargo +nightly fuzz list); do
     grep -E '^Done|stat::number_of_executed_units' "$work.log" | tail -1 || true
     rm -rf "$work" "$work.log"
 done
+# appctl_args keeps its daemon's store in a directory per process.
+rm -rf "${TMPDIR:-/tmp}"/rvs-fuzz-appctl-*
