@@ -107,10 +107,19 @@ static COMMANDS: &[Command] = &[
     }),
     cmd("fdb/add", "bridge port vlan mac", 4, 4, |ctl, a| Box::pin(fdb_add(ctl, &a[0], &a[1], &a[2], &a[3]))),
     cmd("fdb/del", "bridge vlan mac", 3, 3, |ctl, a| Box::pin(fdb_del(ctl, &a[0], &a[1], &a[2]))),
+    cmd("fdb/flaps", "bridge", 1, 1, |ctl, a| Box::pin(fdb_flaps(ctl, &a[0]))),
     cmd("fdb/flush", "[bridge]", 0, 1, |ctl, a| Box::pin(fdb_each(ctl, arg(a, 0), |b| b.core.fdb_mut().flush(), "table successfully flushed"))),
     cmd("fdb/show", "bridge [--format=json]", 1, 2, |ctl, a| Box::pin(fdb_show(ctl, &a[0], arg(a, 1)))),
     cmd("fdb/stats-clear", "[bridge]", 0, 1, |ctl, a| {
-        Box::pin(fdb_each(ctl, arg(a, 0), |b| b.core.fdb_mut().clear_stats(), "statistics successfully cleared"))
+        Box::pin(fdb_each(
+            ctl,
+            arg(a, 0),
+            |b| {
+                b.core.fdb_mut().clear_stats();
+                b.core.flaps_mut().clear_stats();
+            },
+            "statistics successfully cleared",
+        ))
     }),
     cmd("fdb/stats-show", "bridge", 1, 1, |ctl, a| Box::pin(fdb_stats_show(ctl, &a[0]))),
     cmd("list-commands", "", 0, 0, |_, _| done(Ok(list_commands()))),
@@ -283,21 +292,64 @@ async fn fdb_stats_show(ctl: &mut Control, br: &str) -> Reply {
     let all = ask_all(ctl, move |w| {
         w.bridge(&name).map(|b| {
             let f = b.core.fdb();
-            (f.len(), f.capacity(), f.static_count(), f.stats())
+            (f.len(), f.capacity(), f.static_count(), f.stats(), b.core.flaps().total())
         })
     })
     .await?;
     // Table sizes and expiries from the first worker's replica; addresses learned and
-    // moved are counted by the worker that saw the frame, so they add up.
-    let (len, cap, st, mut s) = all.first().copied().flatten().unwrap_or((0, rvs_switch::bridge::fdb::DEFAULT_CAPACITY, 0, Default::default()));
-    for (_, _, _, o) in all.iter().skip(1).flatten() {
+    // moved, and flaps, are counted by the worker that saw the frames, so they add up.
+    let (len, cap, st, mut s, mut flaps) =
+        all.first().copied().flatten().unwrap_or((0, rvs_switch::bridge::fdb::DEFAULT_CAPACITY, 0, Default::default(), 0));
+    for (_, _, _, o, f) in all.iter().skip(1).flatten() {
         s.learned += o.learned;
         s.moved += o.moved;
+        flaps += f;
     }
+    // OVS's lines, then rvs's own (flap detection, see `fdb/flaps`).
     Ok(format!(
-        "Statistics for bridge \"{br}\":\n  Current/maximum MAC entries in the table: {len}/{cap}\n  Current static MAC entries in the table : {st}\n  Total number of learned MAC entries     : {}\n  Total number of expired MAC entries     : {}\n  Total number of evicted MAC entries     : {}\n  Total number of port moved MAC entries  : {}\n",
+        "Statistics for bridge \"{br}\":\n  Current/maximum MAC entries in the table: {len}/{cap}\n  Current static MAC entries in the table : {st}\n  Total number of learned MAC entries     : {}\n  Total number of expired MAC entries     : {}\n  Total number of evicted MAC entries     : {}\n  Total number of port moved MAC entries  : {}\n  Total number of flapping MAC entries    : {flaps}\n",
         s.learned, s.expired, s.evicted, s.moved
     ))
+}
+
+/// `fdb/flaps BRIDGE` (rvs's own): the addresses that recently moved between ports
+/// again and again, by VLAN and MAC: moves seen in the detection window, seconds since
+/// the last, and the two ports of the last move. Each worker follows the moves of the
+/// frames it received; their lists are merged here.
+async fn fdb_flaps(ctl: &mut Control, br: &str) -> Reply {
+    bridge_exists(ctl, br)?;
+    let name = br.to_string();
+    let all = ask_all(ctl, move |w| {
+        let now = w.now();
+        w.bridge(&name)
+            .map(|b| {
+                let port = |key: u32| {
+                    b.ports.iter().find(|p| u32::from(p.ofport.get()) == key).map_or_else(|| format!("ofport {key}"), |p| p.name.clone())
+                };
+                b.core.flaps().recent().map(|f| (f.vlan.get(), f.mac, f.moves, f.last, now.since(f.last) / 1000, port(f.from), port(f.to))).collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    })
+    .await?;
+    let mut rows: Vec<(u16, MacAddr, u32, rvs_switch::time::Time, u64, String, String)> = Vec::new();
+    for f in all.into_iter().flatten() {
+        match rows.iter_mut().find(|r| (r.0, r.1) == (f.0, f.1)) {
+            None => rows.push(f),
+            Some(r) => {
+                let moves = r.2 + f.2;
+                if f.3 > r.3 {
+                    *r = f;
+                }
+                r.2 = moves;
+            }
+        }
+    }
+    rows.sort_by_key(|r| (r.0, r.1));
+    let mut s = String::from(" VLAN  MAC                Moves  Last  Between\n");
+    for (vlan, mac, moves, _, ago, from, to) in rows {
+        let _ = writeln!(s, "{vlan:>5}  {mac}  {moves:>5}  {ago:>4}  {from} and {to}");
+    }
+    Ok(s)
 }
 
 /// `atoi()`: the leading integer, 0 if none.
@@ -505,6 +557,7 @@ mod tests {
         ("exit", 0, 1),
         ("fdb/add", 4, 4),
         ("fdb/del", 3, 3),
+        ("fdb/flaps", 1, 1),
         ("fdb/flush", 0, 1),
         ("fdb/show", 1, 2),
         ("fdb/stats-clear", 0, 1),
@@ -530,7 +583,7 @@ mod tests {
     fn list_commands_text() {
         // Byte for byte what rvs printed before the registry: OVS's "  %-23s %s\n" per
         // command, in name order (an empty usage leaves the trailing space, as OVS does).
-        let expected = "The available commands are:\n  bond/show               [port]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  list-commands           \n  rvs/drops               [bridge]\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
+        let expected = "The available commands are:\n  bond/show               [port]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  list-commands           \n  rvs/drops               [bridge]\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
         assert_eq!(list_commands(), expected);
     }
 

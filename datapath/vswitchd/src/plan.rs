@@ -20,7 +20,7 @@ use std::net::IpAddr;
 use rvs_ovsdb::view::{Bridge, Interface, Port};
 use rvs_ovsdb::{Datum, Db, Uuid};
 use rvs_switch::bridge::police::PolicerConfig;
-use rvs_switch::bridge::{BridgeConfig, PortConfig, PortVlan, VlanMode, fdb};
+use rvs_switch::bridge::{BridgeConfig, PortConfig, PortVlan, VlanMode, fdb, flap};
 use rvs_switch::types::{OfPort, VlanId, Vni};
 
 use crate::tunnel::{self, VxlanSpec};
@@ -256,6 +256,13 @@ pub fn bridge_config(db: &Db, bridge: &Uuid) -> BridgeConfig {
         forward_bpdu: oc.get_str("forward-bpdu") == Some("true"),
         tunnel_split_horizon: oc.get_str("tunnel-split-horizon") != Some("false"),
         fail_secure: b.and_then(|b| b.fail_mode()) == Some("secure"),
+        // rvs's own keys; absent or not a number: the defaults. 0 moves turns it off.
+        mac_flap_moves: oc.get_str("rvs-mac-flap-moves").and_then(|v| v.parse().ok()).unwrap_or(flap::DEFAULT_MOVES),
+        mac_flap_window_secs: oc
+            .get_str("rvs-mac-flap-window")
+            .and_then(|v| v.parse().ok())
+            .filter(|&w| w > 0)
+            .unwrap_or(flap::DEFAULT_WINDOW_SECS),
     }
 }
 

@@ -1,6 +1,6 @@
 //! The per-frame forwarding decision ([`Bridge::process`]).
 
-use super::{Bridge, DropReason, PortIdx};
+use super::{Bridge, DropReason, Learned, PortIdx};
 use crate::time::Time;
 use crate::types::{MacAddr, VlanId};
 use crate::wire::{be16, ethernet, vlan};
@@ -123,6 +123,10 @@ impl Bridge {
         let (in_protected, in_tunnel) = (inp.protected, inp.tunnel);
         let learned = self.fdb.learn(now, vlan, l2.src, in_port);
         self.note(learned, vlan, l2.src, in_port, now);
+        if let Learned::Moved(old) = learned {
+            let from = self.ports.get(old as usize).map_or(u32::MAX, |p| p.key);
+            self.flaps.moved(now, vlan, l2.src, from, self.ports[in_port as usize].key);
+        }
 
         if !l2.dst.is_multicast()
             && let Some(p) = self.fdb.lookup(vlan, l2.dst)

@@ -21,16 +21,19 @@
 //!   tunnels when split horizon is on).
 //!
 //! Split by concern: [`vlan`] (per-port policy), [`fdb`] (MAC table), [`forward`]
-//! (the per-frame decision), [`drops`] (reasons and counters).
+//! (the per-frame decision), [`flap`] (addresses that keep moving), [`drops`]
+//! (reasons and counters).
 
 pub mod drops;
 pub mod fdb;
+pub mod flap;
 pub mod forward;
 pub mod police;
 pub mod vlan;
 
 pub use drops::{DropCounters, DropReason};
 pub use fdb::{FdbEntry, FdbStats, Learned, MacTable, PortIdx};
+pub use flap::{Flap, FlapWatch};
 pub use forward::{Actions, Egress, Verdict};
 pub use vlan::{PortVlan, VlanMode, VlanSet};
 
@@ -76,6 +79,11 @@ pub struct BridgeConfig {
     /// `fail_mode=secure` with no OpenFlow controller: OVS installs no NORMAL flow, so
     /// the bridge forwards nothing. rvs does the same (and counts the drops).
     pub fail_secure: bool,
+    /// MAC flap detection: this many moves of one address within
+    /// `mac_flap_window_secs` are a flap (0: off). rvs's `other_config:rvs-mac-flap-moves`
+    /// and `rvs-mac-flap-window`.
+    pub mac_flap_moves: u32,
+    pub mac_flap_window_secs: u32,
 }
 
 impl Default for BridgeConfig {
@@ -86,6 +94,8 @@ impl Default for BridgeConfig {
             forward_bpdu: false,
             tunnel_split_horizon: true,
             fail_secure: false,
+            mac_flap_moves: flap::DEFAULT_MOVES,
+            mac_flap_window_secs: flap::DEFAULT_WINDOW_SECS,
         }
     }
 }
@@ -109,6 +119,7 @@ pub struct Bridge {
     cfg: BridgeConfig,
     ports: Vec<PortConfig>,
     fdb: MacTable,
+    flaps: FlapWatch,
     drops: DropCounters,
     journaling: bool,
     journal: Vec<LearnNote>,
@@ -120,6 +131,7 @@ impl Bridge {
             cfg,
             ports: Vec::new(),
             fdb: MacTable::new(cfg.mac_table_size, cfg.mac_aging_secs),
+            flaps: FlapWatch::new(cfg.mac_flap_moves, cfg.mac_flap_window_secs),
             drops: DropCounters::default(),
             journaling: false,
             journal: Vec::new(),
@@ -136,6 +148,7 @@ impl Bridge {
         let map: Vec<Option<PortIdx>> = self.ports.iter().map(|old| ports.iter().position(|p| p.key == old.key).map(|i| i as PortIdx)).collect();
         self.fdb.remap_ports(&map);
         self.fdb.configure(cfg.mac_table_size, cfg.mac_aging_secs);
+        self.flaps.configure(cfg.mac_flap_moves, cfg.mac_flap_window_secs);
         self.cfg = cfg;
         self.ports = ports;
     }
@@ -159,6 +172,15 @@ impl Bridge {
 
     pub fn fdb_mut(&mut self) -> &mut MacTable {
         &mut self.fdb
+    }
+
+    /// MAC flap detection: recent flaps, their count, those to log.
+    pub fn flaps(&self) -> &FlapWatch {
+        &self.flaps
+    }
+
+    pub fn flaps_mut(&mut self) -> &mut FlapWatch {
+        &mut self.flaps
     }
 
     pub fn drops(&self) -> &DropCounters {

@@ -332,3 +332,35 @@ proptest! {
         let _ = b.process(Time::ZERO, port, &bytes, &mut a);
     }
 }
+
+/// A source MAC bouncing between two ports (a loop, or one MAC on two hosts) is
+/// detected as a flap naming both ports by key; a replica applying another worker's
+/// notes does not count the moves again; a bridge with detection off never flaps.
+#[test]
+fn a_mac_bouncing_between_ports_is_a_flap() {
+    let mut b = two_vlans();
+    let mut a = Actions::default();
+    for i in 0..12u64 {
+        b.process(Time::from_millis(i * 50), (i % 2) as PortIdx, &frame(MacAddr::BROADCAST, mac(9)), &mut a);
+    }
+    assert_eq!(b.fdb().stats().moved, 11);
+    assert_eq!(b.flaps().total(), 1);
+    let logged: Vec<Flap> = b.flaps_mut().drain_pending().collect();
+    assert_eq!(logged.len(), 1);
+    let f = logged[0];
+    assert_eq!((f.vlan, f.mac, f.moves), (v(10), mac(9), flap::DEFAULT_MOVES));
+    assert!([(1, 2), (2, 1)].contains(&(f.from, f.to)), "ports by key: {f:?}");
+    assert_eq!(b.flaps().recent().next().map(|f| f.moves), Some(11));
+
+    let mut replica = two_vlans();
+    for i in 0..12u64 {
+        replica.apply_note(1 + (i % 2) as u32, LearnNote { vlan: v(10), mac: mac(9), port: (i % 2) as PortIdx, seen: Time::from_millis(i * 50) });
+    }
+    assert_eq!(replica.flaps().total(), 0);
+
+    let mut off = Bridge::new(BridgeConfig { mac_flap_moves: 0, ..BridgeConfig::default() }, two_vlans().ports().to_vec());
+    for i in 0..12u64 {
+        off.process(Time::from_millis(i * 50), (i % 2) as PortIdx, &frame(MacAddr::BROADCAST, mac(9)), &mut a);
+    }
+    assert_eq!(off.flaps().total(), 0);
+}
