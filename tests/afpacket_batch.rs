@@ -17,7 +17,7 @@ use rvs_sys::udp;
 use rvs_testkit::*;
 use rvs_vswitchd::port::afpacket::AfPacketPort;
 use rvs_vswitchd::port::vxlan::{SendPool, Tunnel, TxSettings};
-use rvs_vswitchd::port::{PortIo, Rx};
+use rvs_vswitchd::port::{Input, PortIo, Rx, RxScratch};
 
 /// Frame `i` of a test burst: numbered, every third tagged with VLAN 100 + i % 7.
 fn numbered(i: u16) -> Vec<u8> {
@@ -39,7 +39,7 @@ fn read_frames(rx: &AfPacketPort, want: usize) -> (Vec<Vec<u8>>, usize) {
     let (mut got, mut largest) = (Vec::new(), 0);
     let deadline = Instant::now() + Duration::from_secs(5);
     while got.len() < want && Instant::now() < deadline {
-        let n = rx.recv_batch(0, &mut bufs, &mut out).expect("receive").n;
+        let n = rx.recv_batch(0, &mut bufs, &mut out, &mut RxScratch::default()).expect("receive").n;
         largest = largest.max(n);
         for (buf, r) in bufs.iter().zip(out).take(n) {
             // Only the test's frames (the kernel may send IPv6 router solicitations).
@@ -312,7 +312,7 @@ fn overruns_are_counted() {
             let deadline = Instant::now() + Duration::from_secs(5);
             let mut idle = 0;
             while Instant::now() < deadline && idle < 20 {
-                let r = rx.recv_batch(0, &mut bufs, &mut out).expect("receive");
+                let r = rx.recv_batch(0, &mut bufs, &mut out, &mut RxScratch::default()).expect("receive");
                 dropped += r.dropped;
                 got += bufs.iter().zip(out).take(r.n).filter(|(b, o)| *o == Rx::Frame && b.frame() == &frame[..]).count() as u64;
                 if r.n == 0 {

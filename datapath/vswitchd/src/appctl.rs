@@ -466,9 +466,12 @@ async fn drops(ctl: &mut Control, br: Option<&str>) -> Reply {
             }
         }
     }
-    let eps = ask(ctl, move |w| {
+    // The endpoints' counters are atomics beside the sockets: read here, not asked of
+    // a worker.
+    let eps: Vec<(String, [(&str, u64); 5])> = {
         use std::sync::atomic::Ordering::Relaxed;
-        w.endpoints
+        ctl.ports
+            .vxlan_endpoints()
             .iter()
             .map(|e| {
                 let at = e.local.map_or_else(|| if e.v6 { "[::]".to_string() } else { "0.0.0.0".to_string() }, |a| a.to_string());
@@ -483,9 +486,8 @@ async fn drops(ctl: &mut Control, br: Option<&str>) -> Reply {
                     ],
                 )
             })
-            .collect::<Vec<_>>()
-    })
-    .await?;
+            .collect()
+    };
     let mut s = String::new();
     for (b, counters) in rows {
         let _ = writeln!(s, "Drops on bridge \"{b}\":");

@@ -14,8 +14,10 @@
 //! carrier while no daemon holds them), wherever they are, for the next start to
 //! attach to; a tap is deleted when its interface leaves the configuration.
 //!
-//! Ports ([`port`]) are thin I/O backends behind one trait; every system call they
-//! make goes through `rvs_sys`, so this crate has no `unsafe`.
+//! Ports ([`port`]) are thin I/O backends behind one pair of traits (receive queues,
+//! and ports that frames are sent to; a VXLAN endpoint is the first without the
+//! second), with a companion trait for what the control plane asks of them; every
+//! system call they make goes through `rvs_sys`, so this crate has no `unsafe`.
 #![forbid(unsafe_code)]
 
 pub mod appctl;

@@ -1,6 +1,9 @@
 //! Applying a [`Plan`] (see [`crate::plan`]): opens and closes port backends so they
 //! match it, assigns OpenFlow port numbers, records per-interface errors, and builds
-//! the [`DpConfig`] the workers run. This is the only place that opens devices.
+//! the [`DpConfig`] the workers run. This is the only place that opens devices, and
+//! the only one that knows which backend an interface type is (`open_port`); what
+//! depends on the kind of an open device afterwards is asked of it
+//! ([`crate::port::device::Device`]).
 //!
 //! Called after every commit (once the new database is saved), on link events (a
 //! device appeared or went away), when a worker reports a broken port, and
@@ -21,13 +24,14 @@ use std::sync::Arc;
 
 pub use crate::plan::{Kind, PortError, default_workers};
 use crate::plan::{LinkSettings, Plan, PlannedIface};
+use crate::port::PortStats;
 use crate::port::afpacket::AfPacketPort;
+use crate::port::device::{Device, Presence, Requeue};
 use crate::port::tap::TapPort;
 use crate::port::taphome::TapHomes;
-use crate::port::vxlan::{Endpoint, SendPool, Tunnel, TxSettings};
-use crate::port::{PortIo, PortStats};
+use crate::port::vxlan::{Endpoint, Sockets, Tunnel};
 use crate::store::StaticMac;
-use crate::worker::{DpBridge, DpConfig, DpPort, TunnelKey};
+use crate::worker::{DpBridge, DpConfig, DpPort};
 use rvs_ovsdb::view::{Bridge, Interface, Port};
 use rvs_ovsdb::{Datum, Db, Uuid};
 use rvs_switch::bridge::police::Policer;
@@ -45,41 +49,6 @@ pub enum LinkError {
     Mac { mac: String, name: String, os: String },
 }
 
-/// The device an interface is open as: a tap, an AF_PACKET socket on an existing
-/// netdev, or a VXLAN tunnel with the endpoint that receives for it.
-pub enum Device {
-    Tap(Arc<TapPort>),
-    AfPacket(Arc<AfPacketPort>),
-    Vxlan(Arc<Tunnel>, Arc<Endpoint>),
-}
-
-impl Device {
-    /// The interface left the configuration: a tap is deleted with its last file
-    /// (other devices are rvs's only while open, or not rvs's at all).
-    fn destroy(&self) {
-        if let Device::Tap(t) = self {
-            t.destroy();
-        }
-    }
-
-    fn io(&self) -> Arc<dyn PortIo> {
-        match self {
-            Device::Tap(t) => t.clone(),
-            Device::AfPacket(a) => a.clone(),
-            Device::Vxlan(t, _) => t.clone(),
-        }
-    }
-
-    /// Whether the device behind the backend is still the one it was opened on.
-    fn healthy(&self, name: &str) -> bool {
-        match self {
-            Device::Tap(t) => t.is_attached(),
-            Device::AfPacket(a) => netdev::ifindex(name).ok() == Some(a.ifindex()),
-            Device::Vxlan(..) => true,
-        }
-    }
-}
-
 /// Key of a shared VXLAN receive socket: (local address, UDP port, IPv6).
 type EndpointKey = (Option<IpAddr>, u16, bool);
 
@@ -87,7 +56,9 @@ type EndpointKey = (Option<IpAddr>, u16, bool);
 pub struct OpenIface {
     pub name: String,
     pub kind: Kind,
-    pub device: Device,
+    /// The backend: what the control plane asks of it ([`Device`]), and, as a
+    /// [`crate::port::PortIo`], what the workers receive from and send to.
+    pub device: Arc<dyn Device>,
     pub stats: Arc<PortStats>,
     /// Which opening of a backend this is (counted by `OpenIfaces`): a reopened port,
     /// whose workers' handle must change, gets a new one.
@@ -109,9 +80,8 @@ pub struct OpenIfaces {
     logged: HashMap<Uuid, String>,
     /// Ports and bridges already warned about configuration rvs does not carry out.
     warned: std::collections::HashSet<(Uuid, &'static str)>,
-    /// Shared VXLAN receive sockets and send pools, kept while a tunnel uses them.
-    endpoints: HashMap<EndpointKey, Arc<Endpoint>>,
-    pools: HashMap<TxSettings, Arc<SendPool>>,
+    /// Shared VXLAN receive sockets and send pools.
+    vxlan: Sockets,
     /// Receive queues to open on AF_PACKET ports: one per worker.
     queues: usize,
     /// Where the taps are (they outlive the daemon and may be in VMs' namespaces).
@@ -148,7 +118,12 @@ impl OpenIfaces {
     /// Whether `io` (see [`crate::worker::io_id`]) is the backend open for
     /// `iface` now, and not already marked broken.
     pub fn is_current(&self, iface: Uuid, io: usize) -> bool {
-        !self.broken.contains(&iface) && self.open.get(&iface).is_some_and(|p| crate::worker::io_id(&p.device.io()) == io)
+        !self.broken.contains(&iface) && self.open.get(&iface).is_some_and(|p| crate::worker::io_id(&p.device) == io)
+    }
+
+    /// The VXLAN receive sockets in use, by address and port.
+    pub fn vxlan_endpoints(&self) -> Vec<Arc<Endpoint>> {
+        self.vxlan.endpoints()
     }
 
     /// Closes everything (shutdown). Taps stay (persistent), their places noted.
@@ -159,14 +134,13 @@ impl OpenIfaces {
         // period; one after another, a node's ports would keep the daemon — and the
         // restart that waits for it — for as many. Dropped side by side (the workers
         // have stopped, so these are the last references), the waits overlap.
-        let mut held: Vec<Box<dyn Send>> = self.open.drain().map(|(_, p)| Box::new(p) as Box<dyn Send>).collect();
-        held.extend(self.endpoints.drain().map(|(_, e)| Box::new(e) as Box<dyn Send>));
-        held.extend(self.pools.drain().map(|(_, p)| Box::new(p) as Box<dyn Send>));
+        // (The VXLAN sockets go with the last tunnel that holds them.)
+        let mut held: Vec<OpenIface> = self.open.drain().map(|(_, p)| p).collect();
         const THREADS: usize = 32;
         let per = held.len().div_ceil(THREADS).max(1);
         std::thread::scope(|s| {
             while !held.is_empty() {
-                let chunk: Vec<Box<dyn Send>> = held.drain(..per.min(held.len())).collect();
+                let chunk: Vec<OpenIface> = held.drain(..per.min(held.len())).collect();
                 // Should no thread be had, the chunk is dropped here, as before.
                 let _ = std::thread::Builder::new().spawn_scoped(s, move || drop(chunk));
             }
@@ -198,21 +172,18 @@ impl OpenIfaces {
                     p.device.destroy();
                 }
             } else {
-                let requeue = match &mut p.device {
-                    Device::AfPacket(a) => a.asked_queues() != queues,
-                    Device::Vxlan(_, ep) => ep.queues() != queues,
-                    Device::Tap(t) => {
-                        if t.asked_queues() != queues {
-                            match t.requeued(queues) {
-                                Ok(n) => {
-                                    tracing::info!("port {}: {} receive queue(s)", p.name, n.queues());
-                                    *t = Arc::new(n);
-                                    *serial += 1;
-                                    p.serial = *serial;
-                                }
-                                Err(e) => tracing::warn!("port {}: cannot change its receive queues: {e}", p.name),
-                            }
-                        }
+                let requeue = match p.device.requeue(queues) {
+                    Requeue::Keep => false,
+                    Requeue::Reopen => true,
+                    Requeue::Replace(Ok(d)) => {
+                        tracing::info!("port {}: {} receive queue(s)", p.name, d.queues());
+                        p.device = d;
+                        *serial += 1;
+                        p.serial = *serial;
+                        false
+                    }
+                    Requeue::Replace(Err(e)) => {
+                        tracing::warn!("port {}: cannot change its receive queues: {e}", p.name);
                         false
                     }
                 };
@@ -297,7 +268,6 @@ impl OpenIfaces {
         self.note_tap_homes();
         write_errors_and_ofports(db, wanted, &errors);
         self.warn_unsupported(db);
-        self.release_unused_sockets();
         let (config, applied) = self.build_config(db, plan, statics);
         let config = if self.last_sent.as_ref() == Some(&applied) {
             None
@@ -312,7 +282,6 @@ impl OpenIfaces {
     /// ofports `db` has, and what it is made of.
     fn build_config(&self, db: &Db, plan: &Plan, statics: &[StaticMac]) -> (DpConfig, Applied) {
         let mut bridges: Vec<DpBridge> = Vec::new();
-        let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
         let mut ports = Vec::new();
         for w in &plan.ifaces {
             let Some(op) = self.open.get(&w.iface) else { continue };
@@ -328,28 +297,14 @@ impl OpenIfaces {
             };
             let mut core = w.core.clone();
             core.key = u32::from(ofport.get());
-            let tunnel = match &op.device {
-                Device::Vxlan(t, ep) => {
-                    core.tunnel = true;
-                    let idx = match endpoints.iter().position(|e| Arc::ptr_eq(e, ep)) {
-                        Some(i) => i,
-                        None => {
-                            endpoints.push(ep.clone());
-                            endpoints.len() - 1
-                        }
-                    };
-                    Some(TunnelKey { endpoint: idx, remote: t.remote.ip(), vni: t.vni })
-                }
-                _ => None,
-            };
+            core.tunnel = op.device.is_tunnel();
             bridges[bi].ports.push(DpPort {
                 iface: w.iface,
                 name: w.name.clone(),
                 ofport,
-                io: op.device.io(),
+                io: op.device.clone(),
                 stats: op.stats.clone(),
                 core,
-                tunnel,
                 policer: Policer::new(w.policer).map(|p| Arc::new(std::sync::Mutex::new(p))),
             });
             ports.push((w.iface, ofport, op.serial));
@@ -365,7 +320,7 @@ impl OpenIfaces {
         }
         let statics = bridges.iter().map(|b| (b.uuid, b.statics.clone())).collect();
         let applied = Applied { plan: plan.clone(), ports, statics };
-        (DpConfig { bridges, endpoints, workers: plan.workers }, applied)
+        (DpConfig { bridges, workers: plan.workers }, applied)
     }
 
     /// Opens the backend for one interface, or says why not (as the `error` column).
@@ -376,38 +331,20 @@ impl OpenIfaces {
             return Err(PortError::BadName { name: name.into(), why });
         }
         let dev_err = |e: std::io::Error| PortError::Open { name: name.into(), os: rvs_sys::strerror(&e) };
-        let device = match kind {
+        // The one place that knows which backend a kind of interface is.
+        let device: Arc<dyn Device> = match kind {
             Kind::Tap(_) => {
                 let home = self.taps.home_of(name);
                 let home = home.as_ref().map(|(ns, there)| (ns.as_fd(), there.as_str()));
-                Device::Tap(Arc::new(TapPort::open(name, self.queues.max(1), home).map_err(dev_err)?))
+                Arc::new(TapPort::open(name, self.queues.max(1), home).map_err(dev_err)?)
             }
-            Kind::System => Device::AfPacket(Arc::new(AfPacketPort::open(name, self.queues.max(1)).map_err(dev_err)?)),
+            Kind::System => Arc::new(AfPacketPort::open(name, self.queues.max(1)).map_err(dev_err)?),
             Kind::Vxlan(spec) => {
-                let key = (spec.tx.local, spec.dst_port, spec.tx.v6);
-                let queues = self.queues.max(1);
-                let ep = match self.endpoints.get(&key) {
-                    Some(e) if e.queues() == queues => e.clone(),
-                    _ => {
-                        let e = Arc::new(Endpoint::open(spec.tx.local, spec.dst_port, spec.tx.v6, queues).map_err(|e| PortError::VxlanListen {
-                            name: name.into(),
-                            port: spec.dst_port,
-                            os: rvs_sys::strerror(&e),
-                        })?);
-                        self.endpoints.insert(key, e.clone());
-                        e
-                    }
-                };
-                let pool = match self.pools.get(&spec.tx) {
-                    Some(p) => p.clone(),
-                    None => {
-                        let p = Arc::new(SendPool::open(&spec.tx).map_err(|e| PortError::VxlanSend { name: name.into(), os: rvs_sys::strerror(&e) })?);
-                        self.pools.insert(spec.tx.clone(), p.clone());
-                        p
-                    }
-                };
+                let listen = |e: std::io::Error| PortError::VxlanListen { name: name.into(), port: spec.dst_port, os: rvs_sys::strerror(&e) };
+                let ep = self.vxlan.endpoint(spec.tx.local, spec.dst_port, spec.tx.v6, self.queues.max(1)).map_err(listen)?;
+                let pool = self.vxlan.pool(&spec.tx).map_err(|e| PortError::VxlanSend { name: name.into(), os: rvs_sys::strerror(&e) })?;
                 let remote = std::net::SocketAddr::new(spec.remote, spec.dst_port);
-                Device::Vxlan(Arc::new(Tunnel::new(name, remote, spec.vni, pool)), ep)
+                Arc::new(Tunnel::new(name, remote, spec.vni, pool).receiving_on(ep))
             }
         };
         self.serial += 1;
@@ -442,20 +379,7 @@ impl OpenIfaces {
 
     /// Notes where the open taps are now ([`TapHomes`]).
     fn note_tap_homes(&mut self) {
-        let taps = self.open.values().filter_map(|p| match &p.device {
-            Device::Tap(t) => Some((p.name.as_str(), &**t)),
-            _ => None,
-        });
-        self.taps.update(taps);
-    }
-
-    /// Drops shared sockets no tunnel uses any more.
-    fn release_unused_sockets(&mut self) {
-        let open = &self.open;
-        let used_ep = |e: &Arc<Endpoint>| open.values().any(|p| matches!(&p.device, Device::Vxlan(_, x) if Arc::ptr_eq(x, e)));
-        self.endpoints.retain(|_, e| used_ep(e));
-        let used_pool = |s: &TxSettings| open.values().any(|p| matches!(&p.device, Device::Vxlan(t, _) if t.pool().settings == *s));
-        self.pools.retain(|s, _| used_pool(s));
+        self.taps.update(self.open.values().map(|p| (p.name.as_str(), &*p.device)));
     }
 }
 
@@ -524,7 +448,7 @@ fn write_errors_and_ofports(db: &mut Db, wanted: &[PlannedIface], errors: &HashM
 /// Applies Interface `mtu_request` (taps and system devices) and `mac` (internal and tap
 /// devices rvs created) when the device is in this namespace and differs.
 fn apply_link_settings(link: &LinkSettings, p: &OpenIface) -> Result<(), LinkError> {
-    if matches!(p.kind, Kind::Vxlan(_)) || netdev::ifindex(&p.name).is_err() {
+    if p.device.presence(&p.name) != Presence::Netdev {
         return Ok(());
     }
     if let Some(mtu) = link.mtu_request
@@ -533,7 +457,7 @@ fn apply_link_settings(link: &LinkSettings, p: &OpenIface) -> Result<(), LinkErr
         netdev::set_mtu(&p.name, mtu as u32).map_err(|e| LinkError::Mtu { mtu, name: p.name.clone(), os: rvs_sys::strerror(&e) })?;
         tracing::info!("{}: MTU set to {mtu}", p.name);
     }
-    if let (Kind::Tap(_), Some(mac)) = (&p.kind, link.mac.as_deref()) {
+    if let (true, Some(mac)) = (p.device.takes_mac(), link.mac.as_deref()) {
         let m: MacAddr = mac.parse().map_err(|_| LinkError::BadMac { name: p.name.clone(), mac: mac.into() })?;
         if netdev::hwaddr(&p.name).ok() != Some(m.0) {
             netdev::set_hwaddr(&p.name, m.0).map_err(|e| LinkError::Mac { mac: mac.into(), name: p.name.clone(), os: rvs_sys::strerror(&e) })?;

@@ -7,9 +7,12 @@
 //! a client asks for a snapshot, so `ovs-vsctl get Interface vm1 statistics` is
 //! current. Reading and writing are separate: [`read`] asks the open backends and the
 //! devices and returns a [`Status`] value without writing anything; [`Status::write`]
-//! puts it into a database — the copy a snapshot sends, never the daemon's own.
+//! puts it into a database — the copy a snapshot sends, never the daemon's own. What a
+//! column means for a kind of device (a tunnel is always up, a tap in a VM's namespace
+//! cannot be seen) is the backend's to say ([`crate::port::device::Device`]).
 
-use crate::reconcile::{Device, OpenIfaces};
+use crate::port::device::{Device, Presence};
+use crate::reconcile::OpenIfaces;
 use rvs_ovsdb::view::{Interface, OpenVswitch, Port};
 use rvs_ovsdb::{Atom, Col, Datum, Db, Uuid};
 use rvs_switch::types::MacAddr;
@@ -53,11 +56,11 @@ pub struct IfaceStatus {
 /// Reads the status of every interface of `db` from the open ports and their devices.
 /// Writes nothing.
 pub fn read(db: &Db, ports: &OpenIfaces) -> Status {
-    Status { ifaces: Interface::all(db).map(|i| (i.uuid, read_iface(i.name(), ports.open.get(&i.uuid).map(|p| (&p.device, &*p.stats))))).collect() }
+    Status { ifaces: Interface::all(db).map(|i| (i.uuid, read_iface(i.name(), ports.open.get(&i.uuid).map(|p| (&*p.device, &*p.stats))))).collect() }
 }
 
-fn read_iface(name: &str, open: Option<(&Device, &crate::port::PortStats)>) -> IfaceStatus {
-    let Some((backend, stats)) = open else { return IfaceStatus::default() };
+fn read_iface(name: &str, open: Option<(&dyn Device, &crate::port::PortStats)>) -> IfaceStatus {
+    let Some((device, stats)) = open else { return IfaceStatus::default() };
     let s = stats.snapshot();
     let mut statistics = vec![
         ("collisions", 0),
@@ -75,19 +78,14 @@ fn read_iface(name: &str, open: Option<(&Device, &crate::port::PortStats)>) -> I
         ("tx_errors", s.tx_errors),
         ("tx_packets", s.tx_packets),
     ];
-    if let Device::Vxlan(tun, _) = backend {
-        statistics.push(("tx_mtu_exceeded", tun.stats.mtu_exceeded.load(std::sync::atomic::Ordering::Relaxed)));
-    }
-    // A tap that was moved into a VM's namespace cannot be queried by name from
-    // here: its columns are then left empty rather than guessed.
-    let visible = match backend {
-        Device::AfPacket(a) => netdev::ifindex(name).ok() == Some(a.ifindex()),
-        Device::Tap(_) => netdev::ifindex(name).is_ok(),
+    device.extra_statistics(&mut statistics);
+    match device.presence(name) {
+        Presence::Netdev => {}
+        // A tap moved into a VM's namespace cannot be queried by name from here: its
+        // columns are then left empty rather than guessed.
+        Presence::Hidden => return IfaceStatus { statistics, ..IfaceStatus::default() },
         // A tunnel has no device: it is up while configured, as in OVS.
-        Device::Vxlan(..) => return IfaceStatus { admin_state: Some("up"), link_state: Some("up"), statistics, ..IfaceStatus::default() },
-    };
-    if !visible {
-        return IfaceStatus { statistics, ..IfaceStatus::default() };
+        Presence::Virtual => return IfaceStatus { admin_state: Some("up"), link_state: Some("up"), statistics, ..IfaceStatus::default() },
     }
     let flags = netdev::flags(name).unwrap_or(0);
     let updown = |b: bool| Some(if b { "up" } else { "down" });

@@ -25,7 +25,8 @@
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::{PortIo, Rx, RxBatch};
+use super::device::{Device, Presence, Requeue};
+use super::{Input, PortIo, Rx, RxBatch, RxScratch};
 use rvs_switch::packet::PacketBuf;
 use rvs_switch::wire::virtio_net_hdr::{LEN_LEGACY, VnetHdr};
 use rvs_sys::{netdev, packet};
@@ -190,7 +191,7 @@ impl AfPacketPort {
                 // Out of memory on the socket is a per-frame problem, not a broken port.
                 Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::ENOMEM)) => {
                     out[0] = Rx::Bad;
-                    return Ok(RxBatch { n: 1, more: true, dropped: 0 });
+                    return Ok(RxBatch { more: true, ..RxBatch::of(1, usize::MAX) });
                 }
                 Err(e) => return Err(e),
             }
@@ -228,6 +229,16 @@ impl AfPacketPort {
         Rx::Frame
     }
 
+    /// Up to [`packet::MAX_BATCH`] frames from queue `q`'s ring, or with one
+    /// recvmmsg(2) where it has none.
+    fn recv_some(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
+        let n = bufs.len().min(out.len()).min(packet::MAX_BATCH);
+        match self.rings.get(q) {
+            Some(Some(ring)) => self.recv_ring(q, ring, &mut bufs[..n], &mut out[..n]),
+            _ => self.recv_plain(q, bufs, out),
+        }
+    }
+
     /// The number of receive queues asked for at open (the port may have fewer).
     pub fn asked_queues(&self) -> usize {
         self.asked
@@ -240,7 +251,7 @@ impl AfPacketPort {
     }
 }
 
-impl PortIo for AfPacketPort {
+impl Input for AfPacketPort {
     fn queues(&self) -> usize {
         self.fds.len()
     }
@@ -255,7 +266,7 @@ impl PortIo for AfPacketPort {
 
     fn recv_queue(&self, q: usize, buf: &mut PacketBuf) -> io::Result<Rx> {
         let mut out = [Rx::Empty];
-        self.recv_batch(q, std::slice::from_mut(buf), &mut out)?;
+        self.recv_some(q, std::slice::from_mut(buf), &mut out)?;
         Ok(out[0])
     }
 
@@ -265,14 +276,12 @@ impl PortIo for AfPacketPort {
 
     /// Up to [`packet::MAX_BATCH`] frames from the queue's ring, or with one
     /// recvmmsg(2) where it has none.
-    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
-        let n = bufs.len().min(out.len()).min(packet::MAX_BATCH);
-        match self.rings.get(q) {
-            Some(Some(ring)) => self.recv_ring(q, ring, &mut bufs[..n], &mut out[..n]),
-            _ => self.recv_plain(q, bufs, out),
-        }
+    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx], _: &mut RxScratch) -> io::Result<RxBatch> {
+        self.recv_some(q, bufs, out)
     }
+}
 
+impl PortIo for AfPacketPort {
     fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
         let mut hdr = [0u8; LEN_LEGACY];
         let res = if self.vnet_hdr {
@@ -310,6 +319,23 @@ impl PortIo for AfPacketPort {
         };
         debug_assert_eq!(bufs.len(), sent.len());
         super::send_batched(sent, many, |i| self.send(bufs[i]), |_, e| tx_outcome(Err(e)))
+    }
+}
+
+impl Device for AfPacketPort {
+    /// Still the netdev it was opened on (not gone, not replaced by another of the
+    /// same name).
+    fn healthy(&self, name: &str) -> bool {
+        netdev::ifindex(name).ok() == Some(self.ifindex())
+    }
+
+    /// One socket per queue, fanned out: opened again with the new number.
+    fn requeue(&self, queues: usize) -> Requeue {
+        if self.asked_queues() == queues { Requeue::Keep } else { Requeue::Reopen }
+    }
+
+    fn presence(&self, name: &str) -> Presence {
+        if self.healthy(name) { Presence::Netdev } else { Presence::Hidden }
     }
 }
 

@@ -7,7 +7,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Mutex;
 
-use super::{PortIo, Rx, RxBatch};
+use super::{Input, PortIo, Rx, RxBatch, RxScratch};
 use rvs_switch::packet::PacketBuf;
 use rvs_switch::wire::virtio_net_hdr::VnetHdr;
 use rvs_sys::epoll::EventFd;
@@ -22,7 +22,7 @@ pub struct MemPort {
     offloads: bool,
     /// Frames per receive and per send call (0: one at a time, no batching).
     batch: usize,
-    /// What [`PortIo::reads_ahead`] says.
+    /// What [`Input::reads_ahead`] says.
     reads_ahead: bool,
     /// Frames sent are only counted (in `sunk`), not recorded: sending allocates
     /// nothing.
@@ -91,7 +91,7 @@ impl MemPort {
     }
 }
 
-impl PortIo for MemPort {
+impl Input for MemPort {
     fn recv_queue(&self, _q: usize, buf: &mut PacketBuf) -> io::Result<Rx> {
         let mut q = self.rx.lock().unwrap_or_else(|e| e.into_inner());
         let Some((frame, vnet)) = q.pop_front() else {
@@ -111,6 +111,25 @@ impl PortIo for MemPort {
         Ok(Rx::Frame)
     }
 
+    fn batch(&self) -> usize {
+        self.batch.max(1)
+    }
+
+    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx], _: &mut RxScratch) -> io::Result<RxBatch> {
+        let want = bufs.len().min(self.batch.max(1));
+        super::recv_each(self, q, &mut bufs[..want], out, usize::MAX)
+    }
+
+    fn reads_ahead(&self) -> bool {
+        self.reads_ahead
+    }
+
+    fn queue_fd(&self, q: usize) -> Option<BorrowedFd<'_>> {
+        (q == 0).then(|| self.bell.as_fd())
+    }
+}
+
+impl PortIo for MemPort {
     fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
         if self.sink {
             self.sunk.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -121,19 +140,6 @@ impl PortIo for MemPort {
         // Under the same lock, so a test that saw the frame sees the call.
         self.tx_calls.lock().unwrap_or_else(|e| e.into_inner()).push(1);
         Ok(true)
-    }
-
-    fn batch(&self) -> usize {
-        self.batch.max(1)
-    }
-
-    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
-        let want = bufs.len().min(self.batch.max(1));
-        super::recv_each(self, q, &mut bufs[..want], out, usize::MAX)
-    }
-
-    fn reads_ahead(&self) -> bool {
-        self.reads_ahead
     }
 
     fn batches_tx(&self) -> bool {
@@ -151,10 +157,6 @@ impl PortIo for MemPort {
         sent.fill(true);
         self.tx_calls.lock().unwrap_or_else(|e| e.into_inner()).push(bufs.len());
         Ok(())
-    }
-
-    fn queue_fd(&self, q: usize) -> Option<BorrowedFd<'_>> {
-        (q == 0).then(|| self.bell.as_fd())
     }
 
     fn offloads(&self) -> bool {

@@ -1,24 +1,61 @@
-//! Port backends: thin I/O shells behind one trait.
+//! Port backends: thin I/O shells behind one pair of traits.
 //!
 //! A backend moves frames (with their virtio-net offload state, see
 //! [`rvs_switch::packet::PacketBuf::vnet`]) between one device and a packet buffer. It does
-//! not switch, parse or queue: the worker reads a frame, asks the core, and writes the
+//! not switch or queue: the worker reads a frame, asks the core, and writes the
 //! copies. Every backend is non-blocking; "nothing to read" and "cannot write now" are
 //! outcomes, not errors. Errors are returned only when the port itself is broken (the
 //! tap was deleted, the netdev went away) so the control plane can reopen it.
+//!
+//! ## Inputs and ports
+//!
+//! What the worker polls and what the switch forwards between are not always the same
+//! thing, so there are two traits, one the other's supertrait:
+//!
+//! * [`Input`]: receive queues with an fd each, which the worker polls and reads in
+//!   batches. Every input the worker has — a tap's queue, an AF_PACKET socket, a VXLAN
+//!   endpoint's UDP socket — is read through [`Input::recv_batch`], one way for all.
+//! * [`PortIo`] (`: Input`): a port of the switch, which frames are sent to.
+//!
+//! Most ports receive on queues of their own: the port *is* its input, and every
+//! frame read from it ([`Rx::Frame`]) is the port's. A VXLAN tunnel port has no queue:
+//! one endpoint (a UDP socket per queue) receives for every tunnel with its local
+//! address and UDP port, and tells them apart by (outer source, VNI). Such a port
+//! names the shared input it receives through and the [`DemuxKey`] that is its own
+//! ([`PortIo::rx_via`]); the input tags each frame it reads with the key it came with
+//! ([`Rx::For`]) and the worker finds the port by (input, key), once per
+//! configuration's table. So an endpoint is an input that demultiplexes, not a port:
+//! it sends nothing and forwards nothing, and the ports it serves send through
+//! [`PortIo`] like any other — a tunnel's egress goes through the same trait as a
+//! tap's. (The alternative, tunnels as ports with a receive queue each, would need
+//! one UDP socket per tunnel or a lock-protected hand-over between them.)
+//!
+//! An input that reads more per system call than the worker's slots hold (a VXLAN
+//! endpoint: up to 8 GRO trains of 64 KiB) keeps the rest in the worker's
+//! [`RxScratch`] between the calls of one service, says so ([`RxBatch::pending`]),
+//! and hands it all out before the worker leaves it; no backend keeps per-worker
+//! state of its own, so backends are shared between workers without a lock.
+//!
+//! Dispatch is dynamic (`Arc<dyn PortIo>`) per receive call and per send call, not per
+//! frame where a backend batches; what a backend can do is read once per configuration
+//! ([`crate::worker::PortCaps`]). The control plane asks its own questions of an open
+//! port (status, health, requeueing, deletion) through [`device::Device`].
 //!
 //! Backends: [`tap`] (a tap rvs creates: `type=tap` and `type=internal`), [`afpacket`]
 //! (an existing netdev: `type=""`/`system`), [`vxlan`] (tunnels over UDP), [`mem`]
 //! (in-memory, for tests).
 
 pub mod afpacket;
+pub mod device;
 pub mod mem;
 pub mod tap;
 pub mod taphome;
 pub mod vxlan;
 
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use rvs_switch::packet::PacketBuf;
@@ -26,30 +63,41 @@ use rvs_switch::packet::PacketBuf;
 /// The result of one receive attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rx {
-    /// A frame is in the buffer.
+    /// A frame of this port is in the buffer.
     Frame,
+    /// A frame a shared input read for the port whose key is `key` (see
+    /// [`PortIo::rx_via`]). `alone`: forward it at once rather than hold it for a
+    /// batched send (it came alone, or it is a frame the input built that a receiver's
+    /// TCP is waiting for).
+    For { key: DemuxKey, alone: bool },
     /// A frame arrived but was unusable (truncated, bad header); it was consumed.
     Bad,
     /// Nothing queued.
     Empty,
 }
 
-/// A port backend.
+/// How a shared input tells its ports apart: the sender's address and an identifier
+/// (VXLAN: the outer source address and the VNI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DemuxKey {
+    pub from: IpAddr,
+    pub id: u32,
+}
+
+/// Where a port's frames arrive.
+pub enum RxVia {
+    /// On the port's own receive queues: the port is its own [`Input`].
+    Own,
+    /// Through `input`, shared with other ports, tagged with `key`.
+    Shared { input: Arc<dyn Input>, key: DemuxKey },
+}
+
+/// Receive queues the worker polls (see the module docs).
 ///
-/// What it can do ([`PortIo::offloads`], [`PortIo::batches_tx`], [`PortIo::reads_ahead`],
-/// [`PortIo::batch`]) is fixed when it opens: the worker reads it once per configuration
-/// ([`crate::worker::PortCaps`]), not per frame.
-pub trait PortIo: Send + Sync {
-    /// Receives at most one frame from receive queue `q` into `buf`. `Err` only when
-    /// the port is broken.
-    fn recv_queue(&self, q: usize, buf: &mut PacketBuf) -> io::Result<Rx>;
-
-    /// Sends the frame in `buf` (with `buf.vnet`). `Ok(false)` when the device refused
-    /// it for now (queue full, link down): a counted drop, not a broken port.
-    fn send(&self, buf: &PacketBuf) -> io::Result<bool>;
-
-    /// The fd to wait on for input on receive queue `q`; `None` past the last queue
-    /// and for ports that receive through a shared endpoint (VXLAN tunnels).
+/// What it can do ([`Input::batch`], [`Input::reads_ahead`]) is fixed when it opens:
+/// the worker reads it once per configuration, not per frame.
+pub trait Input: Send + Sync {
+    /// The fd to wait on for input on receive queue `q`; `None` past the last queue.
     fn queue_fd(&self, q: usize) -> Option<BorrowedFd<'_>>;
 
     /// Receive queues: each has its own fd and is polled by one worker, and the device
@@ -58,15 +106,23 @@ pub trait PortIo: Send + Sync {
         1
     }
 
-    /// Frames one [`PortIo::recv_batch`] call may return (1 without batching).
+    /// Receives at most one frame from receive queue `q` into `buf`. `Err` only when
+    /// the port is broken. (The default [`Input::recv_batch`] is made of these.)
+    fn recv_queue(&self, _q: usize, _buf: &mut PacketBuf) -> io::Result<Rx> {
+        Ok(Rx::Empty)
+    }
+
+    /// Frames one [`Input::recv_batch`] call may return (1 without batching).
     fn batch(&self) -> usize {
         1
     }
 
     /// Receives up to `bufs.len()` frames from queue `q` (frame `i` into `bufs[i]`,
     /// its outcome in `out[i]`, which must be as long): how many, 0 when nothing is
-    /// queued, and whether more may be waiting. `Err` only when the port is broken.
-    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
+    /// queued, and whether more may be waiting. `scratch` is the worker's, for inputs
+    /// that read ahead of the slots (see [`RxScratch`]). `Err` only when the port is
+    /// broken.
+    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx], _scratch: &mut RxScratch) -> io::Result<RxBatch> {
         let one = bufs.len().min(1);
         recv_each(self, q, &mut bufs[..one], out, usize::MAX)
     }
@@ -77,16 +133,43 @@ pub trait PortIo: Send + Sync {
         None
     }
 
-    /// Whether the device takes frames with partial checksums and GSO (virtio-net
-    /// header) — if not, the worker completes them in software first.
-    fn offloads(&self) -> bool;
-
-    /// Whether [`PortIo::recv_batch`] costs a system call per frame (a tap: one `read`
+    /// Whether [`Input::recv_batch`] costs a system call per frame (a tap: one `read`
     /// each), so that finding the end of a batch costs one more. Then a frame that came
     /// alone last time is forwarded before the port is read again.
     fn reads_ahead(&self) -> bool {
         false
     }
+
+    /// What `rvs/workers` calls a shared input (a port's own queues go by the port's
+    /// name).
+    fn label(&self) -> String {
+        String::new()
+    }
+
+    /// A frame this shared input read (in `buf`) carries a key no port has: counted
+    /// by the input (VXLAN: `unknown_tunnel`).
+    fn unclaimed(&self, _buf: &PacketBuf) {}
+}
+
+/// A port backend: an [`Input`] (its own, or none when it receives through a shared
+/// one) that frames can be sent to.
+///
+/// What it can do ([`PortIo::offloads`], [`PortIo::batches_tx`]) is fixed when it
+/// opens: the worker reads it once per configuration ([`crate::worker::PortCaps`]),
+/// not per frame.
+pub trait PortIo: Input {
+    /// Where this port's frames arrive: its own queues, or a shared input.
+    fn rx_via(&self) -> RxVia {
+        RxVia::Own
+    }
+
+    /// Sends the frame in `buf` (with `buf.vnet`). `Ok(false)` when the device refused
+    /// it for now (queue full, link down): a counted drop, not a broken port.
+    fn send(&self, buf: &PacketBuf) -> io::Result<bool>;
+
+    /// Whether the device takes frames with partial checksums and GSO (virtio-net
+    /// header) — if not, the worker completes them in software first.
+    fn offloads(&self) -> bool;
 
     /// Whether [`PortIo::send_batch`] sends several frames per system call (then the
     /// worker collects a receive batch's frames for the port and sends them together).
@@ -113,37 +196,66 @@ pub trait PortIo: Send + Sync {
     }
 }
 
-/// What one [`PortIo::recv_batch`] call read.
+/// The worker's receive scratch, lent to every [`Input::recv_batch`]: room for an
+/// input that reads more per system call than the worker's slots hold, and what it
+/// keeps between the calls of one service. An input that leaves anything here says
+/// so ([`RxBatch::pending`]); the worker calls it again, with
+/// [`RxScratch::finishing`] set once its budget for the input is spent, until
+/// nothing is pending — so the scratch is empty whenever the worker moves on to
+/// another input.
+#[derive(Default)]
+pub struct RxScratch {
+    /// Set by the worker: read nothing more from the device, hand out what is held.
+    pub finishing: bool,
+    pub(crate) vxlan: vxlan::RxState,
+}
+
+impl RxScratch {
+    /// A scratch with its buffers allocated (a worker's, so that receiving allocates
+    /// nothing later).
+    pub fn new() -> RxScratch {
+        RxScratch { finishing: false, vxlan: vxlan::RxState::new() }
+    }
+}
+
+/// What one [`Input::recv_batch`] call read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RxBatch {
-    /// Frames read (into the first `n` buffers).
+    /// Frames handed out (into the first `n` buffers).
     pub n: usize,
-    /// Whether the port stopped before finding its queue empty (the batch was full, or
-    /// a tap had read enough bytes): then the worker reads on.
+    /// Whether the input stopped before finding its queue empty (the batch was full,
+    /// or a tap had read enough bytes): then the worker reads on.
     pub more: bool,
     /// Frames the kernel dropped on this queue since it last said (the queue was
     /// full: the worker fell behind), counted in the port's `rx_dropped`.
     pub dropped: u64,
+    /// Frames taken from the device by this call (`rvs/workers` counts them): `n` for
+    /// a port, the datagrams of the trains read for a VXLAN endpoint (before they are
+    /// coalesced; 0 when the call only handed out what an earlier one read).
+    pub read: usize,
+    /// Frames already read are held in the [`RxScratch`]: call again before leaving
+    /// the input.
+    pub pending: bool,
 }
 
 impl RxBatch {
     /// `n` frames of `want` asked for: more may wait when the batch came back full.
     pub fn of(n: usize, want: usize) -> RxBatch {
-        RxBatch { n, more: n >= want, dropped: 0 }
+        RxBatch { n, more: n >= want, read: n, ..RxBatch::default() }
     }
 }
 
 /// Reads frames from queue `q` of `port` with one [`PortIo::recv_queue`] each, into
 /// `bufs` (outcomes into `out`), until the queue is empty, the buffers are full or
 /// `max_bytes` have come in.
-pub(crate) fn recv_each<P: PortIo + ?Sized>(port: &P, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx], max_bytes: usize) -> io::Result<RxBatch> {
+pub(crate) fn recv_each<P: Input + ?Sized>(port: &P, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx], max_bytes: usize) -> io::Result<RxBatch> {
     let (mut n, mut bytes) = (0, 0);
     while n < bufs.len().min(out.len()) {
         if bytes >= max_bytes {
-            return Ok(RxBatch { n, more: true, dropped: 0 });
+            return Ok(RxBatch { more: true, ..RxBatch::of(n, usize::MAX) });
         }
         match port.recv_queue(q, &mut bufs[n])? {
-            Rx::Empty => return Ok(RxBatch { n, more: false, dropped: 0 }),
+            Rx::Empty => return Ok(RxBatch::of(n, usize::MAX)),
             r => {
                 out[n] = r;
                 if r == Rx::Frame {
@@ -153,7 +265,7 @@ pub(crate) fn recv_each<P: PortIo + ?Sized>(port: &P, q: usize, bufs: &mut [Pack
             }
         }
     }
-    Ok(RxBatch { n, more: true, dropped: 0 })
+    Ok(RxBatch { more: true, ..RxBatch::of(n, usize::MAX) })
 }
 
 /// Drives a batched send of the frames `0..sent.len()`: `many(i)` sends frames from

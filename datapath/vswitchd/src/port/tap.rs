@@ -25,7 +25,8 @@ use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 
-use super::{PortIo, Rx, RxBatch};
+use super::device::{Device, Presence, Requeue};
+use super::{Input, PortIo, Rx, RxBatch, RxScratch};
 use rvs_switch::packet::PacketBuf;
 use rvs_switch::wire::virtio_net_hdr::{LEN_V1, VnetHdr};
 use rvs_sys::{tun, uring};
@@ -149,7 +150,7 @@ impl TapPort {
     }
 }
 
-impl PortIo for TapPort {
+impl Input for TapPort {
     fn queues(&self) -> usize {
         self.files.len()
     }
@@ -190,10 +191,12 @@ impl PortIo for TapPort {
     /// Reads frames one `read` each, up to `bufs.len()` (the worker then sends those
     /// bound for batching ports together), but stops once [`READ_AHEAD_BYTES`] are in:
     /// a large frame goes out while it is still in the cache.
-    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx]) -> io::Result<RxBatch> {
+    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx], _: &mut RxScratch) -> io::Result<RxBatch> {
         super::recv_each(self, q, bufs, out, READ_AHEAD_BYTES)
     }
+}
 
+impl PortIo for TapPort {
     fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
         let mut hdr = [0u8; LEN_V1];
         buf.vnet.emit(&mut hdr);
@@ -247,6 +250,37 @@ impl PortIo for TapPort {
             }
         }
         Ok(())
+    }
+}
+
+impl Device for TapPort {
+    fn healthy(&self, _name: &str) -> bool {
+        self.is_attached()
+    }
+
+    /// Queues change in place: the device is never closed (that would delete it, and
+    /// it may be in a VM's namespace by now).
+    fn requeue(&self, queues: usize) -> Requeue {
+        if self.asked == queues {
+            return Requeue::Keep;
+        }
+        Requeue::Replace(self.requeued(queues).map(|t| std::sync::Arc::new(t) as std::sync::Arc<dyn Device>))
+    }
+
+    fn destroy(&self) {
+        TapPort::destroy(self);
+    }
+
+    fn presence(&self, name: &str) -> Presence {
+        if rvs_sys::netdev::ifindex(name).is_ok() { Presence::Netdev } else { Presence::Hidden }
+    }
+
+    fn takes_mac(&self) -> bool {
+        true
+    }
+
+    fn home(&self) -> Option<(NetnsId, String)> {
+        Some((self.netns().ok()?, self.current_name().ok()?))
     }
 }
 

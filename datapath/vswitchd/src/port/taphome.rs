@@ -13,7 +13,8 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::tap::{NetnsId, TapPort};
+use super::device::Device;
+use super::tap::NetnsId;
 
 /// Taps' namespaces by name, and the file they are kept in.
 #[derive(Debug, Default)]
@@ -54,11 +55,12 @@ impl TapHomes {
         Some((File::open(path).ok()?, there.clone()))
     }
 
-    /// Notes where `taps` (name, port) are now and forgets the others; writes the file
+    /// Notes where the open `devices` (interface name, device) that have a home
+    /// ([`Device::home`]: the taps) are now and forgets the others; writes the file
     /// when anything changed.
-    pub fn update<'a>(&mut self, taps: impl Iterator<Item = (&'a str, &'a TapPort)>) {
+    pub fn update<'a>(&mut self, devices: impl Iterator<Item = (&'a str, &'a dyn Device)>) {
         self.found = None;
-        let now: BTreeMap<String, (NetnsId, String)> = taps.filter_map(|(n, t)| Some((n.to_string(), (t.netns().ok()?, t.current_name().ok()?)))).collect();
+        let now: BTreeMap<String, (NetnsId, String)> = devices.filter_map(|(n, d)| Some((n.to_string(), d.home()?))).collect();
         if now == self.homes {
             return;
         }

@@ -2,15 +2,14 @@
 //! batches ([`crate::port::PortIo::batches_tx`]), so that they leave with one system
 //! call per port (one io_uring submission, one `sendmmsg`) instead of one each.
 //!
-//! The batcher owns the worker's receive slots: a port's receive batch is read into
-//! them ([`TxBatch::slots`]), and a VXLAN receive call's small frames are copied into
-//! them in turn ([`SlotCursor`]). Each frame is forwarded swapped into the worker's
+//! The batcher owns the worker's receive slots: an input's receive batch is read into
+//! them ([`TxBatch::slots`]). Each frame is forwarded swapped into the worker's
 //! frame buffer ([`TxBatch::swap`]); a frame whose one output is a batching port stays
 //! in its slot, held ([`TxBatch::hold`]) until the worker flushes the batcher
 //! ([`TxBatch::take_group`], one port's frames at a time).
 //!
 //! Invariants: a held frame's slot is not reused until it was flushed (the worker
-//! flushes at the end of every receive call, and before the cursor wraps); frames for a
+//! flushes at the end of every receive call); frames for a
 //! port leave in the order they came; and whether a frame may be held is said
 //! explicitly to the forwarding step ([`Hold`]), never kept in a mode field.
 
@@ -103,35 +102,6 @@ impl TxBatch {
     }
 }
 
-/// Hands the as-is frames of one VXLAN receive call the slots in turn, so that they
-/// can be held like a port's receive batch; with one frame in the call it hands out
-/// none (nothing to batch).
-pub(super) struct SlotCursor {
-    next: Option<usize>,
-}
-
-impl SlotCursor {
-    /// For a receive call that brought `frames` frames.
-    pub(super) fn for_call(frames: usize) -> SlotCursor {
-        SlotCursor { next: (frames > 1).then_some(0) }
-    }
-
-    /// Hands out no slot.
-    pub(super) fn off() -> SlotCursor {
-        SlotCursor { next: None }
-    }
-
-    /// The slot for the next frame, and whether every slot was handed out since the
-    /// last flush (then the held frames must be flushed before the slot is used).
-    #[inline]
-    pub(super) fn next(&mut self) -> Option<(usize, bool)> {
-        let k = self.next?;
-        let (k, full) = if k == RX_BATCH { (0, true) } else { (k, false) };
-        self.next = Some(k + 1);
-        Some((k, full))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,17 +121,5 @@ mod tests {
         let g = t.take_group().unwrap();
         assert_eq!((g.to, &g.slots[..g.len()]), (B, &[1, 3][..]));
         assert!(t.take_group().is_none() && t.is_empty());
-    }
-
-    #[test]
-    fn the_cursor_wraps_after_every_slot_and_says_so() {
-        let mut c = SlotCursor::for_call(2);
-        let got: Vec<_> = (0..RX_BATCH + 2).map(|_| c.next().unwrap()).collect();
-        assert_eq!(got[0], (0, false));
-        assert_eq!(got[RX_BATCH - 1], (RX_BATCH - 1, false));
-        assert_eq!(got[RX_BATCH], (0, true));
-        assert_eq!(got[RX_BATCH + 1], (1, false));
-        assert!(SlotCursor::for_call(1).next().is_none());
-        assert!(SlotCursor::off().next().is_none());
     }
 }

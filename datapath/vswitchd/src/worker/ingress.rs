@@ -1,169 +1,94 @@
 //! Ingress: reading the inputs and handing each frame to the switch.
 //!
-//! Two kinds of input, one path. A port's receive queue is read in batches
-//! (`service_port`); a VXLAN endpoint is read in datagram trains, each datagram
-//! demultiplexed to its tunnel port and TCP segments coalesced back into GSO frames
-//! (`service_endpoint`). Either way every frame ends in the worker's frame buffer and
-//! goes through the same step, [`Worker::ingress`]: count it on the port it came in
-//! on, police it, forward it. Malformed and oversized frames are counted drops, never
-//! errors; an `Err` from a port's receive means the port broke and takes it out
-//! (`fail_port`).
+//! Every input is read the same way, whatever it is ([`crate::port::Input`]): in
+//! batches into the transmit batcher's slots, up to [`BUDGET`] frames per wakeup so
+//! that one busy input cannot starve the others, then until the input holds nothing
+//! more it read ahead (a VXLAN endpoint's datagram trains: see
+//! [`crate::port::RxScratch`]). Each frame belongs to a port: the input's own, or —
+//! for a shared input — the port its key names (`demux`, one lookup per run of frames
+//! with the same key). Every frame then goes through the same step,
+//! [`Worker::ingress`]: count it on its port, police it, forward it. Malformed and
+//! oversized frames are counted drops, never errors; an `Err` from a port's receive
+//! means the port broke and takes it out (`fail_port`).
 //!
-//! Each input gets at most [`BUDGET`] frames per wakeup, so one busy port cannot starve
-//! the others. Nothing here allocates or locks (a policed port's bucket aside).
+//! Nothing here allocates or locks (a policed port's bucket aside).
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use rvs_switch::bridge::DropReason;
-use rvs_switch::offload::Emit;
-use rvs_switch::packet::Area;
 use rvs_switch::time::Time;
 
-use super::batch::{Hold, SlotCursor};
-use super::poll::Source;
-use super::{BUDGET, PortRef, RX_BATCH, RX_TRAINS, TRAIN_ROOM, TunnelKey, Worker};
-use crate::port::vxlan as port_vxlan;
-use crate::port::{PortStats, Rx};
+use super::batch::Hold;
+use super::poll::Owner;
+use super::{BUDGET, PortRef, RX_BATCH, Worker};
+use crate::port::{DemuxKey, PortStats, Rx};
+
+/// The last key a shared input's frames carried and its port: runs of frames with
+/// the same key (a train's datagrams) cost one hash lookup, not one each.
+type LastKey = Option<(DemuxKey, Option<PortRef>)>;
 
 impl Worker {
-    /// Services the input of epoll token `token` (nothing if there is none).
+    /// Reads and forwards frames from the input queue of epoll token `token` (nothing
+    /// if there is none), in batches where the input reads several frames per call.
+    /// Frames of a batch bound for a port that sends in batches go out together at its
+    /// end. An input that reads ahead one system call per frame, whose last service
+    /// found a lone frame, has its first frame forwarded at once: a request/response
+    /// exchange does not wait for the read that finds nothing more.
     pub(super) fn service(&mut self, token: usize) {
-        match self.tokens.get(token).map(|i| i.source) {
-            Some(Source::Port { port, queue }) => self.service_port(token, port, queue),
-            Some(Source::Endpoint { endpoint, queue }) => self.service_endpoint(endpoint, queue),
-            None => {}
-        }
-    }
-
-    /// Reads and forwards up to [`BUDGET`] frames from queue `q` of port `at` (epoll
-    /// token `token`), in batches where the port reads several frames per call. Frames
-    /// of a batch bound for a port that sends in batches go out together at its end. A
-    /// port that reads ahead one system call per frame, whose last service found a lone
-    /// frame, has its first frame forwarded at once: a request/response exchange does
-    /// not wait for the read that finds nothing more.
-    fn service_port(&mut self, token: usize, at: PortRef, q: usize) {
+        let Some(t) = self.tokens.get(token).copied() else { return };
+        let (owner, reads_ahead, rx_batch) = {
+            let i = &self.inputs[t.input];
+            (i.owner, i.reads_ahead, i.rx_batch)
+        };
         let now = self.clock.now();
         let mut out = [Rx::Empty; RX_BATCH];
-        let mut done = 0;
-        let caps = self.bridges[at.bridge].ports[at.port].caps;
-        let mut first_alone = self.tokens.get(token).is_some_and(|i| i.lone) && caps.reads_ahead;
-        while done < BUDGET && !self.bridges[at.bridge].ports[at.port].failed {
-            let port = &self.bridges[at.bridge].ports[at.port];
-            let want = if first_alone { 1 } else { caps.rx_batch };
-            let (n, more) = match port.io.recv_batch(q, self.tx.slots(want), &mut out[..want]) {
-                Ok(r) => {
-                    if r.dropped > 0 {
-                        port.stats.rx_dropped.fetch_add(r.dropped, Relaxed);
-                    }
-                    (r.n.min(want), r.more)
-                }
+        let (mut done, mut pending) = (0, false);
+        let mut last: LastKey = None;
+        let mut first_alone = t.lone && reads_ahead;
+        loop {
+            if let Owner::Port(at) = owner
+                && self.bridges[at.bridge].ports[at.port].failed
+            {
+                break;
+            }
+            self.scratch.finishing = done >= BUDGET;
+            if self.scratch.finishing && !pending {
+                break;
+            }
+            let want = if first_alone { 1 } else { rx_batch };
+            let r = match self.inputs[t.input].io.recv_batch(t.queue, self.tx.slots(want), &mut out[..want], &mut self.scratch) {
+                Ok(r) => r,
                 Err(e) => {
-                    self.fail_port(at, e);
+                    match owner {
+                        Owner::Port(at) => self.fail_port(at, e),
+                        Owner::Shared => tracing::debug!("{}: receive failed: {e}", self.inputs[t.input].io.label()),
+                    }
                     break;
                 }
             };
+            if r.dropped > 0
+                && let Owner::Port(at) = owner
+            {
+                self.bridges[at.bridge].ports[at.port].stats.rx_dropped.fetch_add(r.dropped, Relaxed);
+            }
+            let n = r.n.min(want);
             for (i, rx) in out.iter().copied().enumerate().take(n) {
                 let hold = (!first_alone).then_some(i);
-                self.in_slot(i, |w| w.received(at, rx, now, hold));
+                self.in_slot(i, |w| w.received(t.input, owner, rx, now, hold, &mut last));
             }
             self.flush_tx();
-            self.stats.received(n);
-            done += n;
-            if !more || n == 0 {
+            self.stats.received(r.read);
+            // A call that read only datagrams to drop still counts against the budget.
+            done += n.max(usize::from(r.read > 0));
+            pending = r.pending;
+            if !(r.more || pending) || (n == 0 && r.read == 0) {
                 break;
             }
             first_alone = false;
         }
-        if let Some(i) = self.tokens.get_mut(token) {
-            i.lone = done <= 1;
+        if let Some(t) = self.tokens.get_mut(token) {
+            t.lone = done <= 1;
         }
-    }
-
-    /// Reads up to [`BUDGET`] datagrams (or GRO trains of datagrams) from VXLAN
-    /// endpoint `e`, [`RX_TRAINS`] per system call, demultiplexes each to its tunnel
-    /// port, coalesces consecutive TCP segments of a flow back into GSO frames
-    /// (software GRO, so the VM's stack gets 64 KiB frames instead of 1.5 KiB ones),
-    /// and forwards them.
-    fn service_endpoint(&mut self, e: usize, q: usize) {
-        let now = self.clock.now();
-        let ep = self.endpoints[e].clone();
-        let mut train = std::mem::take(&mut self.train);
-        let Some(mut co) = self.coalescer.take() else { return };
-        let mut target: Option<PortRef> = None;
-        // The datagrams of a train share their sender and mostly their VNI: the last
-        // lookup is kept, so a train costs one hash lookup, not one per datagram.
-        let mut last: Option<(TunnelKey, Option<PortRef>)> = None;
-        let mut got = [None; RX_TRAINS];
-        let mut read = 0;
-        while read < BUDGET {
-            let n = match ep.recv_trains(q, &mut train, TRAIN_ROOM, &mut got) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(err) => {
-                    tracing::debug!("VXLAN port {}: receive failed: {err}", ep.port);
-                    break;
-                }
-            };
-            read += n;
-            let frames = got[..n].iter().flatten().map(|t| t.seg.map_or(1, |seg| t.len.div_ceil(usize::from(seg).max(1)))).sum();
-            self.stats.received(frames);
-            // Small frames (not those the coalescer builds, which go out at once: a
-            // VM's TCP waits for them) are held for a batched send when several came
-            // in this call.
-            let mut slots = SlotCursor::for_call(frames);
-            for (t, room) in got[..n].iter().zip(train.chunks_exact(TRAIN_ROOM)) {
-                let Some(t) = t.filter(|t| !t.truncated) else { continue };
-                for d in port_vxlan::datagrams(&room[..t.len], t.seg, &ep.stats) {
-                    let Some((vni, inner)) = d else { continue };
-                    let key = TunnelKey { endpoint: e, remote: t.from.ip(), vni };
-                    let found = match last {
-                        Some((k, v)) if k == key => v,
-                        _ => {
-                            let v = self.demux.get(&key).copied();
-                            last = Some((key, v));
-                            v
-                        }
-                    };
-                    let Some(at) = found else {
-                        ep.stats.unknown_tunnel.fetch_add(1, Relaxed);
-                        continue;
-                    };
-                    if target != Some(at) {
-                        if let Some(prev) = target {
-                            co.flush_with(|f| self.deliver(prev, f, now, &mut slots));
-                        }
-                        target = Some(at);
-                    }
-                    co.push(inner, |f| self.deliver(at, f, now, &mut slots));
-                }
-            }
-            // The frames held from this call leave together; the frame the coalescer
-            // is building may go on with the next call's datagrams.
-            self.flush_tx();
-        }
-        if let Some(prev) = target {
-            // Everything held has left: the frame built last is not held either.
-            co.flush_with(|f| self.deliver(prev, f, now, &mut SlotCursor::off()));
-        }
-        self.train = train;
-        self.coalescer = Some(co);
-    }
-
-    /// Hands one decapsulated frame to the switch as received on tunnel port `at`. A
-    /// frame passed on as it came, from a train of datagrams, goes into the next slot
-    /// `slots` hands out, so that it can be held for a port that sends in batches (one
-    /// io_uring submission or `sendmmsg` for a train's small frames instead of a system
-    /// call each); the held frames leave when the slots run out or the train ends.
-    fn deliver(&mut self, at: PortRef, frame: Emit<'_, Area>, now: Time, slots: &mut SlotCursor) {
-        let slot = match frame {
-            Emit::AsIs(_) => slots.next(),
-            Emit::Built { .. } => None,
-        };
-        let Some((k, full)) = slot else { return self.deliver_in_buf(at, frame, now, None) };
-        if full {
-            self.flush_tx();
-        }
-        self.in_slot(k, |w| w.deliver_in_buf(at, frame, now, Some(k)));
     }
 
     /// Runs `f` with receive slot `k` swapped into `buf`.
@@ -174,42 +99,33 @@ impl Worker {
         self.tx.swap(k, &mut self.buf);
     }
 
-    /// [`Self::deliver`] with the frame put in `self.buf`. A frame the coalescer built
-    /// is not copied: its buffer is swapped with `self.buf`.
-    fn deliver_in_buf(&mut self, at: PortRef, frame: Emit<'_, Area>, now: Time, hold: Hold) {
-        if self.bridges[at.bridge].ports[at.port].failed {
-            return;
-        }
-        match frame {
-            Emit::Built { buf, len, vnet } => {
-                std::mem::swap(&mut self.buf, &mut buf.0);
-                self.buf.set_frame(len, vnet);
-            }
-            Emit::AsIs(frame) => {
-                let area = self.buf.rx_area();
-                if frame.len() > area.len() {
-                    let br = &mut self.bridges[at.bridge];
-                    PortStats::inc(&br.ports[at.port].stats.rx_errors);
-                    br.core.count_drop(DropReason::Oversize);
-                    return;
-                }
-                area[..frame.len()].copy_from_slice(frame);
-                self.buf.set_len(frame.len());
-            }
-        }
-        self.ingress(at, now, hold);
-    }
-
-    /// One receive outcome of port `at` (the frame, if any, in `self.buf`).
-    fn received(&mut self, at: PortRef, rx: Rx, now: Time, hold: Hold) {
-        match rx {
-            Rx::Empty => {}
-            Rx::Bad => {
+    /// One receive outcome of input `input` (the frame, if any, in `self.buf`): found
+    /// its port and taken in. A bad frame is counted on the port it came in on (a shared
+    /// input counts its own); a frame whose key no port has, by the input.
+    fn received(&mut self, input: usize, owner: Owner, rx: Rx, now: Time, hold: Hold, last: &mut LastKey) {
+        match (rx, owner) {
+            (Rx::Frame, Owner::Port(at)) => self.ingress(at, now, hold),
+            (Rx::Bad, Owner::Port(at)) => {
                 let br = &mut self.bridges[at.bridge];
                 PortStats::inc(&br.ports[at.port].stats.rx_errors);
                 br.core.count_drop(DropReason::Malformed);
             }
-            Rx::Frame => self.ingress(at, now, hold),
+            (Rx::For { key, alone }, _) => {
+                let found = match *last {
+                    Some((k, v)) if k == key => v,
+                    _ => {
+                        let v = self.demux.get(&(input, key)).copied();
+                        *last = Some((key, v));
+                        v
+                    }
+                };
+                match found {
+                    None => self.inputs[input].io.unclaimed(&self.buf),
+                    Some(at) if self.bridges[at.bridge].ports[at.port].failed => {}
+                    Some(at) => self.ingress(at, now, hold.filter(|_| !alone)),
+                }
+            }
+            _ => {}
         }
     }
 

@@ -1,5 +1,6 @@
 //! The datapath workers: threads running a run-to-completion poll loop each. Every
-//! input (a port's fd, a VXLAN receive socket) is polled by exactly one worker; for each
+//! input (a port's receive queue, a VXLAN endpoint's socket: one [`crate::port::Input`]
+//! each) is polled by exactly one worker; for each
 //! ready input the worker reads up to [`BUDGET`] frames, asks the core
 //! ([`rvs_switch::bridge::Bridge::process`]) for each and writes the copies to whichever ports
 //! they go to (sending on a port another worker polls is fine: the kernel serializes
@@ -31,8 +32,9 @@
 //! - `rt`: the running configuration: bridges, and per port its capabilities
 //!   ([`PortCaps`], read once per configuration) and whether it broke;
 //! - `thread`: the control plane's handle on the threads ([`WorkerHandle`]);
-//! - `poll`: the epoll token table, installing a configuration, failing a port;
-//! - `ingress`: reading ports and VXLAN endpoints, and the one "count, police,
+//! - `poll`: the inputs and their epoll tokens, the demultiplexer of shared inputs,
+//!   installing a configuration, failing a port;
+//! - `ingress`: reading an input, whatever it is, and the one "count, police,
 //!   forward" step every received frame goes through;
 //! - `egress`: the forwarding decision carried out: tagging, checksum completion,
 //!   segmentation, sending and counting;
@@ -66,15 +68,13 @@ use crossbeam_channel::Receiver;
 
 use rvs_ovsdb::Uuid;
 use rvs_switch::bridge::Actions;
-use rvs_switch::offload::Coalescer;
-use rvs_switch::packet::{Area, PacketBuf};
+use rvs_switch::packet::PacketBuf;
 use rvs_switch::time::{Clock, Time};
 use rvs_sys::epoll::{Epoll, EventFd, Ready};
 
-use crate::port::PortIo;
-use crate::port::vxlan::Endpoint;
+use crate::port::{DemuxKey, RxScratch};
 
-pub use config::{DpBridge, DpConfig, DpPort, TunnelKey};
+pub use config::{DpBridge, DpConfig, DpPort};
 pub use counters::WorkerStats;
 pub use learn::Crew;
 pub use rt::{BridgeRt, PortCaps, PortRt};
@@ -82,19 +82,13 @@ pub use thread::WorkerHandle;
 
 use batch::TxBatch;
 use learn::LearnMsg;
-use poll::{BELL, Input};
+use poll::{BELL, InputRt, Token};
 use rt::PortRef;
 
 /// Frames read from one port before the worker looks at the others.
 pub const BUDGET: usize = 64;
-/// Frames one receive call may return, for ports that batch (AF_PACKET: recvmmsg).
+/// Frames one receive call may return, for inputs that batch (AF_PACKET: recvmmsg).
 const RX_BATCH: usize = 32;
-/// Datagrams or GRO trains one receive call on a VXLAN endpoint may return (recvmmsg),
-/// each into its own [`TRAIN_ROOM`] bytes: a kernel peer sends small frames one
-/// datagram at a time, which then cost one system call per few frames, not each.
-const RX_TRAINS: usize = 8;
-/// Room for one GRO train: 64 KiB of datagrams and slack.
-const TRAIN_ROOM: usize = 65_536 + 4096;
 /// Most workers `n-workers` may ask for.
 pub const MAX_WORKERS: usize = 64;
 /// Longest sleep when no MAC entry is due to expire.
@@ -115,8 +109,10 @@ pub enum WorkerEvent {
     PortFailed { iface: Uuid, name: String, io: usize, error: io::Error },
 }
 
-/// The identity of a port backend, as carried by [`WorkerEvent::PortFailed`].
-pub fn io_id(io: &Arc<dyn PortIo>) -> usize {
+/// The identity of a backend (a port's, or a shared input's), as carried by
+/// [`WorkerEvent::PortFailed`]: the same for every `Arc` of it, whatever trait it is
+/// seen through.
+pub fn io_id<T: ?Sized>(io: &Arc<T>) -> usize {
     Arc::as_ptr(io) as *const () as usize
 }
 
@@ -132,25 +128,23 @@ pub enum WorkerMsg {
 /// The worker's state. Closures sent with [`WorkerHandle::query`] get `&mut Worker`.
 pub struct Worker {
     pub bridges: Vec<BridgeRt>,
-    pub endpoints: Vec<Arc<Endpoint>>,
     clock: Clock,
     epoll: Epoll,
-    /// The poll table: epoll token → the input it stands for (see `poll`).
-    tokens: Vec<Input>,
-    /// (endpoint, outer source, VNI) → tunnel port.
-    demux: HashMap<TunnelKey, PortRef>,
+    /// The inputs of the configuration (see `poll`).
+    inputs: Vec<InputRt>,
+    /// The poll table: epoll token → the input queue it stands for.
+    tokens: Vec<Token>,
+    /// (shared input, key) → the port whose frames these are.
+    demux: HashMap<(usize, DemuxKey), PortRef>,
     /// The frame being forwarded.
     buf: PacketBuf,
     /// Receive buffers for batches, and the frames held in them for batched sends.
     tx: TxBatch,
     /// Scratch buffer for software segmentation.
     seg: PacketBuf,
-    /// Receive buffer for VXLAN datagram trains (UDP GRO): [`RX_TRAINS`] pieces of
-    /// [`TRAIN_ROOM`] bytes.
-    train: Vec<u8>,
-    /// Software GRO for decapsulated TCP segments, building in a spare packet buffer
-    /// that is swapped with `buf` to forward the frame built.
-    coalescer: Option<Coalescer<Area>>,
+    /// What inputs that read ahead of the slots keep between the calls of one service
+    /// (VXLAN datagram trains and the frame being coalesced).
+    scratch: RxScratch,
     actions: Actions,
     events: Arc<dyn Fn(WorkerEvent) + Send + Sync>,
     crew: Crew,
@@ -170,16 +164,15 @@ impl Worker {
         epoll.add(bell.as_fd(), BELL)?;
         Ok(Worker {
             bridges: Vec::new(),
-            endpoints: Vec::new(),
             clock,
             epoll,
+            inputs: Vec::new(),
             tokens: Vec::new(),
             demux: HashMap::new(),
             buf: PacketBuf::new(),
             tx: TxBatch::new(),
             seg: PacketBuf::with_capacity(70 * 1024),
-            train: vec![0u8; RX_TRAINS * TRAIN_ROOM],
-            coalescer: Some(Coalescer::new(Area(PacketBuf::new()))),
+            scratch: RxScratch::new(),
             actions: Actions::with_capacity(256),
             events,
             crew: Crew::alone(),

@@ -1,89 +1,99 @@
-//! The poll table: which epoll token stands for which input, which inputs this worker
-//! polls, and installing a configuration (`apply`) — kept apart from what is done
-//! with an input once it is ready, as Firecracker keeps a device's event table apart
-//! from the device.
+//! The poll table: the inputs of a configuration, which epoll token stands for which
+//! of their queues, which this worker polls, and installing a configuration (`apply`) —
+//! kept apart from what is done with an input once it is ready, as Firecracker keeps a
+//! device's event table apart from the device.
 //!
-//! Every worker numbers the inputs of a configuration alike (ports' receive queues in
-//! bridge and port order, then the VXLAN endpoints' queues), and token `i` is input
-//! `i`: the table holds every input, each marked whether this worker polls it. A
-//! port whose device broke is taken out of the poll set here (`fail_port`) and stays
-//! out until the next configuration. The doorbell has the token [`BELL`].
+//! An input is a [`crate::port::Input`]: a port's own receive queues, or a shared input
+//! (a VXLAN endpoint) that ports receive through. Every worker lists the inputs of a
+//! configuration alike (ports with queues of their own in bridge and port order, then
+//! the shared inputs in the order ports name them), numbers their queues alike, and
+//! token `i` is queue `i`: the table holds every queue, each marked whether this worker
+//! polls it. The frames of a shared input go to the port whose key they carry
+//! (`demux`, built here). A port whose device broke is taken out of the poll set here
+//! (`fail_port`) and stays out until the next configuration. The doorbell has the
+//! token [`BELL`].
 
 use std::io;
+use std::sync::Arc;
 
 use rvs_switch::bridge::{Bridge, PortConfig};
 use rvs_sys::epoll::Epoll;
 
-use super::{BridgeRt, DpConfig, DpPort, PortRef, PortRt, Worker, WorkerEvent, io_id};
+use super::{BridgeRt, DpConfig, DpPort, PortRef, PortRt, RX_BATCH, Worker, WorkerEvent, io_id};
+use crate::port::{Input, RxVia};
 
 /// epoll token of the doorbell.
 pub(super) const BELL: u64 = u64::MAX;
 
-/// Something the worker polls.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum Source {
-    /// Receive queue `queue` of a port.
-    Port { port: PortRef, queue: usize },
-    /// Receive queue `queue` of VXLAN endpoint `endpoint` (index into
-    /// [`Worker::endpoints`]).
-    Endpoint { endpoint: usize, queue: usize },
+/// Whose frames an input reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Owner {
+    /// The port's own queues: every frame is the port's.
+    Port(PortRef),
+    /// A shared input: each frame goes to the port of its key.
+    Shared,
 }
 
-/// One row of the poll table (its index is its epoll token).
+/// One input of the configuration, with what the worker read of it once.
+pub(super) struct InputRt {
+    pub(super) io: Arc<dyn Input>,
+    pub(super) owner: Owner,
+    /// [`Input::reads_ahead`].
+    pub(super) reads_ahead: bool,
+    /// [`Input::batch`], within 1..=`RX_BATCH`: frames asked of one receive call.
+    pub(super) rx_batch: usize,
+}
+
+impl InputRt {
+    fn new(io: Arc<dyn Input>, owner: Owner) -> InputRt {
+        let (reads_ahead, rx_batch) = (io.reads_ahead(), io.batch().clamp(1, RX_BATCH));
+        InputRt { io, owner, reads_ahead, rx_batch }
+    }
+}
+
+/// One row of the poll table (its index is its epoll token): a receive queue.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Input {
-    pub(super) source: Source,
+pub(super) struct Token {
+    /// Index into [`Worker`]'s inputs.
+    pub(super) input: usize,
+    pub(super) queue: usize,
     /// Whether this worker polls it (another worker does otherwise).
     pub(super) mine: bool,
-    /// Whether its last service found at most one frame (see [`crate::port::PortIo::reads_ahead`]).
+    /// Whether its last service found at most one frame (see [`Input::reads_ahead`]).
     pub(super) lone: bool,
 }
 
 impl Worker {
     /// The inputs this worker polls: port names (`NAME#Q` for queue Q of a port with
-    /// several) and VXLAN endpoints (`vxlan:PORT`).
+    /// several) and shared inputs (`vxlan:PORT`).
     pub fn inputs(&self) -> Vec<String> {
-        self.tokens.iter().filter(|i| i.mine).map(|i| self.input_name(i.source)).collect()
+        self.tokens.iter().filter(|t| t.mine).map(|t| self.input_name(t)).collect()
     }
 
-    /// An input as `rvs/workers` names it: the port or `vxlan:PORT`, with `#QUEUE` when
-    /// it has several queues.
-    fn input_name(&self, src: Source) -> String {
-        match src {
-            Source::Port { port, queue } => {
-                let port = &self.bridges[port.bridge].ports[port.port];
-                if port.io.queues() > 1 { format!("{}#{queue}", port.name) } else { port.name.clone() }
-            }
-            Source::Endpoint { endpoint, queue } => {
-                let ep = &self.endpoints[endpoint];
-                if ep.queues() > 1 { format!("vxlan:{}#{queue}", ep.port) } else { format!("vxlan:{}", ep.port) }
-            }
-        }
+    /// An input queue as `rvs/workers` names it: the port or the shared input's label,
+    /// with `#QUEUE` when it has several queues.
+    fn input_name(&self, t: &Token) -> String {
+        let input = &self.inputs[t.input];
+        let name = match input.owner {
+            Owner::Port(at) => self.bridges[at.bridge].ports[at.port].name.clone(),
+            Owner::Shared => input.io.label(),
+        };
+        if input.io.queues() > 1 { format!("{name}#{}", t.queue) } else { name }
     }
 
     /// The inputs whose backend has a say in how they are read, with that way
-    /// ([`crate::port::PortIo::rx_mode`]).
+    /// ([`Input::rx_mode`]).
     pub fn rx_modes(&self) -> Vec<(String, &'static str)> {
-        let mode = |src| match src {
-            Source::Port { port, queue } => self.bridges[port.bridge].ports[port.port].io.rx_mode(queue),
-            Source::Endpoint { .. } => None,
-        };
-        self.tokens.iter().filter(|i| i.mine).filter_map(|i| Some((self.input_name(i.source), mode(i.source)?))).collect()
+        self.tokens.iter().filter(|t| t.mine).filter_map(|t| Some((self.input_name(t), self.inputs[t.input].io.rx_mode(t.queue)?))).collect()
     }
 
     /// Installs a new configuration, keeping the learned state of bridges and ports
     /// that stay.
     pub(super) fn apply(&mut self, cfg: DpConfig) {
-        for b in &self.bridges {
-            for p in &b.ports {
-                if !p.failed {
-                    unpoll(&self.epoll, p);
-                }
-            }
-        }
-        for e in &self.endpoints {
-            for q in 0..e.queues() {
-                let _ = self.epoll.delete(e.fd(q));
+        for t in self.tokens.iter().filter(|t| t.mine) {
+            // (A broken port's queues are out already: the error is ignored.)
+            if let Some(fd) = self.inputs[t.input].io.queue_fd(t.queue) {
+                let _ = self.epoll.delete(fd);
             }
         }
         let mut old: Vec<BridgeRt> = std::mem::take(&mut self.bridges);
@@ -107,53 +117,69 @@ impl Worker {
             }
             self.bridges.push(rt);
         }
-        self.endpoints = cfg.endpoints;
-        self.tokens.clear();
+        self.list_inputs();
+        self.poll_inputs();
+        // `old` (bridges that are gone) and the replaced ports drop here, closing fds.
+    }
+
+    /// Lists the inputs of the running configuration and fills the demultiplexer.
+    fn list_inputs(&mut self) {
+        self.inputs.clear();
         self.demux.clear();
-        // Every worker numbers the inputs alike; queue Q of a port with several goes
-        // to worker Q, inputs with one queue are dealt round-robin.
+        let mut shared = Vec::new();
+        for (bi, b) in self.bridges.iter().enumerate() {
+            for (pi, p) in b.ports.iter().enumerate() {
+                let at = PortRef { bridge: bi, port: pi };
+                match p.io.rx_via() {
+                    RxVia::Own => self.inputs.push(InputRt::new(p.io.clone(), Owner::Port(at))),
+                    RxVia::Shared { input, key } => shared.push((input, key, at)),
+                }
+            }
+        }
+        for (input, key, at) in shared {
+            let i = match self.inputs.iter().position(|i| i.owner == Owner::Shared && io_id(&i.io) == io_id(&input)) {
+                Some(i) => i,
+                None => {
+                    self.inputs.push(InputRt::new(input, Owner::Shared));
+                    self.inputs.len() - 1
+                }
+            };
+            self.demux.insert((i, key), at);
+        }
+    }
+
+    /// Numbers the queues of every input and polls this worker's share: queue Q of an
+    /// input with several goes to worker Q, inputs with one queue are dealt
+    /// round-robin.
+    fn poll_inputs(&mut self) {
+        self.tokens.clear();
         let (id, n) = (self.crew.id, self.crew.n);
         let mut dealt = 0usize;
-        let mut deal = |queues: usize, q: usize| {
-            let w = if queues > 1 {
-                q
-            } else {
-                dealt += 1;
-                dealt - 1
-            };
-            w % n == id
-        };
-        for (bi, b) in self.bridges.iter_mut().enumerate() {
-            for (pi, p) in b.ports.iter_mut().enumerate() {
-                let at = PortRef { bridge: bi, port: pi };
-                if let Some(k) = p.tunnel {
-                    self.demux.insert(k, at);
-                }
-                let queues = p.io.queues();
-                for q in 0..queues {
-                    let Some(fd) = p.dp.io.queue_fd(q) else { continue };
-                    let token = self.tokens.len();
-                    let mine = deal(queues, q);
-                    self.tokens.push(Input { source: Source::Port { port: at, queue: q }, mine, lone: true });
-                    if mine && let Err(e) = self.epoll.add(fd, token as u64) {
-                        tracing::error!("datapath: cannot poll port {}: {e}", p.dp.name);
-                        p.failed = true;
+        for (ii, input) in self.inputs.iter().enumerate() {
+            let queues = input.io.queues();
+            for q in 0..queues {
+                let Some(fd) = input.io.queue_fd(q) else { continue };
+                let w = if queues > 1 {
+                    q
+                } else {
+                    dealt += 1;
+                    dealt - 1
+                };
+                let token = self.tokens.len();
+                let mine = w % n == id;
+                self.tokens.push(Token { input: ii, queue: q, mine, lone: true });
+                if mine && let Err(e) = self.epoll.add(fd, token as u64) {
+                    match input.owner {
+                        Owner::Port(at) => {
+                            let p = &mut self.bridges[at.bridge].ports[at.port];
+                            tracing::error!("datapath: cannot poll port {}: {e}", p.dp.name);
+                            p.failed = true;
+                        }
+                        Owner::Shared => tracing::error!("datapath: cannot poll {}: {e}", input.io.label()),
                     }
                 }
             }
         }
-        for (ei, e) in self.endpoints.iter().enumerate() {
-            let queues = e.queues();
-            for q in 0..queues {
-                let token = self.tokens.len();
-                let mine = deal(queues, q);
-                self.tokens.push(Input { source: Source::Endpoint { endpoint: ei, queue: q }, mine, lone: true });
-                if mine && let Err(err) = self.epoll.add(e.fd(q), token as u64) {
-                    tracing::error!("datapath: cannot poll VXLAN port {}: {err}", e.port);
-                }
-            }
-        }
-        // `old` (bridges that are gone) and the replaced ports drop here, closing fds.
     }
 
     /// Takes a broken port out of the poll set and tells the control plane.

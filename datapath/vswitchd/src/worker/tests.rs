@@ -32,7 +32,7 @@ fn mac(n: u8) -> MacAddr {
 }
 
 fn port(n: u16, io: Arc<MemPort>, core: PortConfig) -> DpPort {
-    DpPort { iface: Uuid::random(), name: format!("p{n}"), ofport: OfPort::new(n).unwrap(), io, stats: Arc::default(), core, tunnel: None, policer: None }
+    DpPort { iface: Uuid::random(), name: format!("p{n}"), ofport: OfPort::new(n).unwrap(), io, stats: Arc::default(), core, policer: None }
 }
 
 /// A configuration of one bridge "br0" of `ports`.
@@ -155,9 +155,9 @@ fn worker_switches_between_mem_ports() {
     w.stop();
 }
 
-/// A VXLAN endpoint on loopback (UDP GRO on), the address it is bound to, a peer
-/// socket, the VNI, and tunnel port number `n` to that peer (a trunk).
-fn loopback_tunnel(n: u16) -> (Arc<Endpoint>, std::net::SocketAddr, std::net::UdpSocket, Vni, DpPort) {
+/// The address of a VXLAN endpoint on loopback (UDP GRO on), a peer socket, the VNI,
+/// and tunnel port number `n` to that peer (a trunk) receiving through the endpoint.
+fn loopback_tunnel(n: u16) -> (std::net::SocketAddr, std::net::UdpSocket, Vni, DpPort) {
     let lo = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     let ep = Arc::new(Endpoint::open(Some(lo), 0, false, 1).unwrap());
     assert!(ep.gro(), "UDP GRO on the endpoint");
@@ -166,10 +166,9 @@ fn loopback_tunnel(n: u16) -> (Arc<Endpoint>, std::net::SocketAddr, std::net::Ud
     let vni = Vni::new(77).unwrap();
     let settings = port_vxlan::TxSettings { local: Some(lo), v6: false, ttl: 64, tos: 0, df: false, csum: false };
     let pool = Arc::new(port_vxlan::SendPool::open(&settings).unwrap());
-    let tunnel = Arc::new(port_vxlan::Tunnel::new("vx", peer.local_addr().unwrap(), vni, pool));
-    let mut tp = DpPort { io: tunnel, ..port(n, Arc::new(MemPort::new(true).unwrap()), PortConfig::trunk(u32::from(n))) };
-    tp.tunnel = Some(TunnelKey { endpoint: 0, remote: lo, vni });
-    (ep, at, peer, vni, tp)
+    let tunnel = Arc::new(port_vxlan::Tunnel::new("vx", peer.local_addr().unwrap(), vni, pool).receiving_on(ep.clone()));
+    let tp = DpPort { io: tunnel, ..port(n, Arc::new(MemPort::new(true).unwrap()), PortConfig::trunk(u32::from(n))) };
+    (at, peer, vni, tp)
 }
 
 /// Runs a worker with one VXLAN tunnel (from a peer socket on loopback) and one
@@ -177,7 +176,7 @@ fn loopback_tunnel(n: u16) -> (Arc<Endpoint>, std::net::SocketAddr, std::net::Ud
 /// the worker first looks at it. Returns the number byte (20) of each frame the VM
 /// port got, in order, and the sizes of its send calls.
 fn from_tunnel_to_vm(frames: usize, send: impl FnOnce(&std::net::UdpSocket, std::net::SocketAddr, &[Vec<u8>])) -> (Vec<u8>, Vec<usize>) {
-    let (ep, at, peer, vni, tp) = loopback_tunnel(1);
+    let (at, peer, vni, tp) = loopback_tunnel(1);
     let vm = Arc::new(MemPort::batching(true, 32).unwrap());
     // Broadcast frames of one length, numbered.
     let datagrams: Vec<Vec<u8>> = (0..frames as u8)
@@ -188,7 +187,7 @@ fn from_tunnel_to_vm(frames: usize, send: impl FnOnce(&std::net::UdpSocket, std:
         })
         .collect();
     send(&peer, at, &datagrams);
-    let mut w = stepped(DpConfig { endpoints: vec![ep], ..br0(vec![tp, port(2, vm.clone(), PortConfig::trunk(2))]) });
+    let mut w = stepped(br0(vec![tp, port(2, vm.clone(), PortConfig::trunk(2))]));
     let mut got = Vec::new();
     w.drive_until(|| {
         got.extend(vm.take_sent().into_iter().map(|(f, _)| f[20]));
@@ -210,7 +209,7 @@ fn small_frames_of_a_train_are_sent_in_one_batch() {
     assert_eq!(calls, [20], "one send call for the train's frames");
 }
 
-/// Single datagrams (a kernel peer's small frames) are read [`RX_TRAINS`] per
+/// Single datagrams (a kernel peer's small frames) are read [`port_vxlan::RX_TRAINS`] per
 /// receive call and the frames of each call leave in one send call.
 #[test]
 fn single_datagrams_are_read_and_sent_in_batches() {
@@ -220,6 +219,7 @@ fn single_datagrams_are_read_and_sent_in_batches() {
         }
     });
     assert_eq!(got, (0..20u8).collect::<Vec<_>>(), "each frame once, in order");
+    use port_vxlan::RX_TRAINS;
     assert_eq!(calls, [RX_TRAINS, RX_TRAINS, 20 - 2 * RX_TRAINS], "one send call per receive call");
 }
 
@@ -403,7 +403,6 @@ fn two_workers_share_what_they_learn() {
             ports: vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))],
             statics: vec![],
         }],
-        endpoints: vec![],
         workers,
     };
     w.reconfigure(cfg(2));
@@ -474,7 +473,7 @@ fn tcp_frame(dst: MacAddr, src: MacAddr, vid: Option<u16>, seq: u32, payload: &[
 /// own thread.
 #[test]
 fn forwarding_allocates_nothing_once_warm() {
-    let (ep, at, peer, vni, tp) = loopback_tunnel(4);
+    let (at, peer, vni, tp) = loopback_tunnel(4);
     peer.set_nonblocking(true).unwrap();
     let vid = VlanId::new(10).unwrap();
     // vm1 on an access port of VLAN 10 (batching, offloads), vm2 on a trunk
@@ -495,7 +494,7 @@ fn forwarding_allocates_nothing_once_warm() {
         ],
         statics: vec![],
     };
-    w.reconfigure(DpConfig { bridges: vec![bridge], endpoints: vec![ep], workers: 1 });
+    w.reconfigure(DpConfig { bridges: vec![bridge], workers: 1 });
 
     let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
     let gso_frame = tcp_frame(MacAddr::BROADCAST, mac(1), None, 7, &payload);

@@ -1,32 +1,41 @@
 //! VXLAN (RFC 7348) through the host's own IP stack: UDP sockets, so routing,
 //! neighbour resolution and the underlay MTU are the kernel's.
 //!
-//! * [`Endpoint`]: one receive socket per (local address, UDP port), shared by every
-//!   tunnel port that uses it. The worker reads datagrams from it and demultiplexes them
-//!   by (outer source IP, VNI) to a tunnel port; the header is checked here (the I flag
-//!   must be set; other reserved bits are ignored, as RFC 7348 and Linux do).
+//! * [`Endpoint`] (`endpoint`): one receive socket per queue for each (local address,
+//!   UDP port), shared by every tunnel port that uses it: an [`crate::port::Input`]
+//!   that tags the frames it reads with (outer source IP, VNI), by which the worker
+//!   finds the tunnel port (see [`crate::port`]).
 //! * [`SendPool`]: a few UDP sockets bound to ephemeral ports (the kernel picks them in
 //!   `ip_local_port_range`, 32768–60999 by default), shared by tunnels with the same
 //!   socket settings. A hash of the inner flow picks the socket, so the outer source
 //!   port follows the flow and receivers can spread load (RSS/ECMP), as OVS and Linux
 //!   do.
 //! * [`Tunnel`]: a tunnel port (one remote, one VNI): the [`PortIo`] the worker sends
-//!   through. Frames leave as `[VXLAN header][inner frame]` gathered in one `sendmsg`,
+//!   through, receiving through its endpoint ([`PortIo::rx_via`]). Frames leave as `[VXLAN header][inner frame]` gathered in one `sendmsg`,
 //!   never copied. An inner frame that no longer fits the path once encapsulated is
 //!   refused by the kernel (DF set, `EMSGSIZE`): it is dropped, counted per tunnel port
 //!   (`tx_mtu_exceeded` in the interface statistics) and logged with the sizes involved,
 //!   at most once every few seconds per port.
+//! * [`Sockets`] (`sockets`): the endpoints and send pools open, so that tunnels that
+//!   can share them do.
+
+mod endpoint;
+mod sockets;
 
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{GsoSent, PortIo, Rx};
+pub use endpoint::{Endpoint, EndpointStats, RX_TRAINS, RxState, TRAIN_ROOM, datagrams};
+pub use sockets::Sockets;
+
+use super::device::{Device, Presence, Requeue};
+use super::{DemuxKey, GsoSent, Input, PortIo, RxVia};
 use rvs_switch::offload::{Layer, OffloadError, Segmenter};
 use rvs_switch::packet::PacketBuf;
 use rvs_switch::types::Vni;
@@ -55,131 +64,6 @@ pub fn header(vni: Vni) -> [u8; HEADER_LEN] {
 pub fn parse_header(b: &[u8]) -> Option<Vni> {
     let h = VxlanHeader::new_checked(b).ok()?;
     VxlanRepr::parse(&h).ok().map(|r| r.vni)
-}
-
-/// Counters of a receive endpoint (shown by `rvs/drops`).
-#[derive(Debug, Default)]
-pub struct EndpointStats {
-    /// Receive calls that returned data (datagrams or GRO trains, several per call).
-    pub receives: AtomicU64,
-    pub received: AtomicU64,
-    /// Datagrams too short (empty ones too) or without the I flag.
-    pub bad_header: AtomicU64,
-    /// Valid datagrams from an address/VNI no tunnel port is configured for.
-    pub unknown_tunnel: AtomicU64,
-    /// Datagrams larger than the receive buffer.
-    pub truncated: AtomicU64,
-}
-
-/// A shared receive endpoint: one UDP socket per receive queue, all bound to the same
-/// address and port in one `SO_REUSEPORT` group, so the kernel spreads the tunnels'
-/// traffic over them by the outer flow (whose source port senders derive from the
-/// inner flow): each worker reads its own socket, one flow stays on one.
-pub struct Endpoint {
-    socks: Vec<Socket>,
-    pub local: Option<IpAddr>,
-    pub port: u16,
-    pub v6: bool,
-    gro: bool,
-    pub stats: EndpointStats,
-}
-
-/// Splits a receive train into its datagrams and checks each header: yields the VNI
-/// and the inner frame, or `None` for a datagram that is not valid VXLAN (counted).
-pub fn datagrams<'a>(train: &'a [u8], seg: Option<u16>, stats: &'a EndpointStats) -> impl Iterator<Item = Option<(Vni, &'a [u8])>> + 'a {
-    let size = seg.map_or(train.len().max(1), usize::from);
-    // An empty datagram is one datagram too (chunks() would yield nothing for it).
-    let empty = train.is_empty().then_some(train);
-    train.chunks(size.max(1)).chain(empty).map(move |d| {
-        stats.received.fetch_add(1, Relaxed);
-        match parse_header(d) {
-            Some(vni) => Some((vni, &d[HEADER_LEN..])),
-            None => {
-                stats.bad_header.fetch_add(1, Relaxed);
-                None
-            }
-        }
-    })
-}
-
-impl Endpoint {
-    /// Binds `queues` sockets to `local` (or the wildcard of the family) : `port`.
-    /// They are always opened with `SO_REUSEPORT`, so a new endpoint with another
-    /// number of queues can be bound while the old one is still being read. (A socket
-    /// bound there without it — the kernel's own vxlan device, say — still makes this
-    /// fail, as it should.)
-    pub fn open(local: Option<IpAddr>, port: u16, v6: bool, queues: usize) -> io::Result<Endpoint> {
-        let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
-        let ip = local.unwrap_or(if v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) });
-        let mut socks = Vec::new();
-        let mut gro = true;
-        for _ in 0..queues.max(1) {
-            let sock = Socket::new(domain, Type::DGRAM.nonblocking().cloexec(), Some(Protocol::UDP))?;
-            if v6 {
-                sock.set_only_v6(true)?;
-            }
-            sock.set_reuse_port(true)?;
-            let _ = sock.set_recv_buffer_size(8 << 20);
-            // Receive-side UDP GRO: the kernel hands over trains of same-size datagrams
-            // of one flow, one system call for up to 64 KiB (best effort; old kernels
-            // lack it).
-            gro &= udp::set_gro(sock.as_fd(), true).is_ok();
-            sock.bind(&SocketAddr::new(ip, port).into())?;
-            socks.push(sock);
-        }
-        Ok(Endpoint { socks, local, port, v6, gro, stats: EndpointStats::default() })
-    }
-
-    /// Receive queues (sockets).
-    pub fn queues(&self) -> usize {
-        self.socks.len()
-    }
-
-    /// Whether the socket delivers GRO trains.
-    pub fn gro(&self) -> bool {
-        self.gro
-    }
-
-    /// Receives up to `out.len()` datagrams or GRO trains of datagrams with one system
-    /// call: message `i` lands in `buf[i * each..(i + 1) * each]` (`each` should hold
-    /// 64 KiB) and `out[i]` says how long it is and where it came from (`None`: a sender
-    /// address of an unknown family, skipped). Each datagram is `[VXLAN header][inner
-    /// frame]`; split them with [`datagrams`]. Returns how many messages arrived.
-    pub fn recv_trains(&self, queue: usize, buf: &mut [u8], each: usize, out: &mut [Option<udp::Train>]) -> io::Result<usize> {
-        let Some(sock) = self.socks.get(queue) else { return Ok(0) };
-        let n = udp::recv_trains(sock.as_fd(), buf, each, out)?;
-        if n > 0 {
-            self.stats.receives.fetch_add(1, Relaxed);
-            let cut = out[..n].iter().flatten().filter(|t| t.truncated).count();
-            self.stats.truncated.fetch_add(cut as u64, Relaxed);
-        }
-        Ok(n)
-    }
-
-    /// The socket of receive queue `queue` (< [`Endpoint::queues`]).
-    pub fn fd(&self, queue: usize) -> BorrowedFd<'_> {
-        self.socks[queue].as_fd()
-    }
-
-    /// Receives one datagram; on success the buffer holds the inner frame and the
-    /// result is (outer source address, VNI). `Ok(Some(None))` for a datagram that was
-    /// consumed but is not valid VXLAN (counted); `Ok(None)` when nothing is queued.
-    pub fn recv(&self, buf: &mut PacketBuf) -> io::Result<Option<Option<(IpAddr, Vni)>>> {
-        let area = buf.rx_area();
-        let Some((n, truncated, from)) = udp::recv_from(self.socks[0].as_fd(), area)? else { return Ok(None) };
-        self.stats.received.fetch_add(1, Relaxed);
-        if truncated {
-            self.stats.truncated.fetch_add(1, Relaxed);
-            return Ok(Some(None));
-        }
-        buf.set_len(n);
-        let Some(vni) = parse_header(buf.frame()) else {
-            self.stats.bad_header.fetch_add(1, Relaxed);
-            return Ok(Some(None));
-        };
-        buf.pull_front(HEADER_LEN);
-        Ok(Some(Some((from.ip(), vni))))
-    }
 }
 
 /// Socket settings a tunnel needs; tunnels with equal settings share a [`SendPool`].
@@ -262,7 +146,9 @@ pub struct Tunnel {
     pub name: String,
     pub remote: SocketAddr,
     pub vni: Vni,
-    pool: std::sync::Arc<SendPool>,
+    pool: Arc<SendPool>,
+    /// Where its traffic arrives (none: the tunnel only sends, as in some tests).
+    endpoint: Option<Arc<Endpoint>>,
     pub stats: TunnelStats,
     last_log: Mutex<Option<Instant>>,
     /// Cleared when the kernel refuses UDP GSO.
@@ -270,19 +156,25 @@ pub struct Tunnel {
 }
 
 impl Tunnel {
-    pub fn new(name: &str, remote: SocketAddr, vni: Vni, pool: std::sync::Arc<SendPool>) -> Tunnel {
+    pub fn new(name: &str, remote: SocketAddr, vni: Vni, pool: Arc<SendPool>) -> Tunnel {
         Tunnel {
             name: name.into(),
             remote,
             vni,
             pool,
+            endpoint: None,
             stats: TunnelStats::default(),
             last_log: Mutex::new(None),
             gso: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
-    pub fn pool(&self) -> &std::sync::Arc<SendPool> {
+    /// The tunnel receiving through `ep`.
+    pub fn receiving_on(self, ep: Arc<Endpoint>) -> Tunnel {
+        Tunnel { endpoint: Some(ep), ..self }
+    }
+
+    pub fn pool(&self) -> &Arc<SendPool> {
         &self.pool
     }
 
@@ -428,10 +320,23 @@ fn train_len(lens: &[usize]) -> usize {
     n
 }
 
+/// A tunnel has no receive queue of its own: it receives through its endpoint.
+impl Input for Tunnel {
+    fn queues(&self) -> usize {
+        0
+    }
+
+    fn queue_fd(&self, _q: usize) -> Option<BorrowedFd<'_>> {
+        None
+    }
+}
+
 impl PortIo for Tunnel {
-    fn recv_queue(&self, _q: usize, _buf: &mut PacketBuf) -> io::Result<Rx> {
-        // Tunnel ports receive through their shared endpoint.
-        Ok(Rx::Empty)
+    fn rx_via(&self) -> RxVia {
+        match &self.endpoint {
+            Some(ep) => RxVia::Shared { input: ep.clone(), key: DemuxKey { from: self.remote.ip(), id: self.vni.get() } },
+            None => RxVia::Own,
+        }
     }
 
     fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
@@ -560,12 +465,31 @@ impl PortIo for Tunnel {
         Ok(Some(out))
     }
 
-    fn queue_fd(&self, _q: usize) -> Option<BorrowedFd<'_>> {
-        None
-    }
-
     fn offloads(&self) -> bool {
         false
+    }
+}
+
+impl Device for Tunnel {
+    /// Its endpoint has one socket per queue: the tunnel is opened again, on an
+    /// endpoint with the new number.
+    fn requeue(&self, queues: usize) -> Requeue {
+        match &self.endpoint {
+            Some(ep) if ep.queues() != queues => Requeue::Reopen,
+            _ => Requeue::Keep,
+        }
+    }
+
+    fn is_tunnel(&self) -> bool {
+        true
+    }
+
+    fn presence(&self, _name: &str) -> Presence {
+        Presence::Virtual
+    }
+
+    fn extra_statistics(&self, out: &mut Vec<(&'static str, u64)>) {
+        out.push(("tx_mtu_exceeded", self.stats.mtu_exceeded.load(Relaxed)));
     }
 }
 
@@ -629,35 +553,6 @@ pub fn flow_hash(frame: &[u8]) -> u32 {
 mod tests {
     use super::*;
 
-    /// One receive call counts once; a datagram larger than its room is counted as
-    /// truncated (and reported so, for the caller to drop), the others come whole.
-    #[test]
-    fn endpoint_counts_calls_and_truncated_datagrams() {
-        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let ep = Endpoint::open(Some(lo), 0, false, 1).unwrap();
-        let at = socket2::SockRef::from(&ep.fd(0)).local_addr().unwrap().as_socket().unwrap();
-        let peer = std::net::UdpSocket::bind((lo, 0)).unwrap();
-        for d in [&[1u8; 100][..], &[2u8; 700], &[3u8; 200]] {
-            peer.send_to(d, at).unwrap();
-        }
-        let (each, mut buf, mut out) = (512, vec![0u8; 4 * 512], [None; 4]);
-        let mut n = 0;
-        for _ in 0..100 {
-            n = ep.recv_trains(0, &mut buf, each, &mut out).unwrap();
-            if n > 0 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        assert_eq!(n, 3);
-        let got: Vec<(usize, bool)> = out[..n].iter().map(|t| t.map(|t| (t.len, t.truncated)).unwrap()).collect();
-        assert_eq!(got, [(100, false), (512, true), (200, false)]);
-        assert_eq!(ep.stats.receives.load(Relaxed), 1);
-        assert_eq!(ep.stats.truncated.load(Relaxed), 1);
-        assert_eq!(ep.recv_trains(0, &mut buf, each, &mut out).unwrap(), 0);
-        assert_eq!(ep.stats.receives.load(Relaxed), 1, "an empty call is not counted");
-    }
-
     #[test]
     fn header_bytes() {
         let h = header(Vni::new(5000).unwrap());
@@ -697,13 +592,5 @@ mod tests {
         assert_ne!(flow_hash(&f), a);
         let _ = flow_hash(&[]);
         let _ = flow_hash(&[0x81, 0x00]);
-    }
-
-    #[test]
-    fn an_empty_datagram_is_counted_as_a_bad_header() {
-        let stats = EndpointStats::default();
-        let got: Vec<_> = datagrams(&[], None, &stats).collect();
-        assert_eq!(got, [None]);
-        assert_eq!((stats.received.load(Relaxed), stats.bad_header.load(Relaxed)), (1, 1));
     }
 }
