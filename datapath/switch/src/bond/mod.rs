@@ -6,7 +6,8 @@
 //! * [`hash`]: the bucket of a frame (source MAC + VLAN, L3+L4, rvs's L2+L3);
 //! * [`rebalance`]: moving buckets by load;
 //! * [`admit`]: whether a frame received on a member is accepted (OVS's rules against
-//!   duplicates and learning loops).
+//!   duplicates and learning loops);
+//! * [`show`]: `bond/show`, `lacp/show` and `lacp/show-stats` as OVS prints them.
 //!
 //! How the daemon drives a bond: per received frame on a member, slow-protocols
 //! frames (ethertype 0x8809) go to [`lacp::Lacp::rx`] and are never forwarded;
@@ -26,6 +27,7 @@ pub mod hash;
 pub mod lacp;
 pub mod rebalance;
 pub mod select;
+pub mod show;
 
 #[cfg(test)]
 mod lacp_tests;
