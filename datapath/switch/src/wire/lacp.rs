@@ -356,6 +356,32 @@ mod tests {
         assert_eq!(&f[14..], &FIXTURE[..]);
     }
 
+    /// A LACPDU frame captured (tcpdump) from Open vSwitch 3.1's userspace datapath,
+    /// an active slow-timeout bond member whose partner is in sync with a fast timeout.
+    #[rustfmt::skip]
+    const FROM_OVS: [u8; FRAME_LEN] = [
+        0x01, 0x80, 0xc2, 0x00, 0x00, 0x02, 0x16, 0x5a, 0x3b, 0xb3, 0x89, 0x5a, 0x88, 0x09, 0x01, 0x01,
+        0x01, 0x14, 0xff, 0xfe, 0xca, 0xed, 0x59, 0x97, 0x99, 0x49, 0x00, 0x01, 0xff, 0xff, 0x00, 0x02,
+        0x3d, 0x00, 0x00, 0x00, 0x02, 0x14, 0xff, 0xfe, 0xf2, 0xe5, 0x79, 0x9e, 0xc3, 0x48, 0x00, 0x01,
+        0xff, 0xff, 0x00, 0x02, 0x3f, 0x00, 0x00, 0x00, 0x03, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    ];
+
+    #[test]
+    fn ovs_frame_parses_and_reemits_byte_for_byte() {
+        let r = LacpRepr::parse_bytes(&FROM_OVS[14..]).unwrap();
+        assert_eq!(r.actor.system, MacAddr([0xca, 0xed, 0x59, 0x97, 0x99, 0x49]));
+        assert_eq!((r.actor.system_priority, r.actor.key, r.actor.port_priority, r.actor.port), (65534, 1, 65535, 2));
+        assert_eq!(format!("{:?}", r.actor.state), "activity aggregation synchronized collecting distributing");
+        assert_eq!(format!("{:?}", r.partner.state), "activity timeout aggregation synchronized collecting distributing");
+        let mut f = [0; FRAME_LEN];
+        r.emit_frame(MacAddr::from_slice(&FROM_OVS[6..12]), &mut f);
+        assert_eq!(f, FROM_OVS);
+    }
+
     #[test]
     fn refusals() {
         assert_eq!(LacpRepr::parse_bytes(&FIXTURE[..PDU_LEN - 1]), Err(LacpError::Truncated));
