@@ -1,4 +1,5 @@
 //! Bonds (IEEE 802.1AX link aggregation and Open vSwitch's bond modes), sans-I/O:
+//! * [`config`]: the settings from the Port/Interface columns, read as OVS reads them;
 //! * [`lacp`]: LACP as a state machine — LACPDUs, carrier and time in; PDUs to send
 //!   and which members may carry traffic out;
 //! * [`select`]: the bond's members — enabled after up/down delays, the active member,
@@ -23,6 +24,7 @@
 //! Nothing here reads a clock, opens a socket or allocates per frame.
 
 pub mod admit;
+pub mod config;
 pub mod hash;
 pub mod lacp;
 pub mod rebalance;
