@@ -34,4 +34,6 @@ pub mod show;
 #[cfg(test)]
 mod lacp_tests;
 #[cfg(test)]
+mod scenario_tests;
+#[cfg(test)]
 mod select_tests;
