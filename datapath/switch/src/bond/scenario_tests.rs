@@ -59,7 +59,7 @@ fn balance_tcp_over_lacp_fails_over_and_back() {
     let (mut a, mut b) = (Side::new(1), Side::new(2));
     let mut up = [true, true];
     let mut now = Time::ZERO;
-    let mut step = |a: &mut Side, b: &mut Side, up: &[bool; 2], now: &mut Time| {
+    let step = |a: &mut Side, b: &mut Side, up: &[bool; 2], now: &mut Time| {
         *now = *now + 100;
         for (m, pdu) in a.run(*now) {
             if up[m] {
