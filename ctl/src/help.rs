@@ -60,12 +60,15 @@ Bridge commands:
 Port commands:
   list-ports BRIDGE           print the names of all the ports on BRIDGE
   add-port BRIDGE PORT [COLUMN[:KEY]=VALUE]...  add network device PORT to BRIDGE
-  del-port [BRIDGE] PORT      delete PORT from BRIDGE
+  add-bond BRIDGE PORT IFACE...  add bonded port PORT in BRIDGE from IFACES
+  del-port [BRIDGE] PORT      delete PORT (which may be bonded) from BRIDGE
   port-to-br PORT             print name of bridge that contains PORT
 
 Interface commands:
   list-ifaces BRIDGE          print the names of all interfaces on BRIDGE
   iface-to-br IFACE           print name of bridge that contains IFACE
+  add-bond-iface BOND IFACE   add IFACE to BOND
+  del-bond-iface [BOND] IFACE delete IFACE from BOND
 
 Fail mode:
   get-fail-mode BRIDGE / del-fail-mode BRIDGE / set-fail-mode BRIDGE MODE
@@ -97,9 +100,9 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   rvs/workers-clear           reset the figures of rvs/workers
   list-commands, version, vlog/list, vlog/set SPEC
 
-Not supported by rvs (these commands fail with an error saying so): bonds
-(add-bond...), OpenFlow controllers and managers (set-controller, set-manager),
-SSL (set-ssl), Auto Attach and conntrack zone commands; writes to the tables of
+Bonds are stored and checked, but rvs-vswitchd does not forward over them yet.
+Not supported by rvs (these commands fail with an error saying so): OpenFlow
+controllers and managers (set-controller, set-manager), SSL (set-ssl), Auto Attach and conntrack zone commands; writes to the tables of
 those features.
 
 Options:

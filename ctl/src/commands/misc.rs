@@ -1,5 +1,5 @@
 //! init, emer-reset, fail mode, and the commands for features rvs does not have
-//! (OpenFlow controllers, managers, SSL, bonds, Auto Attach, conntrack zones). Reading
+//! (OpenFlow controllers, managers, SSL, Auto Attach, conntrack zones). Reading
 //! those prints what there is — nothing; changing them is a clear error, never a
 //! silent success.
 
@@ -109,10 +109,6 @@ pub fn unsupported_manager(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
 
 pub fn unsupported_ssl(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
     Err(CtlError::new(format!("{}: SSL is not supported by rvs (it is configured through its local socket only)", c.arg(0))))
-}
-
-pub fn unsupported_bond(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
-    Err(CtlError::new(format!("{}: bonds are not supported by rvs yet", c.arg(0))))
 }
 
 pub fn unsupported_other(_t: &mut Txn, c: &mut Cmd) -> Result<()> {

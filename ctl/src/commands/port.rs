@@ -1,8 +1,13 @@
 //! Port and interface commands: list-ports, add-port (with `COLUMN[:KEY]=VALUE`
-//! settings on the new Port), del-port, port-to-br, list-ifaces, iface-to-br.
+//! settings on the new Port), add-bond, add-bond-iface, del-bond-iface, del-port,
+//! port-to-br, list-ifaces, iface-to-br.
+//!
+//! A bond is one Port with several Interfaces (ovs-vswitchd.conf.db(5)); the commands
+//! here only shape those rows, as ovs-vsctl does: `bond_mode` and `lacp` values are
+//! checked by the schema's enums when set (`add-bond … bond_mode=…`, `set Port`).
 
-use rvs_ovsdb::Datum;
-use rvs_ovsdb::view::Port;
+use rvs_ovsdb::view::{Interface, Port};
+use rvs_ovsdb::{Atom, Datum};
 
 use crate::context::{Cmd, Txn};
 use crate::error::{CtlError, Result};
@@ -38,11 +43,73 @@ pub fn list_ports(t: &mut Txn, c: &mut Cmd) -> Result<()> {
 pub fn add_port(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let (br, port) = (c.arg(1).to_string(), c.arg(2).to_string());
     let settings: Vec<String> = c.argv[3..].to_vec();
-    add(t, c, &br, &port, std::slice::from_ref(&port), &settings)
+    add(t, c, &br, &port, std::slice::from_ref(&port), false, &settings)
+}
+
+/// `add-bond BRIDGE PORT IFACE... [COLUMN[:KEY]=VALUE]...`: the interfaces are the
+/// arguments up to the first one holding a `=` (ovs-vsctl reads them that way, so an
+/// interface name cannot contain `=`); at least two are needed.
+pub fn add_bond(t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    let (br, port) = (c.arg(1).to_string(), c.arg(2).to_string());
+    let rest = &c.argv[3..];
+    let n = rest.iter().position(|a| a.contains('=')).unwrap_or(rest.len());
+    if n < 2 {
+        return Err(CtlError::new(format!("add-bond requires at least 2 interfaces, but only {n} were specified")));
+    }
+    let (ifaces, settings) = (rest[..n].to_vec(), rest[n..].to_vec());
+    add(t, c, &br, &port, &ifaces, c.has("--fake-iface"), &settings)
+}
+
+/// `add-bond-iface BOND IFACE`: one more interface in an existing port (any port:
+/// ovs-vsctl also turns a single-interface port into a bond this way).
+pub fn add_bond_iface(t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    let cache = t.cache();
+    let port = cache.find_port(c.arg(1), true)?.expect("must exist").clone();
+    let name = c.arg(2).to_string();
+    if c.has("--may-exist")
+        && let Some(i) = cache.find_iface(&name, false)?
+    {
+        if i.port == port.name {
+            return Ok(());
+        }
+        return Err(CtlError::new(format!("\"{}\" but {name} is actually attached to port {}", command_string(c), i.port)));
+    }
+    cache.check_conflicts(&name, &format!("cannot create an interface named {name}"))?;
+    let i = t.insert_row(Interface::TABLE, None);
+    t.db.set_col(Interface::NAME, &i, Datum::string(&name));
+    let mut ifaces = t.db.col(Port::INTERFACES, &port.row).cloned().unwrap_or_default();
+    ifaces.insert(Atom::Uuid(i), None);
+    t.db.set_col(Port::INTERFACES, &port.row, ifaces);
+    t.new_ifaces.push(i);
+    Ok(())
+}
+
+/// `del-bond-iface [BOND] IFACE`: removes an interface from its port; the last one
+/// stays (a port without interfaces is refused, as by ovs-vsctl).
+pub fn del_bond_iface(t: &mut Txn, c: &mut Cmd) -> Result<()> {
+    let cache = t.cache();
+    let name = c.argv.last().cloned().unwrap_or_default();
+    let Some(iface) = cache.find_iface(&name, !c.has("--if-exists"))?.cloned() else { return Ok(()) };
+    if c.argv.len() > 2 {
+        let port = cache.find_port(c.arg(1), true)?.expect("must exist");
+        if iface.port != port.name {
+            return Err(CtlError::new(format!("port {} does not have an interface {name}", c.arg(1))));
+        }
+    }
+    let port = &cache.ports[&iface.port];
+    if port.ifaces.len() < 2 {
+        return Err(CtlError::new(format!("cannot delete last interface from port {}", port.name)));
+    }
+    let mut ifaces = t.db.col(Port::INTERFACES, &port.row).cloned().unwrap_or_default();
+    ifaces.remove(&Atom::Uuid(iface.row), None);
+    t.db.set_col(Port::INTERFACES, &port.row, ifaces);
+    t.db.delete(Interface::TABLE, &iface.row);
+    Ok(())
 }
 
 /// add-port and add-bond share this (ovs-vsctl's add_port).
-pub fn add(t: &mut Txn, c: &Cmd, br_name: &str, port_name: &str, ifaces: &[String], settings: &[String]) -> Result<()> {
+/// `fake_iface` is `--fake-iface`, written before the settings (which may override it).
+pub fn add(t: &mut Txn, c: &Cmd, br_name: &str, port_name: &str, ifaces: &[String], fake_iface: bool, settings: &[String]) -> Result<()> {
     if port_name.is_empty() {
         return Err(CtlError::new("port name must not be empty string"));
     }
@@ -73,6 +140,9 @@ pub fn add(t: &mut Txn, c: &Cmd, br_name: &str, port_name: &str, ifaces: &[Strin
     let names: Vec<&str> = ifaces.iter().map(String::as_str).collect();
     let (port, new_ifaces) = t.insert_port(port_name, &names, None);
     t.new_ifaces.extend(new_ifaces);
+    if fake_iface {
+        t.db.set_col(Port::BOND_FAKE_IFACE, &port, Datum::boolean(true));
+    }
     if bridge.parent.is_some() {
         t.db.set_col(Port::TAG, &port, Datum::integer(bridge.vlan));
     }

@@ -228,9 +228,15 @@ views! {
 
     /// A Port row.
     Port = tables::PORT, schema::PORT {
+        bond_active_slave / BOND_ACTIVE_SLAVE: OptStr = "bond_active_slave";
+        bond_downdelay / BOND_DOWNDELAY: Int = "bond_downdelay";
+        bond_fake_iface / BOND_FAKE_IFACE: Bool = "bond_fake_iface";
+        bond_mode / BOND_MODE: OptStr = "bond_mode";
+        bond_updelay / BOND_UPDELAY: Int = "bond_updelay";
         external_ids / EXTERNAL_IDS: Whole = "external_ids";
         fake_bridge / FAKE_BRIDGE: Bool = "fake_bridge";
         interfaces / INTERFACES: Refs = "interfaces";
+        lacp / LACP: OptStr = "lacp";
         name / NAME: Str = "name";
         other_config / OTHER_CONFIG: Whole = "other_config";
         protected / PROTECTED: Bool = "protected";

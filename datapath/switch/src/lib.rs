@@ -15,6 +15,7 @@
 //! No `unsafe`, no libc, no threads, no allocation per frame.
 #![forbid(unsafe_code)]
 
+pub mod bond;
 pub mod bridge;
 pub mod offload;
 pub mod packet;

@@ -136,7 +136,7 @@ pub enum PortError {
     Tunnel(#[from] tunnel::TunnelError),
     #[error("vlan_mode dot1q-tunnel (802.1ad QinQ) is not supported by rvs")]
     QinQ,
-    #[error("port {port} has {n} interfaces: bonds are not supported by rvs")]
+    #[error("port {port} has {n} interfaces: rvs does not forward over bonds yet")]
     Bond { port: String, n: usize },
     #[error("{name}: tunnel port {other} already has remote_ip={remote} key={vni} dst_port={dst_port}")]
     TunnelClash { name: String, other: String, remote: IpAddr, vni: Vni, dst_port: u16 },

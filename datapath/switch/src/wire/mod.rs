@@ -17,6 +17,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod ipv4;
 pub mod ipv6;
+pub mod lacp;
 pub mod tcp;
 pub mod udp;
 pub mod virtio_net_hdr;
