@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod overlay;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
