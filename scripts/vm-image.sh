@@ -37,7 +37,8 @@ die() { echo "vm-image.sh: $*" >&2; exit 1; }
 for t in apt-cache apt-get dpkg-deb dpkg-query gzip ldd; do
     command -v "$t" >/dev/null || die "needs $t"
 done
-[ -x /bin/busybox ] && /bin/busybox --list | grep -qx cpio \
+# (grep -x without -q: an early exit would kill busybox with SIGPIPE under pipefail)
+[ -x /bin/busybox ] && /bin/busybox --list | grep -x cpio >/dev/null \
     || die "needs busybox-static (/bin/busybox with cpio): apt-get install busybox-static"
 command -v iperf3 >/dev/null || die "needs iperf3: apt-get install iperf3"
 
@@ -99,7 +100,8 @@ add_mod() {
     esac
     echo "$m" >>"$root/lib/modules/order"
 }
-for m in virtio_pci virtio_net virtio_console; do add_mod "$m"; done
+# 8021q: a guest on a trunk makes VLAN devices.
+for m in virtio_pci virtio_net virtio_console 8021q; do add_mod "$m"; done
 
 # iperf3 with the libraries it links (ldd's paths; the loader at its own path).
 cp "$(command -v iperf3)" "$root/bin/iperf3"

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod overlay;
+pub mod libvirt;
 pub mod vm;
 
 use std::path::{Path, PathBuf};
