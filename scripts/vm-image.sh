@@ -43,7 +43,13 @@ done
 command -v iperf3 >/dev/null || die "needs iperf3: apt-get install iperf3"
 
 # The kernel: the package linux-image-amd64 depends on, at its candidate version.
-kpkg="${RVS_VM_KERNEL_PKG:-$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')}"
+find_kernel() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+kpkg="${RVS_VM_KERNEL_PKG:-$(find_kernel)}"
+if [ -z "$kpkg" ] && [ "$(id -u)" = 0 ]; then
+    # A machine whose package lists were never fetched knows no kernel package yet.
+    apt-get update -qq >/dev/null 2>&1 || true
+    kpkg="$(find_kernel)"
+fi
 [ -n "$kpkg" ] || die "no kernel package found (apt-get update first?)"
 kver="$(apt-cache policy "$kpkg" | awk '/Candidate:/ {print $2}')"
 [ -n "$kver" ] && [ "$kver" != "(none)" ] || die "$kpkg has no candidate version (apt-get update first?)"

@@ -343,10 +343,10 @@ impl Agent {
         let a = Agent { reader: std::sync::Mutex::new(BufReader::new(stream)), next: AtomicU32::new(1) };
         // Until the guest opens its port, what is written may be lost: ask until it answers.
         while start.elapsed() < timeout {
-            if let Ok(o) = a.try_run("echo agent-up", Duration::from_secs(2)) {
-                if o.out.contains("agent-up") {
-                    return Ok(a);
-                }
+            if let Ok(o) = a.try_run("echo agent-up", Duration::from_secs(2))
+                && o.out.contains("agent-up")
+            {
+                return Ok(a);
             }
         }
         Err(format!("the guest agent at {} did not answer within {timeout:?}", path.display()))
