@@ -12,71 +12,11 @@
 //! `rvs_testkit::libvirt`), the taps libvirt makes and the QEMU processes. Root required;
 //! KVM when a probe boot works, TCG otherwise. Addresses: 198.18.0.0/15 only.
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rvs_testkit::libvirt::Libvirtd;
-use rvs_testkit::vm::{Agent, accel, guest_cmdline, image, require_vm_tools, unique_mac, wait_console};
+use rvs_testkit::libvirt::{Libvirtd, start_guest};
+use rvs_testkit::vm::{accel, require_vm_tools};
 use rvs_testkit::*;
-
-/// One libvirt domain: its console file and agent socket live in the test's directory.
-struct Guest {
-    name: String,
-    mac: String,
-    console: PathBuf,
-    agent: Option<Agent>,
-}
-
-/// The interface element of a guest: a network, optionally a portgroup and extra XML.
-fn domain_xml(name: &str, mac: &str, ip: &str, net: &str, portgroup: Option<&str>, extra: &str, dir: &Path) -> String {
-    let img = image();
-    let pg = portgroup.map(|p| format!(" portgroup='{p}'")).unwrap_or_default();
-    format!(
-        "<domain type='{ty}'>\n\
-  <name>{name}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>1</vcpu>\n\
-  <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd><cmdline>{c}</cmdline></os>\n\
-  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>\n\
-  <devices>\n\
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n\
-    <interface type='network'>\n      <mac address='{mac}'/>\n      <source network='{net}'{pg}/>\n{extra}      <model type='virtio'/>\n    </interface>\n\
-    <serial type='file'><source path='{d}/{name}.console'/><target port='0'/></serial>\n\
-    <channel type='unix'><source mode='bind' path='{d}/{name}.agent'/><target type='virtio' name='rvs.agent'/></channel>\n\
-    <memballoon model='none'/>\n  </devices>\n</domain>\n",
-        ty = accel().libvirt_type(),
-        k = img.kernel.display(),
-        i = img.initrd.display(),
-        c = guest_cmdline(ip, mac),
-        d = dir.display(),
-    )
-}
-
-fn start_guest(lv: &Libvirtd, name: &str, ip: &str, net: &str, portgroup: Option<&str>, extra: &str) -> Guest {
-    let mac = unique_mac();
-    lv.virsh_xml("create", name, &domain_xml(name, &mac, ip, net, portgroup, extra, &lv.dir));
-    Guest { name: name.into(), mac, console: lv.dir.join(format!("{name}.console")), agent: None }
-}
-
-impl Guest {
-    fn wait_ready(&mut self, lv: &Libvirtd, timeout: Duration) {
-        let start = Instant::now();
-        let diag = |e: String| format!("guest {} not ready: {e}\n--- console:\n{}\n--- libvirtd:\n{}", self.name, std::fs::read_to_string(&self.console).unwrap_or_default(), lv.log());
-        wait_console(&self.console, "RVS-READY", timeout, || false).unwrap_or_else(|e| panic!("{}", diag(e)));
-        let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_secs(10));
-        let sock = lv.dir.join(format!("{}.agent", self.name));
-        self.agent = Some(Agent::connect(&sock, left).unwrap_or_else(|e| panic!("{}", diag(e))));
-    }
-
-    fn agent(&self) -> &Agent {
-        self.agent.as_ref().expect("wait_ready first")
-    }
-
-    /// The tap libvirt made for the guest (`virsh domiflist`).
-    fn tap(&self, lv: &Libvirtd) -> String {
-        let out = lv.virsh_ok(&["domiflist", &self.name]);
-        let row = out.lines().find(|l| l.contains(&self.mac)).unwrap_or_else(|| panic!("{} not in\n{out}", self.mac));
-        row.split_whitespace().next().expect("interface column").to_string()
-    }
-}
 
 #[test]
 fn libvirt_networks_on_rvs_fake_bridge_and_portgroup() {

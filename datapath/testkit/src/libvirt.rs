@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::vm::{Agent, accel, guest_cmdline, image, unique_mac, wait_console};
 use crate::{Daemon, bin, run_bounded, unique};
 
 pub struct Libvirtd {
@@ -57,7 +58,11 @@ impl Libvirtd {
             std::fs::create_dir_all(dir.join(d)).expect("libvirt dirs");
         }
         std::fs::write(dir.join("etc/qemu.conf"), QEMU_CONF).expect("qemu.conf");
-        std::fs::write(dir.join("etc/libvirtd.conf"), LIBVIRTD_CONF).expect("libvirtd.conf");
+        // Its own host UUID: libvirt refuses to migrate between daemons with the same one
+        // ("the same host"), and every daemon on this machine would read the same DMI.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let host_uuid = format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", std::process::id(), nanos & 0xffff, (nanos >> 16) & 0xfff, (nanos >> 28) & 0xfff, (nanos >> 40) & 0xffff_ffff_ffff);
+        std::fs::write(dir.join("etc/libvirtd.conf"), format!("{LIBVIRTD_CONF}host_uuid = \"{host_uuid}\"\n")).expect("libvirtd.conf");
         std::os::unix::fs::symlink(bin("rvsctl"), dir.join("bin/ovs-vsctl")).expect("ovs-vsctl symlink");
         let d = dir.display();
         let script = format!(
@@ -189,5 +194,67 @@ impl Drop for Libvirtd {
             }
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One libvirt domain: its console file and agent socket live in the test's directory.
+pub struct Guest {
+    pub name: String,
+    pub mac: String,
+    pub console: PathBuf,
+    agent: Option<Agent>,
+}
+
+/// A domain booting the test image (direct kernel boot, no disk) with one interface on
+/// libvirt network `net` (optionally a portgroup, and `extra` XML inside the interface:
+/// a `<vlan>` trunk, say), its console in `dir/NAME.console` and its agent on
+/// `dir/NAME.agent`.
+pub fn domain_xml(name: &str, mac: &str, ip: &str, net: &str, portgroup: Option<&str>, extra: &str, dir: &Path) -> String {
+    let img = image();
+    let pg = portgroup.map(|p| format!(" portgroup='{p}'")).unwrap_or_default();
+    format!(
+        "<domain type='{ty}'>\n\
+  <name>{name}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>1</vcpu>\n\
+  <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd><cmdline>{c}</cmdline></os>\n\
+  <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>\n\
+  <devices>\n\
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>\n\
+    <interface type='network'>\n      <mac address='{mac}'/>\n      <source network='{net}'{pg}/>\n{extra}      <model type='virtio'/>\n    </interface>\n\
+    <serial type='file'><source path='{d}/{name}.console'/><target port='0'/></serial>\n\
+    <channel type='unix'><source mode='bind' path='{d}/{name}.agent'/><target type='virtio' name='rvs.agent'/></channel>\n\
+    <memballoon model='none'/>\n  </devices>\n</domain>\n",
+        ty = accel().libvirt_type(),
+        k = img.kernel.display(),
+        i = img.initrd.display(),
+        c = guest_cmdline(ip, mac),
+        d = dir.display(),
+    )
+}
+
+pub fn start_guest(lv: &Libvirtd, name: &str, ip: &str, net: &str, portgroup: Option<&str>, extra: &str) -> Guest {
+    let mac = unique_mac();
+    lv.virsh_xml("create", name, &domain_xml(name, &mac, ip, net, portgroup, extra, &lv.dir));
+    Guest { name: name.into(), mac, console: lv.dir.join(format!("{name}.console")), agent: None }
+}
+
+impl Guest {
+    pub fn wait_ready(&mut self, lv: &Libvirtd, timeout: Duration) {
+        let start = Instant::now();
+        let diag = |e: String| format!("guest {} not ready: {e}\n--- console:\n{}\n--- libvirtd:\n{}", self.name, std::fs::read_to_string(&self.console).unwrap_or_default(), lv.log());
+        wait_console(&self.console, "RVS-READY", timeout, || false).unwrap_or_else(|e| panic!("{}", diag(e)));
+        let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_secs(10));
+        let sock = lv.dir.join(format!("{}.agent", self.name));
+        self.agent = Some(Agent::connect(&sock, left).unwrap_or_else(|e| panic!("{}", diag(e))));
+    }
+
+    pub fn agent(&self) -> &Agent {
+        self.agent.as_ref().expect("wait_ready first")
+    }
+
+    /// The tap libvirt made for the guest (`virsh domiflist`).
+    pub fn tap(&self, lv: &Libvirtd) -> String {
+        let out = lv.virsh_ok(&["domiflist", &self.name]);
+        let row = out.lines().find(|l| l.contains(&self.mac)).unwrap_or_else(|| panic!("{} not in\n{out}", self.mac));
+        row.split_whitespace().next().expect("interface column").to_string()
     }
 }
