@@ -162,21 +162,18 @@ fn live_migration_moves_the_mac() {
     let xml_file = n1.lv.dir.join("gmig-dest.xml");
     std::fs::write(&xml_file, xml).expect("dest xml");
     let t = Instant::now();
-    n1.lv.virsh_ok(&[
-        "migrate",
-        "--live",
-        "--verbose",
-        "--xml",
-        &xml_file.display().to_string(),
-        &m.name,
-        &n2.lv.uri(),
-        "tcp://198.19.0.2:49152",
-    ]);
+    n1.lv.virsh_ok(&["migrate", "--live", "--verbose", "--xml", &xml_file.display().to_string(), &m.name, &n2.lv.uri(), "tcp://198.19.0.2:49152"]);
     let took = t.elapsed();
     // The destination keeps the finished job's statistics (the transient domain has left
     // the source).
     let job = n2.lv.virsh(&["domjobinfo", "--completed", &m.name]);
-    let downtime = String::from_utf8_lossy(&job.stdout).lines().find(|l| l.starts_with("Total downtime")).unwrap_or("Total downtime: (not reported)").split_whitespace().collect::<Vec<_>>().join(" ");
+    let downtime = String::from_utf8_lossy(&job.stdout)
+        .lines()
+        .find(|l| l.starts_with("Total downtime"))
+        .unwrap_or("Total downtime: (not reported)")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
     m.console = n2.lv.dir.join(format!("{}.console", m.name));
     let tap2 = m.tap(&n2.lv);
 

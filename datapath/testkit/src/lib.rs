@@ -2,8 +2,8 @@
 
 #![forbid(unsafe_code)]
 
-pub mod overlay;
 pub mod libvirt;
+pub mod overlay;
 pub mod vm;
 
 use std::path::{Path, PathBuf};

@@ -61,7 +61,14 @@ impl Libvirtd {
         // Its own host UUID: libvirt refuses to migrate between daemons with the same one
         // ("the same host"), and every daemon on this machine would read the same DMI.
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let host_uuid = format!("{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}", std::process::id(), nanos & 0xffff, (nanos >> 16) & 0xfff, (nanos >> 28) & 0xfff, (nanos >> 40) & 0xffff_ffff_ffff);
+        let host_uuid = format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            std::process::id(),
+            nanos & 0xffff,
+            (nanos >> 16) & 0xfff,
+            (nanos >> 28) & 0xfff,
+            (nanos >> 40) & 0xffff_ffff_ffff
+        );
         std::fs::write(dir.join("etc/libvirtd.conf"), format!("{LIBVIRTD_CONF}host_uuid = \"{host_uuid}\"\n")).expect("libvirtd.conf");
         std::os::unix::fs::symlink(bin("rvsctl"), dir.join("bin/ovs-vsctl")).expect("ovs-vsctl symlink");
         let d = dir.display();
@@ -169,7 +176,8 @@ impl Drop for Libvirtd {
             // Each destroy waits for its QEMU to exit: all at once.
             // Plain commands under `timeout`: nothing here may panic while a failed test unwinds.
             let uri = self.uri();
-            let virsh = |args: &[&str]| Command::new("timeout").args(["60", "virsh", "-c", &uri]).args(args).stdin(Stdio::null()).stderr(Stdio::null()).output();
+            let virsh =
+                |args: &[&str]| Command::new("timeout").args(["60", "virsh", "-c", &uri]).args(args).stdin(Stdio::null()).stderr(Stdio::null()).output();
             let list = virsh(&["list", "--name"]).map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
             std::thread::scope(|s| {
                 for dom in list.lines().filter(|l| !l.trim().is_empty()) {
@@ -240,7 +248,14 @@ pub fn start_guest(lv: &Libvirtd, name: &str, ip: &str, net: &str, portgroup: Op
 impl Guest {
     pub fn wait_ready(&mut self, lv: &Libvirtd, timeout: Duration) {
         let start = Instant::now();
-        let diag = |e: String| format!("guest {} not ready: {e}\n--- console:\n{}\n--- libvirtd:\n{}", self.name, std::fs::read_to_string(&self.console).unwrap_or_default(), lv.log());
+        let diag = |e: String| {
+            format!(
+                "guest {} not ready: {e}\n--- console:\n{}\n--- libvirtd:\n{}",
+                self.name,
+                std::fs::read_to_string(&self.console).unwrap_or_default(),
+                lv.log()
+            )
+        };
         wait_console(&self.console, "RVS-READY", timeout, || false).unwrap_or_else(|e| panic!("{}", diag(e)));
         let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_secs(10));
         let sock = lv.dir.join(format!("{}.agent", self.name));

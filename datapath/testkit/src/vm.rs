@@ -50,19 +50,9 @@ pub fn image() -> &'static GuestImage {
     IMG.get_or_init(|| {
         let script = repo_root().join("scripts/vm-image.sh");
         let out = run_bounded(Command::new("bash").arg(&script).arg(target_dir()), Duration::from_secs(600));
-        assert!(
-            out.status.success(),
-            "{} failed ({}): {}",
-            script.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{} failed ({}): {}", script.display(), out.status, String::from_utf8_lossy(&out.stderr));
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        GuestImage {
-            kernel: dir.join("vmlinuz"),
-            initrd: dir.join("initrd.img"),
-            versions: std::fs::read_to_string(dir.join("versions")).unwrap_or_default(),
-        }
+        GuestImage { kernel: dir.join("vmlinuz"), initrd: dir.join("initrd.img"), versions: std::fs::read_to_string(dir.join("versions")).unwrap_or_default() }
     })
 }
 
@@ -253,21 +243,14 @@ impl Qemu {
 
     /// What QEMU printed on stderr, and the console: for failure messages.
     pub fn diagnostics(&self) -> String {
-        format!(
-            "--- {} qemu stderr:\n{}--- console:\n{}",
-            self.name,
-            std::fs::read_to_string(self.dir.join("qemu.err")).unwrap_or_default(),
-            self.console()
-        )
+        format!("--- {} qemu stderr:\n{}--- console:\n{}", self.name, std::fs::read_to_string(self.dir.join("qemu.err")).unwrap_or_default(), self.console())
     }
 
     /// Waits (bounded) until the guest's init reports its NIC up and its agent answers.
     pub fn wait_ready(&mut self, timeout: Duration) -> &Agent {
         let start = Instant::now();
-        wait_console(&self.dir.join("console.log"), "RVS-READY", timeout, || {
-            self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
-        })
-        .unwrap_or_else(|e| panic!("guest {} not ready: {e}\n{}", self.name, self.diagnostics()));
+        wait_console(&self.dir.join("console.log"), "RVS-READY", timeout, || self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_)))))
+            .unwrap_or_else(|e| panic!("guest {} not ready: {e}\n{}", self.name, self.diagnostics()));
         let c = self.console();
         assert!(!c.contains("RVS-ERROR"), "guest {} reported an error:\n{}", self.name, self.diagnostics());
         let left = timeout.saturating_sub(start.elapsed()).max(Duration::from_secs(10));
