@@ -12,7 +12,7 @@
 #
 # KEY names the versions of the kernel, busybox-static and iperf3 packages, so a new
 # package version builds a new image and an unchanged one is reused (a few seconds the
-# first time, nothing after). Concurrent callers serialize on a lock.
+# first time, nothing after; older images are removed). Concurrent callers serialize on a lock.
 #
 # Why a shell script and not Rust in the test kit: every step is a Debian tool
 # (apt-get, dpkg-deb, cpio); the test kit calls this script, and a person can run it
@@ -186,4 +186,8 @@ cp "$work"/k/boot/vmlinuz-* "$work/out/vmlinuz"
 printf 'kernel %s %s (%s)\nbusybox-static %s\niperf3 %s\n' "$kpkg" "$kver" "$krel" "$bbver" "$ipver" >"$work/out/versions"
 rm -rf "$out"
 mv "$work/out" "$out"
+# Images of older package versions (or of an older version of this script) are not used again.
+for old in "$target"/vm/linux-image-*; do
+    [ "$old" = "$out" ] || rm -rf "$old"
+done
 echo "$out"
