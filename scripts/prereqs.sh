@@ -4,7 +4,10 @@
 # scripts/test.sh, scripts/package.sh and benches/e2e.sh:
 #
 #   . scripts/prereqs.sh demo     # build + demo: Rust, a C linker, iproute2, ping, iperf3
-#   . scripts/prereqs.sh test     # everything the tests use, Open vSwitch included, and cargo-fuzz
+#   . scripts/prereqs.sh test     # everything the tests use, Open vSwitch included, and cargo-fuzz;
+#                                 # for the VM tests QEMU, libvirt and busybox-static (the guest's
+#                                 # kernel package is fetched by scripts/vm-image.sh with
+#                                 # `apt-get download`, never installed)
 #   . scripts/prereqs.sh bench    # the e2e benchmark's tools (trafgen, sockperf, gnuplot, OVS)
 #   . scripts/prereqs.sh package  # scripts/package.sh's tools (dpkg-deb, fakeroot, help2man, lintian)
 #
@@ -20,7 +23,9 @@ rvs_prereqs() {
         test) need+=(arping:iputils-arping ethtool:ethtool tcpdump:tcpdump modprobe:kmod
                      python3:python3 ovsdb-server:openvswitch-switch ovs-vsctl:openvswitch-common
                      ovs-vswitchd:openvswitch-switch dpkg-deb:dpkg fakeroot:fakeroot help2man:help2man
-                     lintian:lintian systemd-analyze:systemd) ;;
+                     lintian:lintian systemd-analyze:systemd
+                     qemu-system-x86_64:qemu-system-x86 libvirtd:libvirt-daemon-system virsh:libvirt-clients
+                     busybox:busybox-static apt-get:apt modinfo:kmod) ;;
         bench) need+=(ethtool:ethtool trafgen:netsniff-ng sockperf:sockperf gnuplot:gnuplot-nox
                       ovsdb-server:openvswitch-switch ovs-vswitchd:openvswitch-switch) ;;
         package) need+=(dpkg-deb:dpkg fakeroot:fakeroot help2man:help2man lintian:lintian python3:python3) ;;

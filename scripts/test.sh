@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Runs every rvs test: unit, property, black-box daemon, namespace and differential
-# (against Open vSwitch) tests, then a short fuzzing smoke run when cargo-fuzz and a
-# nightly toolchain are present; the benchmarks are type-checked, not run. Run it as
-# root (CI does): namespace tests need CAP_NET_ADMIN, and it first installs what the
-# tests need and the machine lacks (scripts/prereqs.sh: Rust, cargo-fuzz, iproute2,
-# ping, arping, iperf3, ethtool, tcpdump, Open vSwitch).
+# Runs every rvs test: unit, property, black-box daemon, namespace, differential
+# (against Open vSwitch) and VM (QEMU and libvirt guests, tests/vm_*.rs) tests, then a
+# short fuzzing smoke run when cargo-fuzz and a nightly toolchain are present; the
+# benchmarks are type-checked, not run. Run it as root (CI does): namespace and VM tests
+# need CAP_NET_ADMIN, and it first installs what the tests need and the machine lacks
+# (scripts/prereqs.sh: Rust, cargo-fuzz, iproute2, ping, arping, iperf3, ethtool,
+# tcpdump, Open vSwitch, QEMU, libvirt, busybox-static).
 #
 #   scripts/test.sh            # everything
 #   scripts/test.sh ns_        # only test targets/names matching a filter

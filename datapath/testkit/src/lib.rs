@@ -2,7 +2,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod libvirt;
 pub mod overlay;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
