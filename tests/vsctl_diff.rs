@@ -140,7 +140,7 @@ fn run_script(path: &Path) -> Vec<String> {
         let (oc, oo, oe) = ovs.vsctl(args);
         let (rc, ro, re) = rvs.vsctl(args);
         let (oo, ro) = (normalize(&oo), normalize(&ro));
-        let (oe, re) = (normalize(&drop_vlog(&oe)), normalize(&re));
+        let (oe, re) = (normalize(&drop_vlog(&oe)), normalize(&drop_vlog(&re)));
         let same_out = if unordered { sorted_lines(&oo) == sorted_lines(&ro) } else { oo == ro };
         if oc != rc || !same_out || oe != re {
             bad.push(format!(

@@ -30,8 +30,18 @@ pub fn default_wait() -> Duration {
     Duration::from_secs(secs)
 }
 
-/// Runs `cmds` against `backend` until `deadline`.
-pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], deadline: Instant, db_name: &str) -> Result<Outcome> {
+/// Least and most time between two looks at the database while `wait-until` waits: a
+/// condition that comes true soon is seen soon, one that takes minutes costs the
+/// daemon one snapshot a second (which also keeps the connection from going idle).
+const WAIT_FIRST: Duration = Duration::from_millis(50);
+const WAIT_MOST: Duration = Duration::from_secs(1);
+
+/// Runs `cmds` against `backend`. `wait-until` and commit conflicts run them again
+/// until they succeed, or until `deadline` if there is one (ovs-vsctl has none:
+/// `--timeout` ends the process instead).
+pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], deadline: Option<Instant>, db_name: &str) -> Result<Outcome> {
+    let mut pause = WAIT_FIRST;
+    let past = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
     loop {
         let snapshot = backend.snapshot().map_err(|e| backend_error(e, db_name))?;
         let mut txn = Txn::new(snapshot.clone());
@@ -48,10 +58,11 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
             }
         }
         if txn.try_again {
-            if Instant::now() >= deadline {
+            if past(deadline) {
                 return Err(timeout_error(opts, db_name));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(WAIT_MOST);
             continue;
         }
         for (name, s) in &txn.symbols {
@@ -74,7 +85,7 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
             match backend.commit(snapshot.generation, ops, !opts.no_wait).map_err(|e| backend_error(e, db_name))? {
                 Commit::Done(db) => Some(db),
                 Commit::Conflict => {
-                    if Instant::now() >= deadline {
+                    if past(deadline) {
                         return Err(timeout_error(opts, db_name));
                     }
                     continue;
