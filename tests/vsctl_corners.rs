@@ -89,3 +89,20 @@ fn retry_waits_for_a_daemon_that_starts_later() {
 fn time_stamps_are_masked() {
     assert_eq!(mask_time("2026-12-04T19:00:21Z|00001|fatal_signal|WARN|x\nAlarm clock\n"), "<time>|<seq>|fatal_signal|WARN|x\nAlarm clock\n");
 }
+
+#[test]
+fn rows_of_tables_rvs_does_not_apply_are_kept_across_a_restart() {
+    require_root();
+    let ns = Netns::new("vc4");
+    let d = Daemon::start("vc4", Some(&ns.name));
+    d.ctl_ok(&["add-br", "br0"]);
+    d.ctl_ok(&["--", "--id=@nf", "create", "NetFlow", "targets=\"192.0.2.1:5566\"", "--", "set", "Bridge", "br0", "netflow=@nf"]);
+    d.ctl_ok(&["--", "--id=@c", "create", "Controller", "target=\"tcp:192.0.2.9:6653\"", "--", "set", "Bridge", "br0", "controller=@c"]);
+    d.stop();
+    let out = d.try_start();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(d.ctl_ok(&["get", "NetFlow", "br0", "targets"]), "[\"192.0.2.1:5566\"]\n");
+    assert_eq!(d.ctl_ok(&["get", "Controller", "br0", "target"]), "\"tcp:192.0.2.9:6653\"\n");
+    d.ctl_ok(&["del-br", "br0"]);
+    assert_eq!(d.ctl_ok(&["list", "NetFlow"]), "", "garbage-collected with the bridge");
+}

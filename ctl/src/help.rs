@@ -99,16 +99,18 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
 
 Not supported by rvs (these commands fail with an error saying so): bonds
 (add-bond...), OpenFlow controllers and managers (set-controller, set-manager),
-SSL (set-ssl), Auto Attach and conntrack zone commands; writes to the tables of
-those features.
+SSL (set-ssl), Auto Attach and conntrack zone commands. The tables of those
+features are stored and shown by the database commands but not applied.
 
 Options:
   --db=unix:FILE              rvs-vswitchd's control socket
                               (default: $RVS_RUNDIR/rvs.sock, else /run/rvs/rvs.sock)
   --no-wait                   do not wait for rvs-vswitchd to apply the change
   -t, --timeout=SECS          give up (SIGALRM) after SECS seconds; without it,
-                              {prog} waits at most 30 seconds for the daemon
-                              ($RVSCTL_WAIT seconds if set)
+                              {prog} waits at most 30 seconds for each answer
+                              ($RVSCTL_WAIT seconds if set); wait-until and
+                              --retry wait as long as it takes
+  --retry                     keep trying to connect until the timeout
   --dry-run                   do not commit changes to database
   --oneline                   print exactly one line of output per command
   --if-exists, --may-exist, --id=@NAME, --columns=COL,...  per-command options

@@ -70,7 +70,7 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
                 return Err(CtlError::new(format!("row id \"{name}\" is referenced but never created (e.g. with \"-- --id={name} create ...\")")));
             }
         }
-        check_deletions(&snapshot, &txn.db)?;
+        check_deletions(&snapshot, &mut txn.db)?;
         check_new_uuids(&snapshot, &txn.inserted)?;
         let mut ops = snapshot.diff(&txn.db);
         if !ops.is_empty() && !opts.no_wait {
@@ -118,18 +118,26 @@ fn print(opts: &Options, cmds: &[Parsed]) -> String {
     s
 }
 
-/// OVSDB refuses to delete a row that another row still refers to (root tables only;
-/// rows of other tables just lose the reference).
-fn check_deletions(before: &Db, after: &Db) -> Result<()> {
+/// OVSDB refuses to delete a row of a root table that another row still refers to.
+/// A referenced row of a non-root table is not deleted at all: ovs-vsctl's `destroy
+/// Manager X` while Open_vSwitch still lists X changes nothing and exits 0 (the IDL
+/// leaves such rows to the server's garbage collection).
+fn check_deletions(before: &Db, after: &mut Db) -> Result<()> {
     for (ti, rows) in before.tables.iter().enumerate() {
-        for u in rows.keys().filter(|u| !after.tables[ti].contains_key(u)) {
+        let gone: Vec<_> = rows.iter().filter(|(u, _)| !after.tables[ti].contains_key(u)).collect();
+        for (u, row) in gone {
             let refs: usize = after.referrers(ti, u).iter().map(|(_, _, n)| n).sum();
-            if refs > 0 {
-                return Err(CtlError::new(format!(
-                    "transaction error: {{\"details\":\"cannot delete {} row {u} because of {refs} remaining reference(s)\",\"error\":\"referential integrity violation\"}}",
-                    TABLES[ti].name
-                )));
+            if refs == 0 {
+                continue;
             }
+            if !TABLES[ti].is_root {
+                after.tables[ti].insert(*u, row.clone());
+                continue;
+            }
+            return Err(CtlError::new(format!(
+                "transaction error: {{\"details\":\"cannot delete {} row {u} because of {refs} remaining reference(s)\",\"error\":\"referential integrity violation\"}}",
+                TABLES[ti].name
+            )));
         }
     }
     Ok(())
