@@ -27,23 +27,70 @@ fn stderr_and_signal(c: &mut Command) -> (String, Option<i32>) {
     (mask_time(&String::from_utf8_lossy(&out.stderr)), out.status.signal())
 }
 
+/// A private ovsdb-server and a private rvs-vswitchd, each answering ovs-vsctl's
+/// language: `run` gives (stdout, masked stderr, exit code, signal) from both.
+struct Both {
+    _ns: Netns,
+    rvs: Daemon,
+    ovs: std::path::PathBuf,
+}
+
+impl Both {
+    fn start(tag: &str) -> Both {
+        require_root();
+        require_tools(&["ovsdb-server", "ovsdb-tool", "ovs-vsctl"]);
+        let ns = Netns::new(tag);
+        let rvs = Daemon::start(tag, Some(&ns.name));
+        let ovs = Daemon::new_dir(&format!("{tag}ovs"));
+        let o = ovs.display();
+        sh(&format!("ovsdb-tool create {o}/conf.db /usr/share/openvswitch/vswitch.ovsschema"));
+        sh(&format!("ovsdb-server {o}/conf.db --remote=punix:{o}/db.sock --unixctl={o}/ovsdb.ctl --pidfile={o}/ovsdb.pid --detach --log-file={o}/ovsdb.log"));
+        Both { _ns: ns, rvs, ovs }
+    }
+
+    fn one(c: &mut Command) -> (String, String, Option<i32>, Option<i32>) {
+        let out = run_bounded(c.stdin(Stdio::null()), Duration::from_secs(20));
+        let uuids = |s: &[u8]| String::from_utf8_lossy(s).split(|c: char| c.is_whitespace()).map(|w| if w.len() == 36 && w.as_bytes()[8] == b'-' { "<uuid>" } else { w }).collect::<Vec<_>>().join(" ");
+        (uuids(&out.stdout), mask_time(&String::from_utf8_lossy(&out.stderr)), out.status.code(), out.status.signal())
+    }
+
+    /// Runs `args` on both; panics with both results if they differ.
+    fn same(&self, args: &[&str]) -> (String, String) {
+        let theirs = Both::one(Command::new("ovs-vsctl").arg(format!("--db=unix:{}/db.sock", self.ovs.display())).arg("--no-wait").args(args));
+        let ours = Both::one(Command::new(bin("rvsctl")).arg(format!("--db=unix:{}", self.rvs.socket().display())).arg("--no-wait").args(args));
+        assert_eq!(ours, theirs, "ovs-vsctl {args:?}: rvs (left) and OVS (right) differ");
+        (theirs.0, theirs.1)
+    }
+}
+
+impl Drop for Both {
+    fn drop(&mut self) {
+        let _ = Command::new("sh").arg("-c").arg(format!("kill $(cat {}/ovsdb.pid)", self.ovs.display())).status();
+        let _ = std::fs::remove_dir_all(&self.ovs);
+    }
+}
+
 #[test]
 fn timeout_ends_a_wait_with_ovs_fatal_signal_line() {
-    require_root();
-    require_tools(&["ovsdb-server", "ovsdb-tool", "ovs-vsctl"]);
-    let ns = Netns::new("vc1");
-    let d = Daemon::start("vc1", Some(&ns.name));
-    let ovs = Daemon::new_dir("vc1ovs");
-    let o = ovs.display();
-    sh(&format!("ovsdb-tool create {o}/conf.db /usr/share/openvswitch/vswitch.ovsschema"));
-    sh(&format!("ovsdb-server {o}/conf.db --remote=punix:{o}/db.sock --unixctl={o}/ovsdb.ctl --pidfile={o}/ovsdb.pid --detach --log-file={o}/ovsdb.log"));
-    let args = ["--no-wait", "--timeout=1", "wait-until", "Bridge", "nosuch"];
-    let theirs = stderr_and_signal(Command::new("ovs-vsctl").arg(format!("--db=unix:{o}/db.sock")).args(args));
-    let ours = stderr_and_signal(Command::new(bin("rvsctl")).arg(format!("--db=unix:{}", d.socket().display())).args(args));
-    let _ = Command::new("sh").arg("-c").arg(format!("kill $(cat {o}/ovsdb.pid)")).status();
-    assert_eq!(theirs.0, "<time>|<seq>|fatal_signal|WARN|terminating with signal 14 (Alarm clock)\n");
-    assert_eq!(ours, theirs, "stderr and the signal that ended the command");
-    let _ = std::fs::remove_dir_all(&ovs);
+    let b = Both::start("vc1");
+    let (_, err) = b.same(&["--timeout=1", "wait-until", "Bridge", "nosuch"]);
+    assert_eq!(err, "<time>|<seq>|fatal_signal|WARN|terminating with signal 14 (Alarm clock)\n");
+}
+
+#[test]
+fn ovs_warnings_on_stderr() {
+    let b = Both::start("vc5");
+    b.same(&["init"]);
+    let (_, err) = b.same(&["create", "Bridge", "name=x"]);
+    assert!(err.contains("without --id option will have no effect"), "{err}");
+    let (_, err) = b.same(&["destroy", "Bridge"]);
+    assert!(err.contains("either --all or records argument should be specified"), "{err}");
+    let (_, err) = b.same(&["--", "--id=@n", "create", "NetFlow", "targets=x"]);
+    assert!(err.contains("row id \"@n\" was created but no reference to it was inserted"), "{err}");
+    // Root tables keep their rows: no warning.
+    b.same(&["--", "--id=@q", "create", "QoS", "type=x", "--", "--id=@r", "create", "Queue", "dscp=1"]);
+    b.same(&["emer-reset"]);
+    b.same(&["list", "Bridge"]);
 }
 
 #[test]

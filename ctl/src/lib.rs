@@ -60,6 +60,14 @@ pub fn run(argv: Vec<String>) -> Output {
     vsctl(&prog, args, None)
 }
 
+/// ovs-vsctl's warnings as its console log prints them: time stamp, sequence number
+/// (the first message of an ovs-vsctl process that reaches the console is 00002),
+/// module, level, text.
+fn log_lines(warnings: &[String]) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    warnings.iter().enumerate().map(|(i, w)| format!("{}|{:05}|{w}\n", watchdog::vlog_time(now), i + 2)).collect()
+}
+
 fn fail(prog: &str, e: CtlError) -> Output {
     let stderr = if e.msg.is_empty() { String::new() } else { format!("{prog}: {}\n", e.msg) };
     Output { stdout: String::new(), stderr, code: e.code }
@@ -135,7 +143,8 @@ pub fn vsctl(prog: &str, args: &[String], backend: Option<&mut dyn Backend>) -> 
     };
     match run::execute(b, &opts, &mut cmds, deadline, &db_name) {
         Ok(out) => {
-            let stderr: String = out.errors.iter().map(|e| format!("{prog}: {e}\n")).collect();
+            let mut stderr = log_lines(&out.warnings);
+            stderr.extend(out.errors.iter().map(|e| format!("{prog}: {e}\n")));
             Output { stdout: out.stdout, stderr, code: 0 }
         }
         Err(e) => fail(prog, e),

@@ -21,6 +21,8 @@ pub struct Outcome {
     pub stdout: String,
     /// Messages for stderr (without the program name), e.g. setup errors.
     pub errors: Vec<String>,
+    /// ovs-vsctl's logged warnings, "module|WARN|text" (printed first, time-stamped).
+    pub warnings: Vec<String>,
 }
 
 /// How long to wait when the user did not say (`--timeout`): 30 s, or
@@ -70,6 +72,7 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
                 return Err(CtlError::new(format!("row id \"{name}\" is referenced but never created (e.g. with \"-- --id={name} create ...\")")));
             }
         }
+        unreferenced_symbols(&mut txn);
         check_deletions(&snapshot, &mut txn.db)?;
         check_new_uuids(&snapshot, &txn.inserted)?;
         let mut ops = snapshot.diff(&txn.db);
@@ -93,7 +96,7 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
                 Commit::Refused(msg) => return Err(CtlError::new(msg)),
             }
         };
-        let mut out = Outcome { stdout: print(opts, cmds), errors: vec![] };
+        let mut out = Outcome { stdout: print(opts, cmds), errors: vec![], warnings: std::mem::take(&mut txn.warnings) };
         if let (Some(db), false) = (after, opts.no_wait) {
             out.errors = setup_errors(&db, &txn.new_ifaces);
         }
@@ -116,6 +119,24 @@ fn print(opts: &Options, cmds: &[Parsed]) -> String {
         }
     }
     s
+}
+
+/// ovs-vsctl's warning for `--id=@name create` of a row in a non-root table that
+/// nothing refers to: the server drops it at once.
+fn unreferenced_symbols(txn: &mut Txn) {
+    let mut names: Vec<&String> = txn.symbols.keys().collect();
+    names.sort();
+    let mut warn = Vec::new();
+    for name in names {
+        let u = txn.symbols[name].uuid;
+        let Some(ti) = txn.db.tables.iter().position(|rows| rows.contains_key(&u)) else { continue };
+        if !TABLES[ti].is_root && txn.inserted.contains(&u) && txn.db.referrers(ti, &u).is_empty() {
+            warn.push(format!("row id \"{name}\" was created but no reference to it was inserted, so it will not actually appear in the database"));
+        }
+    }
+    for w in warn {
+        txn.warn("vsctl", w);
+    }
 }
 
 /// OVSDB refuses to delete a row of a root table that another row still refers to.
