@@ -22,11 +22,6 @@ fn mask_time(s: &str) -> String {
         .collect()
 }
 
-fn stderr_and_signal(c: &mut Command) -> (String, Option<i32>) {
-    let out = run_bounded(c.stdin(Stdio::null()), Duration::from_secs(20));
-    (mask_time(&String::from_utf8_lossy(&out.stderr)), out.status.signal())
-}
-
 /// A private ovsdb-server and a private rvs-vswitchd, each answering ovs-vsctl's
 /// language: `run` gives (stdout, masked stderr, exit code, signal) from both.
 struct Both {
