@@ -98,8 +98,9 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   list-commands, version, vlog/list, vlog/set SPEC
 
 Not supported by rvs (these commands fail with an error saying so): bonds
-(add-bond...), OpenFlow controllers and managers (set-controller, set-manager),
-SSL (set-ssl), Auto Attach and conntrack zone commands. The tables of those
+(add-bond...), SSL (set-ssl), Auto Attach and conntrack zone commands.
+Stored as ovs-vsctl stores them but not applied (with a warning): OpenFlow
+controllers and managers (set-controller, set-manager). The tables of those
 features are stored and shown by the database commands but not applied.
 
 Options:

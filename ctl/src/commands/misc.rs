@@ -1,7 +1,7 @@
-//! init, emer-reset, fail mode, and the commands for features rvs does not have
-//! (OpenFlow controllers, managers, SSL, bonds, Auto Attach, conntrack zones). Reading
-//! those prints what there is — nothing; changing them is a clear error, never a
-//! silent success.
+//! init, emer-reset, fail mode, and the commands for features rvs does not have (SSL,
+//! bonds, Auto Attach, conntrack zones; controllers and managers are stored, in
+//! `controller`). Reading those prints what there is — nothing; changing them is a
+//! clear error, never a silent success.
 
 use rvs_ovsdb::Datum;
 use rvs_ovsdb::view::{Bridge, Interface, Port};
@@ -71,40 +71,12 @@ pub fn set_fail_mode(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     Ok(())
 }
 
-/// get-controller: rvs has no controllers, so there is nothing to print (after the
-/// bridge is checked, as ovs-vsctl does).
-pub fn get_controller(t: &mut Txn, c: &mut Cmd) -> Result<()> {
-    t.cache().find_bridge(c.arg(1), true)?;
-    Ok(())
-}
-
-pub fn del_controller(t: &mut Txn, c: &mut Cmd) -> Result<()> {
-    t.cache().find_real_bridge(c.arg(1), true)?;
-    Ok(())
-}
-
-pub fn get_manager(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
-    Ok(())
-}
-
-pub fn del_manager(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
-    Ok(())
-}
-
 pub fn get_ssl(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
     Ok(())
 }
 
 pub fn del_ssl(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
     Ok(())
-}
-
-pub fn unsupported_controller(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
-    Err(CtlError::new(format!("{}: OpenFlow controllers are not supported by rvs (each bridge is a standalone learning switch)", c.arg(0))))
-}
-
-pub fn unsupported_manager(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
-    Err(CtlError::new(format!("{}: OVSDB managers are not supported by rvs (it is configured through its local socket only)", c.arg(0))))
 }
 
 pub fn unsupported_ssl(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
