@@ -75,6 +75,7 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
         unreferenced_symbols(&mut txn);
         check_deletions(&snapshot, &mut txn.db)?;
         check_new_uuids(&snapshot, &txn.inserted)?;
+        check_indexes(&txn.db, &txn.inserted)?;
         let mut ops = snapshot.diff(&txn.db);
         if !ops.is_empty() && !opts.no_wait {
             let root = txn.root();
@@ -172,6 +173,40 @@ fn check_new_uuids(before: &Db, inserted: &std::collections::HashSet<Uuid>) -> R
             return Err(CtlError::new(format!(
                 "transaction error: {{\"details\":\"This UUID would duplicate a UUID already present within the table or deleted within the same transaction.\",\"error\":\"duplicate uuid\",\"syntax\":\"\\\"{u}\\\"\"}}"
             )));
+        }
+    }
+    Ok(())
+}
+
+/// ovsdb-server's unique index check (Manager's `target`, the names), worded as it
+/// words it: the row this transaction inserted first, then the one already there.
+/// Rows that garbage collection removes at commit do not count.
+fn check_indexes(db: &Db, inserted: &std::collections::HashSet<Uuid>) -> Result<()> {
+    let mut db = db.clone();
+    db.collect_garbage();
+    for (ti, ts) in TABLES.iter().enumerate() {
+        let Some((ci, _)) = ts.index.and_then(|ix| ts.column(ix)) else { continue };
+        let mut seen: std::collections::HashMap<String, Uuid> = std::collections::HashMap::new();
+        for (u, r) in &db.tables[ti] {
+            let key = r.cols[ci].to_json().to_string();
+            let Some(other) = seen.insert(key.clone(), *u) else { continue };
+            let (first, second) = if inserted.contains(u) { (*u, other) } else { (other, *u) };
+            let how = |x: &Uuid| {
+                if inserted.contains(x) {
+                    "was inserted by this transaction"
+                } else {
+                    "existed in the database before this transaction and was not modified by the transaction"
+                }
+            };
+            let details = format!(
+                "Transaction causes multiple rows in \"{}\" table to have identical values ({key}) for index on column \"{}\".  First row, with UUID {first}, {}.  Second row, with UUID {second}, {}.",
+                ts.name,
+                ts.columns[ci].name,
+                how(&first),
+                how(&second)
+            );
+            let err = serde_json::json!({"details": details, "error": "constraint violation"});
+            return Err(CtlError::new(format!("transaction error: {err}")));
         }
     }
     Ok(())
