@@ -179,7 +179,8 @@ fn check_new_uuids(before: &Db, inserted: &std::collections::HashSet<Uuid>) -> R
 }
 
 /// ovsdb-server's unique index check (Manager's `target`, the names), worded as it
-/// words it: the row this transaction inserted first, then the one already there.
+/// words it: the row this transaction inserted first, then the one already there
+/// (ovsdb-server names them in hash order, so either way round from run to run).
 /// Rows that garbage collection removes at commit do not count.
 fn check_indexes(db: &Db, inserted: &std::collections::HashSet<Uuid>) -> Result<()> {
     let mut db = db.clone();

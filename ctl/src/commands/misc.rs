@@ -19,9 +19,25 @@ pub fn comment(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
     Ok(())
 }
 
-/// `emer-reset`: back to a plain learning switch, keeping bridges and ports (the
-/// columns ovs-vsctl resets, where rvs has them).
+/// `emer-reset`: back to a plain learning switch, keeping bridges and ports: the
+/// columns ovs-vsctl resets, and its Mirror, Controller, Manager, NetFlow, SSL, sFlow,
+/// IPFIX rows deleted (with the references to them). ovs-vsctl's code also deletes
+/// Flow_Sample_Collector_Set rows, but its IDL never reads that table for emer-reset,
+/// so they stay; rvs keeps them too.
 pub fn emer_reset(t: &mut Txn, _c: &mut Cmd) -> Result<()> {
+    let root = t.root();
+    t.db.set(0, &root, "manager_options", Datum::set(vec![]));
+    t.db.set(0, &root, "ssl", Datum::set(vec![]));
+    let bridges: Vec<_> = t.db.tables[Bridge::TABLE].keys().copied().collect();
+    for b in &bridges {
+        for col in ["controller", "mirrors", "netflow", "sflow", "ipfix"] {
+            t.db.set(Bridge::TABLE, b, col, Datum::set(vec![]));
+        }
+    }
+    for name in ["Mirror", "Controller", "Manager", "NetFlow", "SSL", "sFlow", "IPFIX"] {
+        let ti = rvs_ovsdb::schema::table_index(name).expect("in the schema");
+        t.db.tables[ti].clear();
+    }
     for r in t.db.tables[Bridge::TABLE].values_mut() {
         let hwaddr = r.col(Bridge::OTHER_CONFIG).get_str("hwaddr").map(String::from);
         r.set_col(Bridge::FAIL_MODE, Datum::set(vec![]));
