@@ -151,7 +151,7 @@ fn run_script(path: &Path) -> Vec<String> {
         if no_errors {
             (oo, ro) = (drop_error_lines(&oo), drop_error_lines(&ro));
         }
-        let (oe, re) = (normalize(&drop_vlog(&oe)), normalize(&re));
+        let (oe, re) = (normalize(&drop_vlog(&oe)), normalize(&drop_vlog(&re)));
         let same_out = if unordered { sorted_lines(&oo) == sorted_lines(&ro) } else { oo == ro };
         if oc != rc || !same_out || oe != re {
             bad.push(format!(

@@ -4,7 +4,7 @@
 //! `PROGRAM: TARGET: server returned an error` and exit status 2.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::backend::{Backend, BackendError, Socket};
 
@@ -14,7 +14,7 @@ pub type Out = (String, String, i32);
 /// Runs `command args` against the daemon at `sock`.
 pub fn call(prog: &str, sock: PathBuf, command: &str, args: &[String], timeout: Duration) -> Out {
     let target = sock.display().to_string();
-    let mut b = Socket::new(sock, Instant::now() + timeout);
+    let mut b = Socket::new(sock, timeout);
     match b.appctl(command, args) {
         Ok((true, out)) => (out, String::new(), 0),
         Ok((false, err)) => {
@@ -58,7 +58,7 @@ pub fn main(prog: &str, args: &[String], default_sock: PathBuf) -> Out {
             "-T" | "--timeout" => match value().and_then(|v| v.parse::<u64>().ok()).filter(|&v| v > 0) {
                 Some(v) => {
                     timeout = Duration::from_secs(v);
-                    rvs_sys::process::alarm(v as u32);
+                    crate::watchdog::arm(v as u32, Vec::new());
                 }
                 None => return (String::new(), format!("{prog}: value on -T or --timeout is invalid\n"), 1),
             },

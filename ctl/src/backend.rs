@@ -2,7 +2,7 @@
 
 use std::io;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rvs_ovsdb::proto::{Client, ProtoError, Request, Response};
 use rvs_ovsdb::view::OpenVswitch;
@@ -40,22 +40,46 @@ pub trait Backend {
 /// The daemon's control socket.
 pub struct Socket {
     path: PathBuf,
-    deadline: Instant,
+    /// How long one request may wait for its answer.
+    per_call: Duration,
+    /// `--retry`: a socket that is not there yet (or refuses) is tried again until it
+    /// accepts, instead of failing at once — for scripts racing the daemon's start.
+    retry: bool,
     client: Option<Client>,
 }
 
+/// Least and most time between two connection attempts with `--retry`.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_MOST: Duration = Duration::from_secs(1);
+
 impl Socket {
-    pub fn new(path: PathBuf, deadline: Instant) -> Socket {
-        Socket { path, deadline, client: None }
+    pub fn new(path: PathBuf, per_call: Duration) -> Socket {
+        Socket { path, per_call, retry: false, client: None }
+    }
+
+    /// Keeps trying to connect (ovs-vsctl's `--retry`); only `--timeout` ends it.
+    pub fn retrying(mut self) -> Socket {
+        self.retry = true;
+        self
+    }
+
+    fn connect(&self) -> Result<Client, BackendError> {
+        let mut pause = RETRY_FIRST;
+        loop {
+            match Client::connect(&self.path, self.per_call.max(Duration::from_millis(10))) {
+                Ok(c) => return Ok(c),
+                Err(e) if self.retry && matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(RETRY_MOST);
+                }
+                Err(e) => return Err(BackendError::Connect(e)),
+            }
+        }
     }
 
     fn call(&mut self, req: &Request) -> Result<Response, BackendError> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(BackendError::Timeout);
-        }
         if self.client.is_none() {
-            self.client = Some(Client::connect(&self.path, left.max(Duration::from_millis(10))).map_err(BackendError::Connect)?);
+            self.client = Some(self.connect()?);
         }
         let c = self.client.as_mut().expect("connected");
         match c.call(req) {

@@ -57,12 +57,19 @@ pub struct Txn {
     pub last_command: bool,
     /// Rows inserted by this transaction (their immutable columns may still be set).
     pub inserted: HashSet<Uuid>,
+    /// Warnings ovs-vsctl logs on stderr ("module|WARN|text" after the time stamp).
+    pub warnings: Vec<String>,
 }
 
 impl Txn {
     pub fn new(mut db: Db) -> Txn {
         db.ensure_root();
-        Txn { db, symbols: HashMap::new(), new_ifaces: Vec::new(), try_again: false, last_command: false, inserted: HashSet::new() }
+        Txn { db, symbols: HashMap::new(), new_ifaces: Vec::new(), try_again: false, last_command: false, inserted: HashSet::new(), warnings: Vec::new() }
+    }
+
+    /// A warning as OVS's db-ctl-base logs it.
+    pub fn warn(&mut self, module: &str, text: String) {
+        self.warnings.push(format!("{module}|WARN|{text}"));
     }
 
     pub fn cache(&self) -> Cache {

@@ -94,6 +94,7 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   fdb/stats-clear [BRIDGE]    reset them
   fdb/add BRIDGE PORT VLAN MAC  static entry (kept across restarts)
   fdb/del BRIDGE VLAN MAC     remove a static entry
+  fdb/flaps BRIDGE            MACs moving between ports again and again
   dpif/show                   ports and their numbers
   rvs/drops [BRIDGE]          dropped frames by reason
   rvs/workers                 datapath threads: inputs, frames, wake-ups, time, I/O
@@ -101,17 +102,21 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   list-commands, version, vlog/list, vlog/set SPEC
 
 Bonds are stored and checked, but rvs-vswitchd does not forward over them yet.
-Not supported by rvs (these commands fail with an error saying so): OpenFlow
-controllers and managers (set-controller, set-manager), SSL (set-ssl), Auto Attach and conntrack zone commands; writes to the tables of
-those features.
+Not supported by rvs (these commands fail with an error saying so): SSL
+(set-ssl), Auto Attach and conntrack zone commands.
+Stored as ovs-vsctl stores them but not applied (with a warning): OpenFlow
+controllers and managers (set-controller, set-manager). The tables of those
+features are stored and shown by the database commands but not applied.
 
 Options:
   --db=unix:FILE              rvs-vswitchd's control socket
                               (default: $RVS_RUNDIR/rvs.sock, else /run/rvs/rvs.sock)
   --no-wait                   do not wait for rvs-vswitchd to apply the change
   -t, --timeout=SECS          give up (SIGALRM) after SECS seconds; without it,
-                              {prog} waits at most 30 seconds for the daemon
-                              ($RVSCTL_WAIT seconds if set)
+                              {prog} waits at most 30 seconds for each answer
+                              ($RVSCTL_WAIT seconds if set); wait-until and
+                              --retry wait as long as it takes
+  --retry                     keep trying to connect until the timeout
   --dry-run                   do not commit changes to database
   --oneline                   print exactly one line of output per command
   --if-exists, --may-exist, --id=@NAME, --columns=COL,...  per-command options

@@ -18,7 +18,9 @@ pub mod format;
 pub mod help;
 pub mod names;
 pub mod options;
+pub mod remote;
 pub mod run;
+pub mod watchdog;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -58,6 +60,14 @@ pub fn run(argv: Vec<String>) -> Output {
     vsctl(&prog, args, None)
 }
 
+/// ovs-vsctl's warnings as its console log prints them: time stamp, sequence number
+/// (the first message of an ovs-vsctl process that reaches the console is 00002),
+/// module, level, text.
+fn log_lines(warnings: &[String]) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    warnings.iter().enumerate().map(|(i, w)| format!("{}|{:05}|{w}\n", watchdog::vlog_time(now), i + 2)).collect()
+}
+
 fn fail(prog: &str, e: CtlError) -> Output {
     let stderr = if e.msg.is_empty() { String::new() } else { format!("{prog}: {}\n", e.msg) };
     Output { stdout: String::new(), stderr, code: e.code }
@@ -77,23 +87,23 @@ pub fn vsctl(prog: &str, args: &[String], backend: Option<&mut dyn Backend>) -> 
         Action::Run => {}
     }
     let rest = &args[first..];
-    let (sock, db_name) = match &opts.db {
-        Some(d) => match d.strip_prefix("unix:") {
-            Some(p) => (PathBuf::from(p), d.clone()),
-            None => return fail(prog, CtlError::new(format!("{d}: rvs only supports unix:PATH databases (its control socket)"))),
-        },
+    let (remote, db_name) = match &opts.db {
+        Some(d) => (remote::parse(d), d.clone()),
         None => {
             let s = default_socket();
-            (s.clone(), format!("unix:{}", s.display()))
+            (remote::Remote::Unix(s.clone()), format!("unix:{}", s.display()))
         }
     };
     // rvs extension: `rvsctl fdb/show br0` is an appctl command (so are the two
     // appctl verbs without a slash that ovs-vsctl has no use for).
     let appctl_verb = |c: &&String| (c.contains('/') && !c.starts_with('-')) || matches!(c.as_str(), "list-commands" | "version");
     if let Some(cmd) = rest.first().filter(appctl_verb) {
+        let remote::Remote::Unix(sock) = remote else {
+            return fail(prog, CtlError::new(format!("{db_name}: rvs answers appctl commands on its unix socket only")));
+        };
         let timeout = opts.timeout.map_or(run::default_wait(), |t| std::time::Duration::from_secs(u64::from(t)));
         if let Some(t) = opts.timeout {
-            rvs_sys::process::alarm(t);
+            watchdog::arm(t, Vec::new());
         }
         let (stdout, stderr, code) = appctl::call(prog, sock, cmd, &rest[1..], timeout);
         return Output { stdout, stderr, code };
@@ -102,28 +112,39 @@ pub fn vsctl(prog: &str, args: &[String], backend: Option<&mut dyn Backend>) -> 
         Ok(c) => c,
         Err(e) => return fail(prog, e),
     };
-    let deadline = match opts.timeout {
-        Some(t) => {
-            // As ovs-vsctl: SIGALRM ends a command that takes longer (status 142).
-            // (Not with a test backend: there is nothing to wait for.)
-            if backend.is_none() {
-                rvs_sys::process::alarm(t);
-            }
-            Instant::now() + std::time::Duration::from_secs(u64::from(t) + 5)
-        }
-        None => Instant::now() + run::default_wait(),
-    };
     let mut socket;
-    let b: &mut dyn Backend = match backend {
-        Some(b) => b,
+    let (b, deadline): (&mut dyn Backend, Option<Instant>) = match backend {
+        // A test backend has nothing to wait for: a `wait-until` that does not hold
+        // fails after a moment.
+        Some(b) => (b, Some(Instant::now() + std::time::Duration::from_millis(200))),
         None => {
-            socket = backend::Socket::new(sock, deadline);
-            &mut socket
+            // As ovs-vsctl: --timeout ends whatever takes longer (SIGALRM, status 142,
+            // with OVS's fatal_signal line); without it, rvsctl waits as long as it
+            // takes for `wait-until` and `--retry`, and each request for an answer
+            // at most default_wait() (a daemon that hangs is reported).
+            let per_call = match opts.timeout {
+                Some(t) => std::time::Duration::from_secs(u64::from(t) + 5),
+                None => run::default_wait(),
+            };
+            let sock = match remote {
+                remote::Remote::Unix(p) => p,
+                remote::Remote::Passive(l) => return fail(prog, remote::wait_passive(&l, opts.timeout)),
+                remote::Remote::Fails(m) => return fail(prog, CtlError::new(format!("{db_name}: {m}"))),
+            };
+            if let Some(t) = opts.timeout {
+                watchdog::arm(t, Vec::new());
+            }
+            socket = backend::Socket::new(sock, per_call);
+            if opts.retry {
+                socket = socket.retrying();
+            }
+            (&mut socket, None)
         }
     };
     match run::execute(b, &opts, &mut cmds, deadline, &db_name) {
         Ok(out) => {
-            let stderr: String = out.errors.iter().map(|e| format!("{prog}: {e}\n")).collect();
+            let mut stderr = log_lines(&out.warnings);
+            stderr.extend(out.errors.iter().map(|e| format!("{prog}: {e}\n")));
             Output { stdout: out.stdout, stderr, code: 0 }
         }
         Err(e) => fail(prog, e),

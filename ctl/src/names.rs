@@ -5,7 +5,6 @@
 //! single Open_vSwitch row, or by the table's name column (for QoS: the name of the
 //! Port whose `qos` points at it).
 
-use rvs_ovsdb::view::Port;
 use rvs_ovsdb::{ColumnSchema, Db, TABLES, TableSchema, Uuid, tables};
 
 use crate::error::CtlError;
@@ -120,13 +119,18 @@ pub fn find_row(db: &Db, t: usize, id: &str) -> Result<Option<Uuid>, CtlError> {
             return Ok(Some(*u));
         }
     }
-    let by_name = |nt: usize, id: &str| -> Result<Option<Uuid>, CtlError> {
+    // The row whose column `col` of table `nt` is `id` (a name, or an integer id).
+    let by_col = |nt: usize, col: &str, id: &str| -> Result<Option<Uuid>, CtlError> {
         let ts = &TABLES[nt];
-        let Some((ci, _)) = ts.column("name") else { return Ok(None) };
+        let Some((ci, _)) = ts.column(col) else { return Ok(None) };
         let mut hit = None;
         for (u, r) in &db.tables[nt] {
-            let Some(name) = r.cols[ci].as_str() else { continue };
-            let matches = name == id || (id.len() >= 4 && name.parse::<Uuid>().is_ok() && name.starts_with(id));
+            let d = &r.cols[ci];
+            let matches = match (d.as_str(), d.as_int()) {
+                (Some(name), _) => name == id || (col == "name" && id.len() >= 4 && name.parse::<Uuid>().is_ok() && name.starts_with(id)),
+                (None, Some(n)) => id.parse::<i64>() == Ok(n),
+                _ => false,
+            };
             if matches {
                 if hit.is_some() {
                     return Err(CtlError::new(format!("multiple rows in {} match \"{id}\"", ts.name)));
@@ -136,9 +140,30 @@ pub fn find_row(db: &Db, t: usize, id: &str) -> Result<Option<Uuid>, CtlError> {
         }
         Ok(hit)
     };
-    let found = match t {
-        tables::BRIDGE | tables::PORT | tables::INTERFACE => by_name(t, id)?,
-        tables::QOS => by_name(tables::PORT, id)?.and_then(|p| Port::get(db, &p)?.qos()).filter(|q| db.tables[t].contains_key(q)),
+    // The row that the named row of table `nt` refers to in its column `via`, when
+    // that column holds exactly one reference (ovs-vsctl's row ids: a bridge's name
+    // names its NetFlow, sFlow, IPFIX, AutoAttach and single Controller rows).
+    let through = |nt: usize, via: &str, id: &str| -> Result<Option<Uuid>, CtlError> {
+        let Some(r) = by_col(nt, "name", id)? else { return Ok(None) };
+        let d = db.get(nt, &r, via);
+        Ok(d.filter(|d| d.len() == 1).and_then(|d| d.keys[0].as_uuid()).filter(|q| db.tables[t].contains_key(q)))
+    };
+    let name = TABLES[t].name;
+    let found = match name {
+        "Bridge" | "Port" | "Interface" | "Mirror" | "Flow_Table" => by_col(t, "name", id)?,
+        "Manager" => by_col(t, "target", id)?,
+        "Flow_Sample_Collector_Set" => by_col(t, "id", id)?,
+        "QoS" => through(tables::PORT, "qos", id)?,
+        "Controller" | "NetFlow" | "sFlow" | "IPFIX" | "AutoAttach" => {
+            let via = match name {
+                "Controller" => "controller",
+                "NetFlow" => "netflow",
+                "sFlow" => "sflow",
+                "IPFIX" => "ipfix",
+                _ => "auto_attach",
+            };
+            through(tables::BRIDGE, via, id)?
+        }
         _ => None,
     };
     if found.is_some() {

@@ -76,6 +76,8 @@ pub struct Options {
     pub dry_run: bool,
     pub oneline: bool,
     pub timeout: Option<u32>,
+    /// `--retry`: keep trying to connect until `--timeout` (or forever).
+    pub retry: bool,
     pub style: Style,
     /// What to do instead of running commands.
     pub action: Action,
@@ -102,6 +104,7 @@ impl Default for Options {
             dry_run: false,
             oneline: false,
             timeout: None,
+            retry: false,
             style: Style::default(),
             action: Action::Run,
             local: BTreeMap::new(),
@@ -244,6 +247,7 @@ fn apply_global(o: &mut Options, name: &str, value: Option<String>) -> Result<()
         "no-wait" => o.no_wait = true,
         "dry-run" => o.dry_run = true,
         "oneline" => o.oneline = true,
+        "retry" => o.retry = true,
         "timeout" => match v.parse::<u32>() {
             Ok(n) if n > 0 => o.timeout = Some(n),
             _ => return Err(CtlError::new(format!("value {v} on -t or --timeout is invalid"))),

@@ -21,6 +21,8 @@ pub struct Outcome {
     pub stdout: String,
     /// Messages for stderr (without the program name), e.g. setup errors.
     pub errors: Vec<String>,
+    /// ovs-vsctl's logged warnings, "module|WARN|text" (printed first, time-stamped).
+    pub warnings: Vec<String>,
 }
 
 /// How long to wait when the user did not say (`--timeout`): 30 s, or
@@ -30,8 +32,18 @@ pub fn default_wait() -> Duration {
     Duration::from_secs(secs)
 }
 
-/// Runs `cmds` against `backend` until `deadline`.
-pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], deadline: Instant, db_name: &str) -> Result<Outcome> {
+/// Least and most time between two looks at the database while `wait-until` waits: a
+/// condition that comes true soon is seen soon, one that takes minutes costs the
+/// daemon one snapshot a second (which also keeps the connection from going idle).
+const WAIT_FIRST: Duration = Duration::from_millis(50);
+const WAIT_MOST: Duration = Duration::from_secs(1);
+
+/// Runs `cmds` against `backend`. `wait-until` and commit conflicts run them again
+/// until they succeed, or until `deadline` if there is one (ovs-vsctl has none:
+/// `--timeout` ends the process instead).
+pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], deadline: Option<Instant>, db_name: &str) -> Result<Outcome> {
+    let mut pause = WAIT_FIRST;
+    let past = |d: Option<Instant>| d.is_some_and(|d| Instant::now() >= d);
     loop {
         let snapshot = backend.snapshot().map_err(|e| backend_error(e, db_name))?;
         let mut txn = Txn::new(snapshot.clone());
@@ -48,10 +60,11 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
             }
         }
         if txn.try_again {
-            if Instant::now() >= deadline {
+            if past(deadline) {
                 return Err(timeout_error(opts, db_name));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(WAIT_MOST);
             continue;
         }
         for (name, s) in &txn.symbols {
@@ -59,8 +72,10 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
                 return Err(CtlError::new(format!("row id \"{name}\" is referenced but never created (e.g. with \"-- --id={name} create ...\")")));
             }
         }
-        check_deletions(&snapshot, &txn.db)?;
+        unreferenced_symbols(&mut txn);
+        check_deletions(&snapshot, &mut txn.db)?;
         check_new_uuids(&snapshot, &txn.inserted)?;
+        check_indexes(&txn.db, &txn.inserted)?;
         let mut ops = snapshot.diff(&txn.db);
         if !ops.is_empty() && !opts.no_wait {
             let root = txn.root();
@@ -74,7 +89,7 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
             match backend.commit(snapshot.generation, ops, !opts.no_wait).map_err(|e| backend_error(e, db_name))? {
                 Commit::Done(db) => Some(db),
                 Commit::Conflict => {
-                    if Instant::now() >= deadline {
+                    if past(deadline) {
                         return Err(timeout_error(opts, db_name));
                     }
                     continue;
@@ -82,7 +97,7 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
                 Commit::Refused(msg) => return Err(CtlError::new(msg)),
             }
         };
-        let mut out = Outcome { stdout: print(opts, cmds), errors: vec![] };
+        let mut out = Outcome { stdout: print(opts, cmds), errors: vec![], warnings: std::mem::take(&mut txn.warnings) };
         if let (Some(db), false) = (after, opts.no_wait) {
             out.errors = setup_errors(&db, &txn.new_ifaces);
         }
@@ -107,18 +122,44 @@ fn print(opts: &Options, cmds: &[Parsed]) -> String {
     s
 }
 
-/// OVSDB refuses to delete a row that another row still refers to (root tables only;
-/// rows of other tables just lose the reference).
-fn check_deletions(before: &Db, after: &Db) -> Result<()> {
+/// ovs-vsctl's warning for `--id=@name create` of a row in a non-root table that
+/// nothing refers to: the server drops it at once.
+fn unreferenced_symbols(txn: &mut Txn) {
+    let mut names: Vec<&String> = txn.symbols.keys().collect();
+    names.sort();
+    let mut warn = Vec::new();
+    for name in names {
+        let u = txn.symbols[name].uuid;
+        let Some(ti) = txn.db.tables.iter().position(|rows| rows.contains_key(&u)) else { continue };
+        if !TABLES[ti].is_root && txn.inserted.contains(&u) && txn.db.referrers(ti, &u).is_empty() {
+            warn.push(format!("row id \"{name}\" was created but no reference to it was inserted, so it will not actually appear in the database"));
+        }
+    }
+    for w in warn {
+        txn.warn("vsctl", w);
+    }
+}
+
+/// OVSDB refuses to delete a row of a root table that another row still refers to.
+/// A referenced row of a non-root table is not deleted at all: ovs-vsctl's `destroy
+/// Manager X` while Open_vSwitch still lists X changes nothing and exits 0 (the IDL
+/// leaves such rows to the server's garbage collection).
+fn check_deletions(before: &Db, after: &mut Db) -> Result<()> {
     for (ti, rows) in before.tables.iter().enumerate() {
-        for u in rows.keys().filter(|u| !after.tables[ti].contains_key(u)) {
+        let gone: Vec<_> = rows.iter().filter(|(u, _)| !after.tables[ti].contains_key(u)).collect();
+        for (u, row) in gone {
             let refs: usize = after.referrers(ti, u).iter().map(|(_, _, n)| n).sum();
-            if refs > 0 {
-                return Err(CtlError::new(format!(
-                    "transaction error: {{\"details\":\"cannot delete {} row {u} because of {refs} remaining reference(s)\",\"error\":\"referential integrity violation\"}}",
-                    TABLES[ti].name
-                )));
+            if refs == 0 {
+                continue;
             }
+            if !TABLES[ti].is_root {
+                after.tables[ti].insert(*u, row.clone());
+                continue;
+            }
+            return Err(CtlError::new(format!(
+                "transaction error: {{\"details\":\"cannot delete {} row {u} because of {refs} remaining reference(s)\",\"error\":\"referential integrity violation\"}}",
+                TABLES[ti].name
+            )));
         }
     }
     Ok(())
@@ -132,6 +173,41 @@ fn check_new_uuids(before: &Db, inserted: &std::collections::HashSet<Uuid>) -> R
             return Err(CtlError::new(format!(
                 "transaction error: {{\"details\":\"This UUID would duplicate a UUID already present within the table or deleted within the same transaction.\",\"error\":\"duplicate uuid\",\"syntax\":\"\\\"{u}\\\"\"}}"
             )));
+        }
+    }
+    Ok(())
+}
+
+/// ovsdb-server's unique index check (Manager's `target`, the names), worded as it
+/// words it: the row this transaction inserted first, then the one already there
+/// (ovsdb-server names them in hash order, so either way round from run to run).
+/// Rows that garbage collection removes at commit do not count.
+fn check_indexes(db: &Db, inserted: &std::collections::HashSet<Uuid>) -> Result<()> {
+    let mut db = db.clone();
+    db.collect_garbage();
+    for (ti, ts) in TABLES.iter().enumerate() {
+        let Some((ci, _)) = ts.index.and_then(|ix| ts.column(ix)) else { continue };
+        let mut seen: std::collections::HashMap<String, Uuid> = std::collections::HashMap::new();
+        for (u, r) in &db.tables[ti] {
+            let key = r.cols[ci].to_json().to_string();
+            let Some(other) = seen.insert(key.clone(), *u) else { continue };
+            let (first, second) = if inserted.contains(u) { (*u, other) } else { (other, *u) };
+            let how = |x: &Uuid| {
+                if inserted.contains(x) {
+                    "was inserted by this transaction"
+                } else {
+                    "existed in the database before this transaction and was not modified by the transaction"
+                }
+            };
+            let details = format!(
+                "Transaction causes multiple rows in \"{}\" table to have identical values ({key}) for index on column \"{}\".  First row, with UUID {first}, {}.  Second row, with UUID {second}, {}.",
+                ts.name,
+                ts.columns[ci].name,
+                how(&first),
+                how(&second)
+            );
+            let err = serde_json::json!({"details": details, "error": "constraint violation"});
+            return Err(CtlError::new(format!("transaction error: {err}")));
         }
     }
     Ok(())

@@ -396,6 +396,10 @@ pub fn create(t: &mut Txn, c: &mut Cmd) -> Result<()> {
         },
         None => None,
     };
+    if uuid.is_none() && !TABLES[tbl].is_root {
+        // The row is garbage as soon as it is committed (db-ctl-base's pre_create).
+        t.warn("db_ctl_base", format!("applying \"create\" command to table {} without --id option will have no effect", TABLES[tbl].name));
+    }
     let row = t.insert_row(tbl, uuid);
     for a in &c.argv[2..] {
         t.set_column(tbl, &row, a)?;
@@ -415,6 +419,7 @@ pub fn destroy(t: &mut Txn, c: &mut Cmd) -> Result<()> {
         return Err(CtlError::new("--all and --if-exists should not be specified together"));
     }
     if !all && c.argv.len() == 2 {
+        t.warn("db_ctl_base", "either --all or records argument should be specified".into());
         return Ok(());
     }
     let victims: Vec<Uuid> = if all {

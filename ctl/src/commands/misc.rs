@@ -1,7 +1,7 @@
-//! init, emer-reset, fail mode, and the commands for features rvs does not have
-//! (OpenFlow controllers, managers, SSL, Auto Attach, conntrack zones). Reading
-//! those prints what there is — nothing; changing them is a clear error, never a
-//! silent success.
+//! init, emer-reset, fail mode, and the commands for features rvs does not have (SSL,
+//! Auto Attach, conntrack zones; controllers and managers are stored, in
+//! `controller`). Reading those prints what there is — nothing; changing them is a
+//! clear error, never a silent success.
 
 use rvs_ovsdb::Datum;
 use rvs_ovsdb::view::{Bridge, Interface, Port};
@@ -19,9 +19,25 @@ pub fn comment(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
     Ok(())
 }
 
-/// `emer-reset`: back to a plain learning switch, keeping bridges and ports (the
-/// columns ovs-vsctl resets, where rvs has them).
+/// `emer-reset`: back to a plain learning switch, keeping bridges and ports: the
+/// columns ovs-vsctl resets, and its Mirror, Controller, Manager, NetFlow, SSL, sFlow,
+/// IPFIX rows deleted (with the references to them). ovs-vsctl's code also deletes
+/// Flow_Sample_Collector_Set rows, but its IDL never reads that table for emer-reset,
+/// so they stay; rvs keeps them too.
 pub fn emer_reset(t: &mut Txn, _c: &mut Cmd) -> Result<()> {
+    let root = t.root();
+    t.db.set(0, &root, "manager_options", Datum::set(vec![]));
+    t.db.set(0, &root, "ssl", Datum::set(vec![]));
+    let bridges: Vec<_> = t.db.tables[Bridge::TABLE].keys().copied().collect();
+    for b in &bridges {
+        for col in ["controller", "mirrors", "netflow", "sflow", "ipfix"] {
+            t.db.set(Bridge::TABLE, b, col, Datum::set(vec![]));
+        }
+    }
+    for name in ["Mirror", "Controller", "Manager", "NetFlow", "SSL", "sFlow", "IPFIX"] {
+        let ti = rvs_ovsdb::schema::table_index(name).expect("in the schema");
+        t.db.tables[ti].clear();
+    }
     for r in t.db.tables[Bridge::TABLE].values_mut() {
         let hwaddr = r.col(Bridge::OTHER_CONFIG).get_str("hwaddr").map(String::from);
         r.set_col(Bridge::FAIL_MODE, Datum::set(vec![]));
@@ -71,40 +87,12 @@ pub fn set_fail_mode(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     Ok(())
 }
 
-/// get-controller: rvs has no controllers, so there is nothing to print (after the
-/// bridge is checked, as ovs-vsctl does).
-pub fn get_controller(t: &mut Txn, c: &mut Cmd) -> Result<()> {
-    t.cache().find_bridge(c.arg(1), true)?;
-    Ok(())
-}
-
-pub fn del_controller(t: &mut Txn, c: &mut Cmd) -> Result<()> {
-    t.cache().find_real_bridge(c.arg(1), true)?;
-    Ok(())
-}
-
-pub fn get_manager(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
-    Ok(())
-}
-
-pub fn del_manager(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
-    Ok(())
-}
-
 pub fn get_ssl(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
     Ok(())
 }
 
 pub fn del_ssl(_t: &mut Txn, _c: &mut Cmd) -> Result<()> {
     Ok(())
-}
-
-pub fn unsupported_controller(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
-    Err(CtlError::new(format!("{}: OpenFlow controllers are not supported by rvs (each bridge is a standalone learning switch)", c.arg(0))))
-}
-
-pub fn unsupported_manager(_t: &mut Txn, c: &mut Cmd) -> Result<()> {
-    Err(CtlError::new(format!("{}: OVSDB managers are not supported by rvs (it is configured through its local socket only)", c.arg(0))))
 }
 
 pub fn unsupported_ssl(_t: &mut Txn, c: &mut Cmd) -> Result<()> {

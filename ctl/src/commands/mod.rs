@@ -3,6 +3,7 @@
 //! One file per command family.
 
 pub mod bridge;
+pub mod controller;
 pub mod db;
 pub mod misc;
 pub mod port;
@@ -59,15 +60,15 @@ pub static COMMANDS: &[Syntax] = &[
     cmd!("del-bond-iface", 1, 2, "[BOND] IFACE", "--if-exists", true, port::del_bond_iface),
     cmd!("list-ifaces", 1, 1, "BRIDGE", "", false, port::list_ifaces),
     cmd!("iface-to-br", 1, 1, "IFACE", "", false, port::iface_to_br),
-    cmd!("get-controller", 1, 1, "BRIDGE", "", false, misc::get_controller),
-    cmd!("del-controller", 1, 1, "BRIDGE", "", true, misc::del_controller),
-    cmd!("set-controller", 1, MANY, "BRIDGE TARGET...", "--inactivity-probe=", true, misc::unsupported_controller),
+    cmd!("get-controller", 1, 1, "BRIDGE", "", false, controller::get_controller),
+    cmd!("del-controller", 1, 1, "BRIDGE", "", true, controller::del_controller),
+    cmd!("set-controller", 1, MANY, "BRIDGE TARGET...", "--inactivity-probe=", true, controller::set_controller),
     cmd!("get-fail-mode", 1, 1, "BRIDGE", "", false, misc::get_fail_mode),
     cmd!("del-fail-mode", 1, 1, "BRIDGE", "", true, misc::del_fail_mode),
     cmd!("set-fail-mode", 2, 2, "BRIDGE MODE", "", true, misc::set_fail_mode),
-    cmd!("get-manager", 0, 0, "", "", false, misc::get_manager),
-    cmd!("del-manager", 0, 0, "", "", true, misc::del_manager),
-    cmd!("set-manager", 1, MANY, "TARGET...", "--inactivity-probe=", true, misc::unsupported_manager),
+    cmd!("get-manager", 0, 0, "", "", false, controller::get_manager),
+    cmd!("del-manager", 0, 0, "", "", true, controller::del_manager),
+    cmd!("set-manager", 1, MANY, "TARGET...", "--inactivity-probe=", true, controller::set_manager),
     cmd!("get-ssl", 0, 0, "", "", false, misc::get_ssl),
     cmd!("del-ssl", 0, 0, "", "", true, misc::del_ssl),
     cmd!("set-ssl", 3, 3, "PRIVATE-KEY CERTIFICATE CA-CERT", "--bootstrap", true, misc::unsupported_ssl),

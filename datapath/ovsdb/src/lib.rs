@@ -238,8 +238,9 @@ impl Db {
                     .iter()
                     .zip(&r.cols)
                     .map(|(c, d)| {
-                        let kr = c.ty.key.ref_table == Some(tname);
-                        let vr = c.ty.value.and_then(|v| v.ref_table) == Some(tname);
+                        // A weak reference does not hold its row (it just goes away).
+                        let kr = c.ty.key.ref_table == Some(tname) && !c.ty.key.weak;
+                        let vr = c.ty.value.filter(|v| !v.weak).and_then(|v| v.ref_table) == Some(tname);
                         let mut n = 0;
                         if kr {
                             n += d.keys.iter().filter(|a| a.as_uuid() == Some(*target)).count();
@@ -258,16 +259,43 @@ impl Db {
         out
     }
 
+    /// Removes weak references (Mirror's ports) to rows that are gone, with their map
+    /// pairs, as an OVSDB server does at commit.
+    fn drop_dangling_weak(&mut self) {
+        let exists: Vec<std::collections::HashSet<Uuid>> = self.tables.iter().map(|t| t.keys().copied().collect()).collect();
+        let gone = |b: Option<schema::BaseType>, a: &Atom| {
+            b.filter(|b| b.weak).and_then(|b| b.ref_table).and_then(schema::table_index).is_some_and(|rt| a.as_uuid().is_some_and(|u| !exists[rt].contains(&u)))
+        };
+        for (ti, t) in self.tables.iter_mut().enumerate() {
+            for r in t.values_mut() {
+                for (c, d) in TABLES[ti].columns.iter().zip(r.cols.iter_mut()) {
+                    if !c.ty.key.weak && !c.ty.value.is_some_and(|v| v.weak) {
+                        continue;
+                    }
+                    let keep: Vec<bool> = (0..d.keys.len())
+                        .map(|i| !gone(Some(c.ty.key), &d.keys[i]) && !d.values.as_ref().is_some_and(|v| gone(c.ty.value, &v[i])))
+                        .collect();
+                    let mut it = keep.iter();
+                    d.keys.retain(|_| *it.next().unwrap_or(&true));
+                    if let Some(v) = d.values.as_mut() {
+                        let mut it = keep.iter();
+                        v.retain(|_| *it.next().unwrap_or(&true));
+                    }
+                }
+            }
+        }
+    }
+
     /// All UUIDs referred to by any row, per table.
     fn referenced(&self) -> Vec<std::collections::HashSet<Uuid>> {
         let mut seen = vec![std::collections::HashSet::new(); TABLES.len()];
         for (ti, t) in self.tables.iter().enumerate() {
             for r in t.values() {
                 for (c, d) in TABLES[ti].columns.iter().zip(&r.cols) {
-                    if let Some(rt) = c.ty.key.ref_table.and_then(schema::table_index) {
+                    if let Some(rt) = c.ty.key.ref_table.filter(|_| !c.ty.key.weak).and_then(schema::table_index) {
                         seen[rt].extend(d.uuids());
                     }
-                    if let (Some(rt), Some(vals)) = (c.ty.value.and_then(|v| v.ref_table).and_then(schema::table_index), &d.values) {
+                    if let (Some(rt), Some(vals)) = (c.ty.value.filter(|v| !v.weak).and_then(|v| v.ref_table).and_then(schema::table_index), &d.values) {
                         seen[rt].extend(vals.iter().filter_map(Atom::as_uuid));
                     }
                 }
@@ -281,6 +309,7 @@ impl Db {
     pub fn collect_garbage(&mut self) -> usize {
         let mut removed = 0;
         loop {
+            self.drop_dangling_weak();
             let seen = self.referenced();
             let mut any = false;
             for (ti, t) in self.tables.iter_mut().enumerate() {

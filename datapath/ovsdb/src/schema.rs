@@ -2,11 +2,11 @@
 //! database (schema 8.3.1, ovs-vswitchd.conf.db(5)) that rvs implements.
 //!
 //! rvs keeps OVS's table and column names, types and constraints so that `ovs-vsctl`
-//! commands, their output and their errors are the same. Six tables are implemented:
-//! Open_vSwitch, Bridge, Port, Interface, QoS and Queue, with every column OVS has (so
-//! `list` prints the same rows). The other tables of OVS's schema are known by name
-//! only ([`TableSchema::supported`] is false): they hold no rows and cannot be written,
-//! and rvsctl says so instead of pretending.
+//! commands, their output and their errors are the same. Every table of OVS's schema is
+//! here with every column OVS has (so `list` prints the same rows). Six are acted on:
+//! Open_vSwitch, Bridge, Port, Interface, QoS and Queue (QoS stored only, see
+//! `plan`); the others are stored and validated but not applied
+//! ([`TableSchema::applied`] is false).
 //!
 //! This is data, built with small `const fn` helpers; nothing here allocates.
 
@@ -42,11 +42,14 @@ pub struct BaseType {
     pub max_int: i64,
     /// For a uuid: the table it refers to.
     pub ref_table: Option<&'static str>,
+    /// A weak reference: it does not keep its row alive, and it disappears (instead of
+    /// dangling) when that row is deleted (RFC 7047 section 3.2, `refType`).
+    pub weak: bool,
 }
 
 impl BaseType {
     const fn new(atomic: AtomicType) -> BaseType {
-        BaseType { atomic, enum_: &[], min_int: i64::MIN, max_int: i64::MAX, ref_table: None }
+        BaseType { atomic, enum_: &[], min_int: i64::MIN, max_int: i64::MAX, ref_table: None, weak: false }
     }
 }
 
@@ -73,6 +76,9 @@ pub const fn string_enum(values: &'static [&'static str]) -> BaseType {
 }
 pub const fn uuid_ref(table: &'static str) -> BaseType {
     BaseType { ref_table: Some(table), ..BaseType::new(AtomicType::Uuid) }
+}
+pub const fn weak_ref(table: &'static str) -> BaseType {
+    BaseType { weak: true, ..uuid_ref(table) }
 }
 
 /// Marks "no upper limit" on the number of elements.
@@ -179,8 +185,13 @@ pub struct TableSchema {
     pub is_root: bool,
     /// A column whose value is unique per row (`name`), if any.
     pub index: Option<&'static str>,
-    /// Implemented by rvs.
+    /// Stored and checked by rvs (every table of the schema now).
     pub supported: bool,
+    /// Whether rvs-vswitchd acts on the table's rows. The others (OpenFlow
+    /// controllers, managers, SSL, mirroring, flow export, conntrack, Auto Attach) are
+    /// kept, validated and shown for the database commands, as OVS keeps them, but
+    /// change nothing in forwarding; README says so.
+    pub applied: bool,
 }
 
 impl TableSchema {
@@ -194,10 +205,11 @@ impl TableSchema {
 }
 
 const fn table(name: &'static str, is_root: bool, index: Option<&'static str>, columns: &'static [ColumnSchema]) -> TableSchema {
-    TableSchema { name, columns, is_root, index, supported: true }
+    TableSchema { name, columns, is_root, index, supported: true, applied: true }
 }
-const fn unsupported(name: &'static str) -> TableSchema {
-    TableSchema { name, columns: &[], is_root: false, index: None, supported: false }
+/// A table rvs stores but does not act on.
+const fn stored(name: &'static str, is_root: bool, index: Option<&'static str>, columns: &'static [ColumnSchema]) -> TableSchema {
+    TableSchema { applied: false, ..table(name, is_root, index, columns) }
 }
 
 const VLAN: BaseType = int_range(0, 4095);
@@ -317,27 +329,137 @@ pub(crate) const QOS: &[ColumnSchema] =
 
 const QUEUE: &[ColumnSchema] = &[col("dscp", optional(int_range(0, 63))), col("external_ids", smap()), col("other_config", smap())];
 
+// The tables rvs stores without acting on them, generated from OVS's
+// vswitch.ovsschema 8.3.1 (names, types, constraints, mutability, ephemerality).
+const FLOW_TABLE: &[ColumnSchema] = &[
+    col("external_ids", smap()),
+    col("flow_limit", optional(int_min(0))),
+    col("groups", set(string())),
+    col("name", optional(string())),
+    col("overflow_policy", optional(string_enum(&["evict", "refuse"]))),
+    col("prefixes", set_range(string(), 0, 3)),
+];
+const MIRROR: &[ColumnSchema] = &[
+    col("external_ids", smap()),
+    col("name", scalar(string())),
+    col("output_port", optional(weak_ref("Port"))),
+    col("output_vlan", optional(int_range(1, 4095))),
+    col("select_all", scalar(boolean())),
+    col("select_dst_port", set(weak_ref("Port"))),
+    col("select_src_port", set(weak_ref("Port"))),
+    col("select_vlan", set_range(int_range(0, 4095), 0, 4096)),
+    col("snaplen", optional(int_range(14, 65535))),
+    eph("statistics", map(string(), integer())),
+];
+const NETFLOW: &[ColumnSchema] = &[
+    col("active_timeout", scalar(int_min(-1))),
+    col("add_id_to_interface", scalar(boolean())),
+    col("engine_id", optional(int_range(0, 255))),
+    col("engine_type", optional(int_range(0, 255))),
+    col("external_ids", smap()),
+    col("targets", set_range(string(), 1, UNLIMITED)),
+];
+const SFLOW: &[ColumnSchema] = &[
+    col("agent", optional(string())),
+    col("external_ids", smap()),
+    col("header", optional(integer())),
+    col("polling", optional(integer())),
+    col("sampling", optional(integer())),
+    col("targets", set_range(string(), 1, UNLIMITED)),
+];
+const IPFIX: &[ColumnSchema] = &[
+    col("cache_active_timeout", optional(int_range(0, 4200))),
+    col("cache_max_flows", optional(int_range(0, 4294967295))),
+    col("external_ids", smap()),
+    col("obs_domain_id", optional(int_range(0, 4294967295))),
+    col("obs_point_id", optional(int_range(0, 4294967295))),
+    col("other_config", smap()),
+    col("sampling", optional(int_range(1, 4294967295))),
+    col("targets", set(string())),
+];
+const FLOW_SAMPLE_COLLECTOR_SET: &[ColumnSchema] = &[
+    col("bridge", scalar(uuid_ref("Bridge"))),
+    col("external_ids", smap()),
+    col("id", scalar(int_range(0, 4294967295))),
+    col("ipfix", optional(uuid_ref("IPFIX"))),
+];
+const CONTROLLER: &[ColumnSchema] = &[
+    col("connection_mode", optional(string_enum(&["in-band", "out-of-band"]))),
+    col("controller_burst_limit", optional(int_min(25))),
+    col("controller_queue_size", optional(int_range(1, 512))),
+    col("controller_rate_limit", optional(int_min(100))),
+    col("enable_async_messages", optional(boolean())),
+    col("external_ids", smap()),
+    col("inactivity_probe", optional(integer())),
+    eph("is_connected", scalar(boolean())),
+    col("local_gateway", optional(string())),
+    col("local_ip", optional(string())),
+    col("local_netmask", optional(string())),
+    col("max_backoff", optional(int_min(1000))),
+    col("other_config", smap()),
+    eph("role", optional(string_enum(&["master", "other", "slave"]))),
+    eph("status", smap()),
+    col("target", scalar(string())),
+    col("type", optional(string_enum(&["primary", "service"]))),
+];
+const MANAGER: &[ColumnSchema] = &[
+    col("connection_mode", optional(string_enum(&["in-band", "out-of-band"]))),
+    col("external_ids", smap()),
+    col("inactivity_probe", optional(integer())),
+    eph("is_connected", scalar(boolean())),
+    col("max_backoff", optional(int_min(1000))),
+    col("other_config", smap()),
+    eph("status", smap()),
+    col("target", scalar(string())),
+];
+const DATAPATH: &[ColumnSchema] = &[
+    col("capabilities", smap()),
+    col("ct_zones", map(int_range(0, 65535), uuid_ref("CT_Zone"))),
+    col("datapath_version", scalar(string())),
+    col("external_ids", smap()),
+];
+const CT_ZONE: &[ColumnSchema] = &[
+    col("external_ids", smap()),
+    col("timeout_policy", optional(uuid_ref("CT_Timeout_Policy"))),
+];
+const CT_TIMEOUT_POLICY: &[ColumnSchema] = &[
+    col("external_ids", smap()),
+    col("timeouts", map(string_enum(&["icmp_first", "icmp_reply", "tcp_close", "tcp_close_wait", "tcp_established", "tcp_fin_wait", "tcp_last_ack", "tcp_retransmit", "tcp_syn_recv", "tcp_syn_sent", "tcp_syn_sent2", "tcp_time_wait", "tcp_unack", "udp_first", "udp_multiple", "udp_single"]), int_range(0, 4294967295))),
+];
+const SSL: &[ColumnSchema] = &[
+    col("bootstrap_ca_cert", scalar(boolean())),
+    col("ca_cert", scalar(string())),
+    col("certificate", scalar(string())),
+    col("external_ids", smap()),
+    col("private_key", scalar(string())),
+];
+const AUTOATTACH: &[ColumnSchema] = &[
+    col("mappings", map(int_range(0, 16777215), int_range(0, 4095))),
+    col("system_description", scalar(string())),
+    col("system_name", scalar(string())),
+];
+
 /// Every table, in the order OVS's schema lists them in `--help`.
 pub static TABLES: &[TableSchema] = &[
     table("Open_vSwitch", true, None, OPEN_VSWITCH),
     table("Bridge", false, Some("name"), BRIDGE),
     table("Port", false, Some("name"), PORT),
     table("Interface", false, Some("name"), INTERFACE),
-    unsupported("Flow_Table"),
+    stored("Flow_Table", false, None, FLOW_TABLE),
     table("QoS", true, None, QOS),
     table("Queue", true, None, QUEUE),
-    unsupported("Mirror"),
-    unsupported("NetFlow"),
-    unsupported("sFlow"),
-    unsupported("IPFIX"),
-    unsupported("Flow_Sample_Collector_Set"),
-    unsupported("Controller"),
-    unsupported("Manager"),
-    unsupported("Datapath"),
-    unsupported("CT_Zone"),
-    unsupported("CT_Timeout_Policy"),
-    unsupported("SSL"),
-    unsupported("AutoAttach"),
+    stored("Mirror", false, None, MIRROR),
+    stored("NetFlow", false, None, NETFLOW),
+    stored("sFlow", false, None, SFLOW),
+    stored("IPFIX", false, None, IPFIX),
+    stored("Flow_Sample_Collector_Set", true, None, FLOW_SAMPLE_COLLECTOR_SET),
+    stored("Controller", false, None, CONTROLLER),
+    stored("Manager", false, Some("target"), MANAGER),
+    stored("Datapath", false, None, DATAPATH),
+    stored("CT_Zone", false, None, CT_ZONE),
+    stored("CT_Timeout_Policy", false, None, CT_TIMEOUT_POLICY),
+    stored("SSL", false, None, SSL),
+    stored("AutoAttach", false, None, AUTOATTACH),
 ];
 
 /// The schema version rvs's tables follow.

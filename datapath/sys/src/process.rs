@@ -34,6 +34,18 @@ pub fn alarm(secs: u32) {
     unsafe { libc::alarm(secs) };
 }
 
+/// Ends the process by `sig` with its default action (so a shell sees status 128 +
+/// `sig`), the way OVS's fatal_signal handler ends ovs-vsctl after logging: SIGALRM for
+/// `--timeout`. Returns only if the signal did not end the process.
+pub fn die_by_signal(sig: i32) {
+    // SAFETY: signal(2) installs the default disposition (no handler code runs) and
+    // raise(3) sends the signal to this thread; neither touches memory of ours.
+    unsafe {
+        libc::signal(sig, libc::SIG_DFL);
+        libc::raise(sig);
+    }
+}
+
 /// Whether a process with this pid exists (signal 0).
 pub fn process_exists(pid: i32) -> bool {
     // SAFETY: kill(2) with signal 0 only checks for existence and permission.

@@ -292,29 +292,28 @@ async fn fdb_stats_show(ctl: &mut Control, br: &str) -> Reply {
     let all = ask_all(ctl, move |w| {
         w.bridge(&name).map(|b| {
             let f = b.core.fdb();
-            (f.len(), f.capacity(), f.static_count(), f.stats(), b.core.flaps().total())
+            (f.len(), f.capacity(), f.static_count(), f.stats())
         })
     })
     .await?;
     // Table sizes and expiries from the first worker's replica; addresses learned and
-    // moved, and flaps, are counted by the worker that saw the frames, so they add up.
-    let (len, cap, st, mut s, mut flaps) =
-        all.first().copied().flatten().unwrap_or((0, rvs_switch::bridge::fdb::DEFAULT_CAPACITY, 0, Default::default(), 0));
-    for (_, _, _, o, f) in all.iter().skip(1).flatten() {
+    // moved are counted by the worker that saw the frames, so they add up.
+    let (len, cap, st, mut s) = all.first().copied().flatten().unwrap_or((0, rvs_switch::bridge::fdb::DEFAULT_CAPACITY, 0, Default::default()));
+    for (_, _, _, o) in all.iter().skip(1).flatten() {
         s.learned += o.learned;
         s.moved += o.moved;
-        flaps += f;
     }
-    // OVS's lines, then rvs's own (flap detection, see `fdb/flaps`).
+    // Byte for byte OVS's text (scripts parse it): rvs's flap count is in `fdb/flaps`.
     Ok(format!(
-        "Statistics for bridge \"{br}\":\n  Current/maximum MAC entries in the table: {len}/{cap}\n  Current static MAC entries in the table : {st}\n  Total number of learned MAC entries     : {}\n  Total number of expired MAC entries     : {}\n  Total number of evicted MAC entries     : {}\n  Total number of port moved MAC entries  : {}\n  Total number of flapping MAC entries    : {flaps}\n",
+        "Statistics for bridge \"{br}\":\n  Current/maximum MAC entries in the table: {len}/{cap}\n  Current static MAC entries in the table : {st}\n  Total number of learned MAC entries     : {}\n  Total number of expired MAC entries     : {}\n  Total number of evicted MAC entries     : {}\n  Total number of port moved MAC entries  : {}\n",
         s.learned, s.expired, s.evicted, s.moved
     ))
 }
 
-/// `fdb/flaps BRIDGE` (rvs's own): the addresses that recently moved between ports
-/// again and again, by VLAN and MAC: moves seen in the detection window, seconds since
-/// the last, and the two ports of the last move. Each worker follows the moves of the
+/// `fdb/flaps BRIDGE` (rvs's own): how many flaps were detected since the start or
+/// `fdb/stats-clear`, then the addresses that recently moved between ports again and
+/// again, by VLAN and MAC: moves seen in the detection window, seconds since the last,
+/// and the two ports of the last move. Each worker follows the moves of the
 /// frames it received; their lists are merged here.
 async fn fdb_flaps(ctl: &mut Control, br: &str) -> Reply {
     bridge_exists(ctl, br)?;
@@ -326,13 +325,15 @@ async fn fdb_flaps(ctl: &mut Control, br: &str) -> Reply {
                 let port = |key: u32| {
                     b.ports.iter().find(|p| u32::from(p.ofport.get()) == key).map_or_else(|| format!("ofport {key}"), |p| p.name.clone())
                 };
-                b.core.flaps().recent().map(|f| (f.vlan.get(), f.mac, f.moves, f.last, now.since(f.last) / 1000, port(f.from), port(f.to))).collect::<Vec<_>>()
+                let recent = b.core.flaps().recent();
+                (b.core.flaps().total(), recent.map(|f| (f.vlan.get(), f.mac, f.moves, f.last, now.since(f.last) / 1000, port(f.from), port(f.to))).collect::<Vec<_>>())
             })
             .unwrap_or_default()
     })
     .await?;
+    let total: u64 = all.iter().map(|(t, _)| t).sum();
     let mut rows: Vec<(u16, MacAddr, u32, rvs_switch::time::Time, u64, String, String)> = Vec::new();
-    for f in all.into_iter().flatten() {
+    for f in all.into_iter().flat_map(|(_, r)| r) {
         match rows.iter_mut().find(|r| (r.0, r.1) == (f.0, f.1)) {
             None => rows.push(f),
             Some(r) => {
@@ -345,7 +346,7 @@ async fn fdb_flaps(ctl: &mut Control, br: &str) -> Reply {
         }
     }
     rows.sort_by_key(|r| (r.0, r.1));
-    let mut s = String::from(" VLAN  MAC                Moves  Last  Between\n");
+    let mut s = format!("Flapping MAC entries detected: {total}\n VLAN  MAC                Moves  Last  Between\n");
     for (vlan, mac, moves, _, ago, from, to) in rows {
         let _ = writeln!(s, "{vlan:>5}  {mac}  {moves:>5}  {ago:>4}  {from} and {to}");
     }
