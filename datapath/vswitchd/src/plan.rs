@@ -162,15 +162,23 @@ struct Wanted {
     ty: String,
 }
 
+/// The root's bridges in name order: the order in which a port listed by two bridges
+/// is given to the first (the set's own order is that of random UUIDs).
+fn bridges_by_name(db: &Db) -> Vec<Bridge<'_>> {
+    let Some(root) = db.root_view() else { return Vec::new() };
+    let mut v: Vec<Bridge<'_>> = root.bridges().filter_map(|b| Bridge::get(db, &b)).collect();
+    v.sort_by(|a, b| a.name().cmp(b.name()));
+    v
+}
+
 /// The interfaces the database asks for, in bridge/port/interface order. A port that
 /// more than one bridge lists (the schema allows it; it makes no sense for a switch)
-/// belongs to the first of them; the others' references are ignored (and logged, see
-/// [`shared_ports`]).
+/// belongs to the one whose name sorts first; the others' references are ignored (and
+/// logged, see [`shared_ports`]).
 fn wanted(db: &Db) -> Vec<Wanted> {
     let mut out = Vec::new();
-    let Some(root) = db.root_view() else { return out };
     let mut seen = std::collections::HashSet::new();
-    for b in root.bridges().filter_map(|b| Bridge::get(db, &b)) {
+    for b in bridges_by_name(db) {
         for p in b.ports().filter_map(|p| Port::get(db, &p)).filter(|p| seen.insert(p.uuid)) {
             for i in p.interfaces().filter_map(|i| Interface::get(db, &i)) {
                 out.push(Wanted { bridge: b.uuid, port: p.uuid, iface: i.uuid, name: i.name().to_string(), ty: i.type_().to_string() });
@@ -185,8 +193,7 @@ fn wanted(db: &Db) -> Vec<Wanted> {
 pub fn shared_ports(db: &Db) -> Vec<(Uuid, String, String, String)> {
     let mut owner: std::collections::HashMap<Uuid, String> = std::collections::HashMap::new();
     let mut out = Vec::new();
-    let Some(root) = db.root_view() else { return out };
-    for b in root.bridges().filter_map(|b| Bridge::get(db, &b)) {
+    for b in bridges_by_name(db) {
         for p in b.ports().filter_map(|p| Port::get(db, &p)) {
             match owner.get(&p.uuid) {
                 Some(first) => out.push((p.uuid, p.name().to_string(), first.clone(), b.name().to_string())),
