@@ -197,8 +197,8 @@ fn a_port_listed_by_two_bridges_stays_on_the_first_and_is_logged_once() {
 
 /// One MAC on two VMs (what a loop or a cloned VM looks like to a switch): each sends
 /// in turn, the address moves between their ports again and again, and rvs reports it
-/// as a flap — counted and listed by `fdb/flaps` with both ports, while `fdb/stats-show`
-/// stays OVS's text. A bridge with detection turned off reports nothing.
+/// as a flap — counted, listed by `fdb/flaps` with both ports and logged once, while
+/// `fdb/stats-show` stays OVS's text. A bridge with detection turned off reports nothing.
 #[test]
 fn a_mac_on_two_ports_is_reported_as_flapping() {
     require_tools(&["arping"]);
@@ -230,6 +230,11 @@ fn a_mac_on_two_ports_is_reported_as_flapping() {
     let moves: u32 = row.split_whitespace().nth(2).and_then(|m| m.parse().ok()).unwrap_or(0);
     assert!(moves >= 5, "{row}");
     assert_eq!(n.d.ctl(&["fdb/flaps", "nobr"]).status.code(), Some(2), "no such bridge");
+    bounce(2);
+    let log = n.d.log();
+    let warned: Vec<&str> = log.lines().filter(|l| l.contains(&format!("MAC {dup} in VLAN 0 is flapping"))).collect();
+    assert_eq!(warned.len(), 1, "logged once in the window:\n{log}");
+    assert!(warned[0].contains(&p1) && warned[0].contains(&p2), "{}", warned[0]);
 
     n.d.ctl_ok(&["fdb/stats-clear", "br0"]);
     n.d.ctl_ok(&["set", "Bridge", "br0", "other_config:rvs-mac-flap-moves=0"]);

@@ -78,4 +78,29 @@ impl Worker {
             }
         }
     }
+
+    /// Logs the MAC flaps the bridges detected since the last call (each address at
+    /// most once per detection window: the core queues it so).
+    pub(super) fn log_flaps(&mut self) {
+        for b in &mut self.bridges {
+            if !b.core.flaps().has_pending() {
+                continue;
+            }
+            let name = |key: u32| {
+                b.ports.iter().find(|p| p.core.key == key).map_or_else(|| format!("ofport {key}"), |p| p.name.clone())
+            };
+            let flaps: Vec<_> = b.core.flaps_mut().drain_pending().collect();
+            for f in flaps {
+                tracing::warn!(
+                    "bridge {}: MAC {} in VLAN {} is flapping between ports {} and {} ({} moves within the detection window): a loop, or the same MAC on two hosts?",
+                    b.name,
+                    f.mac,
+                    f.vlan.get(),
+                    name(f.from),
+                    name(f.to),
+                    f.moves
+                );
+            }
+        }
+    }
 }

@@ -258,6 +258,7 @@ impl Worker {
             } else {
                 self.service(r.token as usize);
                 self.publish_notes();
+                self.log_flaps();
             }
         }
         let now = self.clock.now();
