@@ -45,6 +45,19 @@ pub fn mtu(name: &str) -> io::Result<u32> {
     Ok(ifreq_get(name, libc::SIOCGIFMTU)?.int() as u32)
 }
 
+/// A socket for device queries inside network namespace `ns` (a device moved into a
+/// VM's namespace is found by name only there): keep it to query that namespace again.
+pub fn ctl_socket_in(ns: std::os::fd::BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    super::tun::in_netns(ns, ctl_socket)
+}
+
+/// The MTU of device `name` in the namespace of socket `s` ([`ctl_socket_in`]).
+pub fn mtu_via(s: std::os::fd::BorrowedFd<'_>, name: &str) -> io::Result<u32> {
+    let mut ifr = IfReq::new(name)?;
+    ioctl_ifreq(s.as_raw_fd(), libc::SIOCGIFMTU, &mut ifr)?;
+    Ok(ifr.int() as u32)
+}
+
 pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
     let s = ctl_socket()?;
     let mut ifr = IfReq::new(name)?;

@@ -69,18 +69,23 @@ pub fn open_tap_in(ns: BorrowedFd<'_>, name: &str, vnet_hdr: bool, multi_queue: 
         }
         open_tap(name, vnet_hdr, multi_queue)
     };
+    in_netns(ns, open)
+}
+
+/// Runs `f` inside network namespace `ns`: at once when it is the caller's own, else
+/// on a short-lived thread that enters it (what `f` opens stays in that namespace and
+/// works from any thread afterwards).
+pub fn in_netns<T: Send>(ns: BorrowedFd<'_>, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     if netns_id(ns)? == own_netns_id()? {
-        return open();
+        return f();
     }
     std::thread::scope(|s| {
         s.spawn(|| {
-            // SAFETY: setns only reads the fd; it moves this thread, which ends right
-            // after, into that network namespace.
-            cvt(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) })?;
-            open()
+            super::process::enter_netns(ns)?;
+            f()
         })
         .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the thread opening a tap in another namespace panicked")))
+        .unwrap_or_else(|_| Err(io::Error::other("a thread working in another network namespace panicked")))
     })
 }
 

@@ -250,6 +250,7 @@ impl OpenIfaces {
         }
 
         self.logged.retain(|u, _| errors.contains_key(u) || self.open.contains_key(u));
+        self.refresh_mtus();
         // Tunnels that clash (same endpoint, remote and VNI) cannot be told apart.
         let mut seen: HashMap<(EndpointKey, IpAddr, u32), String> = HashMap::new();
         for w in wanted {
@@ -349,6 +350,14 @@ impl OpenIfaces {
         };
         self.serial += 1;
         Ok(OpenIface { name: name.to_string(), kind: kind.clone(), device, stats: Arc::default(), serial: self.serial })
+    }
+
+    /// Reads every open device's MTU again for the workers' egress check (a device's
+    /// MTU may change without rvs being told: in a VM's namespace, or by hand).
+    pub fn refresh_mtus(&self) {
+        for p in self.open.values() {
+            p.stats.mtu.store(p.device.mtu(&p.name).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Logs (once) configuration that is stored but not carried out.

@@ -67,6 +67,12 @@ pub trait Device: PortIo {
     /// How its status columns are read (`name`: the interface's).
     fn presence(&self, name: &str) -> Presence;
 
+    /// The device's MTU now, if it has one that limits what it can be sent (`name`:
+    /// the interface's). By default that of the netdev of that name here.
+    fn mtu(&self, name: &str) -> Option<u32> {
+        rvs_sys::netdev::mtu(name).ok()
+    }
+
     /// Counters beyond the common ones, appended to Interface `statistics`.
     fn extra_statistics(&self, _out: &mut Vec<(&'static str, u64)>) {}
 

@@ -56,7 +56,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use rvs_switch::packet::PacketBuf;
 
@@ -321,9 +321,15 @@ pub struct GsoSent {
 }
 
 /// Per-port traffic counters, written by the worker, read by the control plane
-/// (`Interface.statistics`). Relaxed atomics: counters need no ordering.
+/// (`Interface.statistics`), and the device's MTU the other way round. Relaxed
+/// atomics: counters need no ordering.
 #[derive(Debug, Default)]
 pub struct PortStats {
+    /// The device's MTU as the control plane last read it ([`device::Device::mtu`], at each
+    /// reconfiguration and status read); 0 when unknown or not applicable (tunnels).
+    /// The worker drops a frame too long for it (reason `oversize`) instead of handing
+    /// the device a frame the receiving side would not take.
+    pub mtu: AtomicU32,
     pub rx_packets: AtomicU64,
     pub rx_bytes: AtomicU64,
     pub rx_dropped: AtomicU64,

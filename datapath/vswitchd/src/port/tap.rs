@@ -23,7 +23,8 @@
 
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
 
 use super::device::{Device, Presence, Requeue};
 use super::{Input, PortIo, Rx, RxBatch, RxScratch};
@@ -41,6 +42,9 @@ pub struct TapPort {
     multi_queue: bool,
     /// Queues asked for (more than `files` when the kernel gave fewer).
     asked: usize,
+    /// A socket in the namespace the device was last found in, to read its MTU there
+    /// (made once per namespace: entering one takes a thread).
+    ns_sock: Mutex<Option<(NetnsId, OwnedFd)>>,
 }
 
 /// Identity of a network namespace ([`tun::netns_id`]).
@@ -83,7 +87,7 @@ impl TapPort {
                 break;
             }
         }
-        let one = TapPort { files: vec![file], name: actual, offloads, multi_queue, asked: 1 };
+        let one = TapPort { files: vec![file], name: actual, offloads, multi_queue, asked: 1, ns_sock: Mutex::new(None) };
         one.requeued(queues)
     }
 
@@ -124,7 +128,7 @@ impl TapPort {
                 }
             }
         }
-        Ok(TapPort { files, name: self.name.clone(), offloads: self.offloads, multi_queue: self.multi_queue, asked })
+        Ok(TapPort { files, name: self.name.clone(), offloads: self.offloads, multi_queue: self.multi_queue, asked, ns_sock: Mutex::new(None) })
     }
 
     /// Queues asked for when the port was opened or requeued.
@@ -281,6 +285,22 @@ impl Device for TapPort {
 
     fn home(&self) -> Option<(NetnsId, String)> {
         Some((self.netns().ok()?, self.current_name().ok()?))
+    }
+
+    /// Read where the device is now, also in a VM's namespace and under the name it
+    /// has there.
+    fn mtu(&self, name: &str) -> Option<u32> {
+        let ns = tun::device_netns(self.files[0].as_fd()).ok()?;
+        let id = tun::netns_id(ns.as_fd()).ok()?;
+        if Some(id) == tun::own_netns_id().ok() {
+            return rvs_sys::netdev::mtu(name).ok();
+        }
+        let mut sock = self.ns_sock.lock().unwrap_or_else(|e| e.into_inner());
+        if sock.as_ref().is_none_or(|(at, _)| *at != id) {
+            *sock = Some((id, rvs_sys::netdev::ctl_socket_in(ns.as_fd()).ok()?));
+        }
+        let (_, fd) = sock.as_ref()?;
+        rvs_sys::netdev::mtu_via(fd.as_fd(), &self.current_name().ok()?).ok()
     }
 }
 

@@ -21,6 +21,9 @@ use super::batch::Hold;
 use super::{DpPort, PortRef, RX_BATCH, Worker};
 use crate::port::PortStats;
 
+/// Ethernet header bytes before the payload that an MTU measures.
+const ETH_HLEN: usize = 14;
+
 impl Worker {
     /// Decides and sends the frame in `self.buf`, received on port `at`; `hold` says
     /// whether it may wait in the transmit batcher. Returns the port that broke while
@@ -51,6 +54,15 @@ impl Worker {
             }
             if !self.buf.set_vlan(e.tag, pcp) {
                 br.core.count_drop(DropReason::Malformed);
+                PortStats::inc(&port.stats.tx_dropped);
+                continue;
+            }
+            // A frame longer than the device's MTU (plus its Ethernet header and a tag)
+            // is dropped here, as a hardware switch drops it at a port that cannot
+            // carry it; a GSO frame is cut to the sender's segment size downstream.
+            let mtu = port.stats.mtu.load(Relaxed) as usize;
+            if mtu != 0 && !self.buf.vnet.is_gso() && self.buf.len() > mtu + ETH_HLEN + if e.tag.is_some() { 4 } else { 0 } {
+                br.core.count_drop(DropReason::Oversize);
                 PortStats::inc(&port.stats.tx_dropped);
                 continue;
             }

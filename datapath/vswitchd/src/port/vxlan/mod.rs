@@ -471,6 +471,11 @@ impl PortIo for Tunnel {
 }
 
 impl Device for Tunnel {
+    /// A tunnel's limit is the underlay's, met when sending (`tx_mtu_exceeded`).
+    fn mtu(&self, _name: &str) -> Option<u32> {
+        None
+    }
+
     /// Its endpoint has one socket per queue: the tunnel is opened again, on an
     /// endpoint with the new number.
     fn requeue(&self, queues: usize) -> Requeue {
