@@ -39,6 +39,8 @@ pub use segment::{Layer, Segmenter};
 
 use crate::wire::Truncated;
 use crate::wire::checksum;
+use crate::wire::ethernet::EtherType;
+use crate::wire::vlan;
 use crate::wire::ipv4::{IpProtocol, Ipv4Error};
 use crate::wire::ipv6::Ipv6Error;
 use crate::wire::tcp::TcpError;
@@ -95,5 +97,22 @@ pub fn complete_checksum(frame: &mut [u8], vnet: &VnetHdr) -> Result<(), Offload
         return Ok(());
     }
     let (start, offset) = (vnet.csum_start, vnet.csum_offset);
+    // The checksummed part starts after the Ethernet header and its tags: a guest's
+    // header pointing inside them would have the switch write over the addresses or a
+    // VLAN tag it pushed (a way to hop VLANs), so it is refused.
+    if usize::from(start) < l2_len(frame) {
+        return Err(OffloadError::BadCsum { start, offset });
+    }
     if checksum::complete(frame, usize::from(start), usize::from(offset)) { Ok(()) } else { Err(OffloadError::BadCsum { start, offset }) }
+}
+
+/// Bytes of the Ethernet header and the 802.1Q/802.1ad tags after it.
+fn l2_len(frame: &[u8]) -> usize {
+    let mut at = vlan::TPID_OFFSET;
+    while let Some(t) = frame.get(at..at + 2)
+        && matches!(EtherType::from(u16::from_be_bytes([t[0], t[1]])), EtherType::Vlan | EtherType::QinQ)
+    {
+        at += vlan::TAG_LEN;
+    }
+    at + 2
 }

@@ -793,3 +793,37 @@ proptest! {
         }
     }
 }
+
+/// A guest's checksum pointer into the Ethernet header or its tags is refused, before
+/// and after the switch pushes a tag: completing it would write the guest's sum over
+/// the addresses or over the VLAN tag the switch set (found by the `worker` fuzz
+/// target, where a csum_start of 65535 wrapped to 3 on a tag push).
+#[test]
+fn a_checksum_pointer_into_the_l2_header_is_refused() {
+    let mut f = vec![0u8; 80];
+    f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+    f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+    f[12..14].copy_from_slice(&[0x08, 0x00]);
+    let partial = |start, offset| VnetHdr { flags: F_NEEDS_CSUM, csum_start: start, csum_offset: offset, ..VnetHdr::default() };
+    for (start, offset) in [(0, 12), (0, 14), (10, 4), (13, 0)] {
+        let mut g = f.clone();
+        assert!(complete_checksum(&mut g, &partial(start, offset)).is_err(), "untagged, start {start}");
+        assert_eq!(g, f, "nothing written");
+    }
+    assert!(complete_checksum(&mut f.clone(), &partial(14, 10)).is_ok(), "from the L3 header on is fine");
+
+    let mut p = crate::packet::PacketBuf::from_frame(&f);
+    p.vnet = partial(u16::MAX, 9);
+    assert!(p.push_vlan(0x8100, 10));
+    assert_eq!(p.vnet.csum_start, u16::MAX, "saturates, never wraps to a small offset");
+    let (before, vnet) = (p.frame().to_vec(), p.vnet);
+    assert!(complete_checksum(p.frame_mut(), &vnet).is_err());
+    assert_eq!(p.frame(), &before[..]);
+
+    let mut p = crate::packet::PacketBuf::from_frame(&f);
+    p.vnet = partial(10, 4);
+    assert!(p.push_vlan(0x8100, 10));
+    assert_eq!(p.vnet.csum_start, 14, "moved with the tag…");
+    let vnet = p.vnet;
+    assert!(complete_checksum(p.frame_mut(), &vnet).is_err(), "…and still inside the tagged header");
+}

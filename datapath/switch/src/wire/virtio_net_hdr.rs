@@ -113,14 +113,18 @@ impl VnetHdr {
 
     /// Adjusts the offsets after `delta` bytes were inserted (positive) or removed
     /// (negative) in front of the L3 header, e.g. an 802.1Q tag push (+4) or pop (-4).
-    /// Offsets that are not in use (no NEEDS_CSUM, no GSO) are left alone.
+    /// Offsets that are not in use (no NEEDS_CSUM, no GSO) are left alone. The offsets
+    /// come from the guest: they saturate rather than wrap, so a bogus one stays
+    /// bogus (past the frame, or inside the Ethernet header) and is refused where it is
+    /// used, never turned into a plausible one.
     #[inline]
     pub fn shift(&mut self, delta: i32) {
+        let moved = |v: u16| (i32::from(v) + delta).clamp(0, i32::from(u16::MAX)) as u16;
         if self.needs_csum() {
-            self.csum_start = (self.csum_start as i32 + delta).max(0) as u16;
+            self.csum_start = moved(self.csum_start);
         }
         if self.is_gso() && self.hdr_len != 0 {
-            self.hdr_len = (self.hdr_len as i32 + delta).max(0) as u16;
+            self.hdr_len = moved(self.hdr_len);
         }
     }
 }

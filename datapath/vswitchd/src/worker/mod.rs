@@ -182,6 +182,40 @@ impl Worker {
         })
     }
 
+    /// A lone worker running `cfg` on the caller's thread, driven by
+    /// [`Worker::turn`]: for tests and fuzzing, where what a batch is must not depend
+    /// on timing. (It has no doorbell: nothing is sent to it.)
+    pub fn stepped(clock: Clock, cfg: DpConfig) -> io::Result<Worker> {
+        let bell = EventFd::new()?;
+        let mut w = Worker::new(clock, Arc::new(|_: WorkerEvent| {}), crossbeam_channel::bounded(1).1, &bell)?;
+        w.apply(cfg);
+        Ok(w)
+    }
+
+    /// Replaces the configuration of a [`Worker::stepped`] worker.
+    pub fn reconfigure(&mut self, cfg: DpConfig) {
+        self.apply(cfg);
+    }
+
+    /// One turn of the loop without waiting: services the inputs ready now, applies
+    /// learning notes, ages. Returns how many inputs were ready.
+    pub fn turn(&mut self) -> io::Result<usize> {
+        let mut ready: Vec<Ready> = self.epoll.wait(Some(std::time::Duration::ZERO))?.collect();
+        let n = ready.len();
+        self.service_ready(&mut ready, |_| true);
+        Ok(n)
+    }
+
+    /// Turns until a turn finds nothing ready, at most `max_turns`; whether it got there.
+    pub fn turn_until_idle(&mut self, max_turns: usize) -> io::Result<bool> {
+        for _ in 0..max_turns {
+            if self.turn()? == 0 {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// The current time as the core sees it.
     pub fn now(&self) -> Time {
         self.clock.now()

@@ -76,20 +76,12 @@ impl Worker {
     /// One turn of the loop without waiting: services the inputs ready now, applies
     /// learning notes, ages. Returns how many inputs were ready.
     fn step(&mut self) -> usize {
-        let mut ready: Vec<Ready> = self.epoll.wait(Some(Duration::ZERO)).unwrap().collect();
-        let n = ready.len();
-        assert!(self.service_ready(&mut ready, |_| true));
-        n
+        self.turn().unwrap()
     }
 
     /// Turns until a turn finds nothing ready.
     fn drive(&mut self) {
-        for _ in 0..1000 {
-            if self.step() == 0 {
-                return;
-            }
-        }
-        panic!("the worker never ran out of input");
+        assert!(self.turn_until_idle(1000).unwrap(), "the worker never ran out of input");
     }
 
     /// Turns until `done` (for input that arrives through the kernel, as UDP on
