@@ -102,7 +102,9 @@ pub fn vsctl(prog: &str, args: &[String], backend: Option<&mut dyn Backend>) -> 
             return fail(prog, CtlError::new(format!("{db_name}: rvs answers appctl commands on its unix socket only")));
         };
         let timeout = opts.timeout.map_or(run::default_wait(), |t| std::time::Duration::from_secs(u64::from(t)));
-        if let Some(t) = opts.timeout {
+        // The watchdog ends the process: only for a real invocation, never for a
+        // caller that passed its own backend (tests, the fuzzer).
+        if let Some(t) = opts.timeout.filter(|_| backend.is_none()) {
             watchdog::arm(t, Vec::new());
         }
         let (stdout, stderr, code) = appctl::call(prog, sock, cmd, &rest[1..], timeout);
