@@ -32,8 +32,10 @@ pub fn call(prog: &str, sock: PathBuf, command: &str, args: &[String], timeout: 
 
 /// The ovs-appctl personality: `[-t TARGET] [-T SECS] [--timeout=SECS] COMMAND [ARG…]`,
 /// `-h`, `-V`. A TARGET with a `/` is a socket path; a daemon name (the default,
-/// `ovs-vswitchd`) means rvs-vswitchd's socket.
-pub fn main(prog: &str, args: &[String], default_sock: PathBuf) -> Out {
+/// `ovs-vswitchd`) means rvs-vswitchd's socket. With `watchdog`, `-T SECS` also arms
+/// the alarm that ends the process (a real invocation); without, it only bounds the
+/// wait for the answer (tests, the fuzzer: an alarm would end them).
+pub fn main(prog: &str, args: &[String], default_sock: PathBuf, watchdog: bool) -> Out {
     let mut sock = default_sock;
     let mut timeout = crate::run::default_wait();
     let mut i = 0;
@@ -58,7 +60,9 @@ pub fn main(prog: &str, args: &[String], default_sock: PathBuf) -> Out {
             "-T" | "--timeout" => match value().and_then(|v| v.parse::<u64>().ok()).filter(|&v| v > 0) {
                 Some(v) => {
                     timeout = Duration::from_secs(v);
-                    crate::watchdog::arm(v as u32, Vec::new());
+                    if watchdog {
+                        crate::watchdog::arm(u32::try_from(v).unwrap_or(u32::MAX), Vec::new());
+                    }
                 }
                 None => return (String::new(), format!("{prog}: value on -T or --timeout is invalid\n"), 1),
             },

@@ -54,7 +54,7 @@ pub fn run(argv: Vec<String>) -> Output {
     let prog = program_name(argv.first().map(String::as_str).unwrap_or("rvsctl"));
     let args = &argv[argv.len().min(1)..];
     if prog == "ovs-appctl" {
-        let (stdout, stderr, code) = appctl::main(&prog, args, default_socket());
+        let (stdout, stderr, code) = appctl::main(&prog, args, default_socket(), true);
         return Output { stdout, stderr, code };
     }
     vsctl(&prog, args, None)

@@ -69,7 +69,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // The client end: options, then a socket that is not there.
-    let (out, err, code) = rvsctl::appctl::main("ovs-appctl", &words, PathBuf::from("/nonexistent/rvs-fuzz.sock"));
+    let (out, err, code) = rvsctl::appctl::main("ovs-appctl", &words, PathBuf::from("/nonexistent/rvs-fuzz.sock"), false);
     assert!(code != 0 || words.iter().any(|w| w.starts_with('-')), "a command ran without a daemon: {out:?}");
     assert!(err.is_empty() || err.ends_with('\n'), "{err:?}");
 
