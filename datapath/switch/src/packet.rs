@@ -192,13 +192,16 @@ impl PacketBuf {
     }
 
     /// Puts the frame in the tag state `want`: untagged (`None`) or tagged with `vid`,
-    /// keeping `pcp` as the tag's priority. Returns `false` if that was impossible
-    /// (runt frame, no headroom); the frame is then unchanged.
-    pub fn set_vlan(&mut self, want: Option<VlanId>, pcp: u8) -> bool {
-        match (self.vlan_tci(), want) {
-            (None, None) => true,
+    /// keeping `pcp` as the tag's priority. `tagged` says whether the frame carries the
+    /// switch's tag now — told, not read from the bytes: once that tag is popped, a
+    /// second tag behind it (QinQ, or a guest's own) is payload and must stay.
+    /// Returns `false` if that was impossible (runt frame, no headroom); the frame is
+    /// then unchanged.
+    pub fn set_vlan(&mut self, tagged: bool, want: Option<VlanId>, pcp: u8) -> bool {
+        match (tagged.then(|| self.vlan_tci()).flatten(), want) {
+            (None, None) => !tagged,
             (Some(_), None) => self.pop_vlan().is_some(),
-            (None, Some(vid)) => self.push_vlan(EtherType::Vlan.into(), vlan::tci(pcp, false, vid)),
+            (None, Some(vid)) => !tagged && self.push_vlan(EtherType::Vlan.into(), vlan::tci(pcp, false, vid)),
             (Some(tci), Some(vid)) => {
                 let new = (tci & 0xf000) | vid.get();
                 if new != tci {
@@ -282,13 +285,34 @@ mod tests {
         let mut p = PacketBuf::from_frame(&orig);
         let v10 = VlanId::new(10).unwrap();
         let v20 = VlanId::new(20).unwrap();
-        assert!(p.set_vlan(Some(v10), 3));
+        assert!(p.set_vlan(false, Some(v10), 3));
         assert_eq!(p.vlan_tci(), Some(0x600a));
-        assert!(p.set_vlan(Some(v20), 0));
+        assert!(p.set_vlan(true, Some(v20), 0));
         assert_eq!(p.vlan_tci(), Some(0x6014), "retag keeps the priority bits");
-        assert!(p.set_vlan(None, 0));
+        assert!(p.set_vlan(true, None, 0));
         assert_eq!(p.frame(), &orig[..]);
-        assert!(p.set_vlan(None, 0));
+        assert!(p.set_vlan(false, None, 0));
+    }
+
+    /// Found by the worker fuzz target: a frame with two tags flooded to two access
+    /// ports lost its inner tag at the second (the tag state was read from the bytes,
+    /// where the inner tag looked like the switch's once the outer one was popped).
+    #[test]
+    fn an_inner_tag_is_payload_once_the_outer_one_is_popped() {
+        let mut f = frame();
+        f.splice(12..12, [0x81, 0x00, 0x00, 0x0a, 0x81, 0x00, 0x00, 0x08]);
+        let mut p = PacketBuf::from_frame(&f);
+        let v10 = VlanId::new(10).unwrap();
+        assert!(p.set_vlan(true, None, 0));
+        let once = p.frame().to_vec();
+        assert_eq!(p.vlan_tci(), Some(8), "the inner tag is now first");
+        assert!(p.set_vlan(false, None, 0));
+        assert_eq!(p.frame(), &once[..], "popped a second tag");
+        assert!(p.set_vlan(false, Some(v10), 0));
+        assert_eq!(&p.frame()[12..20], &[0x81, 0x00, 0x00, 0x0a, 0x81, 0x00, 0x00, 0x08]);
+        // A frame said to be tagged that is too short for a tag is refused.
+        let mut r = PacketBuf::from_frame(&[0u8; 14]);
+        assert!(!r.set_vlan(true, None, 0));
     }
 
     #[test]

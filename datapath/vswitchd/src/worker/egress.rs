@@ -46,17 +46,21 @@ impl Worker {
             self.flush_tx();
         }
         let br = &mut self.bridges[at.bridge];
+        // Whether the frame carries the switch's tag (a tag it came in with is the
+        // switch's: the core admitted it as such), changed by each output in turn.
+        let mut tagged = self.buf.vlan_tci().is_some();
         for e in self.actions.iter() {
             let out = e.port as usize;
             let port = &br.ports[out];
             if port.failed {
                 continue;
             }
-            if !self.buf.set_vlan(e.tag, pcp) {
+            if !self.buf.set_vlan(tagged, e.tag, pcp) {
                 br.core.count_drop(DropReason::Malformed);
                 PortStats::inc(&port.stats.tx_dropped);
                 continue;
             }
+            tagged = e.tag.is_some();
             // A frame longer than the device's MTU (plus its Ethernet header and a tag)
             // is dropped here, as a hardware switch drops it at a port that cannot
             // carry it; a GSO frame is cut to the sender's segment size downstream.
