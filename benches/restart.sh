@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Restart benchmark: how long VMs stop being forwarded when rvs-vswitchd restarts.
 #
-#   benches/restart.sh            # as root: 3 restarts by SIGTERM + start, 3 by kill -9 + start
+#   benches/restart.sh            # as root: 3 restarts by SIGTERM + start, 3 by kill -9 + start,
+#                                 # 3 by `rvs-vswitchd --takeover` (the new daemon beside the old)
 #   RESTARTS=5 benches/restart.sh
 #
 # One node (a namespace with rvs-vswitchd and bridge br0), four VMs (namespaces):
@@ -33,7 +34,7 @@ cleanup() {
 }
 trap cleanup EXIT
 ctl() { "$bin/rvsctl" --db="unix:$dir/rvs.sock" --timeout=10 "$@"; }
-start() { ip netns exec "$node" "$bin/rvs-vswitchd" --rundir "$dir" --dbdir "$dir" --detach --pidfile --log-file="$dir/log"; }
+start() { ip netns exec "$node" "$bin/rvs-vswitchd" --rundir "$dir" --dbdir "$dir" --detach --pidfile --log-file="$dir/log" "$@"; }
 
 ip netns add "$node"
 start
@@ -60,13 +61,14 @@ ip netns exec "${P}v3" ping -c 3 -i 0.2 -W 2 198.18.200.4 >/dev/null || { echo "
 summarize() {
     python3 - "$1" <<'PY'
 import re, sys
-t = [float(m.group(1)) for m in re.finditer(r'^\[(\d+\.\d+)\] \d+ bytes from', open(sys.argv[1]).read(), re.M)]
+t = [float(m.group(1)) for m in re.finditer(r'^\[(\d+\.\d+)\] \d+ bytes from(?!.*DUP!)', open(sys.argv[1]).read(), re.M)]
 s = open(sys.argv[1]).read()
 m = re.search(r'(\d+) packets transmitted, (\d+) received', s)
 sent, got = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 pairs = list(zip(t, t[1:]))
 gap, at = max(((b - a, b) for a, b in pairs), default=(float('nan'), 0))
-print(f"gap {gap * 1000:7.1f} ms  lost {sent - got:3d} of {sent}  (replies again at {at:.3f})")
+dups = s.count('DUP!')
+print(f"gap {gap * 1000:7.1f} ms  lost {sent - len(t):3d} of {sent}  dup {dups}  (replies again at {at:.3f})")
 PY
 }
 
@@ -91,20 +93,28 @@ echo "vm1's link while no daemon runs: $(carrier 1) ($(ip -n "${P}v1" -o link sh
 start
 echo "vm1's link once the daemon runs again: $(carrier 1)"
 
-for how in TERM KILL; do
+for how in TERM KILL TAKEOVER; do
     for r in $(seq 1 "$RESTARTS"); do
+        c1="$(ip netns exec "${P}v1" cat /sys/class/net/eth0/carrier_changes)"
         ip netns exec "${P}v1" ping -D -i 0.01 -c 300 -W 1 198.18.200.2 > "$dir/p12" 2>&1 &
         p1=$!
         ip netns exec "${P}v3" ping -D -i 0.01 -c 300 -W 1 198.18.200.4 > "$dir/p34" 2>&1 &
         p2=$!
         sleep 1
         ts=$(date +%s%N)
-        stop_daemon "$how"
-        t0=$(date +%s%N)
-        start
+        if [ "$how" = TAKEOVER ]; then
+            # The old daemon runs on until the new one has every port open.
+            t0=$ts
+            start --takeover
+        else
+            stop_daemon "$how"
+            t0=$(date +%s%N)
+            start
+        fi
         t1=$(date +%s%N)
         wait $p1 $p2
-        printf 'SIG%-4s restart %d: taps (vm1->vm2) %s; veths (vm3->vm4) %s; signalled at %s, ended %d ms later, the new one started in %d ms\n' \
-            "$how" "$r" "$(summarize "$dir/p12")" "$(summarize "$dir/p34")" "$(awk "BEGIN{printf \"%.3f\", $ts/1e9}")" $(( (t0 - ts) / 1000000 )) $(( (t1 - t0) / 1000000 ))
+        c2="$(ip netns exec "${P}v1" cat /sys/class/net/eth0/carrier_changes)"
+        printf '%-8s restart %d: taps (vm1->vm2) %s; veths (vm3->vm4) %s; vm1 carrier changes %d; signalled at %s, ended %d ms later, the new one started in %d ms\n' \
+            "$how" "$r" "$(summarize "$dir/p12")" "$(summarize "$dir/p34")" $((c2 - c1)) "$(awk "BEGIN{printf \"%.3f\", $ts/1e9}")" $(( (t0 - ts) / 1000000 )) $(( (t1 - t0) / 1000000 ))
     done
 done

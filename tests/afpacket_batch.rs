@@ -68,8 +68,8 @@ fn veth_pair(tag: &str) -> (Netns, String, String) {
 /// `after_open` (a shell script, may be empty) runs once both ends are open.
 fn burst_arrives_whole(ns: &Netns, a: String, b: String, ring: bool, frames: Vec<Vec<u8>>, after_open: String) -> usize {
     ns.run_in(move || {
-        let tx = AfPacketPort::open_with(&a, 1, false).expect("open the sending end");
-        let rx = AfPacketPort::open_with(&b, 1, ring).expect("open the receiving end");
+        let tx = AfPacketPort::open_with(&a, 1, false, None).expect("open the sending end");
+        let rx = AfPacketPort::open_with(&b, 1, ring, None).expect("open the receiving end");
         if !after_open.is_empty() {
             sh(&after_open);
         }
@@ -295,8 +295,8 @@ fn overruns_are_counted() {
         let (ns, a, b) = veth_pair(if ring { "aor" } else { "aop" });
         let ns_name = ns.name.clone();
         let (sent, got, dropped, dev_dropped) = ns.run_in(move || {
-            let tx = AfPacketPort::open_with(&a, 1, false).expect("open the sending end");
-            let rx = AfPacketPort::open_with(&b, 1, ring).expect("open the receiving end");
+            let tx = AfPacketPort::open_with(&a, 1, false, None).expect("open the sending end");
+            let rx = AfPacketPort::open_with(&b, 1, ring, None).expect("open the receiving end");
             // Drops on the way that are not the receiving socket's: the veth's own.
             let stat =
                 |dev: &str, what: &str| sh(&format!("ip netns exec {ns_name} cat /sys/class/net/{dev}/statistics/{what}")).trim().parse::<u64>().unwrap_or(0);

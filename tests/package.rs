@@ -2,7 +2,9 @@
 //! (lintian without errors), their file lists are what the README promises, they
 //! install on this machine, the unit passes `systemd-analyze verify`, the daemon
 //! started as the unit's `ExecStart` (systemd is not PID 1 here) reports READY=1 to
-//! `$NOTIFY_SOCKET` once its socket accepts commands, `ovs-vsctl` is rvsctl, and
+//! `$NOTIFY_SOCKET` once its socket accepts commands, `ovs-vsctl` is rvsctl, a reload
+//! as the unit's `ExecReload` starts a daemon that takes over and names itself the
+//! main process (`MAINPID=`) while the old one exits quietly, and
 //! stop, remove and purge leave nothing behind: no files, no diversion, Open vSwitch's
 //! own `ovs-vsctl` back in place when it is installed. Needs root; installs for real.
 
@@ -53,6 +55,8 @@ fn run(cmd: &mut Command, secs: u64) -> (bool, String) {
 /// Removes both packages and stops the daemon, also when the test fails half-way.
 struct Installed {
     daemon: Option<Child>,
+    /// Daemons that are not our children (started with --detach).
+    detached: Vec<u32>,
 }
 
 impl Drop for Installed {
@@ -65,6 +69,14 @@ impl Drop for Installed {
             }
             let _ = c.kill();
             let _ = c.wait();
+        }
+        for pid in &self.detached {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && Path::new(&format!("/proc/{pid}")).exists() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
         let _ = run(Command::new("dpkg").args(["--purge", "rvs-ovs-compat", "rvs"]), 120);
     }
@@ -106,7 +118,7 @@ fn package_builds_installs_runs_and_purges_cleanly() {
 
     // Install.
     let ovs_vsctl_before = std::fs::symlink_metadata("/usr/bin/ovs-vsctl").ok().map(|m| m.file_type().is_symlink());
-    let mut guard = Installed { daemon: None };
+    let mut guard = Installed { daemon: None, detached: Vec::new() };
     let (ok, out) = run(Command::new("dpkg").args(["-i", rvs, compat]), 180);
     assert!(ok, "dpkg -i failed:\n{out}");
     assert_eq!(std::fs::read_link("/usr/bin/ovs-vsctl").ok().as_deref(), Some(Path::new("rvsctl")), "ovs-vsctl is not rvsctl after installing rvs-ovs-compat");
@@ -155,16 +167,38 @@ fn package_builds_installs_runs_and_purges_cleanly() {
     assert!(Path::new("/var/lib/rvs/conf.db").exists(), "no /var/lib/rvs/conf.db");
     assert!(Path::new("/var/log/rvs/rvs-vswitchd.log").exists(), "no /var/log/rvs/rvs-vswitchd.log");
 
-    // Stop: STOPPING=1, then the process ends.
-    let mut child = guard.daemon.take().unwrap();
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let n = rx.recv(&mut buf).expect("no STOPPING=1 within 20 s");
-    assert_eq!(&buf[..n], b"STOPPING=1");
+    // Reload as the unit's ExecReload would (a package upgrade): a new daemon takes
+    // over, tells the service manager it is the main process now (MAINPID= with
+    // READY=1), and the old one exits without a STOPPING=1.
+    let reload = unit.lines().find_map(|l| l.strip_prefix("ExecReload=")).expect("ExecReload").replace("$RVS_VSWITCHD_OPTS", "");
+    let argv: Vec<&str> = reload.split_whitespace().collect();
+    let old_pid = guard.daemon.as_ref().unwrap().id();
+    let (ok, out) = run(Command::new("ip").args(["netns", "exec", &ns.name]).args(&argv).env("NOTIFY_SOCKET", &notify), 60);
+    assert!(ok, "ExecReload failed: {out}");
+    let n = rx.recv(&mut buf).expect("no READY=1 from the new daemon within 20 s");
+    let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+    let new_pid: u32 = msg.lines().find_map(|l| l.strip_prefix("MAINPID=")).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no MAINPID= in {msg:?}"));
+    guard.detached.push(new_pid);
+    assert!(msg.starts_with("READY=1\n") && new_pid != old_pid, "{msg}");
+    let old = guard.daemon.as_mut().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+    while matches!(old.try_wait(), Ok(None)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(old.try_wait().unwrap().is_some_and(|s| s.success()), "the old daemon did not exit after the takeover");
+    guard.daemon = None;
+    let (ok, out) = run(Command::new("rvsctl").args(["--timeout=5", "show"]), 20);
+    assert!(ok && out.contains("Bridge pkgbr0"), "rvsctl show after the reload: {out}");
+
+    // Stop: STOPPING=1, then the process ends.
+    let _ = Command::new("kill").arg(new_pid.to_string()).status();
+    let n = rx.recv(&mut buf).expect("no STOPPING=1 within 20 s");
+    assert_eq!(&buf[..n], b"STOPPING=1", "the old daemon said STOPPING=1 after the takeover, or the new one did not");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{new_pid}")).exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(child.try_wait().unwrap().is_some(), "rvs-vswitchd did not stop on SIGTERM");
+    assert!(!Path::new(&format!("/proc/{new_pid}")).exists(), "rvs-vswitchd did not stop on SIGTERM");
 
     // Purge: nothing left.
     let (ok, out) = run(Command::new("dpkg").args(["--purge", "rvs-ovs-compat", "rvs"]), 120);

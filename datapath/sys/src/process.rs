@@ -54,8 +54,16 @@ pub fn process_exists(pid: i32) -> bool {
 
 /// Sends SIGTERM to `pid`.
 pub fn terminate(pid: i32) -> io::Result<()> {
+    signal(pid, libc::SIGTERM)
+}
+
+/// Sends signal `sig` to `pid` (a positive pid: never a process group).
+pub fn signal(pid: i32, sig: i32) -> io::Result<()> {
+    if pid <= 0 {
+        return Err(io::Error::from_raw_os_error(libc::ESRCH));
+    }
     // SAFETY: kill(2) has no memory-safety preconditions.
-    cvt(unsafe { libc::kill(pid, libc::SIGTERM) }).map(drop)
+    cvt(unsafe { libc::kill(pid, sig) }).map(drop)
 }
 
 /// The effective user id.

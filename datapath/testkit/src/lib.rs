@@ -251,6 +251,11 @@ impl Daemon {
 
     /// Runs `rvs-vswitchd --detach` once more on the same directories.
     pub fn try_start(&self) -> Output {
+        self.try_start_with(&[])
+    }
+
+    /// [`Daemon::try_start`] with flags for this start only (e.g. `--takeover`).
+    pub fn try_start_with(&self, extra: &[&str]) -> Output {
         let mut c = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -261,7 +266,7 @@ impl Daemon {
         };
         c.arg("--rundir").arg(&self.dir).arg("--dbdir").arg(&self.dir).arg("--detach").arg("--pidfile");
         c.arg(format!("--log-file={}", self.dir.join("rvs-vswitchd.log").display()));
-        c.args(&self.args);
+        c.args(&self.args).args(extra);
         run_bounded(&mut c, Duration::from_secs(30))
     }
 

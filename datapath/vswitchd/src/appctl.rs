@@ -58,6 +58,9 @@ pub enum AppctlError {
     NoStaticEntry,
     #[error("datapath worker did not answer")]
     WorkerSilent,
+    /// `rvs/takeover` refused (see [`crate::takeover`]).
+    #[error("takeover refused: {0}")]
+    Takeover(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -124,6 +127,7 @@ static COMMANDS: &[Command] = &[
     cmd("fdb/stats-show", "bridge", 1, 1, |ctl, a| Box::pin(fdb_stats_show(ctl, &a[0]))),
     cmd("list-commands", "", 0, 0, |_, _| done(Ok(list_commands()))),
     cmd("rvs/drops", "[bridge]", 0, 1, |ctl, a| Box::pin(drops(ctl, arg(a, 0)))),
+    cmd("rvs/takeover", "pid", 1, 1, |ctl, a| Box::pin(takeover(ctl, &a[0]))),
     cmd("rvs/workers", "", 0, 0, |ctl, _| Box::pin(workers(ctl))),
     cmd("rvs/workers-clear", "", 0, 0, |ctl, _| Box::pin(workers_clear(ctl))),
     cmd("version", "", 0, 0, |_, _| done(Ok(format!("rvs-vswitchd (rvs) {}\n", env!("CARGO_PKG_VERSION"))))),
@@ -308,6 +312,27 @@ async fn fdb_stats_show(ctl: &mut Control, br: &str) -> Reply {
         "Statistics for bridge \"{br}\":\n  Current/maximum MAC entries in the table: {len}/{cap}\n  Current static MAC entries in the table : {st}\n  Total number of learned MAC entries     : {}\n  Total number of expired MAC entries     : {}\n  Total number of evicted MAC entries     : {}\n  Total number of port moved MAC entries  : {}\n",
         s.learned, s.expired, s.evicted, s.moved
     ))
+}
+
+/// `rvs/takeover PID`: the daemon `PID` (started with `--takeover`) takes this one's
+/// place. Leaves the MAC tables for it, names the fanout groups it joins, and from now
+/// on saves nothing while that process lives (see [`crate::takeover`]).
+async fn takeover(ctl: &mut Control, pid: &str) -> Reply {
+    let refuse = |why: String| Err(AppctlError::Takeover(why));
+    let Ok(pid) = pid.parse::<u32>() else { return refuse(format!("{pid:?} is not a process id")) };
+    if pid == std::process::id() || !crate::takeover::alive(pid) {
+        return refuse(format!("no other process {pid}"));
+    }
+    if let Some(s) = ctl.handing_over().filter(|s| s.pid != pid) {
+        return refuse(format!("already handing over to pid {}", s.pid));
+    }
+    let Some(rundir) = ctl.rundir.clone() else { return refuse("this daemon has no run directory".into()) };
+    ctl.store.hold(true);
+    ctl.successor = Some(crate::takeover::Successor { pid });
+    let fdb_entries = crate::fdbkeep::save(&ctl.worker, &rundir).await;
+    let offer = crate::takeover::Offer { pid: std::process::id(), fanout: ctl.ports.fanout_groups(), fdb_entries };
+    tracing::info!("takeover: handing over to pid {pid} ({fdb_entries} learned MAC entries, {} AF_PACKET port(s) to share)", offer.fanout.len());
+    serde_json::to_string(&offer).map_err(|e| AppctlError::Takeover(e.to_string()))
 }
 
 /// `fdb/flaps BRIDGE` (rvs's own): how many flaps were detected since the start or
@@ -567,6 +592,7 @@ mod tests {
         ("fdb/stats-show", 1, 1),
         ("list-commands", 0, 0),
         ("rvs/drops", 0, 1),
+        ("rvs/takeover", 1, 1),
         ("rvs/workers", 0, 0),
         ("rvs/workers-clear", 0, 0),
         ("version", 0, 0),
@@ -586,7 +612,7 @@ mod tests {
     fn list_commands_text() {
         // Byte for byte what rvs printed before the registry: OVS's "  %-23s %s\n" per
         // command, in name order (an empty usage leaves the trailing space, as OVS does).
-        let expected = "The available commands are:\n  bond/show               [port]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  list-commands           \n  rvs/drops               [bridge]\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
+        let expected = "The available commands are:\n  bond/show               [port]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  list-commands           \n  rvs/drops               [bridge]\n  rvs/takeover            pid\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
         assert_eq!(list_commands(), expected);
     }
 

@@ -25,6 +25,7 @@ use crate::plan::{self, Plan};
 use crate::reconcile::OpenIfaces;
 use crate::status;
 use crate::store::{Meta, Store};
+use crate::takeover::Successor;
 use crate::worker::WorkerHandle;
 use rvs_ovsdb::proto::Response;
 use rvs_ovsdb::view::{Bridge, Interface, OpenVswitch, Port};
@@ -39,11 +40,29 @@ pub struct Control {
     pub worker: WorkerHandle,
     /// Set by `exit`: the server stops after answering.
     pub exit_requested: bool,
+    /// The run directory (where the MAC tables are left for a successor); `None` in
+    /// tests and fuzzing, which refuses `rvs/takeover`.
+    pub rundir: Option<std::path::PathBuf>,
+    /// The daemon this one is handing over to (`rvs/takeover`, see [`crate::takeover`]).
+    pub successor: Option<Successor>,
 }
 
 impl Control {
     pub fn new(db: Db, meta: Meta, store: Store, worker: WorkerHandle) -> Control {
-        Control { db, meta, store, ports: OpenIfaces::default(), worker, exit_requested: false }
+        Control { db, meta, store, ports: OpenIfaces::default(), worker, exit_requested: false, rundir: None, successor: None }
+    }
+
+    /// The daemon this one hands over to, while the handover is under way. A
+    /// successor that died before taking over is forgotten: saving resumes.
+    pub fn handing_over(&mut self) -> Option<Successor> {
+        let s = self.successor?;
+        if s.active() {
+            return Some(s);
+        }
+        tracing::warn!("takeover: pid {} ended before taking over; carrying on", s.pid);
+        self.successor = None;
+        self.store.hold(false);
+        None
     }
 
     /// Reconciles ports with the database (plans it and applies the plan), sends the
@@ -61,6 +80,7 @@ impl Control {
             self.worker.reconfigure(cfg);
         }
         if out.db_changed
+            && self.store.writable()
             && let Err(e) = self.store.save(&self.db, &self.meta)
         {
             tracing::error!("{e}");
@@ -77,6 +97,8 @@ impl Control {
 
     /// Handles a commit request (see the module docs).
     pub fn commit(&mut self, base: u64, ops: &[RowOp]) -> Response {
+        // While handing over, the save below refuses the commit.
+        self.handing_over();
         if base != self.db.generation {
             return Response::Conflict { generation: self.db.generation };
         }

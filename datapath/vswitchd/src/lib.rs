@@ -31,6 +31,7 @@ pub mod reconcile;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod takeover;
 pub mod tunnel;
 pub mod worker;
 
@@ -79,6 +80,11 @@ pub struct Opts {
     /// AF_PACKET sockets (for kernels or sandboxes that refuse or break them; slower)
     #[arg(long)]
     pub plain_io: bool,
+    /// Take over from the rvs-vswitchd running on the same run directory without a
+    /// forwarding gap (an upgrade or a restart VMs do not notice): open every port
+    /// beside it, then tell it to exit. Without a running daemon, start as usual
+    #[arg(long)]
+    pub takeover: bool,
 }
 
 fn dir_from(flag: &Option<PathBuf>, env: &str, default: &str) -> PathBuf {
@@ -109,6 +115,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Bind(#[from] server::BindError),
+    #[error(transparent)]
+    Takeover(#[from] takeover::TakeoverError),
     #[error("cannot create run directory {0}: {1}")]
     Rundir(PathBuf, std::io::Error),
     #[error("cannot open log file {0}: {1}")]
@@ -130,12 +138,12 @@ pub fn run(opts: Opts) -> Result<(), StartError> {
     rvs_sys::set_plain_io(opts.plain_io);
 
     // Everything that can fail for a reason the operator must see happens before
-    // detaching, so the error reaches the terminal.
+    // detaching, so the error reaches the terminal; what a takeover does after it
+    // reaches the terminal through the readiness pipe.
     std::fs::create_dir_all(&rundir).map_err(|e| StartError::Rundir(rundir.clone(), e))?;
-    let store = Store::open(&dbdir)?;
-    let loaded = store.load()?;
     let sock_path = rundir.join(SOCKET_NAME);
-    let listener = server::bind(&sock_path)?;
+    let mut store = if opts.takeover { Store::open_shared(&dbdir)? } else { Store::open(&dbdir)? };
+    let mut plain = if opts.takeover { None } else { Some((store.load()?, server::bind(&sock_path)?)) };
 
     let mut ready_pipe = None;
     if opts.detach {
@@ -154,41 +162,78 @@ pub fn run(opts: Opts) -> Result<(), StartError> {
             }
         }
     }
-    logging::init(log_file.as_deref()).map_err(|e| StartError::Log(log_file.clone().unwrap_or_default(), e))?;
-    store.note_owner();
-    let leftovers = store.remove_leftovers();
-    if leftovers > 0 {
-        tracing::info!("removed {leftovers} temporary file(s) an interrupted save left beside {}", store.path().display());
-    }
-    if opts.plain_io {
-        tracing::info!("--plain-io: taps are written one frame per system call and AF_PACKET sockets read with recvmmsg (no io_uring, no receive rings)");
-    }
-    if opts.detach {
-        let _ = process::redirect_stdio_to_devnull();
-    }
-    if let Some(p) = &pidfile {
-        std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| StartError::Pidfile(p.clone(), e))?;
-    }
-
-    let result = serve(store, loaded, listener, &sock_path, ready_pipe);
-    let _ = std::fs::remove_file(&sock_path);
-    if let Some(p) = &pidfile {
-        let _ = std::fs::remove_file(p);
+    let result = (|| {
+        logging::init(log_file.as_deref()).map_err(|e| StartError::Log(log_file.clone().unwrap_or_default(), e))?;
+        // The process that takes over is this one (after a fork, the child).
+        let predecessor = match plain {
+            Some(_) => None,
+            None => takeover::contact(&sock_path)?,
+        };
+        let (loaded, listener, listen_path) = match (plain.take(), &predecessor) {
+            (Some((loaded, l)), _) => (loaded, l, sock_path.clone()),
+            // Loaded once the old daemon agreed: it commits nothing after that.
+            (None, Some(p)) => {
+                let staged = takeover::staging_path(&sock_path);
+                tracing::info!("taking over from rvs-vswitchd pid {}", p.offer.pid);
+                (store.load()?, server::bind(&staged)?, staged)
+            }
+            (None, None) => {
+                tracing::info!("--takeover: no daemon runs on {}; starting as usual", sock_path.display());
+                store.lock_wait(Duration::ZERO)?;
+                (store.load()?, server::bind(&sock_path)?, sock_path.clone())
+            }
+        };
+        let sock_id = takeover::file_id(&listen_path);
+        store.note_owner();
+        if store.writable() {
+            let leftovers = store.remove_leftovers();
+            if leftovers > 0 {
+                tracing::info!("removed {leftovers} temporary file(s) an interrupted save left beside {}", store.path().display());
+            }
+        }
+        if opts.plain_io {
+            tracing::info!("--plain-io: taps are written one frame per system call and AF_PACKET sockets read with recvmmsg (no io_uring, no receive rings)");
+        }
+        if opts.detach {
+            let _ = process::redirect_stdio_to_devnull();
+        }
+        if let Some(p) = &pidfile {
+            std::fs::write(p, format!("{}\n", std::process::id())).map_err(|e| StartError::Pidfile(p.clone(), e))?;
+        }
+        let start = Start { store, loaded, listener, listen_path, predecessor };
+        let result = serve(start, &sock_path, &mut ready_pipe);
+        // A successor put its own socket and pidfile there: they are not this one's.
+        takeover::remove_if_ours(&sock_path, sock_id);
+        if let Some(p) = &pidfile
+            && std::fs::read_to_string(p).is_ok_and(|s| s.trim() == std::process::id().to_string())
+        {
+            let _ = std::fs::remove_file(p);
+        }
+        result
+    })();
+    if let (Err(e), Some(mut pipe)) = (&result, ready_pipe) {
+        let _ = pipe.write_all(e.to_string().as_bytes());
     }
     result
+}
+
+/// What the daemon starts serving with.
+struct Start {
+    store: Store,
+    loaded: Option<(Db, Meta)>,
+    listener: std::os::unix::net::UnixListener,
+    /// Where `listener` is bound: the control socket's path, or during a takeover a
+    /// path beside it until the old daemon goes.
+    listen_path: PathBuf,
+    predecessor: Option<takeover::Predecessor>,
 }
 
 enum Event {
     Worker(WorkerEvent),
 }
 
-fn serve(
-    store: Store,
-    loaded: Option<(Db, Meta)>,
-    listener: std::os::unix::net::UnixListener,
-    sock: &Path,
-    ready: Option<UnixStream>,
-) -> Result<(), StartError> {
+fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<(), StartError> {
+    let Start { store, loaded, listener, listen_path, predecessor } = start;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| StartError::Io("tokio runtime", e))?;
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
@@ -203,7 +248,11 @@ fn serve(
         status::fill_root(&mut db);
         let mut ctl = Control::new(db, meta, store, worker);
         let rundir = sock.parent().unwrap_or(Path::new(".")).to_path_buf();
+        ctl.rundir = Some(rundir.clone());
         ctl.ports.taps = port::taphome::TapHomes::load(&rundir.join("taps.json"));
+        if let Some(p) = &predecessor {
+            ctl.ports.join_groups = p.offer.fanout.clone();
+        }
         let removed = ctl.drop_transient_ports_after_reboot(store::boot_id());
         if removed > 0 {
             tracing::info!("node rebooted: removed {removed} transient port(s)");
@@ -212,6 +261,17 @@ fn serve(
         let kept = fdbkeep::restore(&ctl.worker, &rundir);
         if kept > 0 {
             tracing::info!("MAC tables: {kept} learned entries kept from before the restart");
+        }
+        if let Some(p) = predecessor {
+            // Both daemons forward now; the old one goes.
+            let old = p.offer.pid;
+            let t = std::time::Instant::now();
+            p.finish(&listen_path)?;
+            ctl.store.lock_wait(Duration::from_secs(10))?;
+            ctl.ports.join_groups.clear();
+            // Ports that could not be shared (single-queue taps) open now.
+            ctl.reconcile();
+            tracing::info!("took over from pid {old}: it ended {} ms after being told", t.elapsed().as_millis());
         }
         ctl.store.save(&ctl.db, &ctl.meta)?;
         tracing::info!(
@@ -226,7 +286,7 @@ fn serve(
         tokio::task::spawn_local(server::serve(listener, jobs_tx));
         let (link_tx, mut link_rx) = mpsc::unbounded_channel::<()>();
         watch_links(link_tx);
-        if let Some(mut r) = ready {
+        if let Some(mut r) = ready.take() {
             let _ = r.write_all(b"ready");
         }
         notify::ready();
@@ -253,14 +313,22 @@ fn serve(
                     while link_rx.try_recv().is_ok() {}
                     ctl.reconcile();
                 }
-                _ = tick.tick() => ctl.reconcile(),
+                _ = tick.tick() => {
+                    ctl.handing_over();
+                    ctl.reconcile();
+                }
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             }
         }
-        notify::stopping();
-        let kept = fdbkeep::save(&ctl.worker, &rundir).await;
-        tracing::info!("MAC tables: {kept} learned entries kept for the next start");
+        if let Some(s) = ctl.handing_over() {
+            // The successor has the MAC tables and is systemd's main process now.
+            tracing::info!("handed over to pid {}: exiting", s.pid);
+        } else {
+            notify::stopping();
+            let kept = fdbkeep::save(&ctl.worker, &rundir).await;
+            tracing::info!("MAC tables: {kept} learned entries kept for the next start");
+        }
         let Control { worker, mut ports, .. } = ctl;
         worker.stop();
         ports.close_all();

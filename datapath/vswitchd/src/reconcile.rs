@@ -86,6 +86,9 @@ pub struct OpenIfaces {
     queues: usize,
     /// Where the taps are (they outlive the daemon and may be in VMs' namespaces).
     pub taps: TapHomes,
+    /// During a takeover, the fanout groups of the daemon taken over, by interface
+    /// name: its AF_PACKET ports are opened into them (see [`crate::takeover`]).
+    pub join_groups: HashMap<String, u16>,
 }
 
 /// A static MAC entry as the workers get it: (VLAN, MAC, port).
@@ -339,7 +342,10 @@ impl OpenIfaces {
                 let home = home.as_ref().map(|(ns, there)| (ns.as_fd(), there.as_str()));
                 Arc::new(TapPort::open(name, self.queues.max(1), home).map_err(dev_err)?)
             }
-            Kind::System => Arc::new(AfPacketPort::open(name, self.queues.max(1)).map_err(dev_err)?),
+            Kind::System => {
+                let join = self.join_groups.remove(name);
+                Arc::new(AfPacketPort::open_with(name, self.queues.max(1), !rvs_sys::plain_io(), join).map_err(dev_err)?)
+            }
             Kind::Vxlan(spec) => {
                 let listen = |e: std::io::Error| PortError::VxlanListen { name: name.into(), port: spec.dst_port, os: rvs_sys::strerror(&e) };
                 let ep = self.vxlan.endpoint(spec.tx.local, spec.dst_port, spec.tx.v6, self.queues.max(1)).map_err(listen)?;
@@ -350,6 +356,22 @@ impl OpenIfaces {
         };
         self.serial += 1;
         Ok(OpenIface { name: name.to_string(), kind: kind.clone(), device, stats: Arc::default(), serial: self.serial })
+    }
+
+    /// The fanout group of every open port that has (or can make) one, by interface
+    /// name, for a daemon taking over (see [`crate::takeover`]).
+    pub fn fanout_groups(&self) -> HashMap<String, u16> {
+        let mut out = HashMap::new();
+        for p in self.open.values() {
+            match p.device.fanout_group() {
+                Some(Ok(id)) => {
+                    out.insert(p.name.clone(), id);
+                }
+                Some(Err(e)) => tracing::warn!("port {}: no fanout group to share with the new daemon ({e}): both receive its frames until this one exits", p.name),
+                None => {}
+            }
+        }
+        out
     }
 
     /// Reads every open device's MTU again for the workers' egress check (a device's

@@ -42,6 +42,9 @@ pub enum StoreError {
     Locked { path: PathBuf, holder: String },
     #[error("cannot lock configuration database {path}: {source}")]
     Lock { path: PathBuf, source: io::Error },
+    /// A save before the lock was had (during a takeover).
+    #[error("configuration database {path} is not this daemon's to write while a takeover is under way; not saved")]
+    NotLocked { path: PathBuf },
 }
 
 /// What was loaded besides the rows.
@@ -71,12 +74,25 @@ pub struct Store {
     dir: PathBuf,
     /// Locked exclusively while the store lives (released when the process ends).
     lock: File,
+    /// Whether this process holds the lock yet (see [`Store::open_shared`]).
+    locked: bool,
+    /// Handing over to a new daemon: nothing is saved (see [`Store::hold`]).
+    held: bool,
 }
 
 impl Store {
     /// A store in `dir` (created if missing, mode 0700 for a new directory), locked
     /// for this process; temporary files a killed daemon left are removed.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let mut store = Store::open_shared(dir)?;
+        store.try_lock()?;
+        Ok(store)
+    }
+
+    /// A store in `dir` that another daemon may still hold (a takeover, see
+    /// [`crate::takeover`]): it loads, but refuses to save until [`Store::lock_wait`]
+    /// has the lock.
+    pub fn open_shared(dir: &Path) -> Result<Store, StoreError> {
         use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         if !dir.exists() {
             fs::create_dir_all(dir).map_err(|source| StoreError::Dir { path: dir.into(), source })?;
@@ -92,21 +108,50 @@ impl Store {
             .mode(FILE_MODE)
             .open(&lock_path)
             .map_err(|source| StoreError::Lock { path: lock_path.clone(), source })?;
-        match lock.try_lock() {
+        Ok(Store { path, dir: dir.into(), lock, locked: false, held: false })
+    }
+
+    fn try_lock(&mut self) -> Result<(), StoreError> {
+        match self.lock.try_lock() {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
-                let pid = fs::read_to_string(&lock_path).ok().and_then(|s| s.trim().parse::<u32>().ok());
-                return Err(StoreError::Locked { path, holder: pid.map(|p| format!(" (pid {p})")).unwrap_or_default() });
+                let pid = fs::read_to_string(self.dir.join("conf.db.lock")).ok().and_then(|s| s.trim().parse::<u32>().ok());
+                return Err(StoreError::Locked { path: self.path.clone(), holder: pid.map(|p| format!(" (pid {p})")).unwrap_or_default() });
             }
-            Err(fs::TryLockError::Error(source)) => return Err(StoreError::Lock { path: lock_path, source }),
+            Err(fs::TryLockError::Error(source)) => return Err(StoreError::Lock { path: self.dir.join("conf.db.lock"), source }),
         }
-        let store = Store { path, dir: dir.into(), lock };
-        store.note_owner();
-        Ok(store)
+        self.locked = true;
+        self.note_owner();
+        Ok(())
+    }
+
+    /// Whether saves are possible (the lock is had, and not [`Store::hold`]).
+    pub fn writable(&self) -> bool {
+        self.locked && !self.held
+    }
+
+    /// Stops (`true`) or resumes saving: a daemon handing over to a new one leaves the
+    /// file to it (see [`crate::takeover`]).
+    pub fn hold(&mut self, hold: bool) {
+        self.held = hold;
+    }
+
+    /// Takes the lock, waiting up to `timeout` for the daemon that holds it to end.
+    pub fn lock_wait(&mut self, timeout: std::time::Duration) -> Result<(), StoreError> {
+        let start = std::time::Instant::now();
+        loop {
+            match self.try_lock() {
+                Err(StoreError::Locked { .. }) if start.elapsed() < timeout => std::thread::sleep(std::time::Duration::from_millis(5)),
+                r => return r,
+            }
+        }
     }
 
     /// Writes this process's pid into the lock file (again after `--detach` forked).
     pub fn note_owner(&self) {
+        if !self.locked {
+            return;
+        }
         use std::io::{Seek, SeekFrom};
         let mut f = &self.lock;
         let _ = f.set_len(0).and_then(|()| f.seek(SeekFrom::Start(0))).and_then(|_| writeln!(f, "{}", std::process::id()));
@@ -151,6 +196,9 @@ impl Store {
 
     /// Writes the database durably (see the module docs).
     pub fn save(&self, db: &Db, meta: &Meta) -> Result<(), StoreError> {
+        if !self.locked || self.held {
+            return Err(StoreError::NotLocked { path: self.path.clone() });
+        }
         let doc = json!({
             "format": FORMAT,
             "version": VERSION,

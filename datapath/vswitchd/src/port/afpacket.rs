@@ -41,6 +41,9 @@ pub struct AfPacketPort {
     asked: usize,
     ifindex: u32,
     vnet_hdr: bool,
+    /// The `PACKET_FANOUT` group of the sockets, once there is one (several queues,
+    /// or a takeover: see [`crate::takeover`]).
+    group: std::sync::Mutex<Option<u16>>,
 }
 
 impl AfPacketPort {
@@ -48,19 +51,29 @@ impl AfPacketPort {
     /// receive queues. If the kernel cannot make a fanout group the port has one queue
     /// (and says so in the log): it still works, polled by one worker.
     pub fn open(name: &str, queues: usize) -> io::Result<AfPacketPort> {
-        AfPacketPort::open_with(name, queues, !rvs_sys::plain_io())
+        AfPacketPort::open_with(name, queues, !rvs_sys::plain_io(), None)
     }
 
-    /// [`AfPacketPort::open`], with receive rings or (`rings` false) without.
-    pub fn open_with(name: &str, queues: usize, rings: bool) -> io::Result<AfPacketPort> {
+    /// [`AfPacketPort::open`], with receive rings or (`rings` false) without, its
+    /// sockets joining fanout group `join` (a daemon being taken over shares the
+    /// device's frames with this one) or a group of their own.
+    pub fn open_with(name: &str, queues: usize, rings: bool, join: Option<u16>) -> io::Result<AfPacketPort> {
         let ifindex = netdev::ifindex(name)?;
         // 0: no rings.
         let slot = if rings { netdev::mtu(name).map_or(2048, ring_slot_size) } else { 0 };
         let (fd, info, ring) = packet::open(ifindex, true, ring_size(slot, queues))?;
         let ring = ring_or_log(name, ring);
-        let mut port = AfPacketPort { fds: vec![fd], rings: vec![ring], asked: queues, ifindex, vnet_hdr: info.vnet_hdr };
-        if queues > 1
-            && let Err(e) = port.fan_out(name, queues, slot)
+        let mut port =
+            AfPacketPort { fds: vec![fd], rings: vec![ring], asked: queues, ifindex, vnet_hdr: info.vnet_hdr, group: std::sync::Mutex::new(None) };
+        if let Some(id) = join
+            && let Err(e) = port.fan_out(name, queues, slot, Some(id))
+        {
+            tracing::warn!("{name}: cannot join the fanout group {id} of the daemon taken over ({e}): both receive its frames until it exits");
+            port.fds.truncate(1);
+            port.rings.truncate(1);
+        } else if join.is_none()
+            && queues > 1
+            && let Err(e) = port.fan_out(name, queues, slot, None)
         {
             tracing::warn!("{name}: no PACKET_FANOUT ({e}): one receive queue");
             port.fds.truncate(1);
@@ -69,8 +82,12 @@ impl AfPacketPort {
         Ok(port)
     }
 
-    fn fan_out(&mut self, name: &str, queues: usize, slot: usize) -> io::Result<()> {
-        let group = packet::fanout_create(self.fds[0].as_fd())?;
+    fn fan_out(&mut self, name: &str, queues: usize, slot: usize, join: Option<u16>) -> io::Result<()> {
+        let group = match join {
+            Some(id) => packet::fanout_join(self.fds[0].as_fd(), id).map(|()| id)?,
+            None => packet::fanout_create(self.fds[0].as_fd())?,
+        };
+        *self.group.lock().unwrap_or_else(|e| e.into_inner()) = Some(group);
         for _ in 1..queues {
             let (fd, info, ring) = packet::open(self.ifindex, true, ring_size(slot, queues))?;
             if info.vnet_hdr != self.vnet_hdr {
@@ -336,6 +353,16 @@ impl Device for AfPacketPort {
 
     fn presence(&self, name: &str) -> Presence {
         if self.healthy(name) { Presence::Netdev } else { Presence::Hidden }
+    }
+
+    /// The sockets' fanout group; a port with a single socket (one worker) makes one
+    /// now, with that socket as its only member.
+    fn fanout_group(&self) -> Option<io::Result<u16>> {
+        let mut group = self.group.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(id) = *group {
+            return Some(Ok(id));
+        }
+        Some(packet::fanout_create(self.fds[0].as_fd()).inspect(|&id| *group = Some(id)))
     }
 }
 

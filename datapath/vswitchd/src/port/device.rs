@@ -87,4 +87,11 @@ pub trait Device: PortIo {
     fn home(&self) -> Option<(NetnsId, String)> {
         None
     }
+
+    /// For a device whose received frames another daemon may share during a
+    /// takeover only through a `PACKET_FANOUT` group (an AF_PACKET port): that group's
+    /// id, made if there is none yet. `None` for devices shared otherwise.
+    fn fanout_group(&self) -> Option<io::Result<u16>> {
+        None
+    }
 }
