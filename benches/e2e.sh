@@ -15,10 +15,14 @@
 #   two nodes:  kernel-vxlan (vxlan + bridge) | rvs-vxlan (rvs, taps) | mixed-vxlan
 #               (vm1's node the kernel's vxlan + bridge, vm2's node rvs) | ovs-vxlan
 #               (OVS userspace, br-phy)
+#   polling:    rvs-tap-pmd, rvs-veth-pmd, rvs-vxlan-pmd: the rvs rows with
+#               other_config:pmd-cpu-mask, one polling worker per node pinned to a CPU
+#               of its own (the last CPU; across VXLAN node 1 the first, node 2 the last)
 # Metrics: single-stream TCP (iperf3), 64-byte frames delivered per second (trafgen,
-# counted at the receiving VM), round-trip time (median of ping's replies at 100/s;
-# median of sockperf ping-pong when installed), and the CPU the switch daemon(s) use
-# while idle (no traffic, 10 s, from /proc/PID/stat; rvs and OVS rows). Each figure is
+# counted at the receiving VM), round-trip time (median and 99th percentile of ping's
+# replies at 100/s, with the CPU the switch daemons used meanwhile; median of sockperf
+# ping-pong when installed), and the CPU the switch daemon(s) use while idle (no
+# traffic, 10 s, from /proc/PID/stat; rvs and OVS rows). Each figure is
 # the median of the runs and is also given as a ratio to the kernel row of its class
 # (one node: linux-bridge; two nodes: kernel-vxlan). The rows take turns: every row is
 # built, measured once and torn down, then the next; then the second run of each.
@@ -111,9 +115,27 @@ measure_pps() { # row: 64-byte UDP frames from vm1 to vm2, counted at vm2
     echo $(( (b - a) / PPS_SECS ))
 }
 
-measure_rtt() { # prints the median ping RTT in µs (robust against the odd slow reply)
-    nsx vm1 ping -c "$PING_COUNT" -i 0.01 $VM2_IP 2>/dev/null \
-        | python3 -c 'import re,sys,statistics; t=[float(m.group(1)) for m in re.finditer(r"time=([0-9.]+) ms", sys.stdin.read())]; print(f"{statistics.median(t)*1000:.1f}" if t else "")'
+measure_rtt() { # prints the median and 99th percentile ping RTT in µs, and the % of a core the daemons used meanwhile
+    local t0 t1 s0 s1
+    t0=$(daemon_ticks); s0=$(date +%s%N)
+    nsx vm1 ping -c "$PING_COUNT" -i 0.01 $VM2_IP 2>/dev/null > "$WORK/ping.out"
+    t1=$(daemon_ticks); s1=$(date +%s%N)
+    python3 - "$WORK/ping.out" "$t0" "$t1" "$s0" "$s1" "$(getconf CLK_TCK)" <<'PY'
+import re, sys, statistics
+t = sorted(float(m.group(1)) * 1000 for m in re.finditer(r"time=([0-9.]+) ms", open(sys.argv[1]).read()))
+t0, t1, s0, s1, hz = (float(x) for x in sys.argv[2:7])
+cpu = (t1 - t0) * 100 / hz / ((s1 - s0) / 1e9) if s1 > s0 else 0
+if t:
+    print(f"{statistics.median(t):.1f} {t[min(len(t) - 1, int(len(t) * 0.99))]:.1f} {cpu:.1f}")
+PY
+}
+
+daemon_ticks() { # CPU ticks (user + system) the row's switch daemons used so far
+    local s=0 f
+    for f in "$WORK"/*/rvs-vswitchd.pid "$WORK"/*/vs.pid; do
+        [ -f "$f" ] && s=$((s + $(awk '{print $14 + $15}' "/proc/$(cat "$f")/stat" 2>/dev/null || echo 0)))
+    done
+    echo $s
 }
 
 measure_sockperf() { # prints the median round trip in µs (sockperf reports half)
@@ -147,7 +169,9 @@ run_measurements() { # row run: one run of every measurement (idle CPU in the fi
     fi
     v=$(measure_tcp "$row"); record "$row" tcp_gbps "$r" "$v"; log "  $row run $r: TCP $v Gbit/s"
     v=$(measure_pps "$row"); record "$row" pps64 "$r" "$v"; log "  $row run $r: $v frames/s (64 B)"
-    v=$(measure_rtt); record "$row" rtt_us "$r" "$v"; log "  $row run $r: ping RTT $v µs"
+    read -r v p99 cpu <<< "$(measure_rtt)"
+    record "$row" rtt_us "$r" "$v"; record "$row" rtt_p99_us "$r" "$p99"; record "$row" rtt_cpu "$r" "$cpu"
+    log "  $row run $r: ping RTT median $v µs, p99 $p99 µs, daemons' CPU meanwhile $cpu % of a core"
     v=$(measure_sockperf); [ -n "$v" ] && { record "$row" pp_us "$r" "$v"; log "  $row run $r: sockperf ping-pong RTT $v µs"; }
 }
 
@@ -162,11 +186,14 @@ two_vms_on_veths() { # node-ns: makes veth pairs vm1<->node, vm2<->node; prints 
 }
 
 rvsctl() { local dir=$1; shift; "$BIN/rvsctl" --db="unix:$dir/rvs.sock" "$@"; }
+PMD_CPU=""   # set by the polling rows: the CPU the node's worker polls on
 start_rvs() { # ns dir
     mkdir -p "$2"
     ip netns exec "$P$1" "$BIN/rvs-vswitchd" --rundir "$2" --dbdir "$2" --detach --pidfile --log-file="$2/log"
     [ -z "${E2E_WORKERS:-}" ] || rvsctl "$2" set Open_vSwitch . other_config:n-workers="$E2E_WORKERS"
+    [ -z "$PMD_CPU" ] || rvsctl "$2" set Open_vSwitch . other_config:pmd-cpu-mask="$(printf '0x%x' $((1 << PMD_CPU)))"
 }
+LAST_CPU=$(( $(nproc) - 1 ))
 
 start_ovs() { # ns dir
     local d=$2; mkdir -p "$d"
@@ -240,6 +267,7 @@ kernel_vxlan_node() { # n: node n with the kernel's vxlan and bridge, vm n on a 
 rvs_vxlan_node() { # n: node n with rvs, a VXLAN port and vm n on an rvs tap
     local n=$1 p=$((3 - $1)) d="$WORK/rx$1"
     ip -n ${P}node$n addr add 198.19.60.$n/24 dev ${P}u$n
+    [ -z "$PMD_CPU" ] || PMD_CPU=$(( n == 1 ? 0 : LAST_CPU ))
     start_rvs node$n "$d"
     rvsctl "$d" add-br br0
     rvsctl "$d" add-port br0 vx -- set Interface vx type=vxlan options:remote_ip=198.19.60.$p options:key=5000
@@ -260,6 +288,10 @@ row_rvs_vxlan() {
     VM1_DEV=${P}t1; VM2_DEV=${P}t2
     vm_addr vm1 $VM1_DEV $VM1_IP; vm_addr vm2 $VM2_DEV $VM2_IP
 }
+
+row_rvs_tap_pmd() { PMD_CPU=$LAST_CPU; row_rvs_tap; }
+row_rvs_veth_pmd() { PMD_CPU=$LAST_CPU; row_rvs_veth; }
+row_rvs_vxlan_pmd() { PMD_CPU=$LAST_CPU; row_rvs_vxlan; }
 
 # A cluster part-way through moving to rvs: the sending VM's node runs the kernel's
 # vxlan, the receiving VM's node rvs. The generator's frames reach rvs one datagram
@@ -306,7 +338,7 @@ row_ovs_vxlan() {
 # The rows take turns: run 1 of every row, then run 2 of every row, ... (each row built
 # and torn down every time), so that the machine's slow and fast phases, which last
 # minutes on a shared host, fall on kernel and rvs rows alike rather than on whole rows.
-ROWS=(linux-bridge rvs-tap rvs-veth ovs-netdev kernel-vxlan rvs-vxlan mixed-vxlan ovs-vxlan)
+ROWS=(linux-bridge rvs-tap rvs-tap-pmd rvs-veth rvs-veth-pmd ovs-netdev kernel-vxlan rvs-vxlan rvs-vxlan-pmd mixed-vxlan ovs-vxlan)
 for r in $(seq 1 "$RUNS"); do
     for row in "${ROWS[@]}"; do
         [ -z "${E2E_ROWS:-}" ] || [[ " $E2E_ROWS " == *" $row "* ]] || continue
@@ -320,6 +352,7 @@ for r in $(seq 1 "$RUNS"); do
             log "  $row: setup failed: $(tail -3 "$WORK/setup-$row.log")"
         fi
         stop_daemons
+        PMD_CPU=""
     done
 done
 
@@ -334,9 +367,9 @@ for r in csv.DictReader(open(src)):
         vals[(r["row"], r["metric"])].append(float(r["value"]))
     except ValueError:
         pass
-rows = ["linux-bridge", "rvs-tap", "rvs-veth", "ovs-netdev", "kernel-vxlan", "rvs-vxlan", "mixed-vxlan", "ovs-vxlan"]
-base = {r: ("linux-bridge" if r in rows[:4] else "kernel-vxlan") for r in rows}
-metrics = [("tcp_gbps", "TCP Gbit/s", True), ("pps64", "64B frames/s", True), ("rtt_us", "ping RTT us", False), ("pp_us", "sockperf RTT us", False), ("idle_cpu", "idle CPU %", None)]
+rows = ["linux-bridge", "rvs-tap", "rvs-tap-pmd", "rvs-veth", "rvs-veth-pmd", "ovs-netdev", "kernel-vxlan", "rvs-vxlan", "rvs-vxlan-pmd", "mixed-vxlan", "ovs-vxlan"]
+base = {r: ("linux-bridge" if r in rows[:6] else "kernel-vxlan") for r in rows}
+metrics = [("tcp_gbps", "TCP Gbit/s", True), ("pps64", "64B frames/s", True), ("rtt_us", "ping RTT us", False), ("rtt_p99_us", "ping p99 us", False), ("rtt_cpu", "CPU% in ping", None), ("pp_us", "sockperf RTT us", False), ("idle_cpu", "idle CPU %", None)]
 med = {k: statistics.median(v) for k, v in vals.items() if v}
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"rvs end-to-end benchmark, {runs} run(s) per figure (medians; the rows take turns run by run); ratio = this row / kernel row of its class")
@@ -357,7 +390,7 @@ for r in rows:
         if v is None:
             cells.append(f"{'-':>22}"); raw.append(""); ratios.append(""); continue
         ratio = (v / b if higher else b / v) if b and higher is not None else None
-        fmt = f"{v:.3f}" if m == "tcp_gbps" else (f"{v:.0f}" if m == "pps64" else (f"{v:.2f}" if m == "idle_cpu" else f"{v:.1f}"))
+        fmt = f"{v:.3f}" if m == "tcp_gbps" else (f"{v:.0f}" if m == "pps64" else (f"{v:.2f}" if m in ("idle_cpu", "rtt_cpu") else f"{v:.1f}"))
         cells.append(f"{fmt + (f' ({ratio:.2f}x)' if ratio else ''):>22}")
         raw.append(v); ratios.append(f"{ratio:.3f}" if ratio else "")
     print(f"{r:<13}" + "".join(cells))
@@ -365,7 +398,8 @@ for r in rows:
 print()
 print("Ratios are 'better than the kernel' when above 1: throughput and frame rate divided")
 print("by the kernel's; for round-trip times the kernel's divided by this row's. Idle CPU:")
-print("% of one core used by the row's switch daemon(s) with no traffic (kernel rows: none).")
+print("% of one core used by the row's switch daemon(s) with no traffic (kernel rows: none);")
+print("CPU% in ping: the same while ping ran (100/s). The -pmd rows poll a CPU each: 100 % by design.")
 # The spread: each run's ratio to the kernel row measured in the same turn (the rows
 # take turns, so a run's rows share the machine's phase).
 byrun = collections.defaultdict(dict)
@@ -408,7 +442,7 @@ set ylabel "ratio to the kernel (higher is better)"
 set yrange [0:*]
 set xtics rotate by -20
 set title "rvs vs Linux bridge / kernel VXLAN / OVS userspace (medians of $RUNS run(s))"
-plot "$CSV" every ::1 using 7:xtic(1) title "TCP", "" every ::1 using 8 title "64B frames/s", "" every ::1 using 9 title "ping RTT", "" every ::1 using 10 title "sockperf RTT"
+plot "$CSV" every ::1 using 9:xtic(1) title "TCP", "" every ::1 using 10 title "64B frames/s", "" every ::1 using 11 title "ping RTT", "" every ::1 using 14 title "sockperf RTT"
 GP
 fi
 echo "table: $REPORT; csv: $CSV"

@@ -89,13 +89,8 @@ fn takeover_keeps_links_up_and_frames_single() {
     let vm1 = n.vm("br0", &t1, &[], "198.18.202.1/24");
     let vm2 = n.vm("br0", &t2, &[], "198.18.202.2/24");
     let (e3, e4) = (unique("k3"), unique("k4"));
-    let vm3 = Netns::new("vm");
-    let vm4 = Netns::new("vm");
-    for (e, vm, addr) in [(&e3, &vm3, "198.18.202.3/24"), (&e4, &vm4, "198.18.202.4/24")] {
-        n.ns.sh(&format!("ip link add {e} type veth peer name {e}p && ip link set {e} up"));
-        n.d.ctl_ok(&["add-port", "br0", e]);
-        plug(Some(&n.ns), &format!("{e}p"), vm, addr);
-    }
+    let vm3 = n.veth_vm("br0", &e3, "198.18.202.3/24");
+    let _vm4 = n.veth_vm("br0", &e4, "198.18.202.4/24");
     assert!(vm1.ping_eventually("198.18.202.2", Duration::from_secs(10)), "{}", n.d.log());
     assert!(vm3.ping_eventually("198.18.202.4", Duration::from_secs(10)), "{}", n.d.log());
     let mac1 = mac_of(&vm1, &t1);

@@ -20,7 +20,7 @@ use rvs_vswitchd::store::{Meta, Store};
 use rvs_vswitchd::worker::WorkerHandle;
 
 const NAMES: &[&str] = &[
-    "bond/show", "dpif/show", "exit", "fdb/add", "fdb/del", "fdb/flaps", "fdb/flush", "fdb/show", "fdb/stats-clear", "fdb/stats-show",
+    "bond/show", "dpif-netdev/pmd-rxq-show", "dpif-netdev/pmd-stats-clear", "dpif-netdev/pmd-stats-show", "dpif/show", "exit", "fdb/add", "fdb/del", "fdb/flaps", "fdb/flush", "fdb/show", "fdb/stats-clear", "fdb/stats-show",
     "list-commands", "rvs/drops", "rvs/takeover", "rvs/workers", "rvs/workers-clear", "version", "vlog/list", "vlog/set",
 ];
 

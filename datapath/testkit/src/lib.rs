@@ -362,6 +362,17 @@ impl Node {
         plug(Some(&self.ns), name, &vm, addr);
         vm
     }
+
+    /// A VM on an existing netdev, as libvirt's taps are: a veth pair `name` (in the
+    /// node, added to `br` as a `system` port, reached through AF_PACKET) and
+    /// `NAMEp`, moved into a new VM namespace with address `addr`.
+    pub fn veth_vm(&self, br: &str, name: &str, addr: &str) -> Netns {
+        self.ns.sh(&format!("ip link add {name} type veth peer name {name}p && ip link set {name} up"));
+        self.d.ctl_ok(&["add-port", br, name]);
+        let vm = Netns::new("vm");
+        plug(Some(&self.ns), &format!("{name}p"), &vm, addr);
+        vm
+    }
 }
 
 /// The MAC address of `dev` inside namespace `ns`.

@@ -103,6 +103,9 @@ fn arg(args: &[String], i: usize) -> Option<&str> {
 /// its list by name). Handlers may index up to `min_args - 1` without checking.
 static COMMANDS: &[Command] = &[
     cmd("bond/show", "[port]", 0, 1, |_, a| done(bond_show(arg(a, 0)))),
+    cmd("dpif-netdev/pmd-rxq-show", "[-pmd core] [-secs secs] [dp]", 0, 5, |ctl, a| Box::pin(pmd_rxq_show(ctl, a))),
+    cmd("dpif-netdev/pmd-stats-clear", "[-pmd core] [dp]", 0, 3, |ctl, a| Box::pin(pmd_stats_clear(ctl, a))),
+    cmd("dpif-netdev/pmd-stats-show", "[-pmd core] [dp]", 0, 3, |ctl, a| Box::pin(pmd_stats_show(ctl, a))),
     cmd("dpif/show", "", 0, 0, |ctl, _| Box::pin(dpif_show(ctl))),
     cmd("exit", "[--cleanup]", 0, 1, |ctl, _| {
         ctl.exit_requested = true;
@@ -535,11 +538,133 @@ async fn drops(ctl: &mut Control, br: Option<&str>) -> Reply {
 /// `rvs/workers`: the datapath threads, the inputs each polls, what each did since it
 /// started or since `rvs/workers-clear` (frames, receive calls, wake-ups, where its
 /// time went), and learning notes lost between them.
-async fn workers(ctl: &mut Control) -> Reply {
-    let all = ask_all(ctl, |w| (w.id(), w.inputs(), w.learn_lost, w.stats, w.rx_modes(), rvs_sys::uring::status())).await?;
+/// The arguments of the `dpif-netdev/pmd-*` commands as OVS reads them: `-pmd CORE`
+/// (a core that is not a number shows every thread, as in OVS), `-secs SECS` (where
+/// allowed; 0 or over 60 is 60) and a datapath name, which rvs, with one datapath,
+/// ignores — as OVS shows every thread for a name it does not know.
+fn pmd_args(a: &[String], secs_allowed: bool) -> (Option<usize>, u64) {
+    let (mut core, mut secs) = (None, 60);
+    let mut i = 0;
+    while i < a.len() {
+        match a[i].as_str() {
+            "-pmd" if i + 1 < a.len() => {
+                core = a[i + 1].parse().ok();
+                i += 1;
+            }
+            "-secs" if secs_allowed && i + 1 < a.len() => {
+                secs = a[i + 1].parse().ok().filter(|s| (1..=60).contains(s)).unwrap_or(60);
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    (core, secs)
+}
+
+/// What `pmd-stats-show` needs of a worker.
+type PmdStats = (Option<usize>, WorkerStats, crate::worker::Cycles);
+
+/// `dpif-netdev/pmd-stats-show`: each polling worker as OVS shows a PMD thread, then
+/// the workers that sleep when idle together as OVS's "main thread" (the one that
+/// serves the ports no PMD polls). rvs has no flow caches: each frame is decided by
+/// the MAC table, so the cache and upcall lines say 0.
+async fn pmd_stats_show(ctl: &mut Control, a: &[String]) -> Reply {
+    let (core, _) = pmd_args(a, false);
+    let mut all: Vec<PmdStats> = ask_all(ctl, |w| (w.pmd_cpu(), w.stats, w.cycles())).await?;
+    all.sort_by_key(|(cpu, ..)| *cpu);
     let mut s = String::new();
-    for (id, inputs, lost, stats, modes, uring) in all {
+    for (cpu, st, cy) in all.iter().filter_map(|(p, st, cy)| Some(((*p)?, st, cy))) {
+        if core.is_none_or(|c| c == cpu) {
+            let _ = writeln!(s, "pmd thread numa_id {} core_id {cpu}:", rvs_sys::process::numa_node_of(cpu));
+            pmd_block(&mut s, st.frames, st.out_batches, st.out_frames, Some(cy));
+        }
+    }
+    // `-pmd CORE` shows that PMD thread only.
+    if core.is_none() {
+        let main = all.iter().filter(|(p, ..)| p.is_none()).fold((0, 0, 0), |(f, b, o), (_, st, _)| (f + st.frames, b + st.out_batches, o + st.out_frames));
+        s.push_str("main thread:\n");
+        pmd_block(&mut s, main.0, main.1, main.2, None);
+    }
+    Ok(s)
+}
+
+/// The lines of one thread in `pmd-stats-show` (OVS 3.1's layout).
+fn pmd_block(s: &mut String, frames: u64, batches: u64, out: u64, cycles: Option<&crate::worker::Cycles>) {
+    let avg = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let _ = writeln!(s, "  packets received: {frames}");
+    s.push_str("  packet recirculations: 0\n");
+    let _ = writeln!(s, "  avg. datapath passes per packet: {:.2}", avg(frames, frames));
+    for line in ["phwol hits", "mfex opt hits", "simple match hits", "emc hits", "smc hits", "megaflow hits"] {
+        let _ = writeln!(s, "  {line}: 0");
+    }
+    s.push_str("  avg. subtable lookups per megaflow hit: 0.00\n  miss with success upcall: 0\n  miss with failed upcall: 0\n");
+    let _ = writeln!(s, "  avg. packets per output batch: {:.2}", avg(out, batches));
+    if let Some(c) = cycles {
+        let total = c.idle + c.processing;
+        let pct = |x: u64| if total == 0 { 0.0 } else { x as f64 * 100.0 / total as f64 };
+        let _ = writeln!(s, "  idle cycles: {} ({:.2}%)", c.idle, pct(c.idle));
+        let _ = writeln!(s, "  processing cycles: {} ({:.2}%)", c.processing, pct(c.processing));
+        if frames > 0 {
+            let _ = writeln!(s, "  avg cycles per packet: {:.2} ({total}/{frames})", avg(total, frames));
+            let _ = writeln!(s, "  avg processing cycles per packet: {:.2} ({}/{frames})", avg(c.processing, frames), c.processing);
+        }
+    }
+}
+
+/// `dpif-netdev/pmd-stats-clear`: the frame counts and cycles start again.
+async fn pmd_stats_clear(ctl: &mut Control, a: &[String]) -> Reply {
+    let (core, _) = pmd_args(a, false);
+    ask_all(ctl, move |w| {
+        if core.is_none_or(|c| w.pmd_cpu() == Some(c)) {
+            w.stats = WorkerStats::new();
+            w.clear_cycles();
+        }
+    })
+    .await?;
+    Ok(String::new())
+}
+
+/// `dpif-netdev/pmd-rxq-show`: per polling worker, the receive queues it polls and
+/// the share of its cycles each took over the last SECS seconds (10-second intervals;
+/// `NOT AVAIL` before the first has completed).
+async fn pmd_rxq_show(ctl: &mut Control, a: &[String]) -> Reply {
+    let (core, secs) = pmd_args(a, true);
+    let intervals = secs.div_ceil(10) as usize;
+    let mut all = ask_all(ctl, move |w| (w.pmd_cpu(), w.queue_usage(intervals))).await?;
+    all.sort_by_key(|(cpu, _)| *cpu);
+    let pct = |u: Option<u64>| u.map_or_else(|| "NOT AVAIL".to_string(), |u| format!("{u:2} %"));
+    let mut s = format!("Displaying last {secs} seconds pmd usage %\n");
+    for (cpu, (queues, overhead)) in all.iter().filter_map(|(p, u)| Some(((*p)?, u))) {
+        if core.is_some_and(|c| c != cpu) {
+            continue;
+        }
+        let _ = writeln!(s, "pmd thread numa_id {} core_id {cpu}:\n  isolated : false", rvs_sys::process::numa_node_of(cpu));
+        for (port, q, usage) in queues {
+            let _ = writeln!(s, "  port: {port:<16}  queue-id: {q:2} (enabled)   pmd usage: {}", pct(*usage));
+        }
+        let _ = writeln!(s, "  overhead: {}", pct(*overhead));
+    }
+    Ok(s)
+}
+
+async fn workers(ctl: &mut Control) -> Reply {
+    let all = ask_all(ctl, |w| {
+        let mode = match (w.pmd_cpu(), w.pmd_error()) {
+            (Some(c), _) => format!("polling on CPU {c} (pmd-cpu-mask)"),
+            (None, Some(e)) => e.to_string(),
+            (None, None) => "sleeps when idle".to_string(),
+        };
+        (w.id(), w.inputs(), w.learn_lost, w.stats, w.rx_modes(), rvs_sys::uring::status(), mode)
+    })
+    .await?;
+    let mut s = String::new();
+    if let crate::plan::Pmd::Refused { mask, why } = &ctl.ports.pmd {
+        let _ = writeln!(s, "pmd-cpu-mask={mask} refused: {why}; the workers sleep when idle");
+    }
+    for (id, inputs, lost, stats, modes, uring, mode) in all {
         let _ = writeln!(s, "worker {id}: {}", if inputs.is_empty() { "(no inputs)".to_string() } else { inputs.join(" ") });
+        let _ = writeln!(s, "  mode: {mode}");
         s.push_str(&format_stats(&stats));
         let _ = writeln!(s, "  tap writes: {uring}");
         if !modes.is_empty() {
@@ -581,6 +706,9 @@ mod tests {
     /// tests and scripts rely on): a row changed here is a behaviour change.
     const REGISTERED: &[(&str, usize, usize)] = &[
         ("bond/show", 0, 1),
+        ("dpif-netdev/pmd-rxq-show", 0, 5),
+        ("dpif-netdev/pmd-stats-clear", 0, 3),
+        ("dpif-netdev/pmd-stats-show", 0, 3),
         ("dpif/show", 0, 0),
         ("exit", 0, 1),
         ("fdb/add", 4, 4),
@@ -612,7 +740,7 @@ mod tests {
     fn list_commands_text() {
         // Byte for byte what rvs printed before the registry: OVS's "  %-23s %s\n" per
         // command, in name order (an empty usage leaves the trailing space, as OVS does).
-        let expected = "The available commands are:\n  bond/show               [port]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  list-commands           \n  rvs/drops               [bridge]\n  rvs/takeover            pid\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
+        let expected = "The available commands are:\n  bond/show               [port]\n  dpif-netdev/pmd-rxq-show [-pmd core] [-secs secs] [dp]\n  dpif-netdev/pmd-stats-clear [-pmd core] [dp]\n  dpif-netdev/pmd-stats-show [-pmd core] [dp]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  list-commands           \n  rvs/drops               [bridge]\n  rvs/takeover            pid\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
         assert_eq!(list_commands(), expected);
     }
 

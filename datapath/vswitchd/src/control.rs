@@ -69,7 +69,7 @@ impl Control {
     /// worker its configuration if it changed, and saves the file if persistent status
     /// columns changed.
     pub fn reconcile(&mut self) {
-        let plan = plan::plan(&self.db, plan::available_cpus());
+        let plan = plan::plan(&self.db, &plan::available_cpus());
         self.apply(&plan);
     }
 
@@ -115,7 +115,7 @@ impl Control {
             let root = next.ensure_root();
             next.set_col(OpenVswitch::CUR_CFG, &root, cfg);
         }
-        let plan: Plan = plan::plan(&next, plan::available_cpus());
+        let plan: Plan = plan::plan(&next, &plan::available_cpus());
         if let Err(e) = self.store.save(&next, &self.meta) {
             // Not durable, so not committed; no device was touched.
             tracing::error!("{e}");

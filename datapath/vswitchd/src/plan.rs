@@ -28,8 +28,11 @@ use crate::tunnel::{self, VxlanSpec};
 /// What the datapath should run for one database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// Worker threads (`n-workers`), also the receive queues per port.
+    /// Worker threads (`n-workers`, or one per CPU of `pmd-cpu-mask`), also the
+    /// receive queues per port.
     pub workers: usize,
+    /// Polling workers pinned to CPUs (`pmd-cpu-mask`), or why not.
+    pub pmd: Pmd,
     /// The bridges that have interfaces, in the order of the Open_vSwitch row.
     pub bridges: Vec<PlannedBridge>,
     /// Every interface the configuration asks for, in bridge/port/interface order.
@@ -72,13 +75,80 @@ pub struct LinkSettings {
     pub mac: Option<String>,
 }
 
-/// The CPUs this process may run on (for [`plan`]'s default number of workers).
-pub fn available_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+/// How the workers wait for input.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Pmd {
+    /// Each worker sleeps in epoll when idle (no `pmd-cpu-mask`).
+    #[default]
+    Off,
+    /// One worker per CPU, pinned there, polling without sleeping (OVS-DPDK's PMD
+    /// threads): `Open_vSwitch other_config:pmd-cpu-mask`.
+    Cpus(Vec<usize>),
+    /// A mask that cannot be honoured: the workers run as without it.
+    Refused { mask: String, why: String },
 }
 
-/// The plan for `db` on a machine with `cpus` CPUs.
-pub fn plan(db: &Db, cpus: usize) -> Plan {
+impl Pmd {
+    /// The CPUs of polling workers, in worker order (none when not polling).
+    pub fn cpus(&self) -> &[usize] {
+        match self {
+            Pmd::Cpus(c) => c,
+            _ => &[],
+        }
+    }
+}
+
+/// The CPUs this process may run on (for [`plan`]'s default number of workers and
+/// the CPUs `pmd-cpu-mask` may name).
+pub fn available_cpus() -> Vec<usize> {
+    rvs_sys::process::allowed_cpus().ok().filter(|c| !c.is_empty()).unwrap_or_else(|| {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..n).collect()
+    })
+}
+
+/// `pmd-cpu-mask` as OVS reads it (hexadecimal, `0x` optional, bit N = CPU N),
+/// checked against the CPUs this process may run on.
+pub fn pmd_for(db: &Db, allowed: &[usize]) -> Pmd {
+    let oc = db.root_view().map(|r| r.other_config().clone()).unwrap_or_default();
+    let Some(mask) = oc.get_str("pmd-cpu-mask").map(str::trim).filter(|m| !m.is_empty()) else { return Pmd::Off };
+    let refuse = |why: String| Pmd::Refused { mask: mask.to_string(), why };
+    let digits = mask.strip_prefix("0x").or_else(|| mask.strip_prefix("0X")).unwrap_or(mask);
+    if digits.is_empty() || digits.len() > 256 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return refuse("not a hexadecimal CPU mask".into());
+    }
+    let mut cpus = Vec::new();
+    for (i, c) in digits.chars().rev().enumerate() {
+        let v = c.to_digit(16).unwrap_or(0);
+        cpus.extend((0..4).filter(|b| v & (1 << b) != 0).map(|b| i * 4 + b));
+    }
+    if cpus.is_empty() {
+        return refuse("it names no CPU".into());
+    }
+    if let Some(c) = cpus.iter().find(|c| !allowed.contains(c)) {
+        return refuse(format!("CPU {c} is not one rvs-vswitchd may run on ({})", cpu_list(allowed)));
+    }
+    cpus.truncate(crate::worker::MAX_WORKERS);
+    Pmd::Cpus(cpus)
+}
+
+/// CPUs as a list of ranges (`0-3,6`).
+pub fn cpu_list(cpus: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < cpus.len() {
+        let mut j = i;
+        while j + 1 < cpus.len() && cpus[j + 1] == cpus[j] + 1 {
+            j += 1;
+        }
+        out.push(if i == j { cpus[i].to_string() } else { format!("{}-{}", cpus[i], cpus[j]) });
+        i = j + 1;
+    }
+    out.join(",")
+}
+
+/// The plan for `db` on a machine where this process may run on `cpus`.
+pub fn plan(db: &Db, cpus: &[usize]) -> Plan {
     let unsupported_vlan = ports_with_unsupported_vlan(db);
     let mut bridges: Vec<PlannedBridge> = Vec::new();
     let ifaces = wanted(db)
@@ -103,7 +173,9 @@ pub fn plan(db: &Db, cpus: usize) -> Plan {
             }
         })
         .collect();
-    Plan { workers: n_workers_for(db, cpus), bridges, ifaces }
+    let pmd = pmd_for(db, cpus);
+    let workers = if let Pmd::Cpus(c) = &pmd { c.len() } else { n_workers_for(db, cpus.len()) };
+    Plan { workers, pmd, bridges, ifaces }
 }
 
 impl Plan {
@@ -326,6 +398,25 @@ mod tests {
     }
 
     #[test]
+    fn pmd_cpu_mask_is_read_as_ovs_reads_it() {
+        let mut db = Db::new();
+        let root = db.ensure_root();
+        let allowed = [0, 1, 2, 3];
+        assert_eq!(pmd_for(&db, &allowed), Pmd::Off);
+        for (mask, want) in [("0x6", vec![1, 2]), ("6", vec![1, 2]), ("0XF", vec![0, 1, 2, 3]), ("1", vec![0]), ("00008", vec![3])] {
+            db.set_col(OpenVswitch::OTHER_CONFIG, &root, Datum::smap([("pmd-cpu-mask", mask)]));
+            assert_eq!(pmd_for(&db, &allowed), Pmd::Cpus(want.clone()), "{mask}");
+            assert_eq!(plan(&db, &allowed).workers, want.len(), "one worker per CPU of {mask}");
+        }
+        for (mask, why) in [("0x10", "CPU 4 is not one rvs-vswitchd may run on (0-3)"), ("0", "it names no CPU"), ("0xg", "not a hexadecimal CPU mask"), ("0x", "not a hexadecimal CPU mask")] {
+            db.set_col(OpenVswitch::OTHER_CONFIG, &root, Datum::smap([("pmd-cpu-mask", mask), ("n-workers", "3")]));
+            assert_eq!(pmd_for(&db, &allowed), Pmd::Refused { mask: mask.into(), why: why.into() }, "{mask}");
+            assert_eq!(plan(&db, &allowed).workers, 3, "a refused mask leaves n-workers in charge");
+        }
+        assert_eq!(cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+    }
+
+    #[test]
     fn n_workers_is_bounded() {
         let mut db = Db::default();
         assert_eq!(n_workers_for(&db, 2), 1, "no Open_vSwitch row");
@@ -360,26 +451,26 @@ mod tests {
     #[test]
     fn plans_compare_by_value() {
         let (mut db, p, i) = one_port("internal");
-        let a = plan(&db, 4);
-        assert_eq!(a, plan(&db.clone(), 4), "the same database, the same plan");
+        let a = plan(&db, &[0, 1, 2, 3]);
+        assert_eq!(a, plan(&db.clone(), &[0, 1, 2, 3]), "the same database, the same plan");
         assert_eq!(a.workers, 1);
         assert_eq!(a.bridges.len(), 1);
         assert_eq!(a.iface(&i).map(|w| w.kind.clone()), Some(Ok(Kind::Tap("internal".into()))));
         db.set_col(Port::TAG, &p, Datum::integer(10));
-        let b = plan(&db, 4);
+        let b = plan(&db, &[0, 1, 2, 3]);
         assert_ne!(a, b, "a VLAN change is a different plan");
         assert_eq!(b.iface(&i).unwrap().core.vlan, PortVlan::new(VlanId::new(10), &[], None));
         db.set_col(Port::VLAN_MODE, &p, Datum::string("dot1q-tunnel"));
-        assert_eq!(plan(&db, 4).iface(&i).unwrap().port_error, Some(PortError::QinQ));
+        assert_eq!(plan(&db, &[0, 1, 2, 3]).iface(&i).unwrap().port_error, Some(PortError::QinQ));
     }
 
     #[test]
     fn unknown_types_are_errors_in_the_plan() {
         let (db, _, i) = one_port("geneve");
-        let e = plan(&db, 4).iface(&i).unwrap().kind.clone().unwrap_err();
+        let e = plan(&db, &[0, 1, 2, 3]).iface(&i).unwrap().kind.clone().unwrap_err();
         assert_eq!(e.to_string(), "interface type \"geneve\" is not supported by rvs");
         let (db, _, i) = one_port("vxlan");
-        let e = plan(&db, 4).iface(&i).unwrap().kind.clone().unwrap_err();
+        let e = plan(&db, &[0, 1, 2, 3]).iface(&i).unwrap().kind.clone().unwrap_err();
         assert_eq!(e.to_string(), "p: vxlan type requires valid 'remote_ip' argument");
     }
 }

@@ -89,6 +89,8 @@ pub struct OpenIfaces {
     /// During a takeover, the fanout groups of the daemon taken over, by interface
     /// name: its AF_PACKET ports are opened into them (see [`crate::takeover`]).
     pub join_groups: HashMap<String, u16>,
+    /// How the workers wait (`pmd-cpu-mask`), as last planned.
+    pub pmd: crate::plan::Pmd,
 }
 
 /// A static MAC entry as the workers get it: (VLAN, MAC, port).
@@ -162,6 +164,7 @@ impl OpenIfaces {
         // delete it, and it may be in a VM's namespace by now): its queues change in
         // place.
         let broken = std::mem::take(&mut self.broken);
+        self.note_pmd(&plan.pmd);
         self.queues = plan.workers;
         let queues = self.queues;
         let serial = &mut self.serial;
@@ -324,7 +327,7 @@ impl OpenIfaces {
         }
         let statics = bridges.iter().map(|b| (b.uuid, b.statics.clone())).collect();
         let applied = Applied { plan: plan.clone(), ports, statics };
-        (DpConfig { bridges, workers: plan.workers }, applied)
+        (DpConfig { bridges, workers: plan.workers, pmd_cpus: plan.pmd.cpus().to_vec() }, applied)
     }
 
     /// Opens the backend for one interface, or says why not (as the `error` column).
@@ -406,6 +409,20 @@ impl OpenIfaces {
                 tracing::warn!("bridge {name}: fail_mode=secure and rvs has no OpenFlow controller: the bridge forwards nothing (as OVS)");
             }
         }
+    }
+
+    /// Logs a change of `pmd-cpu-mask`'s outcome.
+    fn note_pmd(&mut self, pmd: &crate::plan::Pmd) {
+        use crate::plan::{Pmd, cpu_list};
+        if *pmd == self.pmd {
+            return;
+        }
+        match pmd {
+            Pmd::Cpus(c) => tracing::info!("pmd-cpu-mask: {} polling worker(s) on CPUs {}", c.len(), cpu_list(c)),
+            Pmd::Refused { mask, why } => tracing::error!("pmd-cpu-mask={mask} refused: {why}; the workers sleep when idle"),
+            Pmd::Off => tracing::info!("no pmd-cpu-mask: the workers sleep when idle"),
+        }
+        self.pmd = pmd.clone();
     }
 
     /// Notes where the open taps are now ([`TapHomes`]).

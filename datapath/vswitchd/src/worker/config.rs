@@ -59,4 +59,7 @@ pub struct DpConfig {
     pub bridges: Vec<DpBridge>,
     /// Worker threads wanted (`n-workers`); 0 means 1.
     pub workers: usize,
+    /// Polling workers (`pmd-cpu-mask`): worker N is pinned to CPU `pmd_cpus[N]` and
+    /// polls without sleeping. Empty: every worker sleeps when idle.
+    pub pmd_cpus: Vec<usize>,
 }

@@ -25,6 +25,10 @@ pub struct WorkerStats {
     pub spinning: Duration,
     /// Time asleep in `epoll_wait`.
     pub sleeping: Duration,
+    /// Sends (one frame, or a batch of frames to one port) and the frames they
+    /// carried: OVS's "packets per output batch".
+    pub out_batches: u64,
+    pub out_frames: u64,
     /// Since when.
     pub since: std::time::Instant,
 }
@@ -38,8 +42,17 @@ impl WorkerStats {
             busy: Duration::ZERO,
             spinning: Duration::ZERO,
             sleeping: Duration::ZERO,
+            out_batches: 0,
+            out_frames: 0,
             since: std::time::Instant::now(),
         }
+    }
+
+    /// Counts one send of `n` frames.
+    #[inline]
+    pub(super) fn output(&mut self, n: usize) {
+        self.out_batches += 1;
+        self.out_frames += n as u64;
     }
 
     /// Counts one receive call that returned `n` frames.

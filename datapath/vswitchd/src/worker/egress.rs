@@ -88,6 +88,7 @@ impl Worker {
             if let Err(err) = sent {
                 return Err((PortRef { bridge: at.bridge, port: out }, err));
             }
+            self.stats.output(1);
         }
         Ok(())
     }
@@ -106,6 +107,7 @@ impl Worker {
             let bufs = self.tx.frames(&g);
             sent[..n].fill(false);
             let r = port.io.send_batch(&bufs[..n], &mut sent[..n]);
+            self.stats.output(n);
             for (buf, &ok) in bufs.iter().zip(&sent).take(n) {
                 // After an error, the frames that did not leave went with the port.
                 if ok || r.is_ok() {

@@ -4,8 +4,9 @@
 //! ready input the worker reads up to [`BUDGET`] frames, asks the core
 //! ([`rvs_switch::bridge::Bridge::process`]) for each and writes the copies to whichever ports
 //! they go to (sending on a port another worker polls is fine: the kernel serializes
-//! writers). A worker sleeps in epoll when nothing arrives (no busy polling), waking
-//! for input, for the control plane's doorbell, and for the next MAC expiry.
+//! writers). A worker sleeps in epoll when nothing arrives, waking for input, for the
+//! control plane's doorbell, and for the next MAC expiry — unless `pmd-cpu-mask`
+//! makes it a polling worker pinned to a CPU of its own, which never sleeps (`pmd`).
 //!
 //! `Open_vSwitch other_config:n-workers` sets how many workers run (default: one per 4
 //! CPUs, 1 to 8, [`crate::reconcile::default_workers`]). Inputs
@@ -40,6 +41,7 @@
 //!   segmentation, sending and counting;
 //! - `batch`: the transmit batcher holding frames for ports that send in batches;
 //! - `learn`: replicating what one worker learns to the others;
+//! - `pmd`: polling mode (pinning, cycles per turn and per receive queue);
 //! - `counters`: what a worker counts about itself.
 //!
 //! No I/O happens outside the [`crate::port`] backends and the epoll calls; on the
@@ -52,6 +54,7 @@ mod counters;
 mod egress;
 mod ingress;
 mod learn;
+mod pmd;
 mod poll;
 mod rt;
 #[cfg(test)]
@@ -77,6 +80,7 @@ use crate::port::{DemuxKey, RxScratch};
 pub use config::{DpBridge, DpConfig, DpPort};
 pub use counters::WorkerStats;
 pub use learn::Crew;
+pub use pmd::Cycles;
 pub use rt::{BridgeRt, PortCaps, PortRt};
 pub use thread::WorkerHandle;
 
@@ -154,6 +158,16 @@ pub struct Worker {
     pub learn_lost: u64,
     /// What the worker did, for `rvs/workers`.
     pub stats: WorkerStats,
+    /// The CPU it is pinned to and polls on (`pmd-cpu-mask`), if any.
+    pmd_cpu: Option<usize>,
+    /// Why it does not poll although asked to.
+    pmd_error: Option<String>,
+    /// The CPUs the thread had before it was pinned.
+    unpinned: Vec<usize>,
+    /// Where its cycles went (`dpif-netdev/pmd-stats-show`).
+    cycles: pmd::Cycles,
+    /// Cycles per receive queue (`dpif-netdev/pmd-rxq-show`).
+    usage: pmd::Usage,
 }
 
 impl Worker {
@@ -179,6 +193,11 @@ impl Worker {
             inbox,
             learn_lost: 0,
             stats: WorkerStats::new(),
+            pmd_cpu: None,
+            pmd_error: None,
+            unpinned: rvs_sys::process::allowed_cpus().unwrap_or_default(),
+            cycles: pmd::Cycles::default(),
+            usage: pmd::Usage::default(),
         })
     }
 
@@ -241,8 +260,10 @@ impl Worker {
         let mut mark = std::time::Instant::now();
         loop {
             let polled = std::time::Instant::now();
+            let c0 = rvs_sys::process::cycles();
             self.stats.busy += polled - mark;
-            let spinning = last_traffic.is_some_and(|t| polled - t < SPIN);
+            let polling = self.pmd_cpu.is_some();
+            let spinning = polling || last_traffic.is_some_and(|t| polled - t < SPIN);
             let timeout = if spinning { Duration::ZERO } else { self.sleep_time() };
             match self.epoll.wait(Some(timeout)) {
                 Ok(evs) => ready.extend(evs),
@@ -251,10 +272,10 @@ impl Worker {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
-            if spinning && ready.is_empty() {
+            if spinning && !polling && ready.is_empty() {
                 // Let whatever else wants this CPU (the VM's own processing, the
                 // peer's switch) run first: spinning must not delay the reply it
-                // waits for.
+                // waits for. (A polling worker has its CPU to itself.)
                 std::thread::yield_now();
             }
             mark = std::time::Instant::now();
@@ -268,6 +289,7 @@ impl Worker {
             if traffic {
                 last_traffic = Some(mark);
             }
+            let frames = self.stats.frames;
             let go_on = self.service_ready(&mut ready, |w| {
                 bell.drain();
                 w.handle_messages(rx)
@@ -275,6 +297,13 @@ impl Worker {
             if !go_on {
                 return;
             }
+            let spent = rvs_sys::process::cycles().wrapping_sub(c0);
+            if self.stats.frames != frames {
+                self.cycles.processing += spent;
+            } else {
+                self.cycles.idle += spent;
+            }
+            self.usage.turn(spent, mark);
         }
     }
 
@@ -290,7 +319,9 @@ impl Worker {
                     return false;
                 }
             } else {
+                let c0 = rvs_sys::process::cycles();
                 self.service(r.token as usize);
+                self.usage.queue(r.token as usize, rvs_sys::process::cycles().wrapping_sub(c0));
                 self.publish_notes();
                 self.log_flaps();
             }

@@ -73,12 +73,17 @@ impl Worker {
     /// An input queue as `rvs/workers` names it: the port or the shared input's label,
     /// with `#QUEUE` when it has several queues.
     fn input_name(&self, t: &Token) -> String {
+        let name = self.input_label(t);
+        if self.inputs[t.input].io.queues() > 1 { format!("{name}#{}", t.queue) } else { name }
+    }
+
+    /// The port's name, or the shared input's label, of a queue.
+    pub(super) fn input_label(&self, t: &Token) -> String {
         let input = &self.inputs[t.input];
-        let name = match input.owner {
+        match input.owner {
             Owner::Port(at) => self.bridges[at.bridge].ports[at.port].name.clone(),
             Owner::Shared => input.io.label(),
-        };
-        if input.io.queues() > 1 { format!("{name}#{}", t.queue) } else { name }
+        }
     }
 
     /// The inputs whose backend has a say in how they are read, with that way
@@ -119,6 +124,9 @@ impl Worker {
         }
         self.list_inputs();
         self.poll_inputs();
+        self.usage.reset(self.tokens.len());
+        let cpu = cfg.pmd_cpus.get(self.crew.id).copied();
+        self.set_pmd(cpu);
         // `old` (bridges that are gone) and the replaced ports drop here, closing fds.
     }
 

@@ -396,6 +396,7 @@ fn two_workers_share_what_they_learn() {
             statics: vec![],
         }],
         workers,
+        pmd_cpus: vec![],
     };
     w.reconfigure(cfg(2));
     assert_eq!(w.workers(), 2);
@@ -486,7 +487,7 @@ fn forwarding_allocates_nothing_once_warm() {
         ],
         statics: vec![],
     };
-    w.reconfigure(DpConfig { bridges: vec![bridge], workers: 1 });
+    w.reconfigure(DpConfig { bridges: vec![bridge], workers: 1, ..Default::default() });
 
     let payload: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
     let gso_frame = tcp_frame(MacAddr::BROADCAST, mac(1), None, 7, &payload);
