@@ -2,7 +2,8 @@
 //! threads): with a mask the workers are pinned to its CPUs and poll without sleeping;
 //! they switch the same traffic as sleeping workers — taps, AF_PACKET veths, and VXLAN
 //! between two nodes; the mask changes live without losing the configuration or the
-//! MAC tables; a mask naming a CPU the daemon may not use is refused in the log and in
+//! MAC tables; `pmd-rxq-affinity` pins a queue to a worker, which then polls it alone;
+//! a mask naming a CPU the daemon may not use is refused in the log and in
 //! `rvs/workers`, and forwarding goes on with sleeping workers. OVS's
 //! `dpif-netdev/pmd-stats-show`, `pmd-stats-clear` and `pmd-rxq-show` report them.
 //! Latency is measured by `benches/e2e.sh`, not here. Root required.
@@ -12,18 +13,33 @@ use std::time::Duration;
 use rvs_testkit::overlay::{RvsNode, Underlay};
 use rvs_testkit::*;
 
-/// The highest CPU this process may run on (from /proc/self/status).
-fn last_cpu() -> usize {
+/// The CPUs this process may run on (from /proc/self/status), in order.
+fn cpus() -> Vec<usize> {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
     let list = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).expect("Cpus_allowed_list").trim().to_string();
-    list.split(',').filter_map(|r| r.rsplit('-').next()?.parse().ok()).max().expect("a CPU")
+    let mut out = Vec::new();
+    for r in list.split(',') {
+        let (a, b) = r.split_once('-').unwrap_or((r, r));
+        out.extend(a.parse::<usize>().unwrap()..=b.parse::<usize>().unwrap());
+    }
+    out
+}
+
+fn last_cpu() -> usize {
+    *cpus().last().expect("a CPU")
 }
 
 fn mask_of(cpu: usize) -> String {
-    let digits = cpu / 4 + 1;
-    let mut v = vec![b'0'; digits];
-    v[digits - 1 - cpu / 4] = b"1248"[cpu % 4];
-    format!("0x{}", String::from_utf8(v).unwrap())
+    mask_of_all(&[cpu])
+}
+
+fn mask_of_all(cpus: &[usize]) -> String {
+    let digits = cpus.iter().max().unwrap() / 4 + 1;
+    let mut v = vec![0u8; digits];
+    for c in cpus {
+        v[digits - 1 - c / 4] |= 1 << (c % 4);
+    }
+    format!("0x{}", v.iter().map(|d| format!("{d:x}")).collect::<String>())
 }
 
 fn workers(d: &Daemon) -> String {
@@ -36,6 +52,7 @@ fn mask_digits() {
     assert_eq!(mask_of(1), "0x2");
     assert_eq!(mask_of(3), "0x8");
     assert_eq!(mask_of(5), "0x20");
+    assert_eq!(mask_of_all(&[0, 1, 5]), "0x23");
 }
 
 #[test]
@@ -80,6 +97,28 @@ fn polling_workers_switch_taps_and_veths_and_follow_the_mask() {
     let rxq = n.d.ctl_ok(&["dpif-netdev/pmd-rxq-show"]);
     assert!(rxq.starts_with("Displaying last 60 seconds pmd usage %\npmd thread numa_id "), "{rxq}");
     assert!(rxq.contains(&format!("  port: {e3:<16}  queue-id:  0 (enabled)   pmd usage: ")), "{rxq}");
+
+    // Two polling workers, e3's first queue pinned to the first one's CPU: that
+    // worker polls it alone (isolated), the other everything else.
+    let all = cpus();
+    assert!(all.len() >= 2, "this test needs 2 CPUs (has {all:?})");
+    let (a, b) = (all[0], *all.last().unwrap());
+    n.d.ctl_ok(&["set", "Open_vSwitch", ".", &format!("other_config:pmd-cpu-mask={}", mask_of_all(&[a, b]))]);
+    n.d.ctl_ok(&["set", "Interface", &e3, &format!("other_config:pmd-rxq-affinity=0:{a}")]);
+    let block = |cpu: usize| {
+        let rxq = n.d.ctl_ok(&["dpif-netdev/pmd-rxq-show", "-pmd", &cpu.to_string()]);
+        rxq.lines().skip(2).filter(|l| l.trim_start().starts_with("port:") || l.contains("isolated")).map(|l| l.trim().to_string()).collect::<Vec<_>>()
+    };
+    wait_until("the pinned queue", Duration::from_secs(10), || block(a).first().is_some_and(|l| l == "isolated : true"));
+    let pinned = block(a);
+    assert_eq!(pinned.len(), 2, "CPU {a}'s worker polls more than the pinned queue: {pinned:?}");
+    assert!(pinned[1].starts_with(&format!("port: {e3:<16}  queue-id:  0 (enabled)")), "{pinned:?}");
+    let rest = block(b);
+    assert!(rest[0] == "isolated : false" && rest.iter().any(|l| l.contains(&t1)) && rest.iter().any(|l| l.starts_with(&format!("port: {e3:<16}  queue-id:  1"))), "{rest:?}");
+    assert!(vm3.ping_eventually("198.18.203.4", Duration::from_secs(10)), "with a pinned queue\n{}", n.d.log());
+    n.d.ctl_ok(&["set", "Interface", &e3, "other_config:pmd-rxq-affinity=0:x"]);
+    wait_until("the bad affinity logged", Duration::from_secs(10), || n.d.log().contains(&format!("invalid pmd-rxq-affinity format for port {e3}: 0:x")));
+    n.d.ctl_ok(&["remove", "Interface", &e3, "other_config", "pmd-rxq-affinity"]);
 
     // A CPU the daemon may not use: refused, said so, forwarding goes on sleeping.
     n.d.ctl_ok(&["set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x8000000000000000"]);

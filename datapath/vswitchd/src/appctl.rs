@@ -631,15 +631,15 @@ async fn pmd_stats_clear(ctl: &mut Control, a: &[String]) -> Reply {
 async fn pmd_rxq_show(ctl: &mut Control, a: &[String]) -> Reply {
     let (core, secs) = pmd_args(a, true);
     let intervals = secs.div_ceil(10) as usize;
-    let mut all = ask_all(ctl, move |w| (w.pmd_cpu(), w.queue_usage(intervals))).await?;
+    let mut all = ask_all(ctl, move |w| (w.pmd_cpu(), (w.queue_usage(intervals), w.isolated()))).await?;
     all.sort_by_key(|(cpu, _)| *cpu);
     let pct = |u: Option<u64>| u.map_or_else(|| "NOT AVAIL".to_string(), |u| format!("{u:2} %"));
     let mut s = format!("Displaying last {secs} seconds pmd usage %\n");
-    for (cpu, (queues, overhead)) in all.iter().filter_map(|(p, u)| Some(((*p)?, u))) {
+    for (cpu, ((queues, overhead), isolated)) in all.iter().filter_map(|(p, u)| Some(((*p)?, u))) {
         if core.is_some_and(|c| c != cpu) {
             continue;
         }
-        let _ = writeln!(s, "pmd thread numa_id {} core_id {cpu}:\n  isolated : false", rvs_sys::process::numa_node_of(cpu));
+        let _ = writeln!(s, "pmd thread numa_id {} core_id {cpu}:\n  isolated : {isolated}", rvs_sys::process::numa_node_of(cpu));
         for (port, q, usage) in queues {
             let _ = writeln!(s, "  port: {port:<16}  queue-id: {q:2} (enabled)   pmd usage: {}", pct(*usage));
         }

@@ -66,6 +66,9 @@ pub struct PlannedIface {
     pub policer: PolicerConfig,
     /// Interface `mtu_request` and `mac`.
     pub link: LinkSettings,
+    /// Interface `other_config:pmd-rxq-affinity`: (receive queue, CPU) pairs, or the
+    /// text that could not be read.
+    pub rxq_affinity: Result<Vec<(usize, usize)>, String>,
 }
 
 /// Link settings applied to a device rvs has open.
@@ -132,6 +135,17 @@ pub fn pmd_for(db: &Db, allowed: &[usize]) -> Pmd {
     Pmd::Cpus(cpus)
 }
 
+/// `pmd-rxq-affinity` as OVS writes it: `QUEUE:CPU` pairs separated by commas.
+pub fn rxq_affinity(v: &str) -> Result<Vec<(usize, usize)>, String> {
+    v.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (q, c) = p.split_once(':').ok_or_else(|| v.to_string())?;
+            Ok((q.trim().parse().map_err(|_| v.to_string())?, c.trim().parse().map_err(|_| v.to_string())?))
+        })
+        .collect()
+}
+
 /// CPUs as a list of ranges (`0-3,6`).
 pub fn cpu_list(cpus: &[usize]) -> String {
     let mut out: Vec<String> = Vec::new();
@@ -165,6 +179,7 @@ pub fn plan(db: &Db, cpus: &[usize]) -> Plan {
                 core: port_config(db, &w.port, OfPort::LOCAL),
                 policer: policer_config(db, &w.iface),
                 link: LinkSettings { mtu_request: i.and_then(|i| i.mtu_request()), mac: i.and_then(|i| i.mac()).map(String::from) },
+                rxq_affinity: i.and_then(|i| i.other_config().get_str("pmd-rxq-affinity")).map_or(Ok(Vec::new()), rxq_affinity),
                 bridge: w.bridge,
                 port: w.port,
                 iface: w.iface,
@@ -414,6 +429,10 @@ mod tests {
             assert_eq!(plan(&db, &allowed).workers, 3, "a refused mask leaves n-workers in charge");
         }
         assert_eq!(cpu_list(&[0, 1, 2, 5, 7, 8]), "0-2,5,7-8");
+        assert_eq!(rxq_affinity("0:3, 1:7"), Ok(vec![(0, 3), (1, 7)]));
+        assert_eq!(rxq_affinity(""), Ok(vec![]));
+        assert_eq!(rxq_affinity("0:x"), Err("0:x".into()));
+        assert_eq!(rxq_affinity("3"), Err("3".into()));
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct OpenIfaces {
     pub join_groups: HashMap<String, u16>,
     /// How the workers wait (`pmd-cpu-mask`), as last planned.
     pub pmd: crate::plan::Pmd,
+    /// The last `pmd-rxq-affinity` problem logged per interface.
+    affinity_warned: HashMap<Uuid, String>,
 }
 
 /// A static MAC entry as the workers get it: (VLAN, MAC, port).
@@ -165,6 +167,7 @@ impl OpenIfaces {
         // place.
         let broken = std::mem::take(&mut self.broken);
         self.note_pmd(&plan.pmd);
+        self.warn_affinity(plan);
         self.queues = plan.workers;
         let queues = self.queues;
         let serial = &mut self.serial;
@@ -327,7 +330,8 @@ impl OpenIfaces {
         }
         let statics = bridges.iter().map(|b| (b.uuid, b.statics.clone())).collect();
         let applied = Applied { plan: plan.clone(), ports, statics };
-        (DpConfig { bridges, workers: plan.workers, pmd_cpus: plan.pmd.cpus().to_vec() }, applied)
+        let rxq_affinity = plan.ifaces.iter().flat_map(|w| w.rxq_affinity.iter().flatten().map(|&(q, c)| (w.iface, q, c))).collect();
+        (DpConfig { bridges, workers: plan.workers, pmd_cpus: plan.pmd.cpus().to_vec(), rxq_affinity }, applied)
     }
 
     /// Opens the backend for one interface, or says why not (as the `error` column).
@@ -407,6 +411,29 @@ impl OpenIfaces {
             }
             if b.fail_mode() == Some("secure") && self.warned.insert((b.uuid, "fail_mode")) {
                 tracing::warn!("bridge {name}: fail_mode=secure and rvs has no OpenFlow controller: the bridge forwards nothing (as OVS)");
+            }
+        }
+    }
+
+    /// Logs (once per value) `pmd-rxq-affinity` that cannot be followed.
+    fn warn_affinity(&mut self, plan: &Plan) {
+        for w in &plan.ifaces {
+            let problem = match &w.rxq_affinity {
+                Err(v) => Some(format!("invalid pmd-rxq-affinity format for port {}: {v} (ignored)", w.name)),
+                Ok(pairs) => pairs
+                    .iter()
+                    .find(|(_, c)| !plan.pmd.cpus().contains(c))
+                    .map(|(q, c)| format!("port {}: queue {q} is pinned to CPU {c}, which has no polling worker (pmd-cpu-mask): it is polled as if unpinned", w.name)),
+            };
+            match problem {
+                Some(p) if self.affinity_warned.get(&w.iface) != Some(&p) => {
+                    tracing::warn!("{p}");
+                    self.affinity_warned.insert(w.iface, p);
+                }
+                Some(_) => {}
+                None => {
+                    self.affinity_warned.remove(&w.iface);
+                }
             }
         }
     }

@@ -62,4 +62,7 @@ pub struct DpConfig {
     /// Polling workers (`pmd-cpu-mask`): worker N is pinned to CPU `pmd_cpus[N]` and
     /// polls without sleeping. Empty: every worker sleeps when idle.
     pub pmd_cpus: Vec<usize>,
+    /// Receive queues pinned to a polling worker's CPU (`pmd-rxq-affinity`):
+    /// (interface, queue, CPU).
+    pub rxq_affinity: Vec<(Uuid, usize, usize)>,
 }

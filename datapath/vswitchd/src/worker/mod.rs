@@ -168,6 +168,8 @@ pub struct Worker {
     cycles: pmd::Cycles,
     /// Cycles per receive queue (`dpif-netdev/pmd-rxq-show`).
     usage: pmd::Usage,
+    /// It has queues pinned to it (`pmd-rxq-affinity`) and polls only those.
+    isolated: bool,
 }
 
 impl Worker {
@@ -198,6 +200,7 @@ impl Worker {
             unpinned: rvs_sys::process::allowed_cpus().unwrap_or_default(),
             cycles: pmd::Cycles::default(),
             usage: pmd::Usage::default(),
+            isolated: false,
         })
     }
 

@@ -144,6 +144,11 @@ impl Worker {
         self.cycles
     }
 
+    /// Whether it polls only queues pinned to it (`pmd-rxq-affinity`).
+    pub fn isolated(&self) -> bool {
+        self.isolated
+    }
+
     /// Forgets the cycles and queue usage counted so far (`pmd-stats-clear`).
     pub fn clear_cycles(&mut self) {
         self.cycles = Cycles::default();

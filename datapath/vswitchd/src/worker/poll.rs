@@ -16,6 +16,7 @@
 use std::io;
 use std::sync::Arc;
 
+use rvs_ovsdb::Uuid;
 use rvs_switch::bridge::{Bridge, PortConfig};
 use rvs_sys::epoll::Epoll;
 
@@ -102,6 +103,7 @@ impl Worker {
             }
         }
         let mut old: Vec<BridgeRt> = std::mem::take(&mut self.bridges);
+        let (pmd_cpus, affinity) = (cfg.pmd_cpus, cfg.rxq_affinity);
         for nb in cfg.bridges {
             let cores: Vec<PortConfig> = nb.ports.iter().map(|p| p.core.clone()).collect();
             let core = match old.iter().position(|o| o.uuid == nb.uuid) {
@@ -123,10 +125,9 @@ impl Worker {
             self.bridges.push(rt);
         }
         self.list_inputs();
-        self.poll_inputs();
+        self.poll_inputs(&pmd_cpus, &affinity);
         self.usage.reset(self.tokens.len());
-        let cpu = cfg.pmd_cpus.get(self.crew.id).copied();
-        self.set_pmd(cpu);
+        self.set_pmd(pmd_cpus.get(self.crew.id).copied());
         // `old` (bridges that are gone) and the replaced ports drop here, closing fds.
     }
 
@@ -156,25 +157,52 @@ impl Worker {
         }
     }
 
-    /// Numbers the queues of every input and polls this worker's share: queue Q of an
-    /// input with several goes to worker Q, inputs with one queue are dealt
-    /// round-robin.
-    fn poll_inputs(&mut self) {
+    /// Numbers the queues of every input and polls this worker's share: a queue
+    /// pinned to a polling worker's CPU (`pmd-rxq-affinity`) goes to that worker, and
+    /// a worker with pinned queues polls nothing else (OVS's isolation) unless every
+    /// worker has some; of the rest, queue Q of an input with several goes to the Qth
+    /// other worker, inputs with one queue are dealt round-robin.
+    fn poll_inputs(&mut self, pmd_cpus: &[usize], affinity: &[(Uuid, usize, usize)]) {
         self.tokens.clear();
         let (id, n) = (self.crew.id, self.crew.n);
+        let pins: Vec<Vec<Option<usize>>> = self
+            .inputs
+            .iter()
+            .map(|input| {
+                (0..input.io.queues())
+                    .map(|q| {
+                        let Owner::Port(at) = input.owner else { return None };
+                        let iface = self.bridges[at.bridge].ports[at.port].iface;
+                        let cpu = affinity.iter().find(|&&(u, qq, _)| u == iface && qq == q)?.2;
+                        pmd_cpus.iter().position(|&c| c == cpu).filter(|&w| w < n)
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut isolated = vec![false; n];
+        for w in pins.iter().flatten().flatten() {
+            isolated[*w] = true;
+        }
+        let mut free: Vec<usize> = (0..n).filter(|&w| !isolated[w]).collect();
+        if free.is_empty() {
+            free = (0..n).collect();
+        }
+        self.isolated = isolated.get(id).copied().unwrap_or(false);
         let mut dealt = 0usize;
         for (ii, input) in self.inputs.iter().enumerate() {
             let queues = input.io.queues();
             for q in 0..queues {
                 let Some(fd) = input.io.queue_fd(q) else { continue };
-                let w = if queues > 1 {
-                    q
-                } else {
-                    dealt += 1;
-                    dealt - 1
+                let w = match pins[ii].get(q).copied().flatten() {
+                    Some(w) => w,
+                    None if queues > 1 => free[q % free.len()],
+                    None => {
+                        dealt += 1;
+                        free[(dealt - 1) % free.len()]
+                    }
                 };
                 let token = self.tokens.len();
-                let mine = w % n == id;
+                let mine = w == id;
                 self.tokens.push(Token { input: ii, queue: q, mine, lone: true });
                 if mine && let Err(e) = self.epoll.add(fd, token as u64) {
                     match input.owner {

@@ -397,6 +397,7 @@ fn two_workers_share_what_they_learn() {
         }],
         workers,
         pmd_cpus: vec![],
+        rxq_affinity: vec![],
     };
     w.reconfigure(cfg(2));
     assert_eq!(w.workers(), 2);
