@@ -175,11 +175,18 @@ impl OvsDaemons {
             ns.name
         ));
         sh(&format!("ovs-vsctl --db=unix:{d}/db.sock --no-wait init"));
+        let o = OvsDaemons { dir };
+        o.start_vswitchd(ns);
+        o
+    }
+
+    /// Starts ovs-vswitchd (again, after `exit`: settings read only at its start).
+    pub fn start_vswitchd(&self, ns: &Netns) {
+        let d = self.dir.display();
         sh(&format!(
             "ip netns exec {} env OVS_RUNDIR={d} ovs-vswitchd unix:{d}/db.sock --pidfile={d}/vs.pid --unixctl={d}/vs.ctl --detach --log-file={d}/vs.log",
             ns.name
         ));
-        OvsDaemons { dir }
     }
 
     /// The database as `ovs-vsctl --db` takes it.
