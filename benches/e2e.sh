@@ -8,6 +8,7 @@
 #   E2E_ROWS="rvs-veth linux-bridge" benches/e2e.sh   # only these rows
 #   E2E_WORKERS=2 benches/e2e.sh   # rvs with other_config:n-workers=2
 #   E2E_BIN=/other/target/release benches/e2e.sh   # another build of rvs
+#   E2E_VM=1 benches/e2e.sh        # also two QEMU guests through each switch (benches/vm.rs)
 #
 # Rows (each built, measured, torn down in turn):
 #   one node:   linux-bridge (veths) | rvs-tap (VMs on rvs taps) | rvs-veth (rvs
@@ -446,3 +447,8 @@ plot "$CSV" every ::1 using 9:xtic(1) title "TCP", "" every ::1 using 10 title "
 GP
 fi
 echo "table: $REPORT; csv: $CSV"
+# With E2E_VM=1, the same comparison with QEMU guests instead of namespaces
+# (benches/vm.rs: a few minutes more; under TCG the emulated guests bound every row).
+if [ "${E2E_VM:-0}" = 1 ]; then
+    cargo bench -q --bench vm | tee "$OUT_DIR/vm-$STAMP.txt"
+fi
