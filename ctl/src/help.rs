@@ -99,6 +99,11 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   rvs/drops [BRIDGE]          dropped frames by reason
   rvs/workers                 datapath threads: inputs, frames, wake-ups, time, I/O
   rvs/workers-clear           reset the figures of rvs/workers
+  dpif-netdev/pmd-stats-show [-pmd CORE]  polling workers (pmd-cpu-mask): frames, cycles
+  dpif-netdev/pmd-stats-clear [-pmd CORE]  reset them
+  dpif-netdev/pmd-rxq-show [-pmd CORE] [-secs SECS]  queues per polling worker, usage
+  rvs/capture PORT FILE [COUNT|SECONDSs]  write the port's frames to a pcap file
+  rvs/capture-stop PORT       end that capture
   list-commands, version, vlog/list, vlog/set SPEC
 
 Bonds are stored and checked, but rvs-vswitchd does not forward over them yet.

@@ -23,7 +23,7 @@ const NAMES: &[&str] = &[
     "bond/show", "dpif/show", "exit", "fdb/add", "fdb/del", "fdb/flaps", "fdb/flush", "fdb/show", "fdb/stats-clear", "fdb/stats-show",
     "list-commands", "rvs/drops", "rvs/workers", "rvs/workers-clear", "version", "vlog/list", "vlog/set",
     // Appended, so that the seeds keep naming the commands they were made for.
-    "rvs/takeover", "dpif-netdev/pmd-rxq-show", "dpif-netdev/pmd-stats-clear", "dpif-netdev/pmd-stats-show",
+    "rvs/takeover", "dpif-netdev/pmd-rxq-show", "dpif-netdev/pmd-stats-clear", "dpif-netdev/pmd-stats-show", "rvs/capture", "rvs/capture-stop",
 ];
 
 struct Daemon {

@@ -58,6 +58,12 @@ pub enum AppctlError {
     NoStaticEntry,
     #[error("datapath worker did not answer")]
     WorkerSilent,
+    /// `rvs/capture` of an interface that is not open.
+    #[error("no such port {0} (or it is not open: see its error column)")]
+    NoSuchPort(String),
+    /// `rvs/capture` refused (bad limit, unwritable file, one already running).
+    #[error("{0}")]
+    Capture(String),
     /// `rvs/takeover` refused (see [`crate::takeover`]).
     #[error("takeover refused: {0}")]
     Takeover(String),
@@ -129,6 +135,8 @@ static COMMANDS: &[Command] = &[
     }),
     cmd("fdb/stats-show", "bridge", 1, 1, |ctl, a| Box::pin(fdb_stats_show(ctl, &a[0]))),
     cmd("list-commands", "", 0, 0, |_, _| done(Ok(list_commands()))),
+    cmd("rvs/capture", "port file [count|secondss]", 2, 3, |ctl, a| done(capture(ctl, &a[0], &a[1], arg(a, 2)))),
+    cmd("rvs/capture-stop", "port", 1, 1, |ctl, a| done(capture_stop(ctl, &a[0]))),
     cmd("rvs/drops", "[bridge]", 0, 1, |ctl, a| Box::pin(drops(ctl, arg(a, 0)))),
     cmd("rvs/takeover", "pid", 1, 1, |ctl, a| Box::pin(takeover(ctl, &a[0]))),
     cmd("rvs/workers", "", 0, 0, |ctl, _| Box::pin(workers(ctl))),
@@ -315,6 +323,33 @@ async fn fdb_stats_show(ctl: &mut Control, br: &str) -> Reply {
         "Statistics for bridge \"{br}\":\n  Current/maximum MAC entries in the table: {len}/{cap}\n  Current static MAC entries in the table : {st}\n  Total number of learned MAC entries     : {}\n  Total number of expired MAC entries     : {}\n  Total number of evicted MAC entries     : {}\n  Total number of port moved MAC entries  : {}\n",
         s.learned, s.expired, s.evicted, s.moved
     ))
+}
+
+/// The counters (and capture slot) of the open interface `name`.
+fn open_port_stats(ctl: &Control, name: &str) -> Result<std::sync::Arc<crate::port::PortStats>, AppctlError> {
+    ctl.ports.open.values().find(|p| p.name == name).map(|p| p.stats.clone()).ok_or_else(|| AppctlError::NoSuchPort(name.to_string()))
+}
+
+/// `rvs/capture PORT FILE [COUNT|SECONDSs]`: starts writing the frames port PORT
+/// receives and sends to the pcap file FILE (see [`crate::capture`]); answers at once.
+fn capture(ctl: &mut Control, port: &str, file: &str, limit: Option<&str>) -> Reply {
+    let limits = crate::capture::Limits::parse(limit).map_err(AppctlError::Capture)?;
+    let stats = open_port_stats(ctl, port)?;
+    let path = crate::capture::absolute(file);
+    crate::capture::start(stats, port, &path, limits).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists if e.get_ref().is_some() => AppctlError::Capture(e.to_string()),
+        _ => AppctlError::Capture(format!("cannot write {}: {}", path.display(), rvs_sys::strerror(&e))),
+    })
+}
+
+/// `rvs/capture-stop PORT`: ends the port's capture (its file is complete).
+fn capture_stop(ctl: &mut Control, port: &str) -> Reply {
+    let stats = open_port_stats(ctl, port)?;
+    if !stats.capture.busy() {
+        return Err(AppctlError::Capture(format!("no capture runs on port {port}")));
+    }
+    stats.capture.stop();
+    Ok(String::new())
 }
 
 /// `rvs/takeover PID`: the daemon `PID` (started with `--takeover`) takes this one's
@@ -719,6 +754,8 @@ mod tests {
         ("fdb/stats-clear", 0, 1),
         ("fdb/stats-show", 1, 1),
         ("list-commands", 0, 0),
+        ("rvs/capture", 2, 3),
+        ("rvs/capture-stop", 1, 1),
         ("rvs/drops", 0, 1),
         ("rvs/takeover", 1, 1),
         ("rvs/workers", 0, 0),
@@ -740,7 +777,7 @@ mod tests {
     fn list_commands_text() {
         // Byte for byte what rvs printed before the registry: OVS's "  %-23s %s\n" per
         // command, in name order (an empty usage leaves the trailing space, as OVS does).
-        let expected = "The available commands are:\n  bond/show               [port]\n  dpif-netdev/pmd-rxq-show [-pmd core] [-secs secs] [dp]\n  dpif-netdev/pmd-stats-clear [-pmd core] [dp]\n  dpif-netdev/pmd-stats-show [-pmd core] [dp]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  list-commands           \n  rvs/drops               [bridge]\n  rvs/takeover            pid\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
+        let expected = "The available commands are:\n  bond/show               [port]\n  dpif-netdev/pmd-rxq-show [-pmd core] [-secs secs] [dp]\n  dpif-netdev/pmd-stats-clear [-pmd core] [dp]\n  dpif-netdev/pmd-stats-show [-pmd core] [dp]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  list-commands           \n  rvs/capture             port file [count|secondss]\n  rvs/capture-stop        port\n  rvs/drops               [bridge]\n  rvs/takeover            pid\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
         assert_eq!(list_commands(), expected);
     }
 

@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod appctl;
+pub mod capture;
 pub mod control;
 pub mod fdbkeep;
 pub mod logging;

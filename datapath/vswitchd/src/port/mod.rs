@@ -339,6 +339,14 @@ pub struct PortStats {
     pub tx_bytes: AtomicU64,
     pub tx_dropped: AtomicU64,
     pub tx_errors: AtomicU64,
+    /// A capture of the port's frames (`rvs/capture`), when one runs.
+    pub capture: crate::capture::Slot,
+}
+
+impl AsRef<crate::capture::Slot> for PortStats {
+    fn as_ref(&self) -> &crate::capture::Slot {
+        &self.capture
+    }
 }
 
 /// A plain copy of [`PortStats`].

@@ -70,6 +70,7 @@ impl Worker {
                 PortStats::inc(&port.stats.tx_dropped);
                 continue;
             }
+            port.stats.capture.frame(self.buf.frame());
             let offloads = port.caps.offloads;
             let sent = if offloads || !self.buf.vnet.is_gso() {
                 if !offloads && !complete_csum(&mut self.buf) {

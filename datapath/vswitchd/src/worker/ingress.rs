@@ -138,6 +138,7 @@ impl Worker {
         let port = &br.ports[at.port];
         let len = self.buf.len();
         port.stats.rx(len, self.buf.frame().first().is_some_and(|b| b & 1 == 1));
+        port.stats.capture.frame(self.buf.frame());
         if !port.admit(now, len) {
             PortStats::inc(&port.stats.rx_dropped);
             br.core.count_drop(DropReason::Policed);
