@@ -266,6 +266,7 @@ views! {
         ofport / OFPORT: OptInt = "ofport";
         ofport_request / OFPORT_REQUEST: OptInt = "ofport_request";
         options / OPTIONS: Whole = "options";
+        other_config / OTHER_CONFIG: Whole = "other_config";
         statistics / STATISTICS: Whole = "statistics";
         status / STATUS: Whole = "status";
         type_ / TYPE: Str = "type";

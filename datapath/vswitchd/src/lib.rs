@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod appctl;
+pub mod bonds;
 pub mod control;
 pub mod fdbkeep;
 pub mod logging;
@@ -234,6 +235,8 @@ fn serve(
         let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut bond_tick = tokio::time::interval(bonds::TICK);
+        bond_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 Some((req, reply)) = jobs.recv() => {
@@ -251,8 +254,10 @@ fn serve(
                 }
                 Some(()) = link_rx.recv() => {
                     while link_rx.try_recv().is_ok() {}
+                    run_bonds(&mut ctl);
                     ctl.reconcile();
                 }
+                _ = bond_tick.tick() => run_bonds(&mut ctl),
                 _ = tick.tick() => ctl.reconcile(),
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
@@ -266,6 +271,19 @@ fn serve(
         ports.close_all();
         Ok(())
     })
+}
+
+/// Runs the bonds (LACP, carrier, selection); a member whose socket failed is
+/// reopened.
+fn run_bonds(ctl: &mut Control) {
+    let broken = ctl.ports.bonds.run();
+    let _ = ctl.ports.bonds.write_status(&mut ctl.db);
+    if !broken.is_empty() {
+        for iface in broken {
+            ctl.ports.mark_broken(iface);
+        }
+        ctl.reconcile();
+    }
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, StartError> {

@@ -398,6 +398,17 @@ impl Bond {
         moved
     }
 
+    /// `bond/enable-member` / `bond/disable-member` (OVS's bond_enable_member): sets
+    /// the member's state now, cancelling a pending delay. As in OVS this lasts until
+    /// the next [`Bond::run`] sees the link disagree (then the up- or downdelay starts).
+    pub fn set_enabled(&mut self, member: MemberId, on: bool) -> Result<(), &'static str> {
+        if member >= self.members.len() {
+            return Err("no such member");
+        }
+        self.enable(member, on);
+        Ok(())
+    }
+
     /// `bond/set-active-member`: makes an enabled member active now.
     pub fn set_active(&mut self, member: MemberId) -> Result<(), &'static str> {
         let m = self.members.get(member).ok_or("no such member")?;

@@ -46,6 +46,7 @@
 //! (in-memory, for tests).
 
 pub mod afpacket;
+pub mod bond;
 pub mod device;
 pub mod mem;
 pub mod tap;

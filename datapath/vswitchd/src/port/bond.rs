@@ -1,0 +1,336 @@
+//! A bond (Port with several Interfaces) as one port of the switch: the packet path of
+//! [`rvs_switch::bond`]. Its members are existing netdevs, each opened as any other
+//! (an [`super::afpacket::AfPacketPort`], kept by the control plane as an open
+//! interface with its own counters); the bond reads all their queues and sends each
+//! frame out of the one member the bond's selection names.
+//!
+//! Per received frame: a slow-protocols frame (ethertype 0x8809: LACP, markers) is
+//! handed to the control plane through a bounded queue of fixed-size copies
+//! ([`BondShared::take_slow`]) and never forwarded; any other frame passes
+//! [`rvs_switch::bond::select::Bond::admit_frame`] (a frame the bond refuses is a counted
+//! drop, `not_admitted`). Per frame sent: [`rvs_switch::bond::select::Bond::output`]
+//! picks the member (none enabled: a transmit drop), and the frame's bytes are added to
+//! its hash bucket for rebalancing ([`BondShared::take_bucket_bytes`]).
+//!
+//! What the packet path reads of the bond (which members are enabled, the active
+//! member, the buckets) is a copy the control plane publishes after each of its runs
+//! ([`BondShared::publish`]): the write lock is held only to swap in the new copy, so a
+//! worker never waits on the control plane's work; nothing here allocates per frame.
+//!
+//! A member whose socket fails is marked broken ([`BondShared::take_broken`]) and
+//! skipped: the control plane takes it as carrier down and reopens it; the bond and its
+//! other members carry on. Receive errors are therefore never returned to the worker.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, RwLock};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use rvs_switch::bond::admit::Verdict;
+use rvs_switch::bond::hash::BUCKETS;
+use rvs_switch::bond::select::Bond;
+use rvs_switch::packet::PacketBuf;
+use rvs_switch::wire::lacp::ETHERTYPE as SLOW_PROTOCOLS;
+
+use super::device::Device;
+use super::{Input, PortIo, PortStats, Rx, RxBatch, RxScratch};
+
+/// Bytes of a slow-protocols frame kept (a LACPDU frame is 124).
+pub const SLOW_MAX: usize = 128;
+/// Slow-protocols frames queued for the control plane; beyond, they are counted drops.
+const SLOW_QUEUE: usize = 64;
+
+/// A slow-protocols frame received on a member.
+#[derive(Clone, Copy)]
+pub struct SlowFrame {
+    pub member: usize,
+    pub len: usize,
+    pub data: [u8; SLOW_MAX],
+}
+
+impl SlowFrame {
+    /// The payload after the Ethernet header.
+    pub fn payload(&self) -> &[u8] {
+        self.data.get(14..self.len).unwrap_or(&[])
+    }
+}
+
+/// Counters of the bond itself (beyond the members' own).
+#[derive(Debug, Default)]
+pub struct BondCounters {
+    /// Frames a member received that the bond refused (backup member, LACP not
+    /// negotiated, multicast on a non-active member).
+    pub not_admitted: AtomicU64,
+    /// Frames to send while no member was enabled.
+    pub no_member: AtomicU64,
+    /// Slow-protocols frames received (handed to LACP).
+    pub slow_rx: AtomicU64,
+    /// Slow-protocols frames dropped because the control plane's queue was full.
+    pub slow_dropped: AtomicU64,
+}
+
+/// What the packet path and the control plane share about one bond.
+pub struct BondShared {
+    /// The selection as the control plane last published it.
+    bond: RwLock<Bond>,
+    slow_tx: Sender<SlowFrame>,
+    slow_rx: Receiver<SlowFrame>,
+    /// Per member: its socket failed.
+    broken: Vec<AtomicBool>,
+    /// Bytes sent per hash bucket since the control plane last took them.
+    buckets: Vec<AtomicU64>,
+    pub counters: BondCounters,
+}
+
+impl BondShared {
+    /// Shared state for `bond` (its members in order).
+    pub fn new(bond: Bond) -> BondShared {
+        let n = bond.members().len();
+        let (slow_tx, slow_rx) = crossbeam_channel::bounded(SLOW_QUEUE);
+        BondShared {
+            bond: RwLock::new(bond),
+            slow_tx,
+            slow_rx,
+            broken: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            counters: BondCounters::default(),
+        }
+    }
+
+    /// Makes `fresh` what the packet path reads; the old copy is dropped after the
+    /// lock is released (only a swap happens under it).
+    pub fn publish(&self, mut fresh: Bond) {
+        let mut w = self.bond.write().unwrap_or_else(|e| e.into_inner());
+        std::mem::swap(&mut *w, &mut fresh);
+        drop(w);
+        drop(fresh);
+    }
+
+    /// The slow-protocols frames received since the last call.
+    pub fn take_slow(&self) -> Vec<SlowFrame> {
+        self.slow_rx.try_iter().collect()
+    }
+
+    /// Members whose socket failed since the last call.
+    pub fn take_broken(&self) -> Vec<usize> {
+        (0..self.broken.len()).filter(|&m| self.broken[m].swap(false, Relaxed)).collect()
+    }
+
+    /// Bytes sent per bucket since the last call (bucket, bytes), non-zero only.
+    pub fn take_bucket_bytes(&self) -> Vec<(u8, u64)> {
+        (0..self.buckets.len()).filter_map(|b| Some((b as u8, Some(self.buckets[b].swap(0, Relaxed)).filter(|&n| n > 0)?))).collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Bond> {
+        self.bond.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One member of the bond's packet path: its device (`None` while it cannot be
+/// opened) and its interface's counters.
+#[derive(Clone)]
+pub struct MemberIo {
+    pub name: String,
+    pub device: Option<Arc<dyn Device>>,
+    pub stats: Arc<PortStats>,
+}
+
+/// The bond as a port of the switch.
+pub struct BondPort {
+    name: String,
+    members: Vec<MemberIo>,
+    /// Receive queue `q` of the bond is queue `q - starts[m]` of member `m`.
+    starts: Vec<usize>,
+    queues: usize,
+    offloads: bool,
+    pub shared: Arc<BondShared>,
+}
+
+/// The 802.1Q VLAN of a frame as sent (0 untagged): the SLB hash covers it.
+fn vlan_of(frame: &[u8]) -> u16 {
+    match frame.get(12..16) {
+        Some([0x81, 0x00, hi, lo]) => u16::from_be_bytes([*hi, *lo]) & 0x0fff,
+        _ => 0,
+    }
+}
+
+fn is_slow(frame: &[u8]) -> bool {
+    frame.get(12..14) == Some(&SLOW_PROTOCOLS.to_be_bytes()[..])
+}
+
+impl BondPort {
+    pub fn new(name: &str, members: Vec<MemberIo>, shared: Arc<BondShared>) -> BondPort {
+        let mut starts = Vec::with_capacity(members.len());
+        let mut queues = 0;
+        for m in &members {
+            starts.push(queues);
+            queues += m.device.as_ref().map_or(0, |d| d.queues());
+        }
+        let open: Vec<&Arc<dyn Device>> = members.iter().filter_map(|m| m.device.as_ref()).collect();
+        let offloads = !open.is_empty() && open.iter().all(|d| d.offloads());
+        BondPort { name: name.into(), members, starts, queues, offloads, shared }
+    }
+
+    /// The member and its queue for bond queue `q`.
+    fn locate(&self, q: usize) -> Option<(usize, &Arc<dyn Device>, usize)> {
+        let m = self.starts.iter().rposition(|&s| s <= q)?;
+        let d = self.members[m].device.as_ref()?;
+        (q - self.starts[m] < d.queues()).then_some((m, d, q - self.starts[m]))
+    }
+
+    fn member_failed(&self, m: usize, e: &io::Error) {
+        if !self.shared.broken[m].swap(true, Relaxed) {
+            tracing::warn!("bond {}: member {}: {e}; the member is disabled until it is reopened", self.name, self.members[m].name);
+        }
+    }
+
+    /// Takes a slow-protocols frame for the control plane.
+    fn slow(&self, m: usize, frame: &[u8]) {
+        PortStats::inc(&self.shared.counters.slow_rx);
+        let len = frame.len().min(SLOW_MAX);
+        let mut f = SlowFrame { member: m, len, data: [0; SLOW_MAX] };
+        f.data[..len].copy_from_slice(&frame[..len]);
+        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.shared.slow_tx.try_send(f) {
+            PortStats::inc(&self.shared.counters.slow_dropped);
+        }
+    }
+}
+
+impl Input for BondPort {
+    fn queue_fd(&self, q: usize) -> Option<BorrowedFd<'_>> {
+        let (_, d, mq) = self.locate(q)?;
+        d.queue_fd(mq)
+    }
+
+    fn queues(&self) -> usize {
+        self.queues
+    }
+
+    fn batch(&self) -> usize {
+        self.members.iter().filter_map(|m| m.device.as_ref()).map(|d| d.batch()).min().unwrap_or(1)
+    }
+
+    fn rx_mode(&self, q: usize) -> Option<&'static str> {
+        let (_, d, mq) = self.locate(q)?;
+        d.rx_mode(mq)
+    }
+
+    /// Reads a batch from the member behind queue `q`, then keeps (moved to the front)
+    /// only the frames to forward.
+    fn recv_batch(&self, q: usize, bufs: &mut [PacketBuf], out: &mut [Rx], scratch: &mut RxScratch) -> io::Result<RxBatch> {
+        let Some((m, d, mq)) = self.locate(q) else { return Ok(RxBatch::default()) };
+        if self.shared.broken[m].load(Relaxed) {
+            return Ok(RxBatch::default());
+        }
+        let r = match d.recv_batch(mq, bufs, out, scratch) {
+            Ok(r) => r,
+            Err(e) => {
+                self.member_failed(m, &e);
+                return Ok(RxBatch::default());
+            }
+        };
+        let stats = &self.members[m].stats;
+        if r.dropped > 0 {
+            stats.rx_dropped.fetch_add(r.dropped, Relaxed);
+        }
+        let n = r.n.min(bufs.len()).min(out.len());
+        let bond = self.shared.read();
+        let mut kept = 0;
+        for i in 0..n {
+            if out[i] == Rx::Frame {
+                let frame = bufs[i].frame();
+                stats.rx(frame.len(), frame.first().is_some_and(|b| b & 1 == 1));
+                if is_slow(frame) {
+                    self.slow(m, frame);
+                    continue;
+                }
+                if bond.admit_frame(m, frame) == Verdict::Drop {
+                    PortStats::inc(&self.shared.counters.not_admitted);
+                    continue;
+                }
+            }
+            bufs.swap(kept, i);
+            out.swap(kept, i);
+            kept += 1;
+        }
+        Ok(RxBatch { n: kept, ..r })
+    }
+
+    fn label(&self) -> String {
+        self.name.clone()
+    }
+}
+
+impl PortIo for BondPort {
+    /// Sends on the member the bond's selection names; no member: a counted drop.
+    fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
+        let frame = buf.frame();
+        let m = {
+            let bond = self.shared.read();
+            let vlan = vlan_of(frame);
+            let Some(m) = bond.output(frame, vlan) else {
+                PortStats::inc(&self.shared.counters.no_member);
+                return Ok(false);
+            };
+            if bond.is_balanced()
+                && let Some(b) = bond.bucket(frame, vlan)
+            {
+                self.shared.buckets[usize::from(b)].fetch_add(frame.len() as u64, Relaxed);
+            }
+            m
+        };
+        let member = &self.members[m];
+        let Some(d) = member.device.as_ref().filter(|_| !self.shared.broken[m].load(Relaxed)) else {
+            PortStats::inc(&member.stats.tx_dropped);
+            return Ok(false);
+        };
+        match d.send(buf) {
+            Ok(true) => {
+                member.stats.tx(frame.len());
+                Ok(true)
+            }
+            Ok(false) => {
+                PortStats::inc(&member.stats.tx_dropped);
+                Ok(false)
+            }
+            Err(e) => {
+                self.member_failed(m, &e);
+                PortStats::inc(&member.stats.tx_errors);
+                Ok(false)
+            }
+        }
+    }
+
+    fn offloads(&self) -> bool {
+        self.offloads
+    }
+}
+
+/// Sends a control frame (a LACPDU) on member `m` of `port`, counted on the member.
+pub fn send_control(port: &BondPort, m: usize, frame: &[u8]) {
+    let Some(member) = port.members.get(m) else { return };
+    let Some(d) = member.device.as_ref() else { return };
+    match d.send(&PacketBuf::from_frame(frame)) {
+        Ok(true) => member.stats.tx(frame.len()),
+        Ok(false) => PortStats::inc(&member.stats.tx_dropped),
+        Err(e) => port.member_failed(m, &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vlan_and_slow_protocols_are_read_from_the_frame() {
+        let mut f = [0u8; 20];
+        f[12..16].copy_from_slice(&[0x81, 0x00, 0x20, 0x0a]);
+        assert_eq!(vlan_of(&f), 10);
+        assert!(!is_slow(&f));
+        f[12..14].copy_from_slice(&[0x88, 0x09]);
+        assert_eq!(vlan_of(&f), 0);
+        assert!(is_slow(&f));
+    }
+}
