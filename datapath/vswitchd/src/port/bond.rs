@@ -240,15 +240,20 @@ impl Input for BondPort {
         let mut kept = 0;
         for i in 0..n {
             if out[i] == Rx::Frame {
+                // (The worker checks a FrameUnlessMoved against its MAC table.)
                 let frame = bufs[i].frame();
                 stats.rx(frame.len(), frame.first().is_some_and(|b| b & 1 == 1));
                 if is_slow(frame) {
                     self.slow(m, frame);
                     continue;
                 }
-                if bond.admit_frame(m, frame) == Verdict::Drop {
-                    PortStats::inc(&self.shared.counters.not_admitted);
-                    continue;
+                match bond.admit_frame(m, frame) {
+                    Verdict::Drop => {
+                        PortStats::inc(&self.shared.counters.not_admitted);
+                        continue;
+                    }
+                    Verdict::DropIfMoved => out[i] = Rx::FrameUnlessMoved,
+                    Verdict::Accept => {}
                 }
             }
             bufs.swap(kept, i);
