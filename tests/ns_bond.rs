@@ -307,9 +307,32 @@ fn rvs_to_rvs_with_lacp_and_a_member_to_another_system() {
     let d = cables(&b.ns, &nowhere, 1);
     let b3 = d[0].0.as_str();
     a.d.ctl_ok(&["add-bond", "br0", "bond0", a0, a1, a2, "bond_mode=balance-tcp", "lacp=active", "other_config:lacp-time=fast"]);
-    b.d.ctl_ok(&["add-bond", "br0", "bond0", b0, b1, "bond_mode=balance-tcp", "lacp=active", "other_config:lacp-time=fast"]);
+    // LACP attaches a bond's members to the partner of the best link (802.1AX
+    // selection, as OVS): B's bond0 gets the better system priority, so that partner
+    // is the one A's bond aggregates with, whatever the MACs.
+    b.d.ctl_ok(&[
+        "add-bond",
+        "br0",
+        "bond0",
+        b0,
+        b1,
+        "bond_mode=balance-tcp",
+        "lacp=active",
+        "other_config:lacp-time=fast",
+        "other_config:lacp-system-priority=100",
+    ]);
     // A2 is cabled to another LACP system (B's second bond, its own system ID).
-    b.d.ctl_ok(&["add-bond", "br0", "bond1", b2, b3, "lacp=active", "other_config:lacp-time=fast", "other_config:lacp-system-id=02:00:00:00:00:99"]);
+    b.d.ctl_ok(&[
+        "add-bond",
+        "br0",
+        "bond1",
+        b2,
+        b3,
+        "lacp=active",
+        "other_config:lacp-time=fast",
+        "other_config:lacp-system-id=02:00:00:00:00:99",
+        "other_config:lacp-system-priority=65535",
+    ]);
     let (vm1, _) = rvs_vm(&a, "198.18.73.1/24");
     let (vm2, _) = rvs_vm(&b, "198.18.73.2/24");
 
