@@ -38,6 +38,9 @@ use crate::reconcile::OpenIface;
 /// its timeouts are whole seconds; carrier is also read on every link event.
 pub const TICK: Duration = Duration::from_millis(250);
 
+/// What a bond is made from, per member: (its interface, name, ofport, spec).
+type MadeOf = Vec<(Uuid, String, u16, BondSpec)>;
+
 /// One bond member as the control plane knows it.
 struct MemberCtl {
     iface: Uuid,
@@ -52,7 +55,7 @@ struct MemberCtl {
 pub struct BondCtl {
     pub name: String,
     /// What it was made from: (member interface, its name, its ofport, its spec).
-    made_of: Vec<(Uuid, String, u16, BondSpec)>,
+    made_of: MadeOf,
     members: Vec<MemberCtl>,
     lacp: Option<Lacp>,
     bond: Bond,
@@ -99,7 +102,8 @@ impl Bonds {
     /// Makes the bonds match `plan`, over the interfaces open now (`db` has their
     /// ofports). Returns whether any bond's port changed.
     pub fn sync(&mut self, plan: &Plan, db: &Db, open: &HashMap<Uuid, OpenIface>) -> bool {
-        let mut groups: Vec<(Uuid, Uuid, Vec<(Uuid, String, u16, BondSpec)>)> = Vec::new();
+        // (port, bridge, members)
+        let mut groups: Vec<(Uuid, Uuid, MadeOf)> = Vec::new();
         for w in &plan.ifaces {
             let Some(spec) = &w.bond else { continue };
             if w.port_error.is_some() {
@@ -237,7 +241,7 @@ pub fn hash_command(mac: &str, vlan: Option<&str>, basis: Option<&str>) -> Resul
 }
 
 impl BondCtl {
-    fn new(now: Time, db: &Db, port: Uuid, bridge: &str, made_of: Vec<(Uuid, String, u16, BondSpec)>, open: &HashMap<Uuid, OpenIface>, serial: u64) -> BondCtl {
+    fn new(now: Time, db: &Db, port: Uuid, bridge: &str, made_of: MadeOf, open: &HashMap<Uuid, OpenIface>, serial: u64) -> BondCtl {
         let spec = made_of[0].3.clone();
         let name = spec.port_name.clone();
         let members: Vec<MemberCtl> = made_of
