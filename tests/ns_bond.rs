@@ -26,41 +26,12 @@ use rvs_testkit::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// ovsdb-server + ovs-vswitchd in a namespace; the daemons stop before the namespace
-/// goes (field order).
-struct OvsNode {
-    ovs: OvsDaemons,
-    ns: Netns,
-}
-
-impl OvsNode {
-    fn new(tag: &str) -> OvsNode {
-        let ns = Netns::new(tag);
-        let o = OvsNode { ovs: OvsDaemons::start(&ns, tag), ns };
-        o.vsctl("add-br br0 -- set bridge br0 datapath_type=netdev");
-        o.ns.sh("ip link set br0 up");
-        o
-    }
-
-    fn vsctl(&self, args: &str) -> String {
-        sh(&format!("ovs-vsctl --db={} --timeout=20 {args}", self.ovs.db()))
-    }
-
-    fn appctl(&self, args: &str) -> String {
-        sh(&format!("ovs-appctl -t {} {args} 2>&1", self.ovs.target()))
-    }
-
-    /// A VM namespace on a veth added as a port of br0 (OVS cannot complete partial
-    /// checksums: the VM's transmit offload is off).
-    fn vm(&self, addr: &str) -> Netns {
-        let (v, p) = (unique("ov"), unique("op"));
-        let vm = Netns::new("ovm");
-        sh(&format!("ip link add {v} netns {} type veth peer name {p} netns {}", self.ns.name, vm.name));
-        self.ns.sh(&format!("ip link set {v} up"));
-        self.vsctl(&format!("add-port br0 {v}"));
-        vm.sh(&format!("ip link set {p} up && ip addr add {addr} dev {p} && ethtool -K {p} tx off >/dev/null"));
-        vm
-    }
+/// An Open vSwitch node with a netdev bridge br0.
+fn ovs_node(tag: &str) -> OvsNode {
+    let o = OvsNode::new(tag);
+    o.vsctl("add-br br0 -- set bridge br0 datapath_type=netdev");
+    o.ns.sh("ip link set br0 up");
+    o
 }
 
 /// Veth pairs between two namespaces: `(here, there)` names, both up.
@@ -129,18 +100,22 @@ fn wait_text(what: &str, timeout: Duration, f: impl Fn() -> String, want: &[&str
     panic!("timed out after {timeout:?} waiting for {what}: want {want:?} in\n{last}");
 }
 
-fn require_ovs() {
+/// An rvs node and an Open vSwitch node (root and OVS required) cabled by two veth
+/// pairs: the nodes and the names `[a0, a1, b0, b1]` (aN on rvs, bN its other end).
+fn rvs_and_ovs(tag: &str) -> (Node, OvsNode, [String; 4]) {
     require_root();
     require_tools(&["ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ovs-appctl", "ethtool", "python3"]);
+    let rvs = rvs_node(&format!("r{tag}"));
+    let ovs = ovs_node(&format!("o{tag}"));
+    let c = cables(&rvs.ns, &ovs.ns, 2);
+    let names = [c[0].0.clone(), c[1].0.clone(), c[0].1.clone(), c[1].1.clone()];
+    (rvs, ovs, names)
 }
 
 #[test]
 fn balance_tcp_with_lacp_against_open_vswitch() {
-    require_ovs();
-    let rvs = rvs_node("rbt");
-    let ovs = OvsNode::new("obt");
-    let c = cables(&rvs.ns, &ovs.ns, 2);
-    let (a0, a1, b0, b1) = (c[0].0.as_str(), c[1].0.as_str(), c[0].1.as_str(), c[1].1.as_str());
+    let (rvs, ovs, [a0, a1, b0, b1]) = rvs_and_ovs("bt");
+    let (a0, a1, b0, b1) = (a0.as_str(), a1.as_str(), b0.as_str(), b1.as_str());
     rvs.d.ctl_ok(&[
         "add-bond",
         "br0",
@@ -154,7 +129,7 @@ fn balance_tcp_with_lacp_against_open_vswitch() {
     ]);
     ovs.vsctl(&format!("add-bond br0 bond0 {b0} {b1} bond_mode=balance-tcp lacp=active other_config:lacp-time=fast"));
     let (vm1, _) = rvs_vm(&rvs, "198.18.70.1/24");
-    let vm2 = ovs.vm("198.18.70.2/24");
+    let vm2 = ovs.vm("br0", "198.18.70.2/24");
 
     let rvs_lacp = || rvs.d.ctl(&["lacp/show", "bond0"]).stdout.iter().map(|&b| b as char).collect::<String>();
     wait_text("LACP on rvs", WAIT, rvs_lacp, &["status: active negotiated", &format!("member: {a0}: current attached"), &format!("member: {a1}: current attached")]);
@@ -191,15 +166,12 @@ fn balance_tcp_with_lacp_against_open_vswitch() {
 
 #[test]
 fn active_backup_fails_over_on_carrier_against_open_vswitch() {
-    require_ovs();
-    let rvs = rvs_node("rab");
-    let ovs = OvsNode::new("oab");
-    let c = cables(&rvs.ns, &ovs.ns, 2);
-    let (a0, a1, b0, b1) = (c[0].0.as_str(), c[1].0.as_str(), c[0].1.as_str(), c[1].1.as_str());
+    let (rvs, ovs, [a0, a1, b0, b1]) = rvs_and_ovs("ab");
+    let (a0, a1, b0, b1) = (a0.as_str(), a1.as_str(), b0.as_str(), b1.as_str());
     rvs.d.ctl_ok(&["add-bond", "br0", "bond0", a0, a1, "bond_mode=active-backup", &format!("other_config:bond-primary={a0}")]);
     ovs.vsctl(&format!("add-bond br0 bond0 {b0} {b1} bond_mode=active-backup other_config:bond-primary={b0}"));
     let (vm1, _) = rvs_vm(&rvs, "198.18.71.1/24");
-    let vm2 = ovs.vm("198.18.71.2/24");
+    let vm2 = ovs.vm("br0", "198.18.71.2/24");
 
     assert!(vm1.ping_eventually("198.18.71.2", WAIT), "rvs VM -> OVS VM\n{}\n{}", rvs.d.log(), rvs.d.ctl_ok(&["bond/show"]));
     let show = rvs.d.ctl_ok(&["bond/show", "bond0"]);
@@ -246,15 +218,12 @@ fn mac_with_parity(n: &Node, odd: bool, seed: u8) -> String {
 
 #[test]
 fn balance_slb_without_lacp_against_two_switch_ports() {
-    require_ovs();
-    let rvs = rvs_node("rsl");
-    let ovs = OvsNode::new("osl");
-    let c = cables(&rvs.ns, &ovs.ns, 2);
-    let (a0, a1, b0, b1) = (c[0].0.as_str(), c[1].0.as_str(), c[0].1.as_str(), c[1].1.as_str());
+    let (rvs, ovs, [a0, a1, b0, b1]) = rvs_and_ovs("sl");
+    let (a0, a1, b0, b1) = (a0.as_str(), a1.as_str(), b0.as_str(), b1.as_str());
     // The peer: a switch with two independent ports (no bond), as SLB expects.
     ovs.vsctl(&format!("add-port br0 {b0} -- add-port br0 {b1}"));
     rvs.d.ctl_ok(&["add-bond", "br0", "bond0", a0, a1, "bond_mode=balance-slb"]);
-    let vm = ovs.vm("198.18.72.10/24");
+    let vm = ovs.vm("br0", "198.18.72.10/24");
     // Two VMs whose MACs fall in buckets of different parity: buckets are dealt to the
     // two members in turn when both come up together.
     let (mut vms, mut macs) = (Vec::new(), Vec::new());
