@@ -145,6 +145,8 @@ pub struct BondPort {
     starts: Vec<usize>,
     queues: usize,
     offloads: bool,
+    /// Every open member sends in batches.
+    batches: bool,
     pub shared: Arc<BondShared>,
 }
 
@@ -170,7 +172,8 @@ impl BondPort {
         }
         let open: Vec<&Arc<dyn Device>> = members.iter().filter_map(|m| m.device.as_ref()).collect();
         let offloads = !open.is_empty() && open.iter().all(|d| d.offloads());
-        BondPort { name: name.into(), members, starts, queues, offloads, shared }
+        let batches = !open.is_empty() && open.iter().all(|d| d.batches_tx());
+        BondPort { name: name.into(), members, starts, queues, offloads, batches, shared }
     }
 
     /// The member and its queue for bond queue `q`.
@@ -268,65 +271,191 @@ impl Input for BondPort {
     }
 }
 
+impl BondPort {
+    /// The member that sends `frame`, or `None` when no member is enabled (counted).
+    fn pick(&self, bond: &Bond, frame: &[u8]) -> Option<usize> {
+        let m = bond.output(frame, vlan_of(frame));
+        match m {
+            Some(_) => self.account(bond, frame),
+            None => PortStats::inc(&self.shared.counters.no_member),
+        }
+        m
+    }
+
+    /// Counts `frame`'s bytes in its bucket, for rebalancing.
+    fn account(&self, bond: &Bond, frame: &[u8]) {
+        if bond.is_balanced()
+            && let Some(b) = bond.bucket(frame, vlan_of(frame))
+        {
+            self.shared.buckets[usize::from(b)].fetch_add(frame.len() as u64, Relaxed);
+        }
+    }
+
+    /// Member `m`'s device, unless it is not open or its socket failed.
+    fn usable(&self, m: usize) -> Option<&Arc<dyn Device>> {
+        self.members[m].device.as_ref().filter(|_| !self.shared.broken[m].load(Relaxed))
+    }
+
+    /// Sends `bufs` (all chosen to go out of member `m`) on it, filling `sent` and the
+    /// member's counters. A failing socket disables the member; never `Err`.
+    fn send_on(&self, m: usize, bufs: &[&PacketBuf], sent: &mut [bool]) {
+        let member = &self.members[m];
+        let r = match self.usable(m) {
+            Some(d) if bufs.len() == 1 => d.send(bufs[0]).map(|ok| sent[0] = ok),
+            Some(d) => d.send_batch(bufs, sent),
+            None => {
+                sent.fill(false);
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            self.member_failed(m, &e);
+            PortStats::inc(&member.stats.tx_errors);
+        }
+        for (b, &ok) in bufs.iter().zip(sent.iter()) {
+            if ok { member.stats.tx(b.len()) } else { PortStats::inc(&member.stats.tx_dropped) }
+        }
+    }
+}
+
 impl PortIo for BondPort {
     /// Sends on the member the bond's selection names; no member: a counted drop.
     fn send(&self, buf: &PacketBuf) -> io::Result<bool> {
-        let frame = buf.frame();
-        let m = {
-            let bond = self.shared.read();
-            let vlan = vlan_of(frame);
-            let Some(m) = bond.output(frame, vlan) else {
-                PortStats::inc(&self.shared.counters.no_member);
-                return Ok(false);
-            };
-            if bond.is_balanced()
-                && let Some(b) = bond.bucket(frame, vlan)
-            {
-                self.shared.buckets[usize::from(b)].fetch_add(frame.len() as u64, Relaxed);
-            }
-            m
-        };
-        let member = &self.members[m];
-        let Some(d) = member.device.as_ref().filter(|_| !self.shared.broken[m].load(Relaxed)) else {
-            PortStats::inc(&member.stats.tx_dropped);
-            return Ok(false);
-        };
-        match d.send(buf) {
-            Ok(true) => {
-                member.stats.tx(frame.len());
-                Ok(true)
-            }
-            Ok(false) => {
-                PortStats::inc(&member.stats.tx_dropped);
-                Ok(false)
-            }
-            Err(e) => {
-                self.member_failed(m, &e);
-                PortStats::inc(&member.stats.tx_errors);
-                Ok(false)
-            }
-        }
+        let Some(m) = self.pick(&self.shared.read(), buf.frame()) else { return Ok(false) };
+        let mut sent = [false];
+        self.send_on(m, &[buf], &mut sent);
+        Ok(sent[0])
     }
 
     fn offloads(&self) -> bool {
         self.offloads
     }
+
+    fn batches_tx(&self) -> bool {
+        self.batches
+    }
+
+    /// Runs of consecutive frames bound for the same member go out together (one
+    /// `sendmmsg` on an AF_PACKET member).
+    fn send_batch(&self, bufs: &[&PacketBuf], sent: &mut [bool]) -> io::Result<()> {
+        let bond = self.shared.read();
+        let mut i = 0;
+        while i < bufs.len() {
+            let Some(m) = self.pick(&bond, bufs[i].frame()) else {
+                sent[i] = false;
+                i += 1;
+                continue;
+            };
+            let mut j = i + 1;
+            while j < bufs.len() && bond.output(bufs[j].frame(), vlan_of(bufs[j].frame())) == Some(m) {
+                self.account(&bond, bufs[j].frame());
+                j += 1;
+            }
+            self.send_on(m, &bufs[i..j], &mut sent[i..j]);
+            i = j;
+        }
+        Ok(())
+    }
 }
 
 /// Sends a control frame (a LACPDU) on member `m` of `port`, counted on the member.
 pub fn send_control(port: &BondPort, m: usize, frame: &[u8]) {
-    let Some(member) = port.members.get(m) else { return };
-    let Some(d) = member.device.as_ref() else { return };
-    match d.send(&PacketBuf::from_frame(frame)) {
-        Ok(true) => member.stats.tx(frame.len()),
-        Ok(false) => PortStats::inc(&member.stats.tx_dropped),
-        Err(e) => port.member_failed(m, &e),
+    if m < port.members.len() {
+        port.send_on(m, &[&PacketBuf::from_frame(frame)], &mut [false]);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::port::mem::MemPort;
+    use rvs_switch::bond::lacp::LacpStatus;
+    use rvs_switch::bond::select::{BondConfig, Mode};
+    use rvs_switch::time::Time;
+    use rvs_switch::types::MacAddr;
+    use rvs_switch::wire::virtio_net_hdr::VnetHdr;
+
+    /// An active-backup bond (no LACP) over two batching memory ports, both up, the
+    /// first active.
+    fn ab_bond() -> (BondPort, [Arc<MemPort>; 2]) {
+        let mems = [Arc::new(MemPort::batching(false, 8).unwrap()), Arc::new(MemPort::batching(false, 8).unwrap())];
+        let macs = [("m0", MacAddr([2, 0, 0, 0, 0, 1])), ("m1", MacAddr([2, 0, 0, 0, 0, 2]))];
+        let mut bond = Bond::new(Time::ZERO, BondConfig::new("b", Mode::ActiveBackup), &macs, LacpStatus::Off, MacAddr::ZERO);
+        bond.set_carrier(0, true);
+        bond.set_carrier(1, true);
+        let _ = bond.run(Time::ZERO, LacpStatus::Off);
+        assert_eq!(bond.active(), Some(0));
+        let members = mems
+            .iter()
+            .zip(macs)
+            .map(|(m, (n, _))| MemberIo { name: n.into(), device: Some(m.clone() as Arc<dyn Device>), stats: Arc::default() })
+            .collect();
+        (BondPort::new("b", members, Arc::new(BondShared::new(bond))), mems)
+    }
+
+    fn frame(dst: [u8; 6], ethertype: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[0..6].copy_from_slice(&dst);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 9, 9]);
+        f[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        f
+    }
+
+    fn recv(port: &BondPort, q: usize) -> usize {
+        let mut bufs: Vec<PacketBuf> = (0..8).map(|_| PacketBuf::new()).collect();
+        let mut out = [Rx::Empty; 8];
+        port.recv_batch(q, &mut bufs, &mut out, &mut RxScratch::new()).unwrap().n
+    }
+
+    #[test]
+    fn frames_leave_by_the_active_member_and_come_in_by_it_only() {
+        let (port, mems) = ab_bond();
+        assert_eq!(port.queues(), 2, "one queue per member");
+        let f = PacketBuf::from_frame(&frame([2, 0, 0, 0, 7, 7], 0x0800));
+        let mut sent = [false; 3];
+        port.send_batch(&[&f, &f, &f], &mut sent).unwrap();
+        assert_eq!(sent, [true; 3]);
+        assert_eq!((mems[0].take_sent().len(), mems[1].take_sent().len()), (3, 0));
+        assert_eq!(mems[0].take_tx_calls(), [3], "one batched call");
+        // The backup's frames are refused; the active member's pass.
+        mems[1].inject(&frame([2, 0, 0, 0, 7, 7], 0x0800), VnetHdr::default());
+        assert_eq!(recv(&port, 1), 0);
+        assert_eq!(port.shared.counters.not_admitted.load(Relaxed), 1);
+        mems[0].inject(&frame([2, 0, 0, 0, 7, 7], 0x0800), VnetHdr::default());
+        assert_eq!(recv(&port, 0), 1);
+    }
+
+    #[test]
+    fn slow_protocols_go_to_the_control_plane_never_forward() {
+        let (port, mems) = ab_bond();
+        let mut lacpdu = frame([0x01, 0x80, 0xc2, 0, 0, 2], SLOW_PROTOCOLS);
+        lacpdu.resize(124, 0);
+        mems[1].inject(&lacpdu, VnetHdr::default());
+        mems[0].inject(&lacpdu, VnetHdr::default());
+        assert_eq!(recv(&port, 1) + recv(&port, 0), 0);
+        let slow = port.shared.take_slow();
+        assert_eq!(slow.iter().map(|f| (f.member, f.payload().len())).collect::<Vec<_>>(), [(1, 110), (0, 110)]);
+    }
+
+    #[test]
+    fn no_enabled_member_is_a_counted_drop_and_a_broken_member_is_skipped() {
+        let (port, mems) = ab_bond();
+        let mut bond = port.shared.read().clone();
+        bond.set_carrier(0, false);
+        bond.set_carrier(1, false);
+        let _ = bond.run(Time::from_millis(1), LacpStatus::Off);
+        port.shared.publish(bond);
+        let f = PacketBuf::from_frame(&frame([2, 0, 0, 0, 7, 7], 0x0800));
+        assert!(!port.send(&f).unwrap());
+        assert_eq!(port.shared.counters.no_member.load(Relaxed), 1);
+        assert!(mems[0].take_sent().is_empty() && mems[1].take_sent().is_empty());
+        // A failed socket: the member is reported once and not read.
+        port.member_failed(1, &io::Error::from_raw_os_error(libc::ENODEV));
+        mems[1].inject(&frame([2, 0, 0, 0, 7, 7], 0x0800), VnetHdr::default());
+        assert_eq!(recv(&port, 1), 0);
+        assert_eq!(port.shared.take_broken(), [1]);
+        assert!(port.shared.take_broken().is_empty());
+    }
 
     #[test]
     fn vlan_and_slow_protocols_are_read_from_the_frame() {
