@@ -6,21 +6,18 @@
 #
 # Two nodes (namespaces), each with rvs-vswitchd, bridge br0 and a balance-tcp bond
 # with LACP (active, fast) over two veth pairs cabled node to node; a VM (namespace,
-# veth, AF_PACKET) on each node. Three measurements:
+# veth, AF_PACKET) on each node. Two measurements:
 #   1. carrier failover: vm1 pings vm2 every 5 ms; the member carrying the echo
 #      requests is set down on node A (both ends lose carrier): longest gap between
 #      replies and pings lost;
-#   2. LACP-only failover: the same member's cable drops everything (netem loss 100%
-#      on both ends) with carrier up, so only LACP's timeout (3 s with fast PDUs) can
-#      tell: gap and losses;
-#   3. throughput: iperf3 -P 2 (two TCP streams) for 8 s over the bond with both
+#   2. throughput: iperf3 -P 2 (two TCP streams) for 8 s over the bond with both
 #      members, then with one member down; the bytes each member sent.
 # Addresses: 198.18.0.0/15 only, inside namespaces made here; everything is removed on
 # exit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "bond.sh: run it as root (namespaces, veths)" >&2; exit 1; }
-for t in ip ping python3 iperf3 tc; do command -v "$t" >/dev/null || { echo "bond.sh: needs $t" >&2; exit 1; }; done
+for t in ip ping python3 iperf3; do command -v "$t" >/dev/null || { echo "bond.sh: needs $t" >&2; exit 1; }; done
 if [ -z "${BOND_BIN:-}" ]; then
     cargo build --release --bins -q || exit 1
     BOND_BIN="$PWD/target/release"
@@ -114,10 +111,7 @@ failovers() {
 }
 link_down() { ip -n "${P}a" link set "${P}a$1" down; }
 link_up() { ip -n "${P}a" link set "${P}a$1" up; }
-cable_cut() { tc -n "${P}a" qdisc add dev "${P}a$1" root netem loss 100%; tc -n "${P}b" qdisc add dev "${P}b$1" root netem loss 100%; }
-cable_mend() { tc -n "${P}a" qdisc del dev "${P}a$1" root; tc -n "${P}b" qdisc del dev "${P}b$1" root; }
 failovers "carrier failover (ping every 5 ms; the carrying member set down after 1 s)" 600 link_down link_up
-failovers "LACP-only failover (the carrying member's cable drops everything, carrier up)" 1200 cable_cut cable_mend
 
 echo "== throughput: iperf3 -P 2, 8 s, vm1 -> vm2"
 ip netns exec "${P}v2" iperf3 -s -D -1 >/dev/null 2>&1
@@ -132,3 +126,8 @@ sleep 0.5
 g="$(ip netns exec "${P}v1" iperf3 -c 198.18.210.2 -P 2 -t 8 -J | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9,2))')"
 echo "one member:  $g Gbit/s"
 rm -f "$out"
+
+# Not measured here: failover by LACP's timeout alone (a cable that drops everything
+# with carrier up). On a veth that needs a qdisc or tc filter that drops (netem,
+# matchall), which this machine's kernel lacks, and rvs's AF_PACKET sends bypass
+# the qdisc (PACKET_QDISC_BYPASS) anyway; a middle box forwarding LACPDUs would do.
