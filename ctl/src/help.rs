@@ -99,9 +99,13 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   rvs/drops [BRIDGE]          dropped frames by reason
   rvs/workers                 datapath threads: inputs, frames, wake-ups, time, I/O
   rvs/workers-clear           reset the figures of rvs/workers
+  bond/show [PORT]            bonds: mode, members, active member, load
+  lacp/show [PORT]            LACP state of each bond member and its partner
+  lacp/show-stats [PORT]      LACPDUs sent and received per member
+  bond/set-active-member PORT MEMBER, bond/enable-member PORT MEMBER,
+  bond/disable-member PORT MEMBER, bond/hash MAC [VLAN] [BASIS]
   list-commands, version, vlog/list, vlog/set SPEC
 
-Bonds are stored and checked, but rvs-vswitchd does not forward over them yet.
 Not supported by rvs (these commands fail with an error saying so): SSL
 (set-ssl), Auto Attach and conntrack zone commands.
 Stored as ovs-vsctl stores them but not applied (with a warning): OpenFlow
