@@ -102,8 +102,10 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   bond/show [PORT]            bonds: mode, members, active member, load
   lacp/show [PORT]            LACP state of each bond member and its partner
   lacp/show-stats [PORT]      LACPDUs sent and received per member
-  bond/set-active-member PORT MEMBER, bond/enable-member PORT MEMBER,
-  bond/disable-member PORT MEMBER, bond/hash MAC [VLAN] [BASIS]
+  bond/set-active-member PORT MEMBER  make an enabled MEMBER the active one
+  bond/enable-member PORT MEMBER  enable MEMBER now (until its link says otherwise)
+  bond/disable-member PORT MEMBER  disable MEMBER now (likewise)
+  bond/hash MAC [VLAN] [BASIS]  the balance-slb bucket of MAC
   list-commands, version, vlog/list, vlog/set SPEC
 
 Not supported by rvs (these commands fail with an error saying so): SSL
