@@ -201,6 +201,19 @@ fn active_backup_fails_over_on_carrier_against_open_vswitch() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no such member"), "{out:?}");
     assert_eq!(rvs.d.ctl_ok(&["bond/disable-member", "bond0", a1]), "disabled\n");
     assert_eq!(rvs.d.ctl_ok(&["bond/enable-slave", "bond0", a1]), "enabled\n");
+
+    // The backup's device goes away: that member is out (its error says why), the bond
+    // carries on; the device comes back: the member is reopened and enabled again.
+    rvs.ns.sh(&format!("ip link del {a1}"));
+    wait_text("member gone", WAIT, || rvs.d.ctl_ok(&["bond/show", "bond0"]), &[&format!("member {a1}: disabled")]);
+    let err = rvs.d.ctl_ok(&["get", "Interface", a1, "error"]);
+    assert!(err.contains("No such device"), "{err}");
+    assert!(vm1.ping("198.18.71.2", 3), "the bond carries on without the member\n{}", rvs.d.ctl_ok(&["bond/show", "bond0"]));
+    sh(&format!("ip link add {a1} netns {} type veth peer name {b1} netns {}", rvs.ns.name, ovs.ns.name));
+    rvs.ns.sh(&format!("ip link set {a1} up"));
+    ovs.ns.sh(&format!("ip link set {b1} up"));
+    wait_text("member back", WAIT, || rvs.d.ctl_ok(&["bond/show", "bond0"]), &[&format!("member {a1}: enabled")]);
+    assert!(vm1.ping("198.18.71.2", 3), "ping with the member back");
 }
 
 /// A MAC (locally administered) whose balance-slb bucket has the given parity, as

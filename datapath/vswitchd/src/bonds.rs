@@ -121,7 +121,15 @@ impl Bonds {
         let mut changed = before != self.by_port.len();
         for (port, bridge, made_of) in groups {
             let serials: Vec<u64> = made_of.iter().map(|m| open.get(&m.0).map_or(0, |o| o.serial)).collect();
-            let fresh = self.by_port.get(&port).is_none_or(|b| b.made_of != made_of);
+            // A member that lost its device (ofport -1, read as 0) or got a new number
+            // is the same bond: only other members or settings make a new one (and
+            // start LACP again).
+            let same = |a: &MadeOf| a.len() == made_of.len() && a.iter().zip(&made_of).all(|(x, y)| (x.0, &x.1, &x.3) == (y.0, &y.1, &y.3));
+            let fresh = self.by_port.get(&port).is_none_or(|b| !same(&b.made_of));
+            if !fresh && let Some(b) = self.by_port.get_mut(&port) {
+                let now = self.clock.now();
+                changed |= b.renumber(now, &made_of);
+            }
             if fresh {
                 let bridge_name = plan.bridge(&bridge).map(|b| b.name.clone()).unwrap_or_default();
                 let now = self.clock.now();
@@ -285,6 +293,25 @@ impl BondCtl {
         }
         self.io = Arc::new(BondPort::new(&self.name, member_ios(&self.members, open), self.shared.clone()));
         self.serial = serial;
+    }
+
+    /// Takes the members' OpenFlow numbers from `made_of` (the same members), a
+    /// member without one keeping its last; LACP's port ids follow. Returns whether
+    /// any changed.
+    fn renumber(&mut self, now: Time, made_of: &MadeOf) -> bool {
+        let mut changed = false;
+        for (id, new) in made_of.iter().enumerate() {
+            let old = &mut self.made_of[id];
+            if new.2 == 0 || new.2 == old.2 {
+                continue;
+            }
+            old.2 = new.2;
+            changed = true;
+            if let Some(l) = &mut self.lacp {
+                let _ = l.register(now, Some(id), member_config(&new.1, new.2, |k| new.3.member_config.get(k).map(String::as_str)));
+            }
+        }
+        changed
     }
 
     /// The OpenFlow port the bridge knows the bond by: its lowest member's.
