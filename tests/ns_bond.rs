@@ -267,9 +267,20 @@ fn balance_slb_without_lacp_against_two_switch_ports() {
         assert!(!row.is_empty() && row.split_whitespace().next() != Some(bond_port.as_str()), "{mac} learned on the bond?\n{fdb}");
     }
 
-    // Failover: the member with a VM's bucket goes down; both VMs still reach the peer.
+    // Failover: the member with a VM's bucket goes down; the bond sends a RARP from
+    // each VM's MAC through the remaining member, so the peer switch moves both MACs
+    // to that link before the VMs send anything; both VMs still reach the peer.
     rvs.ns.sh(&format!("ip link set {a1} down"));
     wait_text("member down", WAIT, || rvs.d.ctl_ok(&["bond/show", "bond0"]), &[&format!("member {a1}: disabled")]);
+    let b0_port = ovs.vsctl(&format!("get Interface {b0} ofport")).trim().to_string();
+    let on_b0 = |mac: &str, table: &str| table.lines().any(|l| l.contains(mac) && l.split_whitespace().next() == Some(b0_port.as_str()));
+    let start = Instant::now();
+    let mut table = String::new();
+    while start.elapsed() < Duration::from_secs(2) && !macs.iter().all(|m| on_b0(m, &table)) {
+        std::thread::sleep(Duration::from_millis(100));
+        table = ovs.appctl("fdb/show br0");
+    }
+    assert!(macs.iter().all(|m| on_b0(m, &table)), "learning packets: both VMs' MACs on {b0} (port {b0_port}) at the peer\n{table}");
     for (i, v) in vms.iter().enumerate() {
         assert!(v.ping_eventually("198.18.72.10", WAIT), "VM {i} after failover\n{}", rvs.d.ctl_ok(&["bond/show", "bond0"]));
     }

@@ -9,9 +9,13 @@
 //! received LACPDUs, LACP's timers and the PDUs they send, selection, rebalancing; then
 //! it publishes the new selection to the packet path. Nothing here runs per frame.
 //!
+//! After a failover of an active-backup or balance-slb bond without LACP, the bond
+//! asks for learning packets ([`Bonds::take_learning`]): as OVS, one RARP per MAC the
+//! bridge learned on its other ports, sent through the bond, so the switch upstream
+//! moves those MACs to the member now in use at once.
+//!
 //! Not done: `bond-detect-mode=miimon` (carrier is read on every run, i.e. on each
-//! link event and at least every [`TICK`], whatever the mode), learning packets (RARPs
-//! for the bridge's MACs after a failover, which OVS sends), LACP markers.
+//! link event and at least every [`TICK`], whatever the mode), LACP markers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,10 +26,10 @@ use rvs_ovsdb::{Datum, Db, Uuid};
 use rvs_switch::bond::config::{bond_config, lacp_config, member_config};
 use rvs_switch::bond::hash::{self, FlowKey, Policy};
 use rvs_switch::bond::lacp::{Lacp, LacpStatus};
-use rvs_switch::bond::select::Bond;
+use rvs_switch::bond::select::{Bond, Mode};
 use rvs_switch::bond::show;
 use rvs_switch::time::{Clock, Time};
-use rvs_switch::types::{MacAddr, OfPort};
+use rvs_switch::types::{MacAddr, OfPort, VlanId};
 use rvs_switch::wire::lacp::FRAME_LEN;
 use rvs_sys::netdev;
 
@@ -51,9 +55,18 @@ struct MemberCtl {
     carrier: bool,
 }
 
+/// A bond whose upstream switch should relearn the bridge's MACs: RARPs for them go
+/// out through `io` ([`rarp`]).
+pub struct Learning {
+    pub bridge: String,
+    pub ofport: OfPort,
+    pub io: Arc<BondPort>,
+}
+
 /// One bond.
 pub struct BondCtl {
     pub name: String,
+    bridge: String,
     /// What it was made from: (member interface, its name, its ofport, its spec).
     made_of: MadeOf,
     members: Vec<MemberCtl>,
@@ -170,6 +183,24 @@ impl Bonds {
         }
     }
 
+    /// The bonds that should send learning packets now (OVS's
+    /// bond_should_send_learning_packets: without LACP, or falling back to
+    /// active-backup, in active-backup or balance-slb mode, with an active member).
+    pub fn take_learning(&mut self) -> Vec<Learning> {
+        let mut out = Vec::new();
+        for b in self.by_port.values_mut() {
+            let wanted = std::mem::take(&mut b.bond.send_learning_packets);
+            let c = b.bond.config();
+            let may = (b.lacp.is_none() && c.mode != Mode::BalanceTcp) || b.bond.falling_back_to_ab();
+            if wanted && may && b.bond.active().is_some()
+                && let Some(ofport) = b.ofport()
+            {
+                out.push(Learning { bridge: b.bridge.clone(), ofport, io: b.io.clone() });
+            }
+        }
+        out
+    }
+
     /// Writes each bond's active member to Port `bond_active_slave` when it changed;
     /// returns whether anything was written.
     pub fn write_status(&mut self, db: &mut Db) -> bool {
@@ -233,6 +264,26 @@ impl Bonds {
     }
 }
 
+/// The learning packet OVS sends for `mac` (compose_rarp): a broadcast RARP request
+/// from `mac`, tagged with `tag` if the bond sends that VLAN tagged.
+pub fn rarp(mac: MacAddr, tag: Option<VlanId>) -> Vec<u8> {
+    let mut f = Vec::with_capacity(46);
+    f.extend_from_slice(&[0xff; 6]);
+    f.extend_from_slice(&mac.0);
+    if let Some(v) = tag {
+        f.extend_from_slice(&[0x81, 0x00]);
+        f.extend_from_slice(&v.get().to_be_bytes());
+    }
+    // htype 1 (Ethernet), ptype IPv4, hlen 6, plen 4, op 3 (reverse request);
+    // sender and target hardware address `mac`, protocol addresses zero.
+    f.extend_from_slice(&[0x80, 0x35, 0, 1, 0x08, 0x00, 6, 4, 0, 3]);
+    for _ in 0..2 {
+        f.extend_from_slice(&mac.0);
+        f.extend_from_slice(&[0; 4]);
+    }
+    f
+}
+
 /// `bond/hash MAC [VLAN] [BASIS]`: the bucket balance-slb gives the MAC.
 pub fn hash_command(mac: &str, vlan: Option<&str>, basis: Option<&str>) -> Result<String, &'static str> {
     let vlan = match vlan {
@@ -280,7 +331,7 @@ impl BondCtl {
         let shared = Arc::new(BondShared::new(bond.clone()));
         let stats = Arc::new(PortStats::default());
         let io = Arc::new(BondPort::new(&name, member_ios(&members, open), shared.clone()));
-        BondCtl { name, made_of, members, lacp, bond, shared, io, stats, serial, written_active: None }
+        BondCtl { name, bridge: bridge.into(), made_of, members, lacp, bond, shared, io, stats, serial, written_active: None }
     }
 
     /// A new port over the members open now, the state kept.
@@ -361,6 +412,11 @@ impl BondCtl {
             // Without LACP, slow-protocols frames are dropped (never forwarded).
             let _ = self.shared.take_slow();
         }
+        // What was sent since the last run first: a bucket in use keeps its member
+        // when another member comes up.
+        for (b, bytes) in self.shared.take_bucket_bytes() {
+            self.bond.account(b, bytes);
+        }
         let before: Vec<bool> = self.bond.members().iter().map(|m| m.enabled).collect();
         let _ = self.bond.run(now, status);
         for (m, was) in self.bond.members().iter().zip(before) {
@@ -368,11 +424,7 @@ impl BondCtl {
                 tracing::info!("bond {}: member {}: {}", self.name, m.name, if m.enabled { "enabled" } else { "disabled" });
             }
         }
-        for (b, bytes) in self.shared.take_bucket_bytes() {
-            self.bond.account(b, bytes);
-        }
         let _ = self.bond.rebalance(now);
-        self.bond.send_learning_packets = false;
         self.shared.publish(self.bond.clone());
     }
 }
@@ -390,6 +442,17 @@ fn member_ios(members: &[MemberCtl], open: &HashMap<Uuid, OpenIface>) -> Vec<Mem
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn learning_packets_are_ovs_rarps() {
+        let mac = MacAddr([2, 0, 0, 0, 0, 7]);
+        let f = rarp(mac, None);
+        assert_eq!(f.len(), 42);
+        assert_eq!(&f[12..22], &[0x80, 0x35, 0, 1, 8, 0, 6, 4, 0, 3]);
+        assert_eq!((&f[6..12], &f[22..28], &f[32..38]), (&mac.0[..], &mac.0[..], &mac.0[..]));
+        let t = rarp(mac, VlanId::new(10));
+        assert_eq!(&t[12..18], &[0x81, 0, 0, 10, 0x80, 0x35]);
+    }
 
     #[test]
     fn bond_hash_checks_its_arguments() {

@@ -278,11 +278,36 @@ fn serve(
 fn run_bonds(ctl: &mut Control) {
     let broken = ctl.ports.bonds.run();
     let _ = ctl.ports.bonds.write_status(&mut ctl.db);
+    send_learning_packets(ctl);
     if !broken.is_empty() {
         for iface in broken {
             ctl.ports.mark_broken(iface);
         }
         ctl.reconcile();
+    }
+}
+
+/// For each bond that failed over (see [`bonds::Bonds::take_learning`]): asks a
+/// worker for the MACs its bridge learned on other ports, then sends a RARP from each
+/// through the bond, off the control plane's loop.
+fn send_learning_packets(ctl: &mut Control) {
+    use rvs_switch::types::{MacAddr, VlanId};
+    for l in ctl.ports.bonds.take_learning() {
+        let (bridge, ofport) = (l.bridge.clone(), l.ofport);
+        let rx = ctl.worker.query(move |w| -> Vec<(MacAddr, Option<VlanId>)> {
+            let now = w.now();
+            let Some(b) = w.bridge(&bridge) else { return Vec::new() };
+            let Some(bond) = b.ports.iter().position(|p| p.dp.ofport == ofport) else { return Vec::new() };
+            let vlan = &b.core.ports()[bond].vlan;
+            let entries = b.core.fdb().entries(now);
+            entries.iter().filter(|e| usize::from(e.port) != bond && vlan.includes(e.vlan)).map(|e| (e.mac, vlan.output_tag(e.vlan))).collect()
+        });
+        tokio::task::spawn_local(async move {
+            let Ok(Ok(macs)) = tokio::time::timeout(Duration::from_secs(1), rx).await else { return };
+            for (mac, tag) in macs {
+                let _ = port::PortIo::send(&*l.io, &rvs_switch::packet::PacketBuf::from_frame(&bonds::rarp(mac, tag)));
+            }
+        });
     }
 }
 

@@ -282,11 +282,10 @@ impl BondPort {
         m
     }
 
-    /// Counts `frame`'s bytes in its bucket, for rebalancing.
+    /// Counts `frame`'s bytes in its bucket: it is in use, and its load counts for
+    /// rebalancing.
     fn account(&self, bond: &Bond, frame: &[u8]) {
-        if bond.is_balanced()
-            && let Some(b) = bond.bucket(frame, vlan_of(frame))
-        {
+        if let Some(b) = bond.bucket(frame, vlan_of(frame)) {
             self.shared.buckets[usize::from(b)].fetch_add(frame.len() as u64, Relaxed);
         }
     }
