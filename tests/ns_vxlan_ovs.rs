@@ -15,29 +15,11 @@ use std::time::Duration;
 use rvs_testkit::overlay::*;
 use rvs_testkit::*;
 
-/// ovsdb-server + ovs-vswitchd in a node namespace, stopped (before the namespace goes)
-/// on drop.
-struct OvsNode {
-    ovs: OvsDaemons,
-    ns: Netns,
-}
-
-impl OvsNode {
-    fn vsctl(&self, args: &str) -> String {
-        sh(&format!("ovs-vsctl --db={} --timeout=20 {args}", self.ovs.db()))
-    }
-
-    fn appctl(&self, args: &str) -> String {
-        sh(&format!("ovs-appctl -t {} {args}", self.ovs.target()))
-    }
-}
-
 fn ovs_node(ul: &Underlay, n: u8, remote: u8, key: u32) -> OvsNode {
-    let ns = Netns::new("ovn");
-    let uplink = ul.attach(&ns, n);
+    let o = OvsNode::new("ovn");
+    let uplink = ul.attach(&o.ns, n);
     // The underlay address moves to br-phy below.
-    ns.sh(&format!("ip addr flush dev {uplink}"));
-    let o = OvsNode { ovs: OvsDaemons::start(&ns, "ovn"), ns };
+    o.ns.sh(&format!("ip addr flush dev {uplink}"));
     o.vsctl(&format!("add-br br-phy -- set bridge br-phy datapath_type=netdev -- add-port br-phy {uplink}"));
     o.ns.sh(&format!("ip addr add 198.19.0.{n}/24 dev br-phy && ip link set br-phy up"));
     o.vsctl("add-br br-int -- set bridge br-int datapath_type=netdev");
@@ -56,12 +38,8 @@ fn rvs_and_open_vswitch_over_vxlan() {
     let (vm1, p1) = rvs.vm(None, "198.18.44.1/24");
 
     let ovs = ovs_node(&ul, 2, 1, 5000);
-    let (v, p) = (unique("ov"), unique("op"));
-    let vm2 = Netns::new("ovm");
-    sh(&format!("ip link add {v} netns {} type veth peer name {p} netns {}", ovs.ns.name, vm2.name));
-    ovs.ns.sh(&format!("ip link set {v} up"));
-    ovs.vsctl(&format!("add-port br-int {v}"));
-    vm2.sh(&format!("ip link set {p} up && ip addr add 198.18.44.2/24 dev {p} && ethtool -K {p} tx off >/dev/null"));
+    let vm2 = ovs.vm("br-int", "198.18.44.2/24");
+    let p = vm2.sh("ls /sys/class/net | grep -v '^lo$'").trim().to_string();
 
     assert!(vm1.ping_eventually("198.18.44.2", Duration::from_secs(20)), "rvs -> OVS\n{}", rvs.d.log());
     assert!(vm2.ping("198.18.44.1", 3), "OVS -> rvs");

@@ -8,8 +8,8 @@
 //! `#` starts a comment line; a line starting with `~ ` compares stdout as a set of
 //! lines (for outputs whose row order is hash order in OVS, e.g. `show`, `list`);
 //! `~e ` does the same without the `error: …` lines of `show` (for rows the switch
-//! cannot run — rvs-vswitchd does not forward over bonds yet and says so in each
-//! member's `error`, where OVS's side has no ovs-vswitchd to write one); each file starts from an empty database (after `init`). Adding a case is adding a
+//! cannot run — a bond's member devices do not exist in rvs's namespace, and it says
+//! so in each member's `error`, where OVS's side has no ovs-vswitchd to write one); each file starts from an empty database (after `init`). Adding a case is adding a
 //! line.
 //!
 //! What stays out of the corpus, and why: columns only a running switch fills

@@ -99,6 +99,13 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   rvs/drops [BRIDGE]          dropped frames by reason
   rvs/workers                 datapath threads: inputs, frames, wake-ups, time, I/O
   rvs/workers-clear           reset the figures of rvs/workers
+  bond/show [PORT]            bonds: mode, members, active member, load
+  lacp/show [PORT]            LACP state of each bond member and its partner
+  lacp/show-stats [PORT]      LACPDUs sent and received per member
+  bond/set-active-member PORT MEMBER  make an enabled MEMBER the active one
+  bond/enable-member PORT MEMBER  enable MEMBER now (until its link says otherwise)
+  bond/disable-member PORT MEMBER  disable MEMBER now (likewise)
+  bond/hash MAC [VLAN] [BASIS]  the balance-slb bucket of MAC
   dpif-netdev/pmd-stats-show [-pmd CORE]  polling workers (pmd-cpu-mask): frames, cycles
   dpif-netdev/pmd-stats-clear [-pmd CORE]  reset them
   dpif-netdev/pmd-rxq-show [-pmd CORE] [-secs SECS]  queues per polling worker, usage
@@ -106,7 +113,6 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   rvs/capture-stop PORT       end that capture
   list-commands, version, vlog/list, vlog/set SPEC
 
-Bonds are stored and checked, but rvs-vswitchd does not forward over them yet.
 Not supported by rvs (these commands fail with an error saying so): SSL
 (set-ssl), Auto Attach and conntrack zone commands.
 Stored as ovs-vsctl stores them but not applied (with a warning): OpenFlow

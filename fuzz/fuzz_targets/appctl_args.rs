@@ -22,7 +22,9 @@ use rvs_vswitchd::worker::WorkerHandle;
 const NAMES: &[&str] = &[
     "bond/show", "dpif/show", "exit", "fdb/add", "fdb/del", "fdb/flaps", "fdb/flush", "fdb/show", "fdb/stats-clear", "fdb/stats-show",
     "list-commands", "rvs/drops", "rvs/workers", "rvs/workers-clear", "version", "vlog/list", "vlog/set",
-    // Appended, so that the seeds keep naming the commands they were made for.
+    // Appended, so the seeds' first bytes keep naming the commands they were made for.
+    "bond/disable-member", "bond/disable-slave", "bond/enable-member", "bond/enable-slave", "bond/hash", "bond/set-active-member",
+    "bond/set-active-slave", "lacp/show", "lacp/show-stats",
     "rvs/takeover", "dpif-netdev/pmd-rxq-show", "dpif-netdev/pmd-stats-clear", "dpif-netdev/pmd-stats-show", "rvs/capture", "rvs/capture-stop",
 ];
 

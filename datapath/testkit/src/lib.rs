@@ -212,6 +212,44 @@ impl Drop for OvsDaemons {
     }
 }
 
+/// A node running Open vSwitch: a namespace with its own [`OvsDaemons`], which stop
+/// (field order) before the namespace goes.
+pub struct OvsNode {
+    pub ovs: OvsDaemons,
+    pub ns: Netns,
+}
+
+impl OvsNode {
+    /// A new namespace (`tag`: see [`unique`]) with OVS's daemons started in it.
+    pub fn new(tag: &str) -> OvsNode {
+        let ns = Netns::new(tag);
+        OvsNode { ovs: OvsDaemons::start(&ns, tag), ns }
+    }
+
+    /// Runs `ovs-vsctl ARGS` (shell words) against this node's database.
+    pub fn vsctl(&self, args: &str) -> String {
+        sh(&format!("ovs-vsctl --db={} --timeout=20 {args}", self.ovs.db()))
+    }
+
+    /// Runs `ovs-appctl ARGS` against this node's ovs-vswitchd (stderr included).
+    pub fn appctl(&self, args: &str) -> String {
+        sh(&format!("ovs-appctl -t {} {args} 2>&1", self.ovs.target()))
+    }
+
+    /// A VM: a new namespace on a veth whose other end is a port of bridge `br`, with
+    /// address `addr`. Its transmit checksum offload is off: OVS's userspace datapath
+    /// cannot complete partial checksums.
+    pub fn vm(&self, br: &str, addr: &str) -> Netns {
+        let (v, p) = (unique("ov"), unique("op"));
+        let vm = Netns::new("ovm");
+        sh(&format!("ip link add {v} netns {} type veth peer name {p} netns {}", self.ns.name, vm.name));
+        self.ns.sh(&format!("ip link set {v} up"));
+        self.vsctl(&format!("add-port {br} {v}"));
+        vm.sh(&format!("ip link set {p} up && ip addr add {addr} dev {p} && ethtool -K {p} tx off >/dev/null"));
+        vm
+    }
+}
+
 /// A running rvs-vswitchd with its own run and database directories, optionally inside
 /// a network namespace (a "node"). Stopped with SIGTERM on drop; its directories are
 /// removed unless `keep_dirs` is set.

@@ -38,9 +38,10 @@ pub enum AppctlError {
     TooManyArgs { name: &'static str, max: usize },
     #[error("no such bridge")]
     NoSuchBridge,
-    /// rvs has no bonds, so every port named to `bond/show` gets this.
-    #[error("no such bond")]
-    NoSuchBond,
+    /// A bond command's error, in OVS's words ("no such bond", "no such member",
+    /// "no such lacp object", "invalid mac", ...).
+    #[error("{0}")]
+    Bond(&'static str),
     #[error("bad MAC address")]
     BadMac,
     /// rvs refuses what OVS 3.1 would store as an entry that never matches (VLAN 4096,
@@ -89,10 +90,18 @@ struct Command {
     min_args: usize,
     max_args: usize,
     handler: Handler,
+    /// Shown by `list-commands`: OVS registers its old spellings (`bond/*-slave`)
+    /// without a usage, which leaves them out of the list.
+    listed: bool,
 }
 
 const fn cmd(name: &'static str, usage: &'static str, min_args: usize, max_args: usize, handler: Handler) -> Command {
-    Command { name, usage, min_args, max_args, handler }
+    Command { name, usage, min_args, max_args, handler, listed: true }
+}
+
+/// An old spelling OVS still accepts, not listed.
+const fn alias(name: &'static str, min_args: usize, max_args: usize, handler: Handler) -> Command {
+    Command { name, usage: "", min_args, max_args, handler, listed: false }
 }
 
 /// An answer ready at once, for handlers that do not ask the workers.
@@ -108,7 +117,16 @@ fn arg(args: &[String], i: usize) -> Option<&str> {
 /// Every command, in name order: `list-commands` prints them in this order (OVS sorts
 /// its list by name). Handlers may index up to `min_args - 1` without checking.
 static COMMANDS: &[Command] = &[
-    cmd("bond/show", "[port]", 0, 1, |_, a| done(bond_show(arg(a, 0)))),
+    cmd("bond/disable-member", "port member", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], Some(false)))),
+    alias("bond/disable-slave", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], Some(false)))),
+    cmd("bond/enable-member", "port member", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], Some(true)))),
+    alias("bond/enable-slave", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], Some(true)))),
+    cmd("bond/hash", "mac [vlan] [basis]", 1, 3, |_, a| {
+        done(crate::bonds::hash_command(&a[0], arg(a, 1), arg(a, 2)).map_err(AppctlError::Bond))
+    }),
+    cmd("bond/set-active-member", "port member", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], None))),
+    alias("bond/set-active-slave", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], None))),
+    cmd("bond/show", "[port]", 0, 1, |ctl, a| done(ctl.ports.bonds.bond_show(arg(a, 0)).ok_or(AppctlError::Bond("no such bond")))),
     cmd("dpif-netdev/pmd-rxq-show", "[-pmd core] [-secs secs] [dp]", 0, 5, |ctl, a| Box::pin(pmd_rxq_show(ctl, a))),
     cmd("dpif-netdev/pmd-stats-clear", "[-pmd core] [dp]", 0, 3, |ctl, a| Box::pin(pmd_stats_clear(ctl, a))),
     cmd("dpif-netdev/pmd-stats-show", "[-pmd core] [dp]", 0, 3, |ctl, a| Box::pin(pmd_stats_show(ctl, a))),
@@ -134,6 +152,10 @@ static COMMANDS: &[Command] = &[
         ))
     }),
     cmd("fdb/stats-show", "bridge", 1, 1, |ctl, a| Box::pin(fdb_stats_show(ctl, &a[0]))),
+    cmd("lacp/show", "[port]", 0, 1, |ctl, a| done(ctl.ports.bonds.lacp_show(arg(a, 0), false).ok_or(AppctlError::Bond("no such lacp object")))),
+    cmd("lacp/show-stats", "[port]", 0, 1, |ctl, a| {
+        done(ctl.ports.bonds.lacp_show(arg(a, 0), true).ok_or(AppctlError::Bond("no such lacp object")))
+    }),
     cmd("list-commands", "", 0, 0, |_, _| done(Ok(list_commands()))),
     cmd("rvs/capture", "port file [count|secondss]", 2, 3, |ctl, a| done(capture(ctl, &a[0], &a[1], arg(a, 2)))),
     cmd("rvs/capture-stop", "port", 1, 1, |ctl, a| done(capture_stop(ctl, &a[0]))),
@@ -185,18 +207,16 @@ fn terminated(mut s: String) -> String {
 
 fn list_commands() -> String {
     let mut s = String::from("The available commands are:\n");
-    for c in COMMANDS {
+    for c in COMMANDS.iter().filter(|c| c.listed) {
         let _ = writeln!(s, "  {:<23} {}", c.name, c.usage);
     }
     s
 }
 
 /// `bond/show [port]`: rvs has no bonds: nothing to show, and no port is a bond.
-fn bond_show(port: Option<&str>) -> Reply {
-    match port {
-        None => Ok(String::new()),
-        Some(_) => Err(AppctlError::NoSuchBond),
-    }
+/// `bond/set-active-member` (`enable` None), `bond/enable-member`, `bond/disable-member`.
+fn bond_member(ctl: &mut Control, port: &str, member: &str, enable: Option<bool>) -> Reply {
+    ctl.ports.bonds.member_command(port, member, enable).map(String::from).map_err(AppctlError::Bond)
 }
 
 /// `rvs/workers-clear`: every worker starts its figures again.
@@ -740,6 +760,13 @@ mod tests {
     /// The names and counts every command had before the registry (the table OVS's
     /// tests and scripts rely on): a row changed here is a behaviour change.
     const REGISTERED: &[(&str, usize, usize)] = &[
+        ("bond/disable-member", 2, 2),
+        ("bond/disable-slave", 2, 2),
+        ("bond/enable-member", 2, 2),
+        ("bond/enable-slave", 2, 2),
+        ("bond/hash", 1, 3),
+        ("bond/set-active-member", 2, 2),
+        ("bond/set-active-slave", 2, 2),
         ("bond/show", 0, 1),
         ("dpif-netdev/pmd-rxq-show", 0, 5),
         ("dpif-netdev/pmd-stats-clear", 0, 3),
@@ -753,6 +780,8 @@ mod tests {
         ("fdb/show", 1, 2),
         ("fdb/stats-clear", 0, 1),
         ("fdb/stats-show", 1, 1),
+        ("lacp/show", 0, 1),
+        ("lacp/show-stats", 0, 1),
         ("list-commands", 0, 0),
         ("rvs/capture", 2, 3),
         ("rvs/capture-stop", 1, 1),
@@ -777,7 +806,7 @@ mod tests {
     fn list_commands_text() {
         // Byte for byte what rvs printed before the registry: OVS's "  %-23s %s\n" per
         // command, in name order (an empty usage leaves the trailing space, as OVS does).
-        let expected = "The available commands are:\n  bond/show               [port]\n  dpif-netdev/pmd-rxq-show [-pmd core] [-secs secs] [dp]\n  dpif-netdev/pmd-stats-clear [-pmd core] [dp]\n  dpif-netdev/pmd-stats-show [-pmd core] [dp]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  list-commands           \n  rvs/capture             port file [count|secondss]\n  rvs/capture-stop        port\n  rvs/drops               [bridge]\n  rvs/takeover            pid\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
+        let expected = "The available commands are:\n  bond/disable-member     port member\n  bond/enable-member      port member\n  bond/hash               mac [vlan] [basis]\n  bond/set-active-member  port member\n  bond/show               [port]\n  dpif-netdev/pmd-rxq-show [-pmd core] [-secs secs] [dp]\n  dpif-netdev/pmd-stats-clear [-pmd core] [dp]\n  dpif-netdev/pmd-stats-show [-pmd core] [dp]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  lacp/show               [port]\n  lacp/show-stats         [port]\n  list-commands           \n  rvs/capture             port file [count|secondss]\n  rvs/capture-stop        port\n  rvs/drops               [bridge]\n  rvs/takeover            pid\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
         assert_eq!(list_commands(), expected);
     }
 
@@ -823,7 +852,7 @@ mod tests {
         use AppctlError::*;
         let cases: &[(AppctlError, &str)] = &[
             (NoSuchBridge, "no such bridge"),
-            (NoSuchBond, "no such bond"),
+            (Bond("no such bond"), "no such bond"),
             (BadMac, "bad MAC address"),
             (NoOfPort, "software error, odp port is present but no ofp port"),
             (NoStaticEntry, "could not find static mac entry\n"),
@@ -836,9 +865,11 @@ mod tests {
     }
 
     #[test]
-    fn bond_show_has_no_bonds() {
-        assert_eq!(bond_show(None).ok().as_deref(), Some(""));
-        assert!(matches!(bond_show(Some("p0")), Err(AppctlError::NoSuchBond)));
+    fn bond_show_without_bonds() {
+        let b = crate::bonds::Bonds::default();
+        assert_eq!(b.bond_show(None).as_deref(), Some(""));
+        assert_eq!(b.bond_show(Some("p0")), None);
+        assert_eq!(b.lacp_show(Some("p0"), false), None);
     }
 
     #[test]

@@ -22,6 +22,7 @@
 
 pub mod appctl;
 pub mod capture;
+pub mod bonds;
 pub mod control;
 pub mod fdbkeep;
 pub mod logging;
@@ -295,6 +296,8 @@ fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<()
         let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
         let mut tick = tokio::time::interval(Duration::from_secs(2));
+        let mut bond_tick = tokio::time::interval(bonds::TICK);
+        bond_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 Some((req, reply)) = jobs.recv() => {
@@ -312,8 +315,10 @@ fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<()
                 }
                 Some(()) = link_rx.recv() => {
                     while link_rx.try_recv().is_ok() {}
+                    run_bonds(&mut ctl);
                     ctl.reconcile();
                 }
+                _ = bond_tick.tick() => run_bonds(&mut ctl),
                 _ = tick.tick() => {
                     ctl.handing_over();
                     ctl.reconcile();
@@ -335,6 +340,44 @@ fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<()
         ports.close_all();
         Ok(())
     })
+}
+
+/// Runs the bonds (LACP, carrier, selection); a member whose socket failed is
+/// reopened.
+fn run_bonds(ctl: &mut Control) {
+    let broken = ctl.ports.bonds.run();
+    let _ = ctl.ports.bonds.write_status(&mut ctl.db);
+    send_learning_packets(ctl);
+    if !broken.is_empty() {
+        for iface in broken {
+            ctl.ports.mark_broken(iface);
+        }
+        ctl.reconcile();
+    }
+}
+
+/// For each bond that failed over (see [`bonds::Bonds::take_learning`]): asks a
+/// worker for the MACs its bridge learned on other ports, then sends a RARP from each
+/// through the bond, off the control plane's loop.
+fn send_learning_packets(ctl: &mut Control) {
+    use rvs_switch::types::{MacAddr, VlanId};
+    for l in ctl.ports.bonds.take_learning() {
+        let (bridge, ofport) = (l.bridge.clone(), l.ofport);
+        let rx = ctl.worker.query(move |w| -> Vec<(MacAddr, Option<VlanId>)> {
+            let now = w.now();
+            let Some(b) = w.bridge(&bridge) else { return Vec::new() };
+            let Some(bond) = b.ports.iter().position(|p| p.dp.ofport == ofport) else { return Vec::new() };
+            let vlan = &b.core.ports()[bond].vlan;
+            let entries = b.core.fdb().entries(now);
+            entries.iter().filter(|e| usize::from(e.port) != bond && vlan.includes(e.vlan)).map(|e| (e.mac, vlan.output_tag(e.vlan))).collect()
+        });
+        tokio::task::spawn_local(async move {
+            let Ok(Ok(macs)) = tokio::time::timeout(Duration::from_secs(1), rx).await else { return };
+            for (mac, tag) in macs {
+                let _ = port::PortIo::send(&*l.io, &rvs_switch::packet::PacketBuf::from_frame(&bonds::rarp(mac, tag)));
+            }
+        });
+    }
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, StartError> {

@@ -69,6 +69,23 @@ pub struct PlannedIface {
     /// Interface `other_config:pmd-rxq-affinity`: (receive queue, CPU) pairs, or the
     /// text that could not be read.
     pub rxq_affinity: Result<Vec<(usize, usize)>, String>,
+    /// The bond this interface is a member of (its Port has several interfaces).
+    pub bond: Option<BondSpec>,
+}
+
+/// A bond's configuration as its Port and member Interface rows hold it; read into
+/// the core's settings ([`rvs_switch::bond::config`]) by [`crate::bonds`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BondSpec {
+    pub port_name: String,
+    pub bond_mode: Option<String>,
+    pub updelay: i64,
+    pub downdelay: i64,
+    pub lacp: Option<String>,
+    /// Port `other_config`.
+    pub other_config: BTreeMap<String, String>,
+    /// The member Interface's `other_config` (lacp-port-id, …).
+    pub member_config: BTreeMap<String, String>,
 }
 
 /// Link settings applied to a device rvs has open.
@@ -180,6 +197,7 @@ pub fn plan(db: &Db, cpus: &[usize]) -> Plan {
                 policer: policer_config(db, &w.iface),
                 link: LinkSettings { mtu_request: i.and_then(|i| i.mtu_request()), mac: i.and_then(|i| i.mac()).map(String::from) },
                 rxq_affinity: i.and_then(|i| i.other_config().get_str("pmd-rxq-affinity")).map_or(Ok(Vec::new()), rxq_affinity),
+                bond: bond_spec(db, &w.port, &w.iface),
                 bridge: w.bridge,
                 port: w.port,
                 iface: w.iface,
@@ -223,8 +241,8 @@ pub enum PortError {
     Tunnel(#[from] tunnel::TunnelError),
     #[error("vlan_mode dot1q-tunnel (802.1ad QinQ) is not supported by rvs")]
     QinQ,
-    #[error("port {port} has {n} interfaces: rvs does not forward over bonds yet")]
-    Bond { port: String, n: usize },
+    #[error("bond {port}: member {name} is of type \"{ty}\"; rvs bonds are made of system devices")]
+    BondMember { port: String, name: String, ty: String },
     #[error("{name}: tunnel port {other} already has remote_ip={remote} key={vni} dst_port={dst_port}")]
     TunnelClash { name: String, other: String, remote: IpAddr, vni: Vni, dst_port: u16 },
 }
@@ -318,11 +336,34 @@ fn port_level_error(db: &Db, port: &Uuid, unsupported_vlan: &[Uuid]) -> Option<P
         return Some(PortError::QinQ);
     }
     let p = Port::get(db, port)?;
-    let n = p.interfaces().count();
-    if n > 1 {
-        return Some(PortError::Bond { port: p.name().into(), n });
+    if p.interfaces().count() > 1 {
+        let odd = p.interfaces().filter_map(|i| Interface::get(db, &i)).find(|i| !matches!(i.type_(), "" | "system"));
+        if let Some(i) = odd {
+            return Some(PortError::BondMember { port: p.name().into(), name: i.name().into(), ty: i.type_().into() });
+        }
     }
     None
+}
+
+fn string_map(d: &Datum) -> BTreeMap<String, String> {
+    d.str_pairs().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// The bond settings of interface `iface` of Port `port`, when the port is a bond.
+fn bond_spec(db: &Db, port: &Uuid, iface: &Uuid) -> Option<BondSpec> {
+    let p = Port::get(db, port)?;
+    if p.interfaces().count() < 2 {
+        return None;
+    }
+    Some(BondSpec {
+        port_name: p.name().into(),
+        bond_mode: p.bond_mode().map(String::from),
+        updelay: p.bond_updelay(),
+        downdelay: p.bond_downdelay(),
+        lacp: p.lacp().map(String::from),
+        other_config: string_map(p.other_config()),
+        member_config: Interface::get(db, iface).map(|i| string_map(i.other_config())).unwrap_or_default(),
+    })
 }
 
 /// `smap_get_int`-like: the leading integer of a string map value, 0 when absent or bad.

@@ -23,6 +23,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 pub use crate::plan::{Kind, PortError, default_workers};
+use crate::bonds::Bonds;
 use crate::plan::{LinkSettings, Plan, PlannedIface};
 use crate::port::PortStats;
 use crate::port::afpacket::AfPacketPort;
@@ -93,6 +94,8 @@ pub struct OpenIfaces {
     pub pmd: crate::plan::Pmd,
     /// The last `pmd-rxq-affinity` problem logged per interface.
     affinity_warned: HashMap<Uuid, String>,
+    /// The bonds (ports with several interfaces) over the open member interfaces.
+    pub bonds: Bonds,
 }
 
 /// A static MAC entry as the workers get it: (VLAN, MAC, port).
@@ -277,6 +280,9 @@ impl OpenIfaces {
         }
         self.note_tap_homes();
         write_errors_and_ofports(db, wanted, &errors);
+        self.bonds.sync(plan, db, &self.open);
+        self.bonds.refresh_mtus(&self.open);
+        let _ = self.bonds.write_status(db);
         self.warn_unsupported(db);
         let (config, applied) = self.build_config(db, plan, statics);
         let config = if self.last_sent.as_ref() == Some(&applied) {
@@ -294,9 +300,26 @@ impl OpenIfaces {
         let mut bridges: Vec<DpBridge> = Vec::new();
         let mut ports = Vec::new();
         for w in &plan.ifaces {
-            let Some(op) = self.open.get(&w.iface) else { continue };
-            let Some(ofport) = Interface::get(db, &w.iface).and_then(|i| i.ofport()) else { continue };
-            let Some(ofport) = u16::try_from(ofport).ok().and_then(OfPort::new) else { continue };
+            // A bond is one port, made when its first member comes, over its members.
+            let bond = match &w.bond {
+                Some(_) => match self.bonds.get(&w.port).filter(|b| b.first_iface() == w.iface) {
+                    Some(b) => Some(b),
+                    None => continue,
+                },
+                None => None,
+            };
+            let (io, stats, serial, ofport, name) = match bond {
+                Some(b) => {
+                    let Some(ofport) = b.ofport() else { continue };
+                    (b.io.clone() as Arc<dyn crate::port::PortIo>, b.stats.clone(), b.serial, ofport, b.name.clone())
+                }
+                None => {
+                    let Some(op) = self.open.get(&w.iface) else { continue };
+                    let Some(ofport) = Interface::get(db, &w.iface).and_then(|i| i.ofport()) else { continue };
+                    let Some(ofport) = u16::try_from(ofport).ok().and_then(OfPort::new) else { continue };
+                    (op.device.clone() as Arc<dyn crate::port::PortIo>, op.stats.clone(), op.serial, ofport, w.name.clone())
+                }
+            };
             let bi = match bridges.iter().position(|b| b.uuid == w.bridge) {
                 Some(i) => i,
                 None => {
@@ -307,17 +330,17 @@ impl OpenIfaces {
             };
             let mut core = w.core.clone();
             core.key = u32::from(ofport.get());
-            core.tunnel = op.device.is_tunnel();
+            core.tunnel = bond.is_none() && self.open.get(&w.iface).is_some_and(|op| op.device.is_tunnel());
             bridges[bi].ports.push(DpPort {
                 iface: w.iface,
-                name: w.name.clone(),
+                name,
                 ofport,
-                io: op.device.clone(),
-                stats: op.stats.clone(),
+                io,
+                stats,
                 core,
                 policer: Policer::new(w.policer).map(|p| Arc::new(std::sync::Mutex::new(p))),
             });
-            ports.push((w.iface, ofport, op.serial));
+            ports.push((if bond.is_some() { w.port } else { w.iface }, ofport, serial));
         }
         for b in &mut bridges {
             for st in statics.iter().filter(|st| st.bridge == b.name) {

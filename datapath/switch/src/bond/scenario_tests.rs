@@ -85,6 +85,11 @@ fn balance_tcp_over_lacp_fails_over_and_back() {
     };
     let n = used(&a);
     assert!(n[0] > 50 && n[1] > 50, "200 flows over both members: {n:?}");
+    // The flows send (what the daemon counts per frame): their buckets are in use.
+    for p in 0..200 {
+        let bk = a.bond.bucket(&flow(p), 0).unwrap();
+        a.bond.account(bk, 100);
+    }
     // eth1's link goes silent: its partner expires (3 s fast timeout) and every flow
     // moves to eth0; admission drops what would still arrive on eth1.
     up[1] = false;
@@ -94,7 +99,7 @@ fn balance_tcp_over_lacp_fails_over_and_back() {
     assert_eq!(used(&a), [200, 0]);
     assert_eq!(a.bond.admit(1, MacAddr([2, 0, 0, 0, 9, 1])), super::admit::Verdict::Drop);
     // Back: eth1 carries traffic again (a defaulted partner asked for slow PDUs, so
-    // this takes up to 30 s); its old buckets stay on eth0 until a rebalance.
+    // this takes up to 30 s); its old buckets, in use, stay on eth0 until a rebalance.
     up[1] = true;
     for _ in 0..320 {
         step(&mut a, &mut b, &up, &mut now);

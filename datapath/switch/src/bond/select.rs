@@ -16,7 +16,8 @@
 //!   bond whose LACP did not negotiate falls back to active-backup.
 //!
 //! [`Bond::output`] answers per frame, reading only: buckets are assigned in
-//! [`Bond::run`], not on lookup (OVS assigns lazily; the result is the same), so the
+//! [`Bond::run`], not on lookup (OVS assigns lazily: a bucket never used is dealt again when a
+//! member comes up, [`Bond::account`] marks use), so the
 //! datapath asks with `&Bond` and never allocates.
 
 use super::hash::{self, BUCKETS, Policy};
@@ -123,6 +124,9 @@ pub struct BondMember {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Bucket {
     pub member: Option<MemberId>,
+    /// Frames went through it ([`Bond::account`]) since the buckets were reset: its
+    /// member stays its member while enabled (OVS assigns a bucket at its first use).
+    pub used: bool,
     /// Bytes sent recently (halved at each rebalance).
     pub tx_bytes: u64,
 }
@@ -251,6 +255,7 @@ impl Bond {
             }
         }
         let mut primary = None;
+        let enabled_before = self.members.iter().filter(|m| m.enabled).count();
         for id in 0..self.members.len() {
             self.link_status_update(now, id);
             let m = &self.members[id];
@@ -262,7 +267,8 @@ impl Bond {
         if !active_ok || primary.is_some_and(|p| Some(p) != self.active) {
             self.choose_active(now);
         }
-        self.assign_buckets();
+        let grew = self.members.iter().filter(|m| m.enabled).count() > enabled_before;
+        self.assign_buckets(grew);
         std::mem::take(&mut self.changed)
     }
 
@@ -324,19 +330,28 @@ impl Bond {
         }
     }
 
-    /// Buckets without an enabled member go to the enabled members in turn.
-    fn assign_buckets(&mut self) {
+    /// Buckets without an enabled member go to the enabled members in turn. When
+    /// members were enabled (`grew`), the buckets never used are dealt again over all
+    /// enabled members (bucket `i` to the `i mod n`th): OVS leaves a bucket without a
+    /// member until its first frame, which then gets an enabled member in turn, so a
+    /// member that comes up before the traffic gets its share at once, not only at the
+    /// next rebalance. A bucket in use stays where it is (its flows keep their member).
+    fn assign_buckets(&mut self, grew: bool) {
         let enabled: Vec<MemberId> = (0..self.members.len()).filter(|&i| self.members[i].enabled).collect();
-        for b in &mut self.buckets {
-            if b.member.is_none_or(|m| !self.members[m].enabled) {
-                let new = (!enabled.is_empty()).then(|| {
+        for (i, b) in self.buckets.iter_mut().enumerate() {
+            let new = if grew && !b.used && !enabled.is_empty() {
+                Some(enabled[i % enabled.len()])
+            } else if b.member.is_none_or(|m| !self.members[m].enabled) {
+                (!enabled.is_empty()).then(|| {
                     self.rr = (self.rr + 1) % enabled.len();
                     enabled[self.rr]
-                });
-                if new != b.member {
-                    b.member = new;
-                    self.changed = true;
-                }
+                })
+            } else {
+                continue;
+            };
+            if new != b.member {
+                b.member = new;
+                self.changed = true;
             }
         }
     }
@@ -372,12 +387,15 @@ impl Bond {
         }
     }
 
-    /// Counts `bytes` sent through `bucket` (bond_account), for rebalancing.
+    /// Counts `bytes` sent through `bucket` (bond_account): marks it used, and adds
+    /// the bytes to its load for rebalancing.
     pub fn account(&mut self, bucket: u8, bytes: u64) {
-        if self.is_balanced()
-            && let Some(b) = self.buckets.get_mut(usize::from(bucket))
-        {
-            b.tx_bytes += bytes;
+        let balanced = self.is_balanced();
+        if let Some(b) = self.buckets.get_mut(usize::from(bucket)) {
+            b.used = true;
+            if balanced {
+                b.tx_bytes += bytes;
+            }
         }
     }
 
@@ -396,6 +414,17 @@ impl Bond {
             self.changed = true;
         }
         moved
+    }
+
+    /// `bond/enable-member` / `bond/disable-member` (OVS's bond_enable_member): sets
+    /// the member's state now, cancelling a pending delay. As in OVS this lasts until
+    /// the next [`Bond::run`] sees the link disagree (then the up- or downdelay starts).
+    pub fn set_enabled(&mut self, member: MemberId, on: bool) -> Result<(), &'static str> {
+        if member >= self.members.len() {
+            return Err("no such member");
+        }
+        self.enable(member, on);
+        Ok(())
     }
 
     /// `bond/set-active-member`: makes an enabled member active now.

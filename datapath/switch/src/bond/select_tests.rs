@@ -118,7 +118,11 @@ fn slb_spreads_by_source_mac_and_moves_on_failure() {
     for _ in 0..10 {
         assert_eq!(b.output(&from(7), 10), m);
     }
-    // eth0 down: everything on eth1; back up: nothing moves until a rebalance.
+    // Frames went through every bucket: eth0 down, everything on eth1; back up,
+    // nothing in use moves until a rebalance.
+    for bk in 0..=255u8 {
+        b.account(bk, 100);
+    }
     b.set_carrier(0, false);
     let _ = b.run(Time::from_millis(100), LacpStatus::Off);
     assert_eq!(on(&b, 1), 256);
@@ -126,6 +130,25 @@ fn slb_spreads_by_source_mac_and_moves_on_failure() {
     let _ = b.run(Time::from_millis(200), LacpStatus::Off);
     assert_eq!(on(&b, 1), 256);
     assert!(b.members()[0].enabled);
+}
+
+#[test]
+fn a_member_enabled_before_traffic_gets_the_unused_buckets_share() {
+    // As OVS, which gives a bucket a member at its first frame: eth1 comes up after
+    // eth0 but before any traffic, and gets half the buckets at once; a bucket already
+    // in use stays on eth0.
+    let mut b = bond(BondConfig::new("bond0", Mode::BalanceSlb), 2, LacpStatus::Off);
+    b.set_carrier(1, false);
+    let _ = b.run(Time::from_millis(1), LacpStatus::Off);
+    let busy = b.bucket(&from(3), 0).unwrap();
+    b.account(busy, 1000);
+    assert!(b.buckets().iter().all(|k| k.member == Some(0)));
+    b.set_carrier(1, true);
+    let _ = b.run(Time::from_millis(2), LacpStatus::Off);
+    let on1 = b.buckets().iter().filter(|k| k.member == Some(1)).count();
+    assert!((120..=128).contains(&on1), "{on1} buckets on eth1");
+    assert_eq!(b.buckets()[usize::from(busy)].member, Some(0), "a bucket in use keeps its member");
+    assert_eq!(b.output(&from(3), 0), Some(0));
 }
 
 #[test]

@@ -34,10 +34,13 @@ pub enum DropReason {
     BadOffload,
     /// The bridge has `fail_mode=secure` and no controller: it forwards nothing.
     FailSecure,
+    /// Received on a balance-slb bond with a source MAC learned on another port: it
+    /// left through one member and came back through another (OVS's SLB rule).
+    BondLoop,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 13] = [
+    pub const ALL: [DropReason; 14] = [
         DropReason::Malformed,
         DropReason::Oversize,
         DropReason::TaggedOnAccess,
@@ -51,6 +54,7 @@ impl DropReason {
         DropReason::TxFailed,
         DropReason::BadOffload,
         DropReason::FailSecure,
+        DropReason::BondLoop,
     ];
 
     /// The name shown in counters output.
@@ -69,6 +73,7 @@ impl DropReason {
             DropReason::TxFailed => "tx_failed",
             DropReason::BadOffload => "bad_offload",
             DropReason::FailSecure => "fail_secure",
+            DropReason::BondLoop => "bond_slb_loop",
         }
     }
 }

@@ -110,6 +110,15 @@ impl Bridge {
         v
     }
 
+    /// The port the MAC table has the source of `frame` on, in the VLAN the frame
+    /// belongs to when received on `in_port` (a balance-slb bond's loop check,
+    /// [`crate::bond::admit::slb_accept`]). Reads only.
+    pub fn source_port(&self, in_port: PortIdx, frame: &[u8]) -> Option<PortIdx> {
+        let l2 = parse_l2(frame)?;
+        let vlan = self.ports.get(in_port as usize)?.vlan.input(l2.vid).ok()?;
+        self.fdb.lookup(vlan, l2.src)
+    }
+
     fn decide(&mut self, now: Time, in_port: PortIdx, frame: &[u8], out: &mut Actions) -> Result<Verdict, DropReason> {
         if self.cfg.fail_secure {
             return Err(DropReason::FailSecure);

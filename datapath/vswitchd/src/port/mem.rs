@@ -163,3 +163,18 @@ impl PortIo for MemPort {
         self.offloads
     }
 }
+
+/// So a test can hand a memory port to what takes open devices (a bond's members).
+impl super::device::Device for MemPort {
+    fn requeue(&self, _queues: usize) -> super::device::Requeue {
+        super::device::Requeue::Keep
+    }
+
+    fn presence(&self, _name: &str) -> super::device::Presence {
+        super::device::Presence::Virtual
+    }
+
+    fn mtu(&self, _name: &str) -> Option<u32> {
+        None
+    }
+}

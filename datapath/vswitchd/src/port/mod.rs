@@ -46,6 +46,7 @@
 //! (in-memory, for tests).
 
 pub mod afpacket;
+pub mod bond;
 pub mod device;
 pub mod mem;
 pub mod tap;
@@ -70,6 +71,9 @@ pub enum Rx {
     /// batched send (it came alone, or it is a frame the input built that a receiver's
     /// TCP is waiting for).
     For { key: DemuxKey, alone: bool },
+    /// A frame of this port (a balance-slb bond's) to forward only if its source MAC
+    /// is not learned on another port ([`rvs_switch::bond::admit::slb_accept`]).
+    FrameUnlessMoved,
     /// A frame arrived but was unusable (truncated, bad header); it was consumed.
     Bad,
     /// Nothing queued.

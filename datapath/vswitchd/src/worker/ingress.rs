@@ -15,6 +15,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use rvs_switch::bond::admit::{is_gratuitous_arp, slb_accept};
 use rvs_switch::bridge::DropReason;
 use rvs_switch::time::Time;
 
@@ -105,6 +106,17 @@ impl Worker {
     fn received(&mut self, input: usize, owner: Owner, rx: Rx, now: Time, hold: Hold, last: &mut LastKey) {
         match (rx, owner) {
             (Rx::Frame, Owner::Port(at)) => self.ingress(at, now, hold),
+            (Rx::FrameUnlessMoved, Owner::Port(at)) => {
+                let br = &mut self.bridges[at.bridge];
+                let frame = self.buf.frame();
+                let learned = br.core.source_port(at.port as u16, frame);
+                if slb_accept(learned, at.port as u16, is_gratuitous_arp(frame), false) {
+                    self.ingress(at, now, hold);
+                } else {
+                    PortStats::inc(&br.ports[at.port].stats.rx_dropped);
+                    br.core.count_drop(DropReason::BondLoop);
+                }
+            }
             (Rx::Bad, Owner::Port(at)) => {
                 let br = &mut self.bridges[at.bridge];
                 PortStats::inc(&br.ports[at.port].stats.rx_errors);
