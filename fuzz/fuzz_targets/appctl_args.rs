@@ -21,7 +21,7 @@ use rvs_vswitchd::worker::WorkerHandle;
 
 const NAMES: &[&str] = &[
     "bond/show", "dpif/show", "exit", "fdb/add", "fdb/del", "fdb/flaps", "fdb/flush", "fdb/show", "fdb/stats-clear", "fdb/stats-show",
-    "list-commands", "rvs/drops", "rvs/workers", "rvs/workers-clear", "version", "vlog/list", "vlog/set",
+    "list-commands", "ofproto/trace", "rvs/drops", "rvs/metrics", "rvs/workers", "rvs/workers-clear", "version", "vlog/list", "vlog/set",
 ];
 
 struct Daemon {

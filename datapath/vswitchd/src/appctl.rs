@@ -58,6 +58,9 @@ pub enum AppctlError {
     NoStaticEntry,
     #[error("datapath worker did not answer")]
     WorkerSilent,
+    /// A command's own error text (`ofproto/trace`'s are OVS's).
+    #[error("{0}")]
+    Failed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -123,7 +126,11 @@ static COMMANDS: &[Command] = &[
     }),
     cmd("fdb/stats-show", "bridge", 1, 1, |ctl, a| Box::pin(fdb_stats_show(ctl, &a[0]))),
     cmd("list-commands", "", 0, 0, |_, _| done(Ok(list_commands()))),
+    cmd("ofproto/trace", "{[dp_name] odp_flow | bridge br_flow} [OPTIONS...] [-generate|packet]", 1, usize::MAX, |ctl, a| {
+        Box::pin(crate::trace::appctl(ctl, a))
+    }),
     cmd("rvs/drops", "[bridge]", 0, 1, |ctl, a| Box::pin(drops(ctl, arg(a, 0)))),
+    cmd("rvs/metrics", "", 0, 0, |ctl, _| Box::pin(crate::metrics::collect(ctl))),
     cmd("rvs/workers", "", 0, 0, |ctl, _| Box::pin(workers(ctl))),
     cmd("rvs/workers-clear", "", 0, 0, |ctl, _| Box::pin(workers_clear(ctl))),
     cmd("version", "", 0, 0, |_, _| done(Ok(format!("rvs-vswitchd (rvs) {}\n", env!("CARGO_PKG_VERSION"))))),
@@ -201,7 +208,7 @@ const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Asks the first worker (whose replicas of the MAC tables and copy of the
 /// configuration commands show); a worker that does not answer is a server error,
 /// not a hang.
-async fn ask<R: Send + 'static>(ctl: &Control, f: impl FnOnce(&mut Worker) -> R + Send + 'static) -> Result<R, AppctlError> {
+pub(crate) async fn ask<R: Send + 'static>(ctl: &Control, f: impl FnOnce(&mut Worker) -> R + Send + 'static) -> Result<R, AppctlError> {
     let rx = ctl.worker.query(f);
     match tokio::time::timeout(ASK_TIMEOUT, rx).await {
         Ok(Ok(r)) => Ok(r),
@@ -211,7 +218,7 @@ async fn ask<R: Send + 'static>(ctl: &Control, f: impl FnOnce(&mut Worker) -> R 
 
 /// Asks every worker (to change every replica, or to add up counters); answers in
 /// worker order.
-async fn ask_all<R: Send + 'static>(ctl: &Control, f: impl Fn(&mut Worker) -> R + Send + Sync + 'static) -> Result<Vec<R>, AppctlError> {
+pub(crate) async fn ask_all<R: Send + 'static>(ctl: &Control, f: impl Fn(&mut Worker) -> R + Send + Sync + 'static) -> Result<Vec<R>, AppctlError> {
     let mut out = Vec::new();
     for rx in ctl.worker.query_all(f) {
         match tokio::time::timeout(ASK_TIMEOUT, rx).await {
@@ -566,7 +573,9 @@ mod tests {
         ("fdb/stats-clear", 0, 1),
         ("fdb/stats-show", 1, 1),
         ("list-commands", 0, 0),
+        ("ofproto/trace", 1, usize::MAX),
         ("rvs/drops", 0, 1),
+        ("rvs/metrics", 0, 0),
         ("rvs/workers", 0, 0),
         ("rvs/workers-clear", 0, 0),
         ("version", 0, 0),
@@ -586,7 +595,7 @@ mod tests {
     fn list_commands_text() {
         // Byte for byte what rvs printed before the registry: OVS's "  %-23s %s\n" per
         // command, in name order (an empty usage leaves the trailing space, as OVS does).
-        let expected = "The available commands are:\n  bond/show               [port]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  list-commands           \n  rvs/drops               [bridge]\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
+        let expected = "The available commands are:\n  bond/show               [port]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  list-commands           \n  ofproto/trace           {[dp_name] odp_flow | bridge br_flow} [OPTIONS...] [-generate|packet]\n  rvs/drops               [bridge]\n  rvs/metrics             \n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
         assert_eq!(list_commands(), expected);
     }
 

@@ -39,11 +39,14 @@ pub struct Control {
     pub worker: WorkerHandle,
     /// Set by `exit`: the server stops after answering.
     pub exit_requested: bool,
+    /// The metrics listener's state, for `rvs/metrics` (the listener itself belongs to
+    /// the control loop).
+    pub metrics_status: crate::metrics::http::ListenerStatus,
 }
 
 impl Control {
     pub fn new(db: Db, meta: Meta, store: Store, worker: WorkerHandle) -> Control {
-        Control { db, meta, store, ports: OpenIfaces::default(), worker, exit_requested: false }
+        Control { db, meta, store, ports: OpenIfaces::default(), worker, exit_requested: false, metrics_status: Default::default() }
     }
 
     /// Reconciles ports with the database (plans it and applies the plan), sends the

@@ -24,6 +24,7 @@ pub mod appctl;
 pub mod control;
 pub mod fdbkeep;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod port;
@@ -31,6 +32,7 @@ pub mod reconcile;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod trace;
 pub mod tunnel;
 pub mod worker;
 
@@ -223,7 +225,9 @@ fn serve(
         );
 
         let (jobs_tx, mut jobs) = mpsc::channel::<server::Job>(64);
+        let mut metrics_listener = metrics::http::Listener::new(jobs_tx.clone());
         tokio::task::spawn_local(server::serve(listener, jobs_tx));
+        sync_metrics(&mut metrics_listener, &mut ctl);
         let (link_tx, mut link_rx) = mpsc::unbounded_channel::<()>();
         watch_links(link_tx);
         if let Some(mut r) = ready {
@@ -240,6 +244,7 @@ fn serve(
                     let resp = handle(&mut ctl, req).await;
                     let _ = reply.send(resp);
                     if ctl.exit_requested { break; }
+                    sync_metrics(&mut metrics_listener, &mut ctl);
                 }
                 Some(Event::Worker(WorkerEvent::PortFailed { iface, name, io, error })) = ev_rx.recv() => {
                     // Every worker that used the backend may report it: reopen once.
@@ -253,7 +258,10 @@ fn serve(
                     while link_rx.try_recv().is_ok() {}
                     ctl.reconcile();
                 }
-                _ = tick.tick() => ctl.reconcile(),
+                _ = tick.tick() => {
+                    ctl.reconcile();
+                    sync_metrics(&mut metrics_listener, &mut ctl);
+                }
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
             }
@@ -266,6 +274,12 @@ fn serve(
         ports.close_all();
         Ok(())
     })
+}
+
+/// Moves, starts or stops the metrics listener after `other_config:rvs-metrics-listen`.
+fn sync_metrics(l: &mut metrics::http::Listener, ctl: &mut Control) {
+    let want = ctl.db.root_view().and_then(|r| r.other_config().get_str(metrics::http::KEY).map(String::from));
+    l.sync(want.as_deref(), &mut ctl.metrics_status);
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, StartError> {

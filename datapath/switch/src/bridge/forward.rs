@@ -201,20 +201,29 @@ impl Bridge {
         let split = a.in_tunnel && self.cfg.tunnel_split_horizon;
         for (i, p) in self.ports.iter().enumerate() {
             let i = i as PortIdx;
-            let skip = if i == in_port {
-                Skip::Ingress
-            } else if !p.vlan.includes(vlan) {
-                Skip::NotInVlan
-            } else if a.in_protected && p.protected {
-                Skip::Protected
-            } else if split && p.tunnel {
-                Skip::SplitHorizon
-            } else {
-                out.push(Egress { port: i, tag: p.vlan.output_tag(vlan) });
+            if i == in_port || !p.vlan.includes(vlan) || (a.in_protected && p.protected) || (split && p.tunnel) {
+                // The reason is worked out only for an observer that wants it: the
+                // forwarding loop stays the one test it always was.
+                if O::WANTS_SKIPS {
+                    obs.skipped(i, skip_reason(i == in_port, p.vlan.includes(vlan), a.in_protected && p.protected));
+                }
                 continue;
-            };
-            obs.skipped(i, skip);
+            }
+            out.push(Egress { port: i, tag: p.vlan.output_tag(vlan) });
         }
         Ok(Verdict::Forward { vlan, pcp: l2.pcp, flood: true })
+    }
+}
+
+/// Why flooding left a port out, given that it did (split horizon when nothing else).
+fn skip_reason(ingress: bool, carries: bool, both_protected: bool) -> Skip {
+    if ingress {
+        Skip::Ingress
+    } else if !carries {
+        Skip::NotInVlan
+    } else if both_protected {
+        Skip::Protected
+    } else {
+        Skip::SplitHorizon
     }
 }

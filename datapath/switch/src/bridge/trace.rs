@@ -46,6 +46,10 @@ impl Skip {
 
 /// Told of each step of a forwarding decision. Every method does nothing by default.
 pub trait Observer {
+    /// Whether [`Observer::skipped`] is wanted: the flooding loop works out why it left
+    /// a port out only then (a constant, so the forwarding path has no test for it).
+    const WANTS_SKIPS: bool = false;
+
     /// The frame's addresses and the tag it carried (VLAN 0, priority 0 if none).
     #[inline(always)]
     fn parsed(&mut self, _src: MacAddr, _dst: MacAddr, _vid: VlanId, _pcp: u8) {}
@@ -80,6 +84,8 @@ pub struct TraceRecord {
 }
 
 impl Observer for TraceRecord {
+    const WANTS_SKIPS: bool = true;
+
     fn parsed(&mut self, src: MacAddr, dst: MacAddr, vid: VlanId, pcp: u8) {
         self.parsed = Some((src, dst, vid, pcp));
     }
