@@ -230,7 +230,7 @@ impl Flow {
 /// OVS's `eth_from_hex`: the frame in hex (spaces allowed), at least an Ethernet header.
 pub fn frame_from_hex(s: &str) -> Result<Vec<u8>, &'static str> {
     let digits: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.is_empty() || digits.len() % 2 != 0 || !digits.iter().all(u8::is_ascii_hexdigit) {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err("Trace packet must be in hexadecimal format");
     }
     let frame: Vec<u8> = digits.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).unwrap_or("0"), 16).unwrap_or(0)).collect();
@@ -390,7 +390,7 @@ fn datapath_actions(flow: &Flow, ports: &[PortInfo], t: &Trace) -> String {
     let mut outs = t.outputs.clone();
     outs.sort_unstable_by_key(|e| (e.tag.map_or(0, |v| v.get() + 1), e.port));
     let pcp = (flow.vlan_tci >> 13) as u8;
-    let mut cur = (flow.vlan_tci & TCI_PRESENT != 0).then(|| flow.vlan_tci & 0x0fff);
+    let mut cur = (flow.vlan_tci & TCI_PRESENT != 0).then_some(flow.vlan_tci & 0x0fff);
     let mut acts: Vec<String> = Vec::new();
     for e in outs {
         let want = e.tag.map(|v| v.get());

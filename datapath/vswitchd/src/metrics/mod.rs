@@ -140,7 +140,9 @@ fn render(all: &[WorkerFigures], endpoints: &[(String, [u64; 5])], listener: &ht
     port_family(&mut x, "rvs_port_tx_errors_total", "Frames the device refused.", |s| s.tx_errors);
 
     // Drops and learning are counted by the worker that saw the frame: they add up.
-    let mut per_bridge: Vec<(String, Vec<(&'static str, u64)>, u64, u64, u64)> = Vec::new();
+    // (bridge, drops by reason, learned, moved, flaps), summed over workers.
+    type Sums = (String, Vec<(&'static str, u64)>, u64, u64, u64);
+    let mut per_bridge: Vec<Sums> = Vec::new();
     for b in all.iter().flat_map(|w| w.2.iter()) {
         match per_bridge.iter_mut().find(|r| r.0 == b.name) {
             None => per_bridge.push((b.name.clone(), b.drops.clone(), b.fdb.learned, b.fdb.moved, b.flaps)),
