@@ -282,6 +282,18 @@ fn addr(n: u8) -> MacAddr {
     }
 }
 
+/// Each frame of a scenario as it arrives: its port, the time, its bytes.
+fn arrivals(n_ports: usize, frames: &[Rx]) -> impl Iterator<Item = (PortIdx, Time, Vec<u8>)> + '_ {
+    frames.iter().scan(Time::ZERO, move |now, f| {
+        *now = *now + f.dt;
+        let bytes = match f.vid {
+            Some(vid) => tagged(addr(f.dst), addr(f.src), vid),
+            None => frame(addr(f.dst), addr(f.src)),
+        };
+        Some(((f.port % n_ports) as PortIdx, *now, bytes))
+    })
+}
+
 proptest! {
     /// Never out the ingress port; never into another VLAN; every copy leaves through a
     /// port that carries the frame's VLAN with the tag that port's policy asks for; the
@@ -292,14 +304,7 @@ proptest! {
                   cap in 1usize..8) {
         let mut b = build(&specs, cap);
         let mut a = Actions::default();
-        let mut now = Time::ZERO;
-        for f in frames {
-            let in_port = (f.port % specs.len()) as PortIdx;
-            now = now + f.dt;
-            let bytes = match f.vid {
-                Some(vid) => tagged(addr(f.dst), addr(f.src), vid),
-                None => frame(addr(f.dst), addr(f.src)),
-            };
+        for ((in_port, now, bytes), f) in arrivals(specs.len(), &frames).zip(&frames) {
             b.age(now);
             let verdict = b.process(now, in_port, &bytes, &mut a);
             prop_assert!(b.fdb().len() <= cap);
@@ -333,14 +338,7 @@ proptest! {
                   cap in 1usize..6) {
         let mut b = build(&specs, cap);
         let mut a = Actions::default();
-        let mut now = Time::ZERO;
-        for f in frames {
-            let in_port = (f.port % specs.len()) as PortIdx;
-            now = now + f.dt;
-            let bytes = match f.vid {
-                Some(vid) => tagged(addr(f.dst), addr(f.src), vid),
-                None => frame(addr(f.dst), addr(f.src)),
-            };
+        for (in_port, now, bytes) in arrivals(specs.len(), &frames) {
             b.age(now);
             let before = (b.fdb().entries(now), b.fdb().stats(), b.drops().clone());
             let t = b.trace(now, in_port, &bytes);
