@@ -99,6 +99,8 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   rvs/drops [BRIDGE]          dropped frames by reason
   rvs/workers                 datapath threads: inputs, frames, wake-ups, time, I/O
   rvs/workers-clear           reset the figures of rvs/workers
+  ofproto/trace BRIDGE FLOW [PACKET]  why a frame goes where it goes (nothing learned)
+  rvs/metrics                 counters in Prometheus text format
   list-commands, version, vlog/list, vlog/set SPEC
 
 Bonds are stored and checked, but rvs-vswitchd does not forward over them yet.
