@@ -194,6 +194,19 @@ fn bad_listen_value_is_reported_and_changes_nothing_else() {
     // A good value afterwards works.
     n.d.ctl_ok(&["set", "Open_vSwitch", ".", "other_config:rvs-metrics-listen=127.0.0.1:9479"]);
     scrape_ok(&n.ns, 9479);
+    // A port someone else holds: refused, then served once it is free (tried again
+    // every 2 s).
+    let squatter = n.ns.run_in(|| std::net::TcpListener::bind("127.0.0.1:9480").expect("bind 9480"));
+    n.d.ctl_ok(&["set", "Open_vSwitch", ".", "other_config:rvs-metrics-listen=127.0.0.1:9480"]);
+    let s = parse(&n.d.ctl_ok(&["rvs/metrics"])).unwrap();
+    assert_eq!(value(&s, "rvs_metrics_listener_up", &[("listen", "127.0.0.1:9480")]), Some(0.0));
+    assert!(n.d.log().contains("cannot listen on 127.0.0.1:9480"));
+    drop(squatter);
+    wait_until("listener takes the freed port", Duration::from_secs(10), || {
+        let s = parse(&n.d.ctl_ok(&["rvs/metrics"])).unwrap();
+        value(&s, "rvs_metrics_listener_up", &[("listen", "127.0.0.1:9480")]) == Some(1.0)
+    });
+    scrape_ok(&n.ns, 9480);
 }
 
 #[test]

@@ -12,7 +12,9 @@
 //!
 //! The key is read again after every command and every 2 s: a change moves the
 //! listener, removing the key stops it. A value that cannot be listened on is logged
-//! as an error and reported by `rvs_metrics_listener_up 0`; nothing else changes.
+//! as an error and reported by `rvs_metrics_listener_up 0`; nothing else changes. An
+//! address that could not be bound (in use, not on this node yet) is tried again at
+//! each of those reads, without logging again.
 
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -93,6 +95,16 @@ impl Listener {
     pub fn sync(&mut self, want: Option<&str>, status: &mut ListenerStatus) {
         let want = want.filter(|w| !w.is_empty());
         if want == self.want.as_deref() {
+            // An address that could not be listened on (taken, not yet configured) is
+            // tried again at every sync, quietly: it may have become free.
+            if let Some(w) = want
+                && self.task.is_none()
+                && status.error.is_some()
+                && parse_addr(w).and_then(|a| self.start(&a)).is_ok()
+            {
+                tracing::info!("metrics: serving GET /metrics on {w} (the address is free now)");
+                status.error = None;
+            }
             return;
         }
         self.stop();
