@@ -179,6 +179,8 @@ fn bad_trace_input_gets_ovs_errors_and_exit_status_2() {
         assert!(err.starts_with(text), "{args:?}: {err}");
         assert!(err.contains("server returned an error"), "{err}");
     }
-    // The daemon is fine afterwards.
+    // The daemon is fine afterwards; OVS's LOCAL names the bridge's own port.
     assert!(n.d.ctl_ok(&["ofproto/trace", "br0", "in_port=p1"]).contains("Datapath actions: drop"));
+    let t = n.d.ctl_ok(&["ofproto/trace", "br0", "in_port=LOCAL,dl_dst=ff:ff:ff:ff:ff:ff"]);
+    assert!(t.starts_with("Flow: in_port=65534,") && t.contains("output to port p1"), "{t}");
 }

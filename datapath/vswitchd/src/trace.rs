@@ -426,7 +426,8 @@ pub(crate) async fn appctl(ctl: &mut crate::control::Control, args: &[String]) -
         let now = w.now();
         let b = w.bridge(&bn)?;
         let ports: Vec<_> = b.ports.iter().map(|p| (p.name.clone(), p.ofport.get(), p.core.vlan.mode(), p.core.vlan.vlan(), p.core.tunnel)).collect();
-        let idx = ports.iter().position(|p| p.0 == w2 || p.1.to_string() == w2);
+        // OVS's port keyword LOCAL names the bridge's own port (OpenFlow 65534).
+        let idx = ports.iter().position(|p| p.0 == w2 || p.1.to_string() == w2 || (w2 == "LOCAL" && p.1 == 65534));
         Some((idx.map(|i| (i, b.core.trace(now, i as u16, &frame))), ports, b.core.config().fail_secure))
     })
     .await?;
