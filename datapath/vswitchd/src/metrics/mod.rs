@@ -169,11 +169,31 @@ fn render(all: &[WorkerFigures], endpoints: &[(String, [u64; 5])], listener: &ht
 
     let wl = |id: usize| vec![("worker", id.to_string())];
     x.family("rvs_worker_frames_total", "counter", "Frames read by the datapath worker.", all.iter().map(|(id, s, _)| (wl(*id), s.frames as f64)));
-    x.family("rvs_worker_receive_calls_total", "counter", "Receive calls that returned frames.", all.iter().map(|(id, s, _)| (wl(*id), s.receive_calls as f64)));
+    x.family(
+        "rvs_worker_receive_calls_total",
+        "counter",
+        "Receive calls that returned frames.",
+        all.iter().map(|(id, s, _)| (wl(*id), s.receive_calls as f64)),
+    );
     x.family("rvs_worker_wakeups_total", "counter", "Sleeps ended by arriving input.", all.iter().map(|(id, s, _)| (wl(*id), s.wakeups as f64)));
-    x.family("rvs_worker_busy_seconds_total", "counter", "Seconds reading, switching and sending.", all.iter().map(|(id, s, _)| (wl(*id), s.busy.as_secs_f64())));
-    x.family("rvs_worker_spinning_seconds_total", "counter", "Seconds polling after traffic.", all.iter().map(|(id, s, _)| (wl(*id), s.spinning.as_secs_f64())));
-    x.family("rvs_worker_sleeping_seconds_total", "counter", "Seconds asleep waiting for input.", all.iter().map(|(id, s, _)| (wl(*id), s.sleeping.as_secs_f64())));
+    x.family(
+        "rvs_worker_busy_seconds_total",
+        "counter",
+        "Seconds reading, switching and sending.",
+        all.iter().map(|(id, s, _)| (wl(*id), s.busy.as_secs_f64())),
+    );
+    x.family(
+        "rvs_worker_spinning_seconds_total",
+        "counter",
+        "Seconds polling after traffic.",
+        all.iter().map(|(id, s, _)| (wl(*id), s.spinning.as_secs_f64())),
+    );
+    x.family(
+        "rvs_worker_sleeping_seconds_total",
+        "counter",
+        "Seconds asleep waiting for input.",
+        all.iter().map(|(id, s, _)| (wl(*id), s.sleeping.as_secs_f64())),
+    );
 
     let ep = |i: usize, name: &str, help: &str, x: &mut Exposition| {
         x.family(name, "counter", help, endpoints.iter().map(|(e, c)| (vec![("endpoint", e.clone())], c[i] as f64)));
@@ -185,7 +205,12 @@ fn render(all: &[WorkerFigures], endpoints: &[(String, [u64; 5])], listener: &ht
     ep(4, "rvs_vxlan_truncated_total", "Datagrams cut short.", &mut x);
 
     let (listen, up) = listener.describe();
-    x.family("rvs_metrics_listener_up", "gauge", "1 if other_config:rvs-metrics-listen is being served, 0 if it could not be.", listen.map(|l| (vec![("listen", l)], up as u8 as f64)));
+    x.family(
+        "rvs_metrics_listener_up",
+        "gauge",
+        "1 if other_config:rvs-metrics-listen is being served, 0 if it could not be.",
+        listen.map(|l| (vec![("listen", l)], up as u8 as f64)),
+    );
     x.finish()
 }
 

@@ -35,13 +35,17 @@ fn flow_syntax() {
 
 #[test]
 fn frame_and_flow_round_trip() {
-    let f = Flow::parse("udp,in_port=1,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02,dl_vlan=20,nw_src=198.18.0.1,nw_dst=198.18.0.2,tp_src=5,tp_dst=6").unwrap();
+    let f = Flow::parse("udp,in_port=1,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02,dl_vlan=20,nw_src=198.18.0.1,nw_dst=198.18.0.2,tp_src=5,tp_dst=6")
+        .unwrap();
     let b = f.frame();
     assert_eq!(b.len(), 60);
     assert_eq!(Flow::of_frame(&b, f.in_port.clone()), f);
     let ip = etherparse::SlicedPacket::from_ethernet(&b).expect("a valid frame");
     assert!(matches!(ip.net, Some(etherparse::NetSlice::Ipv4(_))));
-    assert_eq!(f.display(1), "udp,in_port=1,vlan_tci=0x1014,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02,nw_src=198.18.0.1,nw_dst=198.18.0.2,tp_src=5,tp_dst=6");
+    assert_eq!(
+        f.display(1),
+        "udp,in_port=1,vlan_tci=0x1014,dl_src=02:00:00:00:00:01,dl_dst=02:00:00:00:00:02,nw_src=198.18.0.1,nw_dst=198.18.0.2,tp_src=5,tp_dst=6"
+    );
     assert_eq!(Flow::default().display(2), "in_port=2,vlan_tci=0x0000,dl_src=00:00:00:00:00:00,dl_dst=00:00:00:00:00:00,dl_type=0x0000");
 }
 
@@ -65,7 +69,8 @@ fn argument_forms_and_errors() {
 }
 
 fn ports() -> Vec<PortInfo> {
-    let p = |name: &str, ofport, mode, vlan, tunnel: Option<&str>| PortInfo { name: name.into(), ofport, mode, vlan: v(vlan), tunnel: tunnel.map(String::from) };
+    let p =
+        |name: &str, ofport, mode, vlan, tunnel: Option<&str>| PortInfo { name: name.into(), ofport, mode, vlan: v(vlan), tunnel: tunnel.map(String::from) };
     vec![
         p("vm1", 1, VlanMode::Access, 10, None),
         p("vm2", 2, VlanMode::Access, 10, None),
