@@ -111,6 +111,8 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   dpif-netdev/pmd-rxq-show [-pmd CORE] [-secs SECS]  queues per polling worker, usage
   rvs/capture PORT FILE [COUNT|SECONDSs]  write the port's frames to a pcap file
   rvs/capture-stop PORT       end that capture
+  ofproto/trace BRIDGE FLOW [PACKET]  why a frame goes where it goes (nothing learned)
+  rvs/metrics                 counters in Prometheus text format
   list-commands, version, vlog/list, vlog/set SPEC
 
 Not supported by rvs (these commands fail with an error saying so): SSL

@@ -4,7 +4,9 @@
 //! never let the MAC table grow past its capacity, never forward between two protected
 //! ports or from one tunnel port to another. The third control byte makes ports 1 and
 //! 2 protected and ports 4 and 5 tunnels. Also feeds the same bytes through the tag
-//! push/pop path of the packet buffer.
+//! push/pop path of the packet buffer. Before each frame is processed it is traced
+//! (`ofproto/trace`'s core): the trace must change nothing and predict exactly the
+//! verdict and copies processing then gives.
 #![no_main]
 
 use rvs_switch::bridge::{Actions, Bridge, BridgeConfig, PortConfig, PortVlan, VlanMode, Verdict};
@@ -42,7 +44,13 @@ fuzz_target!(|data: &[u8]| {
     // Several frames from the same bytes: chunks of the input, so learning happens.
     for (i, chunk) in frame.chunks(64.max(frame.len() / 4 + 1)).enumerate() {
         let port = (in_port + i as u16) % 5;
-        if let Verdict::Forward { vlan, .. } = b.process(now, port, chunk, &mut a) {
+        let before = (b.fdb().entries(now), b.fdb().stats(), b.drops().clone());
+        let t = b.trace(now, port, chunk);
+        assert_eq!(before, (b.fdb().entries(now), b.fdb().stats(), b.drops().clone()), "a trace changed the bridge");
+        let verdict = b.process(now, port, chunk, &mut a);
+        assert_eq!(t.verdict, verdict, "trace and forwarding disagree");
+        assert_eq!(t.outputs.as_slice(), a.as_slice(), "trace and forwarding send different copies");
+        if let Verdict::Forward { vlan, .. } = verdict {
             for e in a.iter() {
                 assert_ne!(e.port, port);
                 let (from, to) = (&b.ports()[port as usize], &b.ports()[e.port as usize]);

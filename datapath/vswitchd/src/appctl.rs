@@ -68,6 +68,9 @@ pub enum AppctlError {
     /// `rvs/takeover` refused (see [`crate::takeover`]).
     #[error("takeover refused: {0}")]
     Takeover(String),
+    /// A command's own error text (`ofproto/trace`'s are OVS's).
+    #[error("{0}")]
+    Failed(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -157,9 +160,13 @@ static COMMANDS: &[Command] = &[
         done(ctl.ports.bonds.lacp_show(arg(a, 0), true).ok_or(AppctlError::Bond("no such lacp object")))
     }),
     cmd("list-commands", "", 0, 0, |_, _| done(Ok(list_commands()))),
+    cmd("ofproto/trace", "{[dp_name] odp_flow | bridge br_flow} [OPTIONS...] [-generate|packet]", 1, usize::MAX, |ctl, a| {
+        Box::pin(crate::trace::appctl(ctl, a))
+    }),
     cmd("rvs/capture", "port file [count|secondss]", 2, 3, |ctl, a| done(capture(ctl, &a[0], &a[1], arg(a, 2)))),
     cmd("rvs/capture-stop", "port", 1, 1, |ctl, a| done(capture_stop(ctl, &a[0]))),
     cmd("rvs/drops", "[bridge]", 0, 1, |ctl, a| Box::pin(drops(ctl, arg(a, 0)))),
+    cmd("rvs/metrics", "", 0, 0, |ctl, _| Box::pin(crate::metrics::collect(ctl))),
     cmd("rvs/takeover", "pid", 1, 1, |ctl, a| Box::pin(takeover(ctl, &a[0]))),
     cmd("rvs/workers", "", 0, 0, |ctl, _| Box::pin(workers(ctl))),
     cmd("rvs/workers-clear", "", 0, 0, |ctl, _| Box::pin(workers_clear(ctl))),
@@ -236,7 +243,7 @@ const ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Asks the first worker (whose replicas of the MAC tables and copy of the
 /// configuration commands show); a worker that does not answer is a server error,
 /// not a hang.
-async fn ask<R: Send + 'static>(ctl: &Control, f: impl FnOnce(&mut Worker) -> R + Send + 'static) -> Result<R, AppctlError> {
+pub(crate) async fn ask<R: Send + 'static>(ctl: &Control, f: impl FnOnce(&mut Worker) -> R + Send + 'static) -> Result<R, AppctlError> {
     let rx = ctl.worker.query(f);
     match tokio::time::timeout(ASK_TIMEOUT, rx).await {
         Ok(Ok(r)) => Ok(r),
@@ -246,7 +253,7 @@ async fn ask<R: Send + 'static>(ctl: &Control, f: impl FnOnce(&mut Worker) -> R 
 
 /// Asks every worker (to change every replica, or to add up counters); answers in
 /// worker order.
-async fn ask_all<R: Send + 'static>(ctl: &Control, f: impl Fn(&mut Worker) -> R + Send + Sync + 'static) -> Result<Vec<R>, AppctlError> {
+pub(crate) async fn ask_all<R: Send + 'static>(ctl: &Control, f: impl Fn(&mut Worker) -> R + Send + Sync + 'static) -> Result<Vec<R>, AppctlError> {
     let mut out = Vec::new();
     for rx in ctl.worker.query_all(f) {
         match tokio::time::timeout(ASK_TIMEOUT, rx).await {
@@ -783,9 +790,11 @@ mod tests {
         ("lacp/show", 0, 1),
         ("lacp/show-stats", 0, 1),
         ("list-commands", 0, 0),
+        ("ofproto/trace", 1, usize::MAX),
         ("rvs/capture", 2, 3),
         ("rvs/capture-stop", 1, 1),
         ("rvs/drops", 0, 1),
+        ("rvs/metrics", 0, 0),
         ("rvs/takeover", 1, 1),
         ("rvs/workers", 0, 0),
         ("rvs/workers-clear", 0, 0),
@@ -806,7 +815,7 @@ mod tests {
     fn list_commands_text() {
         // Byte for byte what rvs printed before the registry: OVS's "  %-23s %s\n" per
         // command, in name order (an empty usage leaves the trailing space, as OVS does).
-        let expected = "The available commands are:\n  bond/disable-member     port member\n  bond/enable-member      port member\n  bond/hash               mac [vlan] [basis]\n  bond/set-active-member  port member\n  bond/show               [port]\n  dpif-netdev/pmd-rxq-show [-pmd core] [-secs secs] [dp]\n  dpif-netdev/pmd-stats-clear [-pmd core] [dp]\n  dpif-netdev/pmd-stats-show [-pmd core] [dp]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  lacp/show               [port]\n  lacp/show-stats         [port]\n  list-commands           \n  rvs/capture             port file [count|secondss]\n  rvs/capture-stop        port\n  rvs/drops               [bridge]\n  rvs/takeover            pid\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
+        let expected = "The available commands are:\n  bond/disable-member     port member\n  bond/enable-member      port member\n  bond/hash               mac [vlan] [basis]\n  bond/set-active-member  port member\n  bond/show               [port]\n  dpif-netdev/pmd-rxq-show [-pmd core] [-secs secs] [dp]\n  dpif-netdev/pmd-stats-clear [-pmd core] [dp]\n  dpif-netdev/pmd-stats-show [-pmd core] [dp]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  lacp/show               [port]\n  lacp/show-stats         [port]\n  list-commands           \n  ofproto/trace           {[dp_name] odp_flow | bridge br_flow} [OPTIONS...] [-generate|packet]\n  rvs/capture             port file [count|secondss]\n  rvs/capture-stop        port\n  rvs/drops               [bridge]\n  rvs/metrics             \n  rvs/takeover            pid\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
         assert_eq!(list_commands(), expected);
     }
 

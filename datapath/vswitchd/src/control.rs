@@ -45,11 +45,14 @@ pub struct Control {
     pub rundir: Option<std::path::PathBuf>,
     /// The daemon this one is handing over to (`rvs/takeover`, see [`crate::takeover`]).
     pub successor: Option<Successor>,
+    /// The metrics listener's state, for `rvs/metrics` (the listener itself belongs to
+    /// the control loop).
+    pub metrics_status: crate::metrics::http::ListenerStatus,
 }
 
 impl Control {
     pub fn new(db: Db, meta: Meta, store: Store, worker: WorkerHandle) -> Control {
-        Control { db, meta, store, ports: OpenIfaces::default(), worker, exit_requested: false, rundir: None, successor: None }
+        Control { db, meta, store, ports: OpenIfaces::default(), worker, exit_requested: false, rundir: None, successor: None, metrics_status: Default::default() }
     }
 
     /// The daemon this one hands over to, while the handover is under way. A

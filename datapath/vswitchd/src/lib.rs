@@ -26,6 +26,7 @@ pub mod bonds;
 pub mod control;
 pub mod fdbkeep;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod port;
@@ -34,6 +35,7 @@ pub mod server;
 pub mod status;
 pub mod store;
 pub mod takeover;
+pub mod trace;
 pub mod tunnel;
 pub mod worker;
 
@@ -285,7 +287,9 @@ fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<()
         );
 
         let (jobs_tx, mut jobs) = mpsc::channel::<server::Job>(64);
+        let mut metrics_listener = metrics::http::Listener::new(jobs_tx.clone());
         tokio::task::spawn_local(server::serve(listener, jobs_tx));
+        sync_metrics(&mut metrics_listener, &mut ctl);
         let (link_tx, mut link_rx) = mpsc::unbounded_channel::<()>();
         watch_links(link_tx);
         if let Some(mut r) = ready.take() {
@@ -304,6 +308,7 @@ fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<()
                     let resp = handle(&mut ctl, req).await;
                     let _ = reply.send(resp);
                     if ctl.exit_requested { break; }
+                    sync_metrics(&mut metrics_listener, &mut ctl);
                 }
                 Some(Event::Worker(WorkerEvent::PortFailed { iface, name, io, error })) = ev_rx.recv() => {
                     // Every worker that used the backend may report it: reopen once.
@@ -322,6 +327,7 @@ fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<()
                 _ = tick.tick() => {
                     ctl.handing_over();
                     ctl.reconcile();
+                    sync_metrics(&mut metrics_listener, &mut ctl);
                 }
                 _ = term.recv() => { tracing::info!("SIGTERM: stopping"); break; }
                 _ = int.recv() => { tracing::info!("SIGINT: stopping"); break; }
@@ -378,6 +384,12 @@ fn send_learning_packets(ctl: &mut Control) {
             }
         });
     }
+}
+
+/// Moves, starts or stops the metrics listener after `other_config:rvs-metrics-listen`.
+fn sync_metrics(l: &mut metrics::http::Listener, ctl: &mut Control) {
+    let want = ctl.db.root_view().and_then(|r| r.other_config().get_str(metrics::http::KEY).map(String::from));
+    l.sync(want.as_deref(), &mut ctl.metrics_status);
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, StartError> {

@@ -118,6 +118,24 @@ pub enum Learned {
     Refused,
 }
 
+/// What [`MacTable::learn`] would do (see [`MacTable::would_learn`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WouldLearn {
+    pub learned: Learned,
+    /// The (VLAN, MAC) a new entry would push out of a full table.
+    pub evicts: Option<(VlanId, MacAddr)>,
+}
+
+/// The learning decision before it is carried out: entries by slab index.
+enum Plan {
+    Refuse,
+    Known,
+    Refresh(u32),
+    Move(u32, PortIdx),
+    /// A new entry, evicting the given one first.
+    Insert(Option<u32>),
+}
+
 /// The forwarding database of one bridge.
 pub struct MacTable {
     index: HashMap<u64, u32, RandomState>,
@@ -201,33 +219,71 @@ impl MacTable {
     /// Learns that `mac` in `vlan` is behind `port` at `now`.
     #[inline]
     pub fn learn(&mut self, now: Time, vlan: VlanId, mac: MacAddr, port: PortIdx) -> Learned {
-        if mac.is_multicast() {
-            return Learned::Refused;
+        // One decision ([`MacTable::plan`], also behind `would_learn`), then carried out:
+        // a trace predicts exactly what forwarding does.
+        match self.plan(now, vlan, mac, port) {
+            Plan::Refuse => Learned::Refused,
+            Plan::Known => Learned::Known,
+            Plan::Refresh(i) => {
+                self.touch(i, now);
+                Learned::Refreshed
+            }
+            Plan::Move(i, old) => {
+                self.relink(i, port, now);
+                self.stats.moved += 1;
+                Learned::Moved(old)
+            }
+            Plan::Insert(victim) => {
+                if let Some(v) = victim {
+                    self.remove_slot(v);
+                    self.stats.evicted += 1;
+                }
+                self.insert(key(vlan, mac), port, now, false);
+                self.stats.learned += 1;
+                Learned::New
+            }
         }
-        let k = key(vlan, mac);
-        if let Some(&i) = self.index.get(&k) {
+    }
+
+    /// What [`MacTable::learn`] would do with the same arguments, changing nothing: the
+    /// outcome, and the entry a new address would evict from a full table.
+    pub fn would_learn(&self, now: Time, vlan: VlanId, mac: MacAddr, port: PortIdx) -> WouldLearn {
+        let (learned, evicts) = match self.plan(now, vlan, mac, port) {
+            Plan::Refuse => (Learned::Refused, None),
+            Plan::Known => (Learned::Known, None),
+            Plan::Refresh(_) => (Learned::Refreshed, None),
+            Plan::Move(_, old) => (Learned::Moved(old), None),
+            Plan::Insert(v) => (Learned::New, v.map(|i| unkey(self.slab[i as usize].key))),
+        };
+        WouldLearn { learned, evicts }
+    }
+
+    /// The learning decision, shared by `learn` and `would_learn`.
+    #[inline]
+    fn plan(&self, now: Time, vlan: VlanId, mac: MacAddr, port: PortIdx) -> Plan {
+        if mac.is_multicast() {
+            return Plan::Refuse;
+        }
+        if let Some(&i) = self.index.get(&key(vlan, mac)) {
             let e = &self.slab[i as usize];
             if e.is_static {
-                return Learned::Refused;
+                return Plan::Refuse;
             }
             if e.port == port {
                 if now.since(e.last_seen) >= REFRESH_GRANULARITY_MS {
-                    self.touch(i, now);
-                    return Learned::Refreshed;
+                    return Plan::Refresh(i);
                 }
-                return Learned::Known;
+                return Plan::Known;
             }
-            let old = e.port;
-            self.relink(i, port, now);
-            self.stats.moved += 1;
-            return Learned::Moved(old);
+            return Plan::Move(i, e.port);
         }
-        if self.len() >= self.capacity && !self.evict_one() {
-            return Learned::Refused;
+        if self.len() >= self.capacity {
+            return match self.victim() {
+                Some(v) => Plan::Insert(Some(v)),
+                None => Plan::Refuse,
+            };
         }
-        self.insert(k, port, now, false);
-        self.stats.learned += 1;
-        Learned::New
+        Plan::Insert(None)
     }
 
     /// Applies what another worker's replica of this table learned: `mac` in `vlan`
@@ -428,16 +484,20 @@ impl MacTable {
 
     /// Evicts the oldest dynamic entry of the port with the most dynamic entries.
     fn evict_one(&mut self) -> bool {
-        let victim_port = self.per_port.iter().enumerate().filter(|(_, l)| l.len > 0).max_by_key(|(_, l)| l.len).map(|(p, _)| p);
-        match victim_port {
-            Some(p) => {
-                let i = self.per_port[p].head;
+        match self.victim() {
+            Some(i) => {
                 self.remove_slot(i);
                 self.stats.evicted += 1;
                 true
             }
             None => false,
         }
+    }
+
+    /// The entry eviction would remove: the oldest dynamic entry of the port with the
+    /// most dynamic entries.
+    fn victim(&self) -> Option<u32> {
+        self.per_port.iter().filter(|l| l.len > 0).max_by_key(|l| l.len).map(|l| l.head)
     }
 
     /// Appends dynamic entry `i` at the tail of the global and its port's list.

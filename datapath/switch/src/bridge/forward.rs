@@ -1,5 +1,6 @@
 //! The per-frame forwarding decision ([`Bridge::process`]).
 
+use super::trace::{NoObserver, Observer, Skip};
 use super::{Bridge, DropReason, Learned, PortIdx};
 use crate::time::Time;
 use crate::types::{MacAddr, VlanId};
@@ -30,7 +31,7 @@ impl Actions {
     }
 
     #[inline]
-    fn push(&mut self, e: Egress) {
+    pub(super) fn push(&mut self, e: Egress) {
         self.list.push(e);
     }
 
@@ -94,12 +95,36 @@ fn parse_l2(frame: &[u8]) -> Option<L2> {
     Some(L2 { dst, src, vid: VlanId::NONE, pcp: 0 })
 }
 
+/// A frame that passed admission: its fields, the VLAN it belongs to, and what the
+/// decision needs of its ingress port.
+pub(super) struct Admitted {
+    l2: L2,
+    pub(super) vlan: VlanId,
+    in_protected: bool,
+    in_tunnel: bool,
+}
+
+impl Admitted {
+    pub(super) fn src(&self) -> MacAddr {
+        self.l2.src
+    }
+}
+
 impl Bridge {
     /// Decides what happens to `frame`, received on `in_port` at `now`: learns its
     /// source and fills `out` with where copies go. `out` is cleared first.
+    #[inline]
     pub fn process(&mut self, now: Time, in_port: PortIdx, frame: &[u8], out: &mut Actions) -> Verdict {
+        self.process_observed(now, in_port, frame, out, &mut NoObserver)
+    }
+
+    /// [`Bridge::process`], telling `obs` each step. With [`NoObserver`] the calls
+    /// compile away (the hot path); a trace uses [`Bridge::trace`] instead, which
+    /// shares every step but learning.
+    #[inline]
+    pub fn process_observed<O: Observer>(&mut self, now: Time, in_port: PortIdx, frame: &[u8], out: &mut Actions, obs: &mut O) -> Verdict {
         out.clear();
-        let v = match self.decide(now, in_port, frame, out) {
+        let v = match self.decide(now, in_port, frame, out, obs) {
             Ok(v) => v,
             Err(r) => Verdict::Drop(r),
         };
@@ -119,51 +144,95 @@ impl Bridge {
         self.fdb.lookup(vlan, l2.src)
     }
 
-    fn decide(&mut self, now: Time, in_port: PortIdx, frame: &[u8], out: &mut Actions) -> Result<Verdict, DropReason> {
+    #[inline]
+    fn decide<O: Observer>(&mut self, now: Time, in_port: PortIdx, frame: &[u8], out: &mut Actions, obs: &mut O) -> Result<Verdict, DropReason> {
+        let a = self.admit(in_port, frame, obs)?;
+        let learned = self.fdb.learn(now, a.vlan, a.l2.src, in_port);
+        self.note(learned, a.vlan, a.l2.src, in_port, now);
+        if let Learned::Moved(old) = learned {
+            let from = self.ports.get(old as usize).map_or(u32::MAX, |p| p.key);
+            self.flaps.moved(now, a.vlan, a.l2.src, from, self.ports[in_port as usize].key);
+        }
+        self.output(&a, in_port, out, obs, |v, m| self.fdb.lookup(v, m))
+    }
+
+    /// Everything before learning: the bridge forwards at all, the frame is whole, its
+    /// VLAN is admitted on the ingress port, its destination is not reserved.
+    #[inline]
+    pub(super) fn admit<O: Observer>(&self, in_port: PortIdx, frame: &[u8], obs: &mut O) -> Result<Admitted, DropReason> {
         if self.cfg.fail_secure {
             return Err(DropReason::FailSecure);
         }
         let l2 = parse_l2(frame).ok_or(DropReason::Malformed)?;
+        obs.parsed(l2.src, l2.dst, l2.vid, l2.pcp);
         let inp = self.ports.get(in_port as usize).ok_or(DropReason::NoEgress)?;
         let vlan = inp.vlan.input(l2.vid)?;
+        obs.admitted(vlan);
         if l2.dst.is_reserved() && !self.cfg.forward_bpdu {
             return Err(DropReason::ReservedMulticast);
         }
-        let (in_protected, in_tunnel) = (inp.protected, inp.tunnel);
-        let learned = self.fdb.learn(now, vlan, l2.src, in_port);
-        self.note(learned, vlan, l2.src, in_port, now);
-        if let Learned::Moved(old) = learned {
-            let from = self.ports.get(old as usize).map_or(u32::MAX, |p| p.key);
-            self.flaps.moved(now, vlan, l2.src, from, self.ports[in_port as usize].key);
-        }
+        Ok(Admitted { vlan, in_protected: inp.protected, in_tunnel: inp.tunnel, l2 })
+    }
 
-        if !l2.dst.is_multicast()
-            && let Some(p) = self.fdb.lookup(vlan, l2.dst)
-        {
+    /// Everything after learning: the destination looked up with `lookup` (the MAC
+    /// table, or for a trace the table as learning would leave it), and the one port or
+    /// the flooding set chosen.
+    #[inline]
+    pub(super) fn output<O: Observer>(
+        &self,
+        a: &Admitted,
+        in_port: PortIdx,
+        out: &mut Actions,
+        obs: &mut O,
+        lookup: impl Fn(VlanId, MacAddr) -> Option<PortIdx>,
+    ) -> Result<Verdict, DropReason> {
+        let (vlan, l2) = (a.vlan, &a.l2);
+        let known = if l2.dst.is_multicast() { None } else { lookup(vlan, l2.dst) };
+        obs.looked_up(l2.dst.is_multicast(), known);
+        if let Some(p) = known {
             let outp = &self.ports[p as usize];
             if outp.vlan.includes(vlan) {
                 if p == in_port {
                     return Err(DropReason::Reflection);
                 }
-                if in_protected && outp.protected {
+                if a.in_protected && outp.protected {
                     return Err(DropReason::Protected);
                 }
-                if in_tunnel && outp.tunnel && self.cfg.tunnel_split_horizon {
+                if a.in_tunnel && outp.tunnel && self.cfg.tunnel_split_horizon {
                     return Err(DropReason::SplitHorizon);
                 }
                 out.push(Egress { port: p, tag: outp.vlan.output_tag(vlan) });
                 return Ok(Verdict::Forward { vlan, pcp: l2.pcp, flood: false });
             }
+            // Learned on a port that no longer carries the VLAN: flood, as OVS does.
         }
 
-        let split = in_tunnel && self.cfg.tunnel_split_horizon;
+        let split = a.in_tunnel && self.cfg.tunnel_split_horizon;
         for (i, p) in self.ports.iter().enumerate() {
             let i = i as PortIdx;
-            if i == in_port || !p.vlan.includes(vlan) || (in_protected && p.protected) || (split && p.tunnel) {
+            if i == in_port || !p.vlan.includes(vlan) || (a.in_protected && p.protected) || (split && p.tunnel) {
+                // The reason is worked out only for an observer that wants it: the
+                // forwarding loop stays the one test it always was.
+                if O::WANTS_SKIPS {
+                    obs.skipped(i, skip_reason(i == in_port, p.vlan.includes(vlan), a.in_protected && p.protected));
+                }
                 continue;
             }
             out.push(Egress { port: i, tag: p.vlan.output_tag(vlan) });
         }
         Ok(Verdict::Forward { vlan, pcp: l2.pcp, flood: true })
+    }
+}
+
+/// Why flooding left a port out, given that it did (split horizon when nothing else).
+fn skip_reason(ingress: bool, carries: bool, both_protected: bool) -> Skip {
+    if ingress {
+        Skip::Ingress
+    } else if !carries {
+        Skip::NotInVlan
+    } else if both_protected {
+        Skip::Protected
+    } else {
+        Skip::SplitHorizon
     }
 }

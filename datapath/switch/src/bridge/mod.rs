@@ -21,20 +21,22 @@
 //!   tunnels when split horizon is on).
 //!
 //! Split by concern: [`vlan`] (per-port policy), [`fdb`] (MAC table), [`forward`]
-//! (the per-frame decision), [`flap`] (addresses that keep moving), [`drops`]
-//! (reasons and counters).
+//! (the per-frame decision), [`trace`] (the same decision observed, changing nothing),
+//! [`flap`] (addresses that keep moving), [`drops`] (reasons and counters).
 
 pub mod drops;
 pub mod fdb;
 pub mod flap;
 pub mod forward;
 pub mod police;
+pub mod trace;
 pub mod vlan;
 
 pub use drops::{DropCounters, DropReason};
-pub use fdb::{FdbEntry, FdbStats, Learned, MacTable, PortIdx};
+pub use fdb::{FdbEntry, FdbStats, Learned, MacTable, PortIdx, WouldLearn};
 pub use flap::{Flap, FlapWatch};
 pub use forward::{Actions, Egress, Verdict};
+pub use trace::{NoObserver, Observer, Skip, Trace, TraceRecord};
 pub use vlan::{PortVlan, VlanMode, VlanSet};
 
 use crate::time::Time;

@@ -282,6 +282,18 @@ fn addr(n: u8) -> MacAddr {
     }
 }
 
+/// Each frame of a scenario as it arrives: its port, the time, its bytes.
+fn arrivals(n_ports: usize, frames: &[Rx]) -> impl Iterator<Item = (PortIdx, Time, Vec<u8>)> + '_ {
+    frames.iter().scan(Time::ZERO, move |now, f| {
+        *now = *now + f.dt;
+        let bytes = match f.vid {
+            Some(vid) => tagged(addr(f.dst), addr(f.src), vid),
+            None => frame(addr(f.dst), addr(f.src)),
+        };
+        Some(((f.port % n_ports) as PortIdx, *now, bytes))
+    })
+}
+
 proptest! {
     /// Never out the ingress port; never into another VLAN; every copy leaves through a
     /// port that carries the frame's VLAN with the tag that port's policy asks for; the
@@ -292,14 +304,7 @@ proptest! {
                   cap in 1usize..8) {
         let mut b = build(&specs, cap);
         let mut a = Actions::default();
-        let mut now = Time::ZERO;
-        for f in frames {
-            let in_port = (f.port % specs.len()) as PortIdx;
-            now = now + f.dt;
-            let bytes = match f.vid {
-                Some(vid) => tagged(addr(f.dst), addr(f.src), vid),
-                None => frame(addr(f.dst), addr(f.src)),
-            };
+        for ((in_port, now, bytes), f) in arrivals(specs.len(), &frames).zip(&frames) {
             b.age(now);
             let verdict = b.process(now, in_port, &bytes, &mut a);
             prop_assert!(b.fdb().len() <= cap);
@@ -321,6 +326,26 @@ proptest! {
                     }
                 }
             }
+        }
+    }
+
+    /// A trace predicts exactly what processing the same frame at the same moment does
+    /// (verdict and copies, in order) and changes nothing: not the MAC table, not the
+    /// drop counters. Small tables make eviction part of the prediction.
+    #[test]
+    fn trace_is_what_process_then_does(specs in proptest::collection::vec(port_spec(), 1..8),
+                  frames in proptest::collection::vec(rx(), 1..120),
+                  cap in 1usize..6) {
+        let mut b = build(&specs, cap);
+        let mut a = Actions::default();
+        for (in_port, now, bytes) in arrivals(specs.len(), &frames) {
+            b.age(now);
+            let before = (b.fdb().entries(now), b.fdb().stats(), b.drops().clone());
+            let t = b.trace(now, in_port, &bytes);
+            prop_assert_eq!(&before, &(b.fdb().entries(now), b.fdb().stats(), b.drops().clone()), "a trace changed the bridge");
+            let verdict = b.process(now, in_port, &bytes, &mut a);
+            prop_assert_eq!(t.verdict, verdict);
+            prop_assert_eq!(t.outputs.as_slice(), a.as_slice());
         }
     }
 
@@ -363,4 +388,33 @@ fn a_mac_bouncing_between_ports_is_a_flap() {
         off.process(Time::from_millis(i * 50), (i % 2) as PortIdx, &frame(MacAddr::BROADCAST, mac(9)), &mut a);
     }
     assert_eq!(off.flaps().total(), 0);
+}
+
+/// The trace's record: admission, learning (new, then known), lookup, the ports
+/// flooding left out and why; drops with their reason.
+#[test]
+fn trace_records_each_step() {
+    let mut b = two_vlans();
+    let mut a = Actions::default();
+    let t0 = Time::ZERO;
+    let t = b.trace(t0, 0, &frame(MacAddr::BROADCAST, mac(1)));
+    assert_eq!(t.verdict, Verdict::Forward { vlan: v(10), pcp: 0, flood: true });
+    assert_eq!(t.record.vlan, Some(v(10)));
+    assert_eq!(t.record.learn.map(|w| w.learned), Some(Learned::New));
+    assert_eq!(t.record.lookup, Some((true, None)));
+    assert_eq!(t.record.skipped, vec![(0, Skip::Ingress), (2, Skip::NotInVlan)]);
+    assert_eq!(t.outputs.iter().map(|e| (e.port, e.tag.map(|t| t.get()))).collect::<Vec<_>>(), vec![(1, None), (3, Some(10))]);
+    assert!(b.fdb().is_empty(), "the trace learned nothing");
+    b.process(t0, 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    let t = b.trace(t0, 0, &frame(MacAddr::BROADCAST, mac(1)));
+    assert_eq!(t.record.learn.map(|w| w.learned), Some(Learned::Known));
+    let t = b.trace(t0, 1, &frame(mac(1), mac(2)));
+    assert_eq!(t.record.lookup, Some((false, Some(0))));
+    assert_eq!(t.verdict, Verdict::Forward { vlan: v(10), pcp: 0, flood: false });
+    // a tagged frame on an access port, a frame to its own sender
+    assert_eq!(b.trace(t0, 0, &tagged(mac(2), mac(1), 10)).verdict, Verdict::Drop(DropReason::TaggedOnAccess));
+    let t = b.trace(t0, 0, &frame(mac(1), mac(1)));
+    assert_eq!(t.verdict, Verdict::Drop(DropReason::Reflection));
+    assert!(t.outputs.is_empty());
+    assert_eq!(b.drops().total(), 0, "traces count no drops");
 }
