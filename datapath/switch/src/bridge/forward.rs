@@ -113,7 +113,6 @@ impl Admitted {
 impl Bridge {
     /// Decides what happens to `frame`, received on `in_port` at `now`: learns its
     /// source and fills `out` with where copies go. `out` is cleared first.
-    #[inline]
     pub fn process(&mut self, now: Time, in_port: PortIdx, frame: &[u8], out: &mut Actions) -> Verdict {
         self.process_observed(now, in_port, frame, out, &mut NoObserver)
     }
