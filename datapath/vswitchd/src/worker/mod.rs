@@ -263,9 +263,11 @@ impl Worker {
         let mut mark = std::time::Instant::now();
         loop {
             let polled = std::time::Instant::now();
-            let c0 = rvs_sys::process::cycles();
-            self.stats.busy += polled - mark;
             let polling = self.pmd_cpu.is_some();
+            // Cycles are counted for polling workers only (the pmd-* reports show no
+            // others): a sleeping worker reads no time-stamp counter.
+            let c0 = if polling { rvs_sys::process::cycles() } else { 0 };
+            self.stats.busy += polled - mark;
             let spinning = polling || last_traffic.is_some_and(|t| polled - t < SPIN);
             let timeout = if spinning { Duration::ZERO } else { self.sleep_time() };
             match self.epoll.wait(Some(timeout)) {
@@ -300,13 +302,15 @@ impl Worker {
             if !go_on {
                 return;
             }
-            let spent = rvs_sys::process::cycles().wrapping_sub(c0);
-            if self.stats.frames != frames {
-                self.cycles.processing += spent;
-            } else {
-                self.cycles.idle += spent;
+            if polling && self.pmd_cpu.is_some() {
+                let spent = rvs_sys::process::cycles().wrapping_sub(c0);
+                if self.stats.frames != frames {
+                    self.cycles.processing += spent;
+                } else {
+                    self.cycles.idle += spent;
+                }
+                self.usage.turn(spent, mark);
             }
-            self.usage.turn(spent, mark);
         }
     }
 
@@ -322,9 +326,13 @@ impl Worker {
                     return false;
                 }
             } else {
-                let c0 = rvs_sys::process::cycles();
-                self.service(r.token as usize);
-                self.usage.queue(r.token as usize, rvs_sys::process::cycles().wrapping_sub(c0));
+                if self.pmd_cpu.is_some() {
+                    let c0 = rvs_sys::process::cycles();
+                    self.service(r.token as usize);
+                    self.usage.queue(r.token as usize, rvs_sys::process::cycles().wrapping_sub(c0));
+                } else {
+                    self.service(r.token as usize);
+                }
                 self.publish_notes();
                 self.log_flaps();
             }
