@@ -105,7 +105,11 @@ fn oversized_and_piled_up_frames_are_refused_with_bounded_memory() {
         }
         answers.push(c.join().unwrap());
     }
-    assert!(answers.iter().all(|a| a.contains("protocol error") || a.contains("busy")), "{answers:?}");
+    // A client refused while it is still writing may see its connection reset before
+    // it reads the refusal (a unix socket closed with unread data resets): an empty
+    // answer, never a wrong one. At least half get the refusal in words.
+    assert!(answers.iter().all(|a| a.is_empty() || a.contains("protocol error") || a.contains("busy")), "{answers:?}");
+    assert!(answers.iter().filter(|a| !a.is_empty()).count() >= 4, "{answers:?}");
     assert!(answers.iter().any(|a| a.contains("busy")), "no request was refused for the budget: {answers:?}");
     // The read budget is 64 MiB; allow for the allocator's slack.
     assert!(peak - before < 100 << 10, "memory grew by {} MiB", (peak - before) >> 10);
