@@ -260,6 +260,19 @@ fn balance_slb_without_lacp_against_two_switch_ports() {
     });
     assert!(sent[0] > 100 && sent[1] > 100, "each VM's MAC on its own member: {sent:?}\n{}", rvs.d.ctl_ok(&["bond/show", "bond0"]));
     assert!(vm.ping("198.18.72.1", 3) && vm.ping("198.18.72.2", 3), "OVS VM -> both rvs VMs");
+
+    // bond/list, and bond/migrate of VM 0's bucket to the member it is not on.
+    let list = rvs.d.ctl_ok(&["bond/list"]);
+    assert_eq!(list, format!("bond\ttype\trecircID\tmembers\nbond0\tbalance-slb\t0\t{a0}, {a1}\n"));
+    let on = sent_during(&rvs.ns, &[a0, a1], || udp_flows(&vms[0], "198.18.72.10", 2, 0.3));
+    let (from, to) = if on[0] > on[1] { (a0, a1) } else { (a1, a0) };
+    let hash = rvs.d.ctl_ok(&["bond/hash", &macs[0]]);
+    let hash = hash.trim();
+    let out = rvs.d.ctl(&["bond/migrate", "bond0", "x1", to]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bad hash"), "{out:?}");
+    assert_eq!(rvs.d.ctl_ok(&["bond/migrate", "bond0", hash, to]), "migrated\n");
+    let moved = sent_during(&rvs.ns, &[from, to], || udp_flows(&vms[0], "198.18.72.10", 2, 0.3));
+    assert!(moved[1] > 20 && moved[0] < moved[1] / 4, "VM 0's flows moved from {from} to {to}: before {on:?}, after {moved:?}\n{}", rvs.d.ctl_ok(&["bond/show", "bond0"]));
     // The peer floods the VMs' broadcasts back over the other link: never learned on
     // the bond (the VMs stay on their taps).
     let fdb = rvs.d.ctl_ok(&["fdb/show", "br0"]);

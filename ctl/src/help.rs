@@ -106,6 +106,8 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   bond/enable-member PORT MEMBER  enable MEMBER now (until its link says otherwise)
   bond/disable-member PORT MEMBER  disable MEMBER now (likewise)
   bond/hash MAC [VLAN] [BASIS]  the balance-slb bucket of MAC
+  bond/list                   bonds: mode and members
+  bond/migrate PORT HASH MEMBER  move a balance-slb hash bucket to MEMBER
   dpif-netdev/pmd-stats-show [-pmd CORE]  polling workers (pmd-cpu-mask): frames, cycles
   dpif-netdev/pmd-stats-clear [-pmd CORE]  reset them
   dpif-netdev/pmd-rxq-show [-pmd CORE] [-secs SECS]  queues per polling worker, usage

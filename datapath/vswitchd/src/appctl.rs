@@ -127,6 +127,10 @@ static COMMANDS: &[Command] = &[
     cmd("bond/hash", "mac [vlan] [basis]", 1, 3, |_, a| {
         done(crate::bonds::hash_command(&a[0], arg(a, 1), arg(a, 2)).map_err(AppctlError::Bond))
     }),
+    cmd("bond/list", "", 0, 0, |ctl, _| done(Ok(ctl.ports.bonds.bond_list()))),
+    cmd("bond/migrate", "port hash member", 3, 3, |ctl, a| {
+        done(ctl.ports.bonds.migrate(&a[0], &a[1], &a[2]).map(String::from).map_err(AppctlError::Bond))
+    }),
     cmd("bond/set-active-member", "port member", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], None))),
     alias("bond/set-active-slave", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], None))),
     cmd("bond/show", "[port]", 0, 1, |ctl, a| done(ctl.ports.bonds.bond_show(arg(a, 0)).ok_or(AppctlError::Bond("no such bond")))),
@@ -772,6 +776,8 @@ mod tests {
         ("bond/enable-member", 2, 2),
         ("bond/enable-slave", 2, 2),
         ("bond/hash", 1, 3),
+        ("bond/list", 0, 0),
+        ("bond/migrate", 3, 3),
         ("bond/set-active-member", 2, 2),
         ("bond/set-active-slave", 2, 2),
         ("bond/show", 0, 1),

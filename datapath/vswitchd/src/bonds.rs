@@ -238,6 +238,38 @@ impl Bonds {
         Some(chosen.iter().map(|l| if stats { show::lacp_show_stats(l) } else { show::lacp_show(l) }).collect())
     }
 
+    /// `bond/list`: each bond's mode and members, tab-separated under OVS's header.
+    /// The recirculation id column is always 0: rvs hashes balance-tcp without
+    /// recirculation (OVS's userspace datapath shows the id it allocated).
+    pub fn bond_list(&self) -> String {
+        let mut s = String::from("bond\ttype\trecircID\tmembers\n");
+        for b in self.sorted() {
+            let names: Vec<&str> = b.members.iter().map(|m| m.name.as_str()).collect();
+            s.push_str(&format!("{}\t{}\t0\t{}\n", b.name, b.bond.config().mode.as_str(), names.join(", ")));
+        }
+        s
+    }
+
+    /// `bond/migrate PORT HASH MEMBER`: moves a balance-slb bond's hash bucket to a
+    /// member, checking in OVS's order (bond, mode, hash, member, member enabled).
+    /// `HASH` is decimal digits taken modulo the bucket count (OVS: `atoi & BOND_MASK`;
+    /// no digits at all is bucket 0, as there).
+    pub fn migrate(&mut self, port: &str, hash: &str, member: &str) -> Result<&'static str, &'static str> {
+        let b = self.by_name_mut(port).ok_or("no such bond")?;
+        if b.bond.config().mode != Mode::BalanceSlb {
+            return Err("not an SLB bond");
+        }
+        if !hash.bytes().all(|c| c.is_ascii_digit()) {
+            return Err("bad hash");
+        }
+        let bucket = hash.bytes().fold(0u8, |h, c| h.wrapping_mul(10).wrapping_add(c - b'0'));
+        let id = b.members.iter().position(|m| m.name == member).ok_or("no such member")?;
+        b.bond.migrate(bucket, id)?;
+        tracing::info!("bond {}: hash {bucket} migrated to {member}", b.name);
+        b.shared.publish(b.bond.clone());
+        Ok("migrated")
+    }
+
     /// `bond/set-active-member`, `bond/enable-member`, `bond/disable-member`:
     /// `enable` is `None` for the first. The reply text, or the error text.
     pub fn member_command(&mut self, port: &str, member: &str, enable: Option<bool>) -> Result<&'static str, &'static str> {

@@ -427,6 +427,25 @@ impl Bond {
         Ok(())
     }
 
+    /// `bond/migrate` (OVS's bond_unixctl_migrate): moves hash bucket `bucket` (already
+    /// masked to the bucket count) to `member` now, in a balance-slb bond only. The
+    /// bucket then counts as used, so it stays there until rebalancing moves it.
+    pub fn migrate(&mut self, bucket: u8, member: MemberId) -> Result<(), &'static str> {
+        if self.cfg.mode != Mode::BalanceSlb {
+            return Err("not an SLB bond");
+        }
+        let m = self.members.get(member).ok_or("no such member")?;
+        if !m.enabled {
+            return Err("cannot migrate to disabled member");
+        }
+        if let Some(b) = self.buckets.get_mut(usize::from(bucket)) {
+            b.member = Some(member);
+            b.used = true;
+            self.changed = true;
+        }
+        Ok(())
+    }
+
     /// `bond/set-active-member`: makes an enabled member active now.
     pub fn set_active(&mut self, member: MemberId) -> Result<(), &'static str> {
         let m = self.members.get(member).ok_or("no such member")?;

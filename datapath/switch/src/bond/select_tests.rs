@@ -335,3 +335,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn migrate_moves_one_bucket_in_slb_only() {
+    let mut b = bond(BondConfig::new("bond0", Mode::BalanceSlb), 2, LacpStatus::Off);
+    let f = from(9);
+    let bucket = b.bucket(&f, 0).expect("balance-slb hashes");
+    let was = b.output(&f, 0).expect("a member");
+    let other = 1 - was;
+    assert_eq!(b.migrate(bucket, other), Ok(()));
+    assert_eq!(b.output(&f, 0), Some(other), "the frame's bucket moved");
+    assert!(b.buckets()[usize::from(bucket)].used);
+    // Not undone by the next run while both members stay enabled.
+    let _ = b.run(Time::from_millis(10), LacpStatus::Off);
+    assert_eq!(b.output(&f, 0), Some(other));
+    assert_eq!(b.migrate(bucket, 7), Err("no such member"));
+    b.set_enabled(was, false).unwrap();
+    assert_eq!(b.migrate(bucket, was), Err("cannot migrate to disabled member"));
+    let mut ab = bond(BondConfig::new("bond1", Mode::ActiveBackup), 2, LacpStatus::Off);
+    assert_eq!(ab.migrate(0, 1), Err("not an SLB bond"));
+    let mut tcp = bond(BondConfig::new("bond2", Mode::BalanceTcp), 2, LacpStatus::Negotiated);
+    assert_eq!(tcp.migrate(0, 1), Err("not an SLB bond"));
+}
