@@ -219,6 +219,32 @@ fn active_backup_fails_over_on_carrier_against_open_vswitch() {
     assert!(vm1.ping("198.18.71.2", 3), "ping with the member back");
 }
 
+#[test]
+fn miimon_detects_the_peer_going_down_against_open_vswitch() {
+    // bond-detect-mode=miimon on both sides: rvs polls each member's link (veths
+    // have no MII: ethtool's link state) every 50 ms; the far end of the primary's
+    // cable goes down (the rvs side stays administratively up) and comes back.
+    let (rvs, ovs, [a0, a1, b0, b1]) = rvs_and_ovs("mi");
+    let (a0, a1, b0, b1) = (a0.as_str(), a1.as_str(), b0.as_str(), b1.as_str());
+    let mii = "other_config:bond-detect-mode=miimon";
+    rvs.d.ctl_ok(&["add-bond", "br0", "bond0", a0, a1, "bond_mode=active-backup", mii, "other_config:bond-miimon-interval=50", &format!("other_config:bond-primary={a0}")]);
+    ovs.vsctl(&format!("add-bond br0 bond0 {b0} {b1} bond_mode=active-backup {mii} other_config:bond-primary={b0}"));
+    let (vm1, _) = rvs_vm(&rvs, "198.18.73.1/24");
+    let _vm2 = ovs.vm("br0", "198.18.73.2/24");
+    assert!(vm1.ping_eventually("198.18.73.2", WAIT), "rvs VM -> OVS VM\n{}\n{}", rvs.d.log(), rvs.d.ctl_ok(&["bond/show"]));
+    wait_text("both members up", WAIT, || rvs.d.ctl_ok(&["bond/show", "bond0"]), &[&format!("member {a0}: enabled\n  active member"), &format!("member {a1}: enabled")]);
+
+    ovs.ns.sh(&format!("ip link set {b0} down"));
+    wait_text("failover", WAIT, || rvs.d.ctl_ok(&["bond/show", "bond0"]), &[&format!("member {a0}: disabled"), &format!("member {a1}: enabled\n  active member")]);
+    assert!(vm1.ping_eventually("198.18.73.2", WAIT), "ping after failover\n{}", rvs.d.ctl_ok(&["bond/show", "bond0"]));
+    ovs.ns.sh(&format!("ip link set {b0} up"));
+    wait_text("primary back", WAIT, || rvs.d.ctl_ok(&["bond/show", "bond0"]), &[&format!("member {a0}: enabled\n  active member")]);
+    assert!(vm1.ping_eventually("198.18.73.2", WAIT), "ping with the primary back");
+    // An unknown mode is carrier, with OVS's warning.
+    rvs.d.ctl_ok(&["set", "Port", "bond0", "other_config:bond-detect-mode=arp"]);
+    wait_text("warning", WAIT, || rvs.d.log(), &["unsupported bond-detect-mode arp, defaulting to carrier"]);
+}
+
 /// A MAC (locally administered) whose balance-slb bucket has the given parity, as
 /// the daemon's `bond/hash` says.
 fn mac_with_parity(n: &Node, odd: bool, seed: u8) -> String {

@@ -41,6 +41,35 @@ pub fn set_up(name: &str, up: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// The link state `bond-detect-mode=miimon` polls, as OVS reads it: the PHY's basic
+/// status register (SIOCGMIIPHY, then SIOCGMIIREG of register 1, link bit 0x0004);
+/// a device without MII (veths, taps, most virtual NICs) answers through ethtool's
+/// ETHTOOL_GLINK (the driver's link state) instead.
+pub fn mii_link(name: &str) -> io::Result<bool> {
+    const MII_BMSR: u16 = 1;
+    const BMSR_LSTATUS: u16 = 0x0004;
+    const ETHTOOL_GLINK: u32 = 0x0000_000a;
+    let s = ctl_socket()?;
+    // struct mii_ioctl_data { phy_id, reg_num, val_in, val_out: u16 } sits in the
+    // union; SIOCGMIIPHY fills phy_id for the SIOCGMIIREG that follows.
+    let mut ifr = IfReq::new(name)?;
+    if ioctl_ifreq(s.as_raw_fd(), libc::SIOCGMIIPHY, &mut ifr).is_ok() {
+        ifr.data[2..4].copy_from_slice(&MII_BMSR.to_ne_bytes());
+        if ioctl_ifreq(s.as_raw_fd(), libc::SIOCGMIIREG, &mut ifr).is_ok() {
+            return Ok(u16::from_ne_bytes([ifr.data[6], ifr.data[7]]) & BMSR_LSTATUS != 0);
+        }
+    }
+    // struct ethtool_value { cmd, data: u32 }, pointed to by the union's ifr_data.
+    let mut value = [ETHTOOL_GLINK, 0u32];
+    let mut ifr = IfReq::new(name)?;
+    ifr.data[..std::mem::size_of::<usize>()].copy_from_slice(&(value.as_mut_ptr() as usize).to_ne_bytes());
+    // SAFETY: `ifr` is a live `struct ifreq` whose ifr_data points to `value`, a live
+    // 8-byte `struct ethtool_value` that outlives the call; ETHTOOL_GLINK reads its
+    // `cmd` and writes its `data`, nothing else.
+    super::cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr as *mut IfReq) })?;
+    Ok(value[1] != 0)
+}
+
 pub fn mtu(name: &str) -> io::Result<u32> {
     Ok(ifreq_get(name, libc::SIOCGIFMTU)?.int() as u32)
 }

@@ -14,8 +14,10 @@
 //! bridge learned on its other ports, sent through the bond, so the switch upstream
 //! moves those MACs to the member now in use at once.
 //!
-//! Not done: `bond-detect-mode=miimon` (carrier is read on every run, i.e. on each
-//! link event and at least every [`TICK`], whatever the mode), LACP markers.
+//! In `bond-detect-mode=miimon` the members' links are polled (MII, else ethtool's link
+//! state) every `bond-miimon-interval` instead; delays and miimon wake the bonds when
+//! due ([`Bonds::next_due`]), not only on the tick. LACP marker PDUs are counted, not
+//! answered, as in OVS.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use std::time::Duration;
 
 use rvs_ovsdb::view::{Interface, Port};
 use rvs_ovsdb::{Datum, Db, Uuid};
-use rvs_switch::bond::config::{bond_config, lacp_config, member_config};
+use rvs_switch::bond::config::{bond_config, lacp_config, member_config, unknown_detect_mode};
 use rvs_switch::bond::hash::{self, FlowKey, Policy};
 use rvs_switch::bond::lacp::{Lacp, LacpStatus};
 use rvs_switch::bond::select::{Bond, Mode};
@@ -81,6 +83,8 @@ pub struct BondCtl {
     pub serial: u64,
     /// The active member's MAC, as last written to `bond_active_slave`.
     written_active: Option<MacAddr>,
+    /// In `bond-detect-mode=miimon`, when the members' links are polled next.
+    next_mii: Time,
 }
 
 /// Every bond, by Port UUID.
@@ -171,6 +175,22 @@ impl Bonds {
             b.run(now, &mut broken);
         }
         broken
+    }
+
+    /// How long until some bond has something to do by itself before its next
+    /// [`TICK`]: a member's up- or downdelay ends, or miimon polls the links. The
+    /// control plane runs the bonds then, so delays and miimon keep their own
+    /// granularity rather than the tick's.
+    pub fn next_due(&self) -> Option<Duration> {
+        let now = self.clock.now();
+        self.by_port
+            .values()
+            .filter_map(|b| {
+                let mii = (b.bond.config().miimon_ms != 0).then_some(b.next_mii);
+                [b.bond.poll_timeout(), mii].into_iter().flatten().min()
+            })
+            .min()
+            .map(|t| Duration::from_millis(t.since(now)))
     }
 
     /// The bond's open members' smallest MTU into its port's counters (the worker's
@@ -347,6 +367,9 @@ impl BondCtl {
             .collect();
         let oc = |k: &str| spec.other_config.get(k).map(String::as_str);
         let cfg = bond_config(&name, spec.bond_mode.as_deref(), spec.updelay, spec.downdelay, oc);
+        if let Some(mode) = unknown_detect_mode(oc) {
+            tracing::warn!("port {name}: unsupported bond-detect-mode {mode}, defaulting to carrier");
+        }
         // OVS's default LACP system ID is the bridge's MAC.
         let bridge_mac = netdev::hwaddr(bridge).map(MacAddr).ok().filter(|m| !m.is_zero()).unwrap_or_else(|| members[0].mac);
         let mut lacp = lacp_config(&name, spec.lacp.as_deref(), made_of.len(), bridge_mac, oc).map(Lacp::new);
@@ -363,7 +386,7 @@ impl BondCtl {
         let shared = Arc::new(BondShared::new(bond.clone()));
         let stats = Arc::new(PortStats::default());
         let io = Arc::new(BondPort::new(&name, member_ios(&members, open), shared.clone()));
-        BondCtl { name, bridge: bridge.into(), made_of, members, lacp, bond, shared, io, stats, serial, written_active: None }
+        BondCtl { name, bridge: bridge.into(), made_of, members, lacp, bond, shared, io, stats, serial, written_active: None, next_mii: now }
     }
 
     /// A new port over the members open now, the state kept.
@@ -409,14 +432,30 @@ impl BondCtl {
 
     fn run(&mut self, now: Time, broken: &mut Vec<Uuid>) {
         let failed = self.shared.take_broken();
+        // miimon polls the links on its own interval (OVS reads nothing else then);
+        // carrier mode reads the device flags on every run, i.e. on each link event.
+        let miimon = self.bond.config().miimon_ms;
+        let poll_mii = miimon != 0 && now >= self.next_mii;
+        if poll_mii {
+            self.next_mii = now + miimon;
+        }
         for (id, m) in self.members.iter_mut().enumerate() {
             let sock_ok = m.serial != 0 && !failed.contains(&id);
             if !sock_ok && m.serial != 0 {
                 broken.push(m.iface);
                 m.serial = 0;
             }
-            let flags = if sock_ok { netdev::flags(&m.name).unwrap_or(0) } else { 0 };
-            let up = flags & netdev::IFF_UP as u32 != 0 && flags & netdev::IFF_RUNNING as u32 != 0;
+            let up = if !sock_ok {
+                false
+            } else if miimon != 0 {
+                if !poll_mii {
+                    continue;
+                }
+                netdev::mii_link(&m.name).unwrap_or(false)
+            } else {
+                let flags = netdev::flags(&m.name).unwrap_or(0);
+                flags & netdev::IFF_UP as u32 != 0 && flags & netdev::IFF_RUNNING as u32 != 0
+            };
             if up != m.carrier {
                 m.carrier = up;
                 tracing::info!("bond {}: member {}: carrier {}", self.name, m.name, if up { "up" } else { "down" });

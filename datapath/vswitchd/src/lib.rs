@@ -303,6 +303,8 @@ fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<()
         let mut bond_tick = tokio::time::interval(bonds::TICK);
         bond_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            // A bond's delay or miimon poll due before the next tick wakes the loop then.
+            let bond_due = ctl.ports.bonds.next_due().filter(|d| *d < bonds::TICK);
             tokio::select! {
                 Some((req, reply)) = jobs.recv() => {
                     let resp = handle(&mut ctl, req).await;
@@ -324,6 +326,7 @@ fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<()
                     ctl.reconcile();
                 }
                 _ = bond_tick.tick() => run_bonds(&mut ctl),
+                _ = tokio::time::sleep(bond_due.unwrap_or_default()), if bond_due.is_some() => run_bonds(&mut ctl),
                 _ = tick.tick() => {
                     ctl.handing_over();
                     ctl.reconcile();

@@ -47,7 +47,20 @@ pub fn bond_config<'a>(name: &str, bond_mode: Option<&str>, updelay: i64, downde
     }
     c.all_members_active = boolean(oc("all-members-active"), false);
     c.l23 = mode == Mode::BalanceTcp && oc("rvs-bond-hash") == Some("l23");
+    // Any mode but "miimon" is carrier (OVS warns about an unknown one).
+    if oc("bond-detect-mode") == Some("miimon") {
+        c.miimon_ms = match int(oc("bond-miimon-interval"), 0) {
+            i if i <= 0 => 200,
+            i => i as u64,
+        };
+    }
     c
+}
+
+/// Whether `bond-detect-mode` holds a value OVS does not know (it warns, then uses
+/// carrier).
+pub fn unknown_detect_mode<'a>(oc: impl Fn(&str) -> Option<&'a str>) -> Option<&'a str> {
+    oc("bond-detect-mode").filter(|m| *m != "carrier" && *m != "miimon")
 }
 
 /// The LACP settings of a Port with `lacp` = `lacp_col` and `n_ifaces` interfaces on a
@@ -117,6 +130,13 @@ mod tests {
         assert!(c.l23 && !c.lacp_fallback_ab, "only 'true' is true");
         assert!(!bond_config("b", Some("balance-slb"), 0, 0, map(&[("rvs-bond-hash", "l23")])).l23, "l23 is for balance-tcp");
         assert_eq!(bond_config("b", Some("bogus"), 0, 0, map(&[("bond-rebalance-interval", "12x")])).rebalance_interval_ms, 10_000);
+        assert_eq!(bond_config("b", None, 0, 0, map(&[("bond-miimon-interval", "50")])).miimon_ms, 0, "carrier mode by default");
+        assert_eq!(bond_config("b", None, 0, 0, map(&[("bond-detect-mode", "miimon")])).miimon_ms, 200);
+        assert_eq!(bond_config("b", None, 0, 0, map(&[("bond-detect-mode", "miimon"), ("bond-miimon-interval", "-3")])).miimon_ms, 200);
+        assert_eq!(bond_config("b", None, 0, 0, map(&[("bond-detect-mode", "miimon"), ("bond-miimon-interval", "50")])).miimon_ms, 50);
+        assert_eq!(bond_config("b", None, 0, 0, map(&[("bond-detect-mode", "MIIMON")])).miimon_ms, 0, "OVS compares exactly");
+        assert_eq!(unknown_detect_mode(map(&[("bond-detect-mode", "arp")])), Some("arp"));
+        assert_eq!(unknown_detect_mode(map(&[("bond-detect-mode", "carrier")])), None);
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub struct BondConfig {
     pub all_members_active: bool,
     /// `other_config:bond-hash-basis`.
     pub basis: u32,
+    /// `other_config:bond-detect-mode=miimon`: the members' link is polled every this
+    /// many milliseconds (`bond-miimon-interval`, 200 if unset or not positive); 0 in
+    /// the default carrier mode.
+    pub miimon_ms: u64,
 }
 
 impl BondConfig {
@@ -91,6 +95,7 @@ impl BondConfig {
             primary: None,
             all_members_active: false,
             basis: 0,
+            miimon_ms: 0,
         }
     }
 
