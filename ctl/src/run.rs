@@ -75,7 +75,7 @@ pub fn execute(backend: &mut dyn Backend, opts: &Options, cmds: &mut [Parsed], d
         unreferenced_symbols(&mut txn);
         check_deletions(&snapshot, &mut txn.db)?;
         check_new_uuids(&snapshot, &txn.inserted)?;
-        check_indexes(&txn.db, &txn.inserted)?;
+        check_indexes(&snapshot, &txn.db, &txn.inserted)?;
         let mut ops = snapshot.diff(&txn.db);
         if !ops.is_empty() && !opts.no_wait {
             let root = txn.root();
@@ -178,33 +178,42 @@ fn check_new_uuids(before: &Db, inserted: &std::collections::HashSet<Uuid>) -> R
     Ok(())
 }
 
-/// ovsdb-server's unique index check (Manager's `target`, the names), worded as it
-/// words it: the row this transaction inserted first, then the one already there
-/// (ovsdb-server names them in hash order, so either way round from run to run).
-/// Rows that garbage collection removes at commit do not count.
-fn check_indexes(db: &Db, inserted: &std::collections::HashSet<Uuid>) -> Result<()> {
+/// ovsdb-server's unique index check (the names, Manager's `target`,
+/// Flow_Sample_Collector_Set's `id` and `bridge`), worded as it words it: a row this
+/// transaction inserted or modified first, then the other (ovsdb-server orders the two
+/// by comparing their columns in hash order, so either way round from run to run),
+/// each described by what the transaction did to it. Rows that garbage collection
+/// removes at commit do not count.
+fn check_indexes(before: &Db, db: &Db, inserted: &std::collections::HashSet<Uuid>) -> Result<()> {
     let mut db = db.clone();
     db.collect_garbage();
     for (ti, ts) in TABLES.iter().enumerate() {
-        let Some((ci, _)) = ts.index.and_then(|ix| ts.column(ix)) else { continue };
+        if ts.index.is_empty() {
+            continue;
+        }
+        let values = |r: &rvs_ovsdb::Row| r.index_values(ts);
+        let touched = |u: &Uuid| before.tables[ti].get(u).is_none_or(|old| Some(old) != db.tables[ti].get(u));
         let mut seen: std::collections::HashMap<String, Uuid> = std::collections::HashMap::new();
-        for (u, r) in &db.tables[ti] {
-            let key = r.cols[ci].to_json().to_string();
+        // The rows this transaction touched last, so a clash names one of them first.
+        let mut rows: Vec<(&Uuid, &rvs_ovsdb::Row)> = db.tables[ti].iter().collect();
+        rows.sort_by_key(|(u, _)| touched(u));
+        for (u, r) in rows {
+            let key = values(r);
             let Some(other) = seen.insert(key.clone(), *u) else { continue };
-            let (first, second) = if inserted.contains(u) { (*u, other) } else { (other, *u) };
-            let how = |x: &Uuid| {
-                if inserted.contains(x) {
-                    "was inserted by this transaction"
-                } else {
-                    "existed in the database before this transaction and was not modified by the transaction"
+            let how = |x: &Uuid| match (before.tables[ti].get(x), db.tables[ti].get(x)) {
+                (None, _) if inserted.contains(x) => "was inserted by this transaction.".to_string(),
+                (Some(old), Some(new)) if old != new && values(old) == values(new) => {
+                    "existed in the database before this transaction, which modified some of the row's columns but not any columns in this index.".to_string()
                 }
+                (Some(old), Some(new)) if old != new => format!("had the following index values before the transaction: {}.", values(old)),
+                _ => "existed in the database before this transaction and was not modified by the transaction.".to_string(),
             };
             let details = format!(
-                "Transaction causes multiple rows in \"{}\" table to have identical values ({key}) for index on column \"{}\".  First row, with UUID {first}, {}.  Second row, with UUID {second}, {}.",
+                "Transaction causes multiple rows in \"{}\" table to have identical values ({key}) for index on {}.  First row, with UUID {u}, {}  Second row, with UUID {other}, {}",
                 ts.name,
-                ts.columns[ci].name,
-                how(&first),
-                how(&second)
+                ts.index_phrase(),
+                how(u),
+                how(&other)
             );
             let err = serde_json::json!({"details": details, "error": "constraint violation"});
             return Err(CtlError::new(format!("transaction error: {err}")));
@@ -272,6 +281,42 @@ mod tests {
         assert_eq!(out.stderr, "rvsctl: constraint violation: 9999 is not in the valid range 0 to 4095 (inclusive)\n");
         assert_eq!(m.db.generation, before, "nothing committed");
         assert_eq!(run(&mut m, &["list-ports", "br0"]).stdout, "");
+    }
+
+    #[test]
+    fn index_clashes_are_worded_as_ovsdb_server_words_them() {
+        let mut m = Memory::new();
+        assert_eq!(run(&mut m, &["add-br", "br0", "--", "add-br", "br1"]).code, 0);
+        let uuid = |m: &mut Memory, args: &[&str]| run(m, args).stdout.trim().to_string();
+        let b0 = uuid(&mut m, &["get", "Bridge", "br0", "_uuid"]);
+        // A Manager's target changed into another's: the changed row first, with its old value.
+        for t in ["ptcp:6641", "ptcp:6642"] {
+            let target = format!("target=\"{t}\"");
+            assert_eq!(run(&mut m, &["--", "--id=@m", "create", "Manager", &target, "--", "add", "Open_vSwitch", ".", "manager_options", "@m"]).code, 0);
+        }
+        let (m1, m2) = (uuid(&mut m, &["get", "Manager", "ptcp:6641", "_uuid"]), uuid(&mut m, &["get", "Manager", "ptcp:6642", "_uuid"]));
+        let out = run(&mut m, &["set", "Manager", "ptcp:6642", "target=\"ptcp:6641\""]);
+        assert_eq!(out.code, 1);
+        assert!(
+            out.stderr.contains(&format!(
+                "identical values (\\\"ptcp:6641\\\") for index on column \\\"target\\\".  First row, with UUID {m2}, had the following index values before the transaction: \\\"ptcp:6642\\\".  Second row, with UUID {m1}, existed in the database before this transaction and was not modified by the transaction."
+            )),
+            "{}",
+            out.stderr
+        );
+        // Flow_Sample_Collector_Set: (id, bridge) together.
+        let c0 = run(&mut m, &["--", "--id=@b", "get", "Bridge", "br0", "--", "create", "Flow_Sample_Collector_Set", "id=1", "bridge=@b"]).stdout.trim().to_string();
+        assert_eq!(c0.len(), 36, "{c0}");
+        assert_eq!(run(&mut m, &["--", "--id=@b", "get", "Bridge", "br1", "--", "create", "Flow_Sample_Collector_Set", "id=1", "bridge=@b"]).code, 0);
+        let out = run(&mut m, &["--", "--id=@b", "get", "Bridge", "br0", "--", "create", "Flow_Sample_Collector_Set", "id=1", "bridge=@b", "external_ids:k=v"]);
+        assert_eq!(out.code, 1);
+        assert!(out.stderr.contains(&format!("identical values (1 and {b0}) for index on columns \\\"id\\\" and \\\"bridge\\\".  First row, with UUID ")), "{}", out.stderr);
+        assert!(out.stderr.contains(", was inserted by this transaction.  Second row, with UUID "), "{}", out.stderr);
+        // A change to another column of a row in the index is described as such.
+        let out = run(&mut m, &["set", "Flow_Sample_Collector_Set", &c0, "external_ids:k=v", "--", "--id=@b", "get", "Bridge", "br0", "--", "create", "Flow_Sample_Collector_Set", "id=1", "bridge=@b"]);
+        assert_eq!(out.code, 1);
+        assert!(out.stderr.contains("existed in the database before this transaction, which modified some of the row's columns but not any columns in this index."), "{}", out.stderr);
+        assert!(out.stderr.contains("was inserted by this transaction."), "{}", out.stderr);
     }
 
     #[test]

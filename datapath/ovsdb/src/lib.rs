@@ -70,9 +70,9 @@ pub enum DbError {
     #[error("referential integrity violation: Table {table} column {column} row {row} references nonexistent row {target} in table {target_table}.")]
     Dangling { table: &'static str, column: &'static str, row: Uuid, target: Uuid, target_table: &'static str },
     #[error(
-        "constraint violation: Transaction causes multiple rows in \"{table}\" table to have identical values ({key}) for index on column \"{column}\".  First row, with UUID {first}, existed in the database before this transaction and was not modified by the transaction.  Second row, with UUID {second}, was inserted by this transaction."
+        "constraint violation: Transaction causes multiple rows in \"{table}\" table to have identical values ({key}) for index on {on}.  First row, with UUID {first}, existed in the database before this transaction and was not modified by the transaction.  Second row, with UUID {second}, was inserted by this transaction."
     )]
-    Duplicate { table: &'static str, key: String, column: &'static str, first: Uuid, second: Uuid },
+    Duplicate { table: &'static str, key: String, on: String, first: Uuid, second: Uuid },
 }
 
 /// One row: a value for every column of its table, in schema order.
@@ -82,6 +82,14 @@ pub struct Row {
 }
 
 impl Row {
+    /// The values of table `t`'s index columns as ovsdb-server prints them in a
+    /// duplicate's error: each in ovs-vsctl's text form, as an English list ("1 and
+    /// <uuid>").
+    pub fn index_values(&self, t: &TableSchema) -> String {
+        let vals: Vec<String> = t.index.iter().filter_map(|ix| t.column(ix)).map(|(ci, c)| self.cols[ci].to_cli(&c.ty)).collect();
+        schema::english_list(&vals)
+    }
+
     /// A row with every column at its default.
     pub fn new(t: &TableSchema) -> Row {
         Row { cols: t.columns.iter().map(|c| Datum::default_for(&c.ty)).collect() }
@@ -357,10 +365,10 @@ impl Db {
                         }
                     }
                 }
-                if let Some(ix) = ts.index {
-                    let key = r.get(ts, ix).to_cli(&ts.column(ix).map(|(_, c)| c.ty).unwrap_or(schema::scalar(schema::string())));
+                if !ts.index.is_empty() {
+                    let key = r.index_values(ts);
                     if let Some(other) = names.insert(key.clone(), *u) {
-                        return Err(DbError::Duplicate { table: ts.name, key, column: ix, first: other, second: *u });
+                        return Err(DbError::Duplicate { table: ts.name, key, on: ts.index_phrase(), first: other, second: *u });
                     }
                 }
             }

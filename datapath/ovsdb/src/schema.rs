@@ -183,8 +183,9 @@ pub struct TableSchema {
     pub columns: &'static [ColumnSchema],
     /// Root rows live on their own; other rows are deleted when nothing refers to them.
     pub is_root: bool,
-    /// A column whose value is unique per row (`name`), if any.
-    pub index: Option<&'static str>,
+    /// Columns whose values together are unique per row (`name`; Flow_Sample_Collector_Set's
+    /// `id` and `bridge`), empty if none.
+    pub index: &'static [&'static str],
     /// Stored and checked by rvs (every table of the schema now).
     pub supported: bool,
     /// Whether rvs-vswitchd acts on the table's rows. The others (OpenFlow
@@ -199,16 +200,37 @@ impl TableSchema {
         self.columns.iter().enumerate().find(|(_, c)| c.name == name)
     }
 
+    /// The index columns as ovsdb-server names them in a duplicate's error:
+    /// `column "name"`, `columns "id" and "bridge"` (English list).
+    pub fn index_phrase(&self) -> String {
+        let cols: Vec<String> = self.index.iter().map(|c| format!("\"{c}\"")).collect();
+        match cols.len() {
+            0 => "no columns".into(),
+            1 => format!("column {}", cols[0]),
+            _ => format!("columns {}", english_list(&cols)),
+        }
+    }
+
     pub fn column_index(&self, name: &str) -> usize {
         self.column(name).map(|(i, _)| i).unwrap_or_else(|| panic!("{}.{name} not in schema", self.name))
     }
 }
 
-const fn table(name: &'static str, is_root: bool, index: Option<&'static str>, columns: &'static [ColumnSchema]) -> TableSchema {
+/// "a", "a and b", "a, b, and c": how ovsdb-server lists columns and values.
+pub fn english_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [a, b] => format!("{a} and {b}"),
+        [first @ .., last] => format!("{}, and {last}", first.join(", ")),
+    }
+}
+
+const fn table(name: &'static str, is_root: bool, index: &'static [&'static str], columns: &'static [ColumnSchema]) -> TableSchema {
     TableSchema { name, columns, is_root, index, supported: true, applied: true }
 }
 /// A table rvs stores but does not act on.
-const fn stored(name: &'static str, is_root: bool, index: Option<&'static str>, columns: &'static [ColumnSchema]) -> TableSchema {
+const fn stored(name: &'static str, is_root: bool, index: &'static [&'static str], columns: &'static [ColumnSchema]) -> TableSchema {
     TableSchema { applied: false, ..table(name, is_root, index, columns) }
 }
 
@@ -441,25 +463,25 @@ const AUTOATTACH: &[ColumnSchema] = &[
 
 /// Every table, in the order OVS's schema lists them in `--help`.
 pub static TABLES: &[TableSchema] = &[
-    table("Open_vSwitch", true, None, OPEN_VSWITCH),
-    table("Bridge", false, Some("name"), BRIDGE),
-    table("Port", false, Some("name"), PORT),
-    table("Interface", false, Some("name"), INTERFACE),
-    stored("Flow_Table", false, None, FLOW_TABLE),
-    table("QoS", true, None, QOS),
-    table("Queue", true, None, QUEUE),
-    stored("Mirror", false, None, MIRROR),
-    stored("NetFlow", false, None, NETFLOW),
-    stored("sFlow", false, None, SFLOW),
-    stored("IPFIX", false, None, IPFIX),
-    stored("Flow_Sample_Collector_Set", true, None, FLOW_SAMPLE_COLLECTOR_SET),
-    stored("Controller", false, None, CONTROLLER),
-    stored("Manager", false, Some("target"), MANAGER),
-    stored("Datapath", false, None, DATAPATH),
-    stored("CT_Zone", false, None, CT_ZONE),
-    stored("CT_Timeout_Policy", false, None, CT_TIMEOUT_POLICY),
-    stored("SSL", false, None, SSL),
-    stored("AutoAttach", false, None, AUTOATTACH),
+    table("Open_vSwitch", true, &[], OPEN_VSWITCH),
+    table("Bridge", false, &["name"], BRIDGE),
+    table("Port", false, &["name"], PORT),
+    table("Interface", false, &["name"], INTERFACE),
+    stored("Flow_Table", false, &[], FLOW_TABLE),
+    table("QoS", true, &[], QOS),
+    table("Queue", true, &[], QUEUE),
+    stored("Mirror", false, &[], MIRROR),
+    stored("NetFlow", false, &[], NETFLOW),
+    stored("sFlow", false, &[], SFLOW),
+    stored("IPFIX", false, &[], IPFIX),
+    stored("Flow_Sample_Collector_Set", true, &["id", "bridge"], FLOW_SAMPLE_COLLECTOR_SET),
+    stored("Controller", false, &[], CONTROLLER),
+    stored("Manager", false, &["target"], MANAGER),
+    stored("Datapath", false, &[], DATAPATH),
+    stored("CT_Zone", false, &[], CT_ZONE),
+    stored("CT_Timeout_Policy", false, &[], CT_TIMEOUT_POLICY),
+    stored("SSL", false, &[], SSL),
+    stored("AutoAttach", false, &[], AUTOATTACH),
 ];
 
 /// The schema version rvs's tables follow.
