@@ -89,6 +89,31 @@ fn ovs_warnings_on_stderr() {
 }
 
 #[test]
+fn get_without_columns_warns_only_on_a_terminal() {
+    let b = Both::start("vc6");
+    b.same(&["init"]);
+    b.same(&["add-br", "br0"]);
+    // Not a terminal: no warning.
+    let (_, err) = b.same(&["get", "Bridge", "br0"]);
+    assert_eq!(err, "");
+    // On a terminal (script(1) gives the command a pty; its output is the terminal's).
+    require_tools(&["script"]);
+    let on_tty = |cmd: String| {
+        let out = run_bounded(Command::new("script").args(["-qec", &cmd, "/dev/null"]).stdin(Stdio::null()), Duration::from_secs(20));
+        mask_time(&String::from_utf8_lossy(&out.stdout).replace('\r', ""))
+    };
+    let theirs = on_tty(format!("ovs-vsctl --db=unix:{}/db.sock --no-wait get Bridge br0", b.ovs.display()));
+    let ours = on_tty(format!("{} --db=unix:{} --no-wait get Bridge br0", bin("rvsctl").display(), b.rvs.socket().display()));
+    assert_eq!(theirs, "<time>|<seq>|db_ctl_base|WARN|\"get\" command without row arguments or \"--id\" is possibly erroneous\n");
+    assert_eq!(ours, theirs);
+    let (theirs, ours) = (
+        on_tty(format!("ovs-vsctl --db=unix:{}/db.sock --no-wait get Bridge br0 name", b.ovs.display())),
+        on_tty(format!("{} --db=unix:{} --no-wait get Bridge br0 name", bin("rvsctl").display(), b.rvs.socket().display())),
+    );
+    assert_eq!((ours.as_str(), theirs.as_str()), ("br0\n", "br0\n"), "with a column: no warning");
+}
+
+#[test]
 fn wait_until_outlasts_the_per_request_limit() {
     require_root();
     let ns = Netns::new("vc2");

@@ -27,6 +27,10 @@ pub fn get(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     if id.is_some() && !must_exist {
         return Err(CtlError::new("--if-exists and --id may not be specified together"));
     }
+    // As ovs-vsctl: a bare "get TABLE RECORD" typed at a terminal is likely a mistake.
+    if id.is_none() && c.argv.len() <= 3 && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        t.warn("db_ctl_base", "\"get\" command without row arguments or \"--id\" is possibly erroneous".into());
+    }
     let tbl = table_arg(c)?;
     for a in &c.argv[3..] {
         if !is_uuid_word(a) {
