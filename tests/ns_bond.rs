@@ -268,13 +268,14 @@ fn balance_slb_without_lacp_against_two_switch_ports() {
     let vm = ovs.vm("br0", "198.18.72.10/24");
     // Two VMs whose MACs fall in buckets of different parity: buckets are dealt to the
     // two members in turn when both come up together.
-    let (mut vms, mut macs) = (Vec::new(), Vec::new());
+    let (mut vms, mut macs, mut nics) = (Vec::new(), Vec::new(), Vec::new());
     for (i, odd) in [(1, false), (2, true)] {
         let (v, p) = rvs_vm(&rvs, &format!("198.18.72.{i}/24"));
         let mac = mac_with_parity(&rvs, odd, i);
         v.sh(&format!("ip link set {p} address {mac}"));
         vms.push(v);
         macs.push(mac);
+        nics.push(p);
     }
     for (i, v) in vms.iter().enumerate() {
         assert!(v.ping_eventually("198.18.72.10", WAIT), "VM {i} -> OVS VM\n{}", rvs.d.ctl_ok(&["bond/show", "bond0"]));
@@ -289,7 +290,8 @@ fn balance_slb_without_lacp_against_two_switch_ports() {
 
     // bond/list, and bond/migrate of VM 0's bucket to the member it is not on.
     let list = rvs.d.ctl_ok(&["bond/list"]);
-    assert_eq!(list, format!("bond\ttype\trecircID\tmembers\nbond0\tbalance-slb\t0\t{a0}, {a1}\n"));
+    let (m0, m1) = if a0 < a1 { (a0, a1) } else { (a1, a0) };
+    assert_eq!(list, format!("bond\ttype\trecircID\tmembers\nbond0\tbalance-slb\t0\t{m0}, {m1}\n"));
     let on = sent_during(&rvs.ns, &[a0, a1], || udp_flows(&vms[0], "198.18.72.10", 2, 0.3));
     let (from, to) = if on[0] > on[1] { (a0, a1) } else { (a1, a0) };
     let hash = rvs.d.ctl_ok(&["bond/hash", &macs[0]]);
@@ -307,6 +309,19 @@ fn balance_slb_without_lacp_against_two_switch_ports() {
     for mac in &macs {
         let row = fdb.lines().find(|l| l.contains(mac.as_str())).unwrap_or_default();
         assert!(!row.is_empty() && row.split_whitespace().next() != Some(bond_port.as_str()), "{mac} learned on the bond?\n{fdb}");
+    }
+
+    // Each VM announces itself (gratuitous ARP); the peer floods it back over the other
+    // link, where one of them arrives on the active member. The gratuitous-ARP lock
+    // (5 s, as OVS) keeps both MACs on their taps.
+    for (i, (v, p)) in vms.iter().zip(&nics).enumerate() {
+        v.sh(&format!("arping -q -U -c 2 -w 3 -I {p} 198.18.72.{}", i + 1));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let fdb = rvs.d.ctl_ok(&["fdb/show", "br0"]);
+    for mac in &macs {
+        let row = fdb.lines().find(|l| l.contains(mac.as_str())).unwrap_or_default();
+        assert!(!row.is_empty() && row.split_whitespace().next() != Some(bond_port.as_str()), "{mac} moved onto the bond by its own gratuitous ARP\n{fdb}");
     }
 
     // Failover: the member with a VM's bucket goes down; the bond sends a RARP from

@@ -258,13 +258,15 @@ impl Bonds {
         Some(chosen.iter().map(|l| if stats { show::lacp_show_stats(l) } else { show::lacp_show(l) }).collect())
     }
 
-    /// `bond/list`: each bond's mode and members, tab-separated under OVS's header.
+    /// `bond/list`: each bond's mode and members (by name; OVS lists them in hash
+    /// order), tab-separated under OVS's header.
     /// The recirculation id column is always 0: rvs hashes balance-tcp without
     /// recirculation (OVS's userspace datapath shows the id it allocated).
     pub fn bond_list(&self) -> String {
         let mut s = String::from("bond\ttype\trecircID\tmembers\n");
         for b in self.sorted() {
-            let names: Vec<&str> = b.members.iter().map(|m| m.name.as_str()).collect();
+            let mut names: Vec<&str> = b.members.iter().map(|m| m.name.as_str()).collect();
+            names.sort_unstable();
             s.push_str(&format!("{}\t{}\t0\t{}\n", b.name, b.bond.config().mode.as_str(), names.join(", ")));
         }
         s

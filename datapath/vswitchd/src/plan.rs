@@ -408,7 +408,7 @@ pub fn port_config(db: &Db, port: &Uuid, ofport: OfPort) -> PortConfig {
     let tag = p.tag().and_then(vid);
     let trunks: Vec<VlanId> = p.trunks().filter_map(vid).collect();
     let mode = p.vlan_mode().and_then(VlanMode::parse);
-    PortConfig { key: u32::from(ofport.get()), vlan: PortVlan::new(tag, &trunks, mode), protected: p.protected(), tunnel: false }
+    PortConfig { key: u32::from(ofport.get()), vlan: PortVlan::new(tag, &trunks, mode), protected: p.protected(), tunnel: false, bond: p.interfaces().nth(1).is_some() }
 }
 
 /// Interface `ingress_policing_*` columns.

@@ -339,6 +339,7 @@ pub fn format(bridge: &str, flow: &Flow, in_port: u16, ports: &[PortInfo], t: &T
                 Learned::Known | Learned::Refreshed => say(format!("{src} already learned on port {} in VLAN {v}", name(in_port))),
                 Learned::Refused if src.is_multicast() => say(format!("source {src} is multicast: not learned")),
                 Learned::Refused => say(format!("{src} not learned (a static entry, or a table full of static entries)")),
+                Learned::GratArpLocked => say(format!("gratuitous ARP from {src} on a bond while its entry is locked: not learned")),
             }
             if let Some((ev, em)) = w.evicts {
                 say(format!("MAC table full: learning evicts {em} in VLAN {ev}"));

@@ -71,6 +71,9 @@ struct Entry {
     /// Order of the last insert or refresh, over static and dynamic entries alike:
     /// `fdb/show` lists entries in this order, as OVS lists its single LRU list.
     seq: u64,
+    /// Until when a gratuitous ARP received on a bond may not move it
+    /// ([`MacTable::lock_grat_arp`]); `Time::ZERO` if never locked.
+    grat_lock: Time,
     global: Links,
     local: Links,
 }
@@ -116,6 +119,10 @@ pub enum Learned {
     /// Not learned: the address is static on another port, the source is multicast, or
     /// the table is full of static entries.
     Refused,
+    /// Not learned: a gratuitous ARP received on a bond while the address's entry is
+    /// locked, because a gratuitous ARP for it came in on a port that is not a bond
+    /// moments ago (OVS's lock against such ARPs reflected back over another member).
+    GratArpLocked,
 }
 
 /// What [`MacTable::learn`] would do (see [`MacTable::would_learn`]).
@@ -214,6 +221,21 @@ impl MacTable {
     #[inline]
     pub fn lookup(&self, vlan: VlanId, mac: MacAddr) -> Option<PortIdx> {
         self.index.get(&key(vlan, mac)).map(|&i| self.slab[i as usize].port)
+    }
+
+    /// Whether (`vlan`, `mac`) is locked against gratuitous ARPs from bonds at `now`.
+    #[inline]
+    pub fn grat_arp_locked(&self, vlan: VlanId, mac: MacAddr, now: Time) -> bool {
+        self.index.get(&key(vlan, mac)).is_some_and(|&i| now < self.slab[i as usize].grat_lock)
+    }
+
+    /// Locks (`vlan`, `mac`)'s entry, if there is one, against gratuitous ARPs received
+    /// on a bond until `until` (mac_entry_set_grat_arp_lock).
+    pub fn lock_grat_arp(&mut self, vlan: VlanId, mac: MacAddr, until: Time) {
+        if let Some(&i) = self.index.get(&key(vlan, mac)) {
+            let e = &mut self.slab[i as usize];
+            e.grat_lock = e.grat_lock.max(until);
+        }
     }
 
     /// Learns that `mac` in `vlan` is behind `port` at `now`.
@@ -434,7 +456,7 @@ impl MacTable {
 
     fn insert(&mut self, k: u64, port: PortIdx, now: Time, is_static: bool) {
         let seq = self.next_seq();
-        let e = Entry { key: k, port, last_seen: now, is_static, seq, global: UNLINKED, local: UNLINKED };
+        let e = Entry { key: k, port, last_seen: now, is_static, seq, grat_lock: Time::ZERO, global: UNLINKED, local: UNLINKED };
         let i = match self.free.pop() {
             Some(i) => {
                 self.slab[i as usize] = e;

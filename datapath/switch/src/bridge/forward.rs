@@ -71,6 +71,19 @@ pub enum Verdict {
 }
 
 /// The fields of a frame the decision needs.
+/// What a gratuitous ARP does to learning ([`Bridge::grat_arp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum GratArp {
+    /// Not a gratuitous ARP: learn as usual.
+    No,
+    /// From a bond, not locked: learn as usual.
+    Learn,
+    /// From a port that is not a bond: learn, then lock the entry.
+    Lock,
+    /// From a bond while locked: do not learn.
+    Locked,
+}
+
 struct L2 {
     dst: MacAddr,
     src: MacAddr,
@@ -134,25 +147,51 @@ impl Bridge {
         v
     }
 
-    /// The port the MAC table has the source of `frame` on, in the VLAN the frame
-    /// belongs to when received on `in_port` (a balance-slb bond's loop check,
-    /// [`crate::bond::admit::slb_accept`]). Reads only.
-    pub fn source_port(&self, in_port: PortIdx, frame: &[u8]) -> Option<PortIdx> {
-        let l2 = parse_l2(frame)?;
-        let vlan = self.ports.get(in_port as usize)?.vlan.input(l2.vid).ok()?;
-        self.fdb.lookup(vlan, l2.src)
+    /// A balance-slb bond's loop check of `frame` received on `in_port` at `now`
+    /// ([`crate::bond::admit::slb_accept`]: its source learned on another port, a
+    /// gratuitous ARP, the entry's gratuitous-ARP lock). Reads only; a frame the check
+    /// cannot place (malformed, VLAN not admitted) is left to [`Bridge::process`].
+    pub fn slb_admits(&self, in_port: PortIdx, frame: &[u8], now: Time) -> bool {
+        let Some(l2) = parse_l2(frame) else { return true };
+        let Some(vlan) = self.ports.get(in_port as usize).and_then(|p| p.vlan.input(l2.vid).ok()) else { return true };
+        let grat_arp = l2.dst.is_broadcast() && crate::bond::admit::is_gratuitous_arp(frame);
+        let locked = grat_arp && self.fdb.grat_arp_locked(vlan, l2.src, now);
+        crate::bond::admit::slb_accept(self.fdb.lookup(vlan, l2.src), in_port, grat_arp, locked)
     }
 
     #[inline]
     fn decide<O: Observer>(&mut self, now: Time, in_port: PortIdx, frame: &[u8], out: &mut Actions, obs: &mut O) -> Result<Verdict, DropReason> {
         let a = self.admit(in_port, frame, obs)?;
-        let learned = self.fdb.learn(now, a.vlan, a.l2.src, in_port);
-        self.note(learned, a.vlan, a.l2.src, in_port, now);
+        let (learned, lock) = match self.grat_arp(now, in_port, &a, frame) {
+            GratArp::Locked => (Learned::GratArpLocked, false),
+            g => (self.fdb.learn(now, a.vlan, a.l2.src, in_port), g == GratArp::Lock),
+        };
+        if lock {
+            self.fdb.lock_grat_arp(a.vlan, a.l2.src, now + super::GRAT_ARP_LOCK_MS);
+        }
+        self.note(learned, a.vlan, a.l2.src, in_port, now, lock);
         if let Learned::Moved(old) = learned {
             let from = self.ports.get(old as usize).map_or(u32::MAX, |p| p.key);
             self.flaps.moved(now, a.vlan, a.l2.src, from, self.ports[in_port as usize].key);
         }
         self.output(&a, in_port, out, obs, |v, m| self.fdb.lookup(v, m))
+    }
+
+    /// Whether `frame` is a gratuitous ARP that locks its source's entry (received on a
+    /// port that is not a bond) or may not move it (received on a bond while locked):
+    /// OVS's update_learning_table__. Only broadcasts are looked at.
+    #[inline]
+    pub(super) fn grat_arp(&self, now: Time, in_port: PortIdx, a: &Admitted, frame: &[u8]) -> GratArp {
+        if !a.l2.dst.is_broadcast() || !crate::bond::admit::is_gratuitous_arp(frame) {
+            return GratArp::No;
+        }
+        if !self.ports[in_port as usize].bond {
+            GratArp::Lock
+        } else if self.fdb.grat_arp_locked(a.vlan, a.l2.src, now) {
+            GratArp::Locked
+        } else {
+            GratArp::Learn
+        }
     }
 
     /// Everything before learning: the bridge forwards at all, the frame is whole, its

@@ -52,17 +52,20 @@ pub struct PortConfig {
     pub protected: bool,
     /// A tunnel port (VXLAN): subject to split horizon.
     pub tunnel: bool,
+    /// A bond: gratuitous ARPs received on it do not move an address whose entry a
+    /// gratuitous ARP from a port that is not a bond locked ([`GRAT_ARP_LOCK_MS`]).
+    pub bond: bool,
 }
 
 impl PortConfig {
     /// A trunk port that carries every VLAN.
     pub fn trunk(key: u32) -> PortConfig {
-        PortConfig { key, vlan: PortVlan::default(), protected: false, tunnel: false }
+        PortConfig { key, vlan: PortVlan::default(), protected: false, tunnel: false, bond: false }
     }
 
     /// An access port in `vlan`.
     pub fn access(key: u32, vlan: crate::types::VlanId) -> PortConfig {
-        PortConfig { key, vlan: PortVlan::access(vlan), protected: false, tunnel: false }
+        PortConfig { key, vlan: PortVlan::access(vlan), protected: false, tunnel: false, bond: false }
     }
 }
 
@@ -110,7 +113,15 @@ pub struct LearnNote {
     pub mac: crate::types::MacAddr,
     pub port: PortIdx,
     pub seen: Time,
+    /// A gratuitous ARP from a port that is not a bond locked the entry from `seen`.
+    pub grat_lock: bool,
 }
+
+/// How long a gratuitous ARP received on a port that is not a bond keeps its
+/// address from being moved by gratuitous ARPs received on a bond (OVS's
+/// MAC_GRAT_ARP_LOCK_TIME): the same ARP flooded upstream and reflected back over
+/// another member must not move the address onto the bond.
+pub const GRAT_ARP_LOCK_MS: u64 = 5000;
 
 /// Notes kept between two drains; more are not recorded (the replicas then learn
 /// from later frames: at worst they flood a little longer).
@@ -212,16 +223,19 @@ impl Bridge {
     /// Applies a note from another replica, if its port still exists here (looked up by
     /// stable key, as port indices may differ while configurations change).
     pub fn apply_note(&mut self, port_key: u32, note: LearnNote) -> bool {
-        match self.port_index(port_key) {
-            Some(p) => self.fdb.apply_remote(note.vlan, note.mac, p, note.seen),
-            None => false,
+        let Some(p) = self.port_index(port_key) else { return false };
+        let changed = self.fdb.apply_remote(note.vlan, note.mac, p, note.seen);
+        if note.grat_lock {
+            self.fdb.lock_grat_arp(note.vlan, note.mac, note.seen + GRAT_ARP_LOCK_MS);
         }
+        changed
     }
 
     #[inline]
-    fn note(&mut self, learned: Learned, vlan: crate::types::VlanId, mac: crate::types::MacAddr, port: PortIdx, now: Time) {
-        if self.journaling && matches!(learned, Learned::New | Learned::Moved(_) | Learned::Refreshed) && self.journal.len() < JOURNAL_MAX {
-            self.journal.push(LearnNote { vlan, mac, port, seen: now });
+    fn note(&mut self, learned: Learned, vlan: crate::types::VlanId, mac: crate::types::MacAddr, port: PortIdx, now: Time, grat_lock: bool) {
+        let news = grat_lock || matches!(learned, Learned::New | Learned::Moved(_) | Learned::Refreshed);
+        if self.journaling && news && self.journal.len() < JOURNAL_MAX {
+            self.journal.push(LearnNote { vlan, mac, port, seen: now, grat_lock });
         }
     }
 

@@ -42,7 +42,7 @@ fn journal_carries_learning_to_a_replica() {
     let (mut b, mut replica) = (two_vlans(), two_vlans());
     b.set_journaling(true);
     let mut a = Actions::default();
-    let note = |vlan, m, port, ms| LearnNote { vlan: v(vlan), mac: mac(m), port, seen: Time::from_millis(ms) };
+    let note = |vlan, m, port, ms| LearnNote { vlan: v(vlan), mac: mac(m), port, seen: Time::from_millis(ms), grat_lock: false };
     b.process(Time::ZERO, 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
     b.process(Time::from_millis(10), 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
     b.process(Time::from_millis(20), 1, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
@@ -255,7 +255,7 @@ fn build(specs: &[PortSpec], cap: usize) -> Bridge {
         .map(|(i, s)| {
             let mode = s.mode.map(|m| [VlanMode::Access, VlanMode::Trunk, VlanMode::NativeTagged, VlanMode::NativeUntagged][m as usize]);
             let trunks: Vec<VlanId> = s.trunks.iter().map(|&t| v(t)).collect();
-            PortConfig { key: i as u32 + 1, vlan: PortVlan::new(s.tag.map(v), &trunks, mode), protected: s.protected, tunnel: s.tunnel }
+            PortConfig { key: i as u32 + 1, vlan: PortVlan::new(s.tag.map(v), &trunks, mode), protected: s.protected, tunnel: s.tunnel, bond: false }
         })
         .collect();
     Bridge::new(BridgeConfig { mac_table_size: cap, ..BridgeConfig::default() }, ports)
@@ -379,7 +379,7 @@ fn a_mac_bouncing_between_ports_is_a_flap() {
 
     let mut replica = two_vlans();
     for i in 0..12u64 {
-        replica.apply_note(1 + (i % 2) as u32, LearnNote { vlan: v(10), mac: mac(9), port: (i % 2) as PortIdx, seen: Time::from_millis(i * 50) });
+        replica.apply_note(1 + (i % 2) as u32, LearnNote { vlan: v(10), mac: mac(9), port: (i % 2) as PortIdx, seen: Time::from_millis(i * 50), grat_lock: false });
     }
     assert_eq!(replica.flaps().total(), 0);
 
@@ -417,4 +417,57 @@ fn trace_records_each_step() {
     assert_eq!(t.verdict, Verdict::Drop(DropReason::Reflection));
     assert!(t.outputs.is_empty());
     assert_eq!(b.drops().total(), 0, "traces count no drops");
+}
+
+/// A gratuitous ARP (broadcast reply) from `src`.
+fn grat_arp(src: MacAddr) -> Vec<u8> {
+    let mut f = frame(MacAddr::BROADCAST, src);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    f[20..22].copy_from_slice(&2u16.to_be_bytes());
+    f
+}
+
+/// OVS's gratuitous-ARP lock: a gratuitous ARP received on a port that is not a bond
+/// keeps its address from being moved onto a bond by gratuitous ARPs (the same ARP
+/// reflected back by the switches upstream) for 5 s; other frames still move it, and
+/// the lock reaches the other workers' replicas.
+#[test]
+fn gratuitous_arp_lock_keeps_an_address_off_the_bond() {
+    let ports = || vec![PortConfig::access(1, v(10)), PortConfig { bond: true, ..PortConfig::access(2, v(10)) }];
+    let (mut b, mut replica) = (Bridge::new(BridgeConfig::default(), ports()), Bridge::new(BridgeConfig::default(), ports()));
+    b.set_journaling(true);
+    let mut a = Actions::default();
+    let at = Time::from_millis;
+    b.process(at(0), 0, &grat_arp(mac(1)), &mut a);
+    assert_eq!(b.fdb().lookup(v(10), mac(1)), Some(0));
+    let notes: Vec<LearnNote> = b.drain_journal().collect();
+    assert!(notes.len() == 1 && notes[0].grat_lock, "{notes:?}");
+    // Reflected back over the bond: neither admitted by SLB nor learned.
+    assert!(!b.slb_admits(1, &grat_arp(mac(1)), at(100)));
+    b.process(at(100), 1, &grat_arp(mac(1)), &mut a);
+    assert_eq!(b.fdb().lookup(v(10), mac(1)), Some(0), "locked");
+    let t = b.trace(at(200), 1, &grat_arp(mac(1)));
+    assert_eq!(t.record.learn.map(|w| w.learned), Some(Learned::GratArpLocked));
+    // The replica holds the same lock.
+    for n in notes {
+        replica.apply_note(b.ports()[n.port as usize].key, n);
+    }
+    assert!(!replica.slb_admits(1, &grat_arp(mac(1)), at(100)));
+    replica.process(at(100), 1, &grat_arp(mac(1)), &mut a);
+    assert_eq!(replica.fdb().lookup(v(10), mac(1)), Some(0), "locked in the replica too");
+    // Other frames from the bond are not gratuitous ARPs: not admitted by SLB, but a
+    // bond of another mode learns them.
+    assert!(!b.slb_admits(1, &frame(MacAddr::BROADCAST, mac(1)), at(300)));
+    // After 5 s a gratuitous ARP over the bond moves the address (the host moved).
+    assert!(b.slb_admits(1, &grat_arp(mac(1)), at(5000)));
+    b.process(at(5000), 1, &grat_arp(mac(1)), &mut a);
+    assert_eq!(b.fdb().lookup(v(10), mac(1)), Some(1), "moved after the lock");
+    // A port that is not a bond is never held back by the lock.
+    let mut plain = Bridge::new(BridgeConfig::default(), vec![PortConfig::access(1, v(10)), PortConfig::access(2, v(10))]);
+    plain.process(at(0), 0, &grat_arp(mac(1)), &mut a);
+    plain.process(at(10), 1, &grat_arp(mac(1)), &mut a);
+    assert_eq!(plain.fdb().lookup(v(10), mac(1)), Some(1));
+    plain.process(at(20), 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    b.process(at(5100), 0, &frame(MacAddr::BROADCAST, mac(1)), &mut a);
+    assert_eq!(b.fdb().lookup(v(10), mac(1)), Some(0), "an ordinary frame moves it back");
 }

@@ -115,7 +115,10 @@ impl Bridge {
         let mut record = TraceRecord::default();
         let mut out = Actions::with_capacity(self.ports.len());
         let r = self.admit(in_port, frame, &mut record).and_then(|a| {
-            let w = self.fdb().would_learn(now, a.vlan, a.src(), in_port);
+            let w = match self.grat_arp(now, in_port, &a, frame) {
+                super::forward::GratArp::Locked => WouldLearn { learned: Learned::GratArpLocked, evicts: None },
+                _ => self.fdb().would_learn(now, a.vlan, a.src(), in_port),
+            };
             record.learn = Some(w);
             let src = (a.vlan, a.src());
             let fdb = self.fdb();
@@ -124,7 +127,7 @@ impl Bridge {
             let lookup = |v: VlanId, m: MacAddr| {
                 if w.evicts == Some((v, m)) {
                     None
-                } else if (v, m) == src && w.learned != Learned::Refused {
+                } else if (v, m) == src && !matches!(w.learned, Learned::Refused | Learned::GratArpLocked) {
                     Some(in_port)
                 } else {
                     fdb.lookup(v, m)

@@ -15,7 +15,6 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use rvs_switch::bond::admit::{is_gratuitous_arp, slb_accept};
 use rvs_switch::bridge::DropReason;
 use rvs_switch::time::Time;
 
@@ -108,9 +107,7 @@ impl Worker {
             (Rx::Frame, Owner::Port(at)) => self.ingress(at, now, hold),
             (Rx::FrameUnlessMoved, Owner::Port(at)) => {
                 let br = &mut self.bridges[at.bridge];
-                let frame = self.buf.frame();
-                let learned = br.core.source_port(at.port as u16, frame);
-                if slb_accept(learned, at.port as u16, is_gratuitous_arp(frame), false) {
+                if br.core.slb_admits(at.port as u16, self.buf.frame(), now) {
                     self.ingress(at, now, hold);
                 } else {
                     PortStats::inc(&br.ports[at.port].stats.rx_dropped);
