@@ -93,6 +93,9 @@ pub struct Bonds {
     clock: Clock,
     by_port: HashMap<Uuid, BondCtl>,
     serial: u64,
+    /// Notified by the packet path when a member receives a slow-protocols frame
+    /// ([`Bonds::woken`]).
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Bonds {
@@ -110,6 +113,13 @@ impl Bonds {
 
     fn by_name_mut(&mut self, name: &str) -> Option<&mut BondCtl> {
         self.by_port.values_mut().find(|b| b.name == name)
+    }
+
+    /// Completes when a bond member received a slow-protocols frame (LACP) since the
+    /// last time: the control plane then runs the bonds at once.
+    pub fn woken(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let wake = self.wake.clone();
+        async move { wake.notified().await }
     }
 
     pub fn now(&self) -> Time {
@@ -151,7 +161,7 @@ impl Bonds {
                 let bridge_name = plan.bridge(&bridge).map(|b| b.name.clone()).unwrap_or_default();
                 let now = self.clock.now();
                 self.serial += 1;
-                let b = BondCtl::new(now, db, port, &bridge_name, made_of, open, self.serial);
+                let b = BondCtl::new(now, db, port, &bridge_name, made_of, open, self.serial, self.wake.clone());
                 tracing::info!("bond {}: {} members, {}", b.name, b.members.len(), b.bond.config().mode.as_str());
                 self.by_port.insert(port, b);
                 changed = true;
@@ -178,7 +188,8 @@ impl Bonds {
     }
 
     /// How long until some bond has something to do by itself before its next
-    /// [`TICK`]: a member's up- or downdelay ends, or miimon polls the links. The
+    /// [`TICK`]: a member's up- or downdelay ends, miimon polls the links, LACP sends
+    /// a PDU or a partner's information expires. The
     /// control plane runs the bonds then, so delays and miimon keep their own
     /// granularity rather than the tick's.
     pub fn next_due(&self) -> Option<Duration> {
@@ -187,7 +198,7 @@ impl Bonds {
             .values()
             .filter_map(|b| {
                 let mii = (b.bond.config().miimon_ms != 0).then_some(b.next_mii);
-                [b.bond.poll_timeout(), mii].into_iter().flatten().min()
+                [b.bond.poll_timeout(), mii, b.lacp.as_ref().and_then(Lacp::poll_timeout)].into_iter().flatten().min()
             })
             .min()
             .map(|t| Duration::from_millis(t.since(now)))
@@ -354,7 +365,8 @@ pub fn hash_command(mac: &str, vlan: Option<&str>, basis: Option<&str>) -> Resul
 }
 
 impl BondCtl {
-    fn new(now: Time, db: &Db, port: Uuid, bridge: &str, made_of: MadeOf, open: &HashMap<Uuid, OpenIface>, serial: u64) -> BondCtl {
+    #[allow(clippy::too_many_arguments)]
+    fn new(now: Time, db: &Db, port: Uuid, bridge: &str, made_of: MadeOf, open: &HashMap<Uuid, OpenIface>, serial: u64, wake: Arc<tokio::sync::Notify>) -> BondCtl {
         let spec = made_of[0].3.clone();
         let name = spec.port_name.clone();
         let members: Vec<MemberCtl> = made_of
@@ -385,7 +397,7 @@ impl BondCtl {
         let named: Vec<(&str, MacAddr)> = members.iter().map(|m| (m.name.as_str(), m.mac)).collect();
         let status = lacp.as_ref().map_or(LacpStatus::Off, |l| l.status());
         let bond = Bond::new(now, cfg, &named, status, last_active);
-        let shared = Arc::new(BondShared::new(bond.clone()));
+        let shared = Arc::new(BondShared::new(bond.clone(), wake));
         let stats = Arc::new(PortStats::default());
         let io = Arc::new(BondPort::new(&name, member_ios(&members, open), shared.clone()));
         BondCtl { name, bridge: bridge.into(), made_of, members, lacp, bond, shared, io, stats, serial, written_active: None, next_mii: now }

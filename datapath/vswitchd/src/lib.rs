@@ -303,8 +303,10 @@ fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<()
         let mut bond_tick = tokio::time::interval(bonds::TICK);
         bond_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
-            // A bond's delay or miimon poll due before the next tick wakes the loop then.
-            let bond_due = ctl.ports.bonds.next_due().filter(|d| *d < bonds::TICK);
+            // A bond's delay, miimon poll or LACP timer due before the next tick wakes
+            // the loop then (not sooner than 1 ms from now); a LACPDU received, at once.
+            let bond_due = ctl.ports.bonds.next_due().filter(|d| *d < bonds::TICK).map(|d| d.max(Duration::from_millis(1)));
+            let bond_woken = ctl.ports.bonds.woken();
             tokio::select! {
                 Some((req, reply)) = jobs.recv() => {
                     let resp = handle(&mut ctl, req).await;
@@ -326,6 +328,7 @@ fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<()
                     ctl.reconcile();
                 }
                 _ = bond_tick.tick() => run_bonds(&mut ctl),
+                _ = bond_woken => run_bonds(&mut ctl),
                 _ = tokio::time::sleep(bond_due.unwrap_or_default()), if bond_due.is_some() => run_bonds(&mut ctl),
                 _ = tick.tick() => {
                     ctl.handing_over();

@@ -82,11 +82,15 @@ pub struct BondShared {
     /// Bytes sent per hash bucket since the control plane last took them.
     buckets: Vec<AtomicU64>,
     pub counters: BondCounters,
+    /// Wakes the control plane to run the bonds when a slow-protocols frame arrives
+    /// (a LACPDU is taken in at once, not at the next tick); never blocks.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl BondShared {
-    /// Shared state for `bond` (its members in order).
-    pub fn new(bond: Bond) -> BondShared {
+    /// Shared state for `bond` (its members in order); `wake` is notified for each
+    /// slow-protocols frame received.
+    pub fn new(bond: Bond, wake: Arc<tokio::sync::Notify>) -> BondShared {
         let n = bond.members().len();
         let (slow_tx, slow_rx) = crossbeam_channel::bounded(SLOW_QUEUE);
         BondShared {
@@ -96,6 +100,7 @@ impl BondShared {
             broken: (0..n).map(|_| AtomicBool::new(false)).collect(),
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             counters: BondCounters::default(),
+            wake,
         }
     }
 
@@ -195,8 +200,9 @@ impl BondPort {
         let len = frame.len().min(SLOW_MAX);
         let mut f = SlowFrame { member: m, len, data: [0; SLOW_MAX] };
         f.data[..len].copy_from_slice(&frame[..len]);
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.shared.slow_tx.try_send(f) {
-            PortStats::inc(&self.shared.counters.slow_dropped);
+        match self.shared.slow_tx.try_send(f) {
+            Ok(()) => self.shared.wake.notify_one(),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => PortStats::inc(&self.shared.counters.slow_dropped),
         }
     }
 }
@@ -389,7 +395,7 @@ mod tests {
             .zip(macs)
             .map(|(m, (n, _))| MemberIo { name: n.into(), device: Some(m.clone() as Arc<dyn Device>), stats: Arc::default() })
             .collect();
-        (BondPort::new("b", members, Arc::new(BondShared::new(bond))), mems)
+        (BondPort::new("b", members, Arc::new(BondShared::new(bond, Default::default()))), mems)
     }
 
     fn frame(dst: [u8; 6], ethertype: u16) -> Vec<u8> {
