@@ -11,7 +11,8 @@
 #      requests is set down on node A (both ends lose carrier): longest gap between
 #      replies and pings lost;
 #   2. throughput: iperf3 -P 2 (two TCP streams) for 8 s over the bond with both
-#      members, then with one member down; the bytes each member sent.
+#      members, then with one member down; the bytes each member sent;
+#   3. LACP-only failover: as 1, the cable cut in a middle switch with carrier up.
 # Addresses: 198.18.0.0/15 only, inside namespaces made here; everything is removed on
 # exit.
 set -uo pipefail
@@ -28,7 +29,7 @@ cleanup() {
     set +e
     for d in "${dirs[@]}"; do [ -f "$d/rvs-vswitchd.pid" ] && kill "$(cat "$d/rvs-vswitchd.pid")" 2>/dev/null; done
     sleep 0.3
-    for n in a b v1 v2; do ip netns del "${P}$n" 2>/dev/null; done
+    for n in a b v1 v2 m; do ip netns del "${P}$n" 2>/dev/null; done
     for d in "${dirs[@]}"; do rm -rf "$d"; done
 }
 trap cleanup EXIT
@@ -127,7 +128,22 @@ g="$(ip netns exec "${P}v1" iperf3 -c 198.18.210.2 -P 2 -t 8 -J | python3 -c 'im
 echo "one member:  $g Gbit/s"
 rm -f "$out"
 
-# Not measured here: failover by LACP's timeout alone (a cable that drops everything
-# with carrier up). On a veth that needs a qdisc or tc filter that drops (netem,
-# matchall), which this machine's kernel lacks, and rvs's AF_PACKET sends bypass
-# the qdisc (PACKET_QDISC_BYPASS) anyway; a middle box forwarding LACPDUs would do.
+# 3. failover by LACP's timeout alone: each member's cable now runs through a middle
+# switch (a third rvs-vswitchd, bridge midN per member, forward-bpdu=true so LACPDUs
+# pass), which is "cut" by removing node B's side from midN: every frame is lost while
+# both bonds keep carrier, so only LACP (fast: a PDU a second, expiry after 3 s) notices.
+ip netns add "${P}m"; ip -n "${P}m" link set lo up
+dm="$(mktemp -d /tmp/rvs-bond-m.XXXXXX)"; dirs+=("$dm")
+ip netns exec "${P}m" "$BOND_BIN/rvs-vswitchd" --rundir "$dm" --dbdir "$dm" --detach --pidfile --log-file="$dm/log" || exit 1
+for m in 0 1; do
+    ip -n "${P}a" link del "${P}a$m" 2>/dev/null
+    ip -n "${P}a" link add "${P}a$m" type veth peer name "${P}ma$m" netns "${P}m"
+    ip -n "${P}b" link add "${P}b$m" type veth peer name "${P}mb$m" netns "${P}m"
+    ip -n "${P}a" link set "${P}a$m" up; ip -n "${P}b" link set "${P}b$m" up
+    ip -n "${P}m" link set "${P}ma$m" up; ip -n "${P}m" link set "${P}mb$m" up
+    ctl "$dm" add-br "mid$m" -- set Bridge "mid$m" other_config:forward-bpdu=true -- add-port "mid$m" "${P}ma$m" -- add-port "mid$m" "${P}mb$m"
+done
+both_enabled
+cut() { ctl "$dm" del-port "mid$1" "${P}mb$1"; }
+mend() { ctl "$dm" add-port "mid$1" "${P}mb$1"; }
+failovers "LACP-only failover (ping every 5 ms; the carrying member's cable cut in a middle switch after 1 s, carrier stays up)" 1200 cut mend
