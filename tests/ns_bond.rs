@@ -402,3 +402,54 @@ fn rvs_to_rvs_with_lacp_and_a_member_to_another_system() {
     let show = a.d.ctl_ok(&["bond/show", "bond0"]);
     assert!(show.contains(&format!("member {a2}: disabled")), "{show}");
 }
+
+/// `rvs-vswitchd --takeover` with a LACP bond (slow rate, the default: a PDU every
+/// 30 s) to Open vSwitch: the old daemon hands each member's last LACPDU from the
+/// partner over, so the new one's bond is negotiated from its first moment and
+/// forwarding goes on while both run and after; OVS never sees the bond go.
+#[test]
+fn takeover_keeps_a_lacp_bond_negotiated() {
+    let (rvs, ovs, [a0, a1, b0, b1]) = rvs_and_ovs("tk");
+    let (a0, a1, b0, b1) = (a0.as_str(), a1.as_str(), b0.as_str(), b1.as_str());
+    rvs.d.ctl_ok(&["add-bond", "br0", "bond0", a0, a1, "bond_mode=balance-tcp", "lacp=active"]);
+    ovs.vsctl(&format!("add-bond br0 bond0 {b0} {b1} bond_mode=balance-tcp lacp=active"));
+    let (vm1, _) = rvs_vm(&rvs, "198.18.74.1/24");
+    let _vm2 = ovs.vm("br0", "198.18.74.2/24");
+    let both = [format!("member {a0}: enabled"), format!("member {a1}: enabled")];
+    wait_text("both members enabled", WAIT, || rvs.d.ctl_ok(&["bond/show", "bond0"]), &["lacp_status: negotiated", &both[0], &both[1]]);
+    assert!(vm1.ping_eventually("198.18.74.2", WAIT), "rvs VM -> OVS VM over the bond\n{}", rvs.d.log());
+    let old = rvs.d.pid().expect("pid");
+
+    let pinger = std::process::Command::new("ip")
+        .args(["netns", "exec", &vm1.name, "ping", "-i", "0.01", "-c", "300", "-W", "1", "198.18.74.2"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ping");
+    std::thread::sleep(Duration::from_millis(1000));
+    let out = rvs.d.try_start_with(&["--takeover"]);
+    assert!(out.status.success(), "takeover: {}\n{}", String::from_utf8_lossy(&out.stderr), rvs.d.log());
+    assert_ne!(rvs.d.pid().expect("pid after takeover"), old);
+    let o = String::from_utf8_lossy(&pinger.wait_with_output().expect("ping output").stdout).into_owned();
+    let replies = o.lines().filter(|l| l.contains("bytes from") && !l.contains("DUP!")).count();
+    let dups = o.lines().filter(|l| l.contains("DUP!")).count();
+    let show = rvs.d.ctl_ok(&["bond/show", "bond0"]);
+    assert_eq!(dups, 0, "frames delivered twice:\n{o}");
+    // Counted, not timed: a handful lost in the old daemon's queues at most.
+    assert!(replies >= 280, "{replies} of 300 pings answered across the takeover:\n{o}\n{show}\n{}", rvs.d.log());
+    for want in ["lacp_status: negotiated", &both[0], &both[1]] {
+        assert!(show.contains(want), "after the takeover, {want:?} missing:\n{show}");
+    }
+    let theirs = ovs.appctl("lacp/show bond0");
+    for want in ["status: active negotiated".to_string(), format!("{b0}: current attached"), format!("{b1}: current attached")] {
+        assert!(theirs.contains(&want), "OVS after the takeover, {want:?} missing:\n{theirs}");
+    }
+    // The new daemon's bond carried traffic before the old daemon was told to go: its
+    // members were enabled from the LACPDUs handed over, not after a new exchange.
+    let log = rvs.d.log();
+    let handing = log.find("takeover: handing over").expect("handing over logged");
+    let gone = log.find("took over from pid").expect("took over logged");
+    for m in [a0, a1] {
+        let enabled = log[handing..].find(&format!("member {m}: enabled")).map(|p| p + handing);
+        assert!(enabled.is_some_and(|p| p < gone), "{m} not enabled in the new daemon before the old one ended:\n{log}");
+    }
+}

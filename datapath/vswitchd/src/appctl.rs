@@ -399,7 +399,7 @@ async fn takeover(ctl: &mut Control, pid: &str) -> Reply {
     ctl.store.hold(true);
     ctl.successor = Some(crate::takeover::Successor { pid });
     let fdb_entries = crate::fdbkeep::save(&ctl.worker, &rundir).await;
-    let offer = crate::takeover::Offer { pid: std::process::id(), fanout: ctl.ports.fanout_groups(), fdb_entries };
+    let offer = crate::takeover::Offer { pid: std::process::id(), fanout: ctl.ports.fanout_groups(), fdb_entries, lacp: ctl.ports.bonds.lacp_handover() };
     tracing::info!("takeover: handing over to pid {pid} ({fdb_entries} learned MAC entries, {} AF_PACKET port(s) to share)", offer.fanout.len());
     serde_json::to_string(&offer).map_err(|e| AppctlError::Takeover(e.to_string()))
 }

@@ -32,7 +32,7 @@ use rvs_switch::bond::select::{Bond, Mode};
 use rvs_switch::bond::show;
 use rvs_switch::time::{Clock, Time};
 use rvs_switch::types::{MacAddr, OfPort, VlanId};
-use rvs_switch::wire::lacp::FRAME_LEN;
+use rvs_switch::wire::lacp::{FRAME_LEN, SUBTYPE_LACP};
 use rvs_sys::netdev;
 
 use crate::plan::{BondSpec, Plan};
@@ -85,6 +85,10 @@ pub struct BondCtl {
     written_active: Option<MacAddr>,
     /// In `bond-detect-mode=miimon`, when the members' links are polled next.
     next_mii: Time,
+    /// Per member: the last LACPDU the partner sent (handed to a successor daemon).
+    last_pdu: Vec<Option<Vec<u8>>>,
+    /// Per member: LACPDUs a predecessor handed over, replayed at the first run.
+    handed: Vec<Option<Vec<u8>>>,
 }
 
 /// Every bond, by Port UUID.
@@ -93,6 +97,10 @@ pub struct Bonds {
     clock: Clock,
     by_port: HashMap<Uuid, BondCtl>,
     serial: u64,
+    /// From the daemon this one takes over from: each bond's members' last LACPDUs
+    /// from the partner, by bond and member name ([`Bonds::lacp_handover`]); taken when
+    /// the bond is made.
+    pub handed: HashMap<String, HashMap<String, Vec<u8>>>,
     /// Notified by the packet path when a member receives a slow-protocols frame
     /// ([`Bonds::woken`]).
     wake: Arc<tokio::sync::Notify>,
@@ -113,6 +121,16 @@ impl Bonds {
 
     fn by_name_mut(&mut self, name: &str) -> Option<&mut BondCtl> {
         self.by_port.values_mut().find(|b| b.name == name)
+    }
+
+    /// For a successor daemon ([`crate::takeover::Offer`]): each LACP bond's members'
+    /// last LACPDUs from the partner, by bond and member name.
+    pub fn lacp_handover(&self) -> HashMap<String, HashMap<String, Vec<u8>>> {
+        self.by_port
+            .values()
+            .map(|b| (b.name.clone(), b.members.iter().zip(&b.last_pdu).filter_map(|(m, p)| Some((m.name.clone(), p.clone()?))).collect()))
+            .filter(|(_, m): &(String, HashMap<String, Vec<u8>>)| !m.is_empty())
+            .collect()
     }
 
     /// Completes when a bond member received a slow-protocols frame (LACP) since the
@@ -161,7 +179,10 @@ impl Bonds {
                 let bridge_name = plan.bridge(&bridge).map(|b| b.name.clone()).unwrap_or_default();
                 let now = self.clock.now();
                 self.serial += 1;
-                let b = BondCtl::new(now, db, port, &bridge_name, made_of, open, self.serial, self.wake.clone());
+                let mut b = BondCtl::new(now, db, port, &bridge_name, made_of, open, self.serial, self.wake.clone());
+                if let Some(mut pdus) = self.handed.remove(&b.name) {
+                    b.handed = b.members.iter().map(|m| pdus.remove(&m.name)).collect();
+                }
                 tracing::info!("bond {}: {} members, {}", b.name, b.members.len(), b.bond.config().mode.as_str());
                 self.by_port.insert(port, b);
                 changed = true;
@@ -400,7 +421,23 @@ impl BondCtl {
         let shared = Arc::new(BondShared::new(bond.clone(), wake));
         let stats = Arc::new(PortStats::default());
         let io = Arc::new(BondPort::new(&name, member_ios(&members, open), shared.clone()));
-        BondCtl { name, bridge: bridge.into(), made_of, members, lacp, bond, shared, io, stats, serial, written_active: None, next_mii: now }
+        let n = members.len();
+        BondCtl {
+            name,
+            bridge: bridge.into(),
+            made_of,
+            members,
+            lacp,
+            bond,
+            shared,
+            io,
+            stats,
+            serial,
+            written_active: None,
+            next_mii: now,
+            last_pdu: vec![None; n],
+            handed: Vec::new(),
+        }
     }
 
     /// A new port over the members open now, the state kept.
@@ -481,7 +518,18 @@ impl BondCtl {
         }
         let mut status = LacpStatus::Off;
         if let Some(l) = &mut self.lacp {
+            // A predecessor's last LACPDU from the partner on each member (a takeover),
+            // once carrier is known: negotiated from the first run, as the partner
+            // still sees it.
+            for (id, pdu) in std::mem::take(&mut self.handed).into_iter().enumerate() {
+                if let Some(pdu) = pdu {
+                    let _ = l.rx(now, id, &pdu);
+                }
+            }
             for f in self.shared.take_slow() {
+                if f.payload().first() == Some(&SUBTYPE_LACP) {
+                    self.last_pdu[f.member] = Some(f.payload().to_vec());
+                }
                 let _ = l.rx(now, f.member, f.payload());
             }
             for t in l.tick(now) {

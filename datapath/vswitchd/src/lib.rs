@@ -256,12 +256,16 @@ fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<()
         ctl.ports.taps = port::taphome::TapHomes::load(&rundir.join("taps.json"));
         if let Some(p) = &predecessor {
             ctl.ports.join_groups = p.offer.fanout.clone();
+            ctl.ports.bonds.handed = p.offer.lacp.clone();
         }
         let removed = ctl.drop_transient_ports_after_reboot(store::boot_id());
         if removed > 0 {
             tracing::info!("node rebooted: removed {removed} transient port(s)");
         }
         ctl.reconcile();
+        // Bonds carry traffic from their first run (carrier, LACP handed over), not the
+        // first tick.
+        run_bonds(&mut ctl);
         let kept = fdbkeep::restore(&ctl.worker, &rundir);
         if kept > 0 {
             tracing::info!("MAC tables: {kept} learned entries kept from before the restart");

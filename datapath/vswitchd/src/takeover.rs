@@ -55,6 +55,10 @@ pub struct Offer {
     pub fanout: HashMap<String, u16>,
     /// Learned MAC entries written to `RUNDIR/fdb.json` for the new daemon.
     pub fdb_entries: usize,
+    /// Each LACP bond's members' last LACPDUs from the partner (bond name → member
+    /// name → PDU), so the new daemon's bonds are negotiated from the start.
+    #[serde(default)]
+    pub lacp: HashMap<String, HashMap<String, Vec<u8>>>,
 }
 
 /// Why a takeover could not be started.
@@ -181,7 +185,7 @@ mod tests {
 
     #[test]
     fn offer_round_trips_as_json() {
-        let o = Offer { pid: 7, fanout: HashMap::from([("eth1".to_string(), 12u16)]), fdb_entries: 3 };
+        let o = Offer { pid: 7, fanout: HashMap::from([("eth1".to_string(), 12u16)]), fdb_entries: 3, lacp: HashMap::from([("bond0".to_string(), HashMap::from([("eth1".to_string(), vec![1u8, 1, 20])]))]) };
         assert_eq!(serde_json::from_str::<Offer>(&serde_json::to_string(&o).unwrap()).unwrap(), o);
     }
 
