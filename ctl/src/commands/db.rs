@@ -154,20 +154,12 @@ fn is_set_op(op: usize) -> bool {
 }
 
 fn compare(a: &Datum, b: &Datum) -> Ordering {
-    // ovsdb_datum_compare_3way: element by element, then by length.
-    for i in 0..a.keys.len().min(b.keys.len()) {
-        let o = a.keys[i].cmp(&b.keys[i]);
-        if o != Ordering::Equal {
-            return o;
-        }
-        if let (Some(av), Some(bv)) = (&a.values, &b.values) {
-            let o = av[i].cmp(&bv[i]);
-            if o != Ordering::Equal {
-                return o;
-            }
-        }
-    }
-    a.keys.len().cmp(&b.keys.len())
+    // ovsdb_datum_compare_3way: the shorter datum first; then the keys in order; then
+    // the values in order.
+    a.keys.len().cmp(&b.keys.len()).then_with(|| a.keys.cmp(&b.keys)).then_with(|| match (&a.values, &b.values) {
+        (Some(av), Some(bv)) => av.cmp(bv),
+        _ => Ordering::Equal,
+    })
 }
 
 /// Whether every element (key, or key=value pair) of `a` is in `b`.
