@@ -3,7 +3,9 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use super::{IfReq, ioctl_ifreq, owned};
+use std::mem::size_of;
+
+use super::{IfReq, cvt, ioctl_ifreq, owned};
 
 fn ctl_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the result is checked and owned at once.
@@ -39,6 +41,25 @@ pub fn set_up(name: &str, up: bool) -> io::Result<()> {
         ioctl_ifreq(s.as_raw_fd(), libc::SIOCSIFFLAGS, &mut ifr)?;
     }
     Ok(())
+}
+
+/// The link speed in Mbit/s that ethtool reports (`ETHTOOL_GSET`): `None` when the
+/// device does not say (`SPEED_UNKNOWN`, or no ethtool support).
+pub fn speed_mbps(name: &str) -> io::Result<Option<u32>> {
+    const ETHTOOL_GSET: u32 = 1;
+    // struct ethtool_cmd: 44 bytes; speed at 12 (u16), speed_hi at 28 (u16).
+    let mut cmd = [0u32; 11];
+    cmd[0] = ETHTOOL_GSET;
+    let s = ctl_socket()?;
+    let mut ifr = IfReq::new(name)?;
+    ifr.data[..size_of::<usize>()].copy_from_slice(&(cmd.as_mut_ptr() as usize).to_ne_bytes());
+    // SAFETY: `ifr` is a live `struct ifreq` whose data member points at `cmd`, a live,
+    // writable 44-byte `struct ethtool_cmd` (u32-aligned), for the duration of the call;
+    // SIOCETHTOOL with ETHTOOL_GSET reads and writes only those two.
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr as *mut IfReq) })?;
+    let b: Vec<u8> = cmd.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let speed = u32::from(u16::from_ne_bytes([b[12], b[13]])) | (u32::from(u16::from_ne_bytes([b[28], b[29]])) << 16);
+    Ok((speed != 0 && speed != u32::MAX).then_some(speed))
 }
 
 pub fn mtu(name: &str) -> io::Result<u32> {

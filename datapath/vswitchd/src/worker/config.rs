@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use rvs_ovsdb::Uuid;
 use rvs_switch::bridge::police::Policer;
+use rvs_switch::bridge::shaper::Shaper;
 use rvs_switch::bridge::{BridgeConfig, PortConfig};
 use rvs_switch::time::Time;
 use rvs_switch::types::{MacAddr, OfPort, VlanId};
@@ -32,9 +33,19 @@ pub struct DpPort {
     /// Ingress policing, if configured: one bucket, shared by the workers polling the
     /// port's queues (a lock taken only on policed ports).
     pub policer: Option<Arc<Mutex<Policer>>>,
+    /// Egress shaping rvs carries out itself ([`crate::qos`]: QoS on a tap rvs writes,
+    /// `egress-policer`): one bucket shared by the workers sending to the port.
+    pub shaper: Option<Arc<Mutex<Shaper>>>,
 }
 
 impl DpPort {
+    /// Whether the egress shaper lets a frame of `len` bytes leave now; `true` on a
+    /// port without one (a field test, nothing else).
+    #[inline]
+    pub(super) fn may_send(&self, now: Time, len: usize) -> bool {
+        self.shaper.as_ref().is_none_or(|s| s.lock().unwrap_or_else(|e| e.into_inner()).admit(now, len))
+    }
+
     /// Whether ingress policing lets a received frame of `len` bytes in.
     #[inline]
     pub(super) fn admit(&self, now: Time, len: usize) -> bool {

@@ -70,6 +70,12 @@ impl Worker {
                 PortStats::inc(&port.stats.tx_dropped);
                 continue;
             }
+            if !port.may_send(now, self.buf.len()) {
+                br.core.count_drop(DropReason::Shaped);
+                PortStats::inc(&port.stats.tx_dropped);
+                PortStats::inc(&port.stats.tx_shaped);
+                continue;
+            }
             port.stats.capture.frame(self.buf.frame());
             let offloads = port.caps.offloads;
             let sent = if offloads || !self.buf.vnet.is_gso() {

@@ -32,7 +32,7 @@ fn mac(n: u8) -> MacAddr {
 }
 
 fn port(n: u16, io: Arc<MemPort>, core: PortConfig) -> DpPort {
-    DpPort { iface: Uuid::random(), name: format!("p{n}"), ofport: OfPort::new(n).unwrap(), io, stats: Arc::default(), core, policer: None }
+    DpPort { iface: Uuid::random(), name: format!("p{n}"), ofport: OfPort::new(n).unwrap(), io, stats: Arc::default(), core, policer: None, shaper: None }
 }
 
 /// A configuration of one bridge "br0" of `ports`.
