@@ -82,7 +82,7 @@ fn libvirt_qos_installs_htb_on_a_system_port() {
     assert!(!qdisc(&n, &pb).contains("htb"), "the other port has no qdisc of rvs's");
     let show = n.d.ctl_ok(&["qos/show", &pa]);
     assert!(
-        show.starts_with(&format!("QoS: {pa} linux-htb\nmax-rate: 20000000\n\nDefault:\n  min-rate: 20000000\n  burst: 1048576\n  tx_packets: ")),
+        show.starts_with(&format!("QoS: {pa} linux-htb\nmax-rate: 20000000\n\nDefault:\n  burst: 1048576\n  min-rate: 20000000\n  tx_packets: ")),
         "{show}"
     );
     assert_eq!(n.d.ctl_ok(&["get", "Port", &pa, "status"]).trim(), "{}", "applied: nothing to say");
@@ -170,4 +170,43 @@ fn rvs_shapes_its_own_taps() {
     // Without the QoS, nothing more is shaped.
     libvirt_clear_qos(&n, &pa);
     wait_until("no shaper", Duration::from_secs(10), || n.d.ctl_ok(&["qos/show", &pa]).starts_with("QoS not configured"));
+}
+
+/// `tc qdisc show` and `tc class show` of `dev` in `ns`, sorted, the name replaced.
+fn tc_state(ns: &Netns, dev: &str) -> Vec<String> {
+    let mut v: Vec<String> = ns.sh(&format!("tc qdisc show dev {dev}; tc class show dev {dev}")).lines().map(|l| l.trim_end().replace(dev, "DEV")).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn same_qdisc_classes_and_qos_show_as_open_vswitch() {
+    require_tools(&["tc", "ovs-vswitchd"]);
+    let o = OvsNode::new("qov");
+    o.vsctl("add-br br0 -- set bridge br0 datapath_type=netdev");
+    let n = node("qdf");
+    let (ov, rv) = (unique("qdo"), unique("qdr"));
+    o.ns.sh(&format!("ip link add {ov} type veth peer name {ov}p && ip link set {ov} up"));
+    o.vsctl(&format!("add-port br0 {ov}"));
+    n.ns.sh(&format!("ip link add {rv} type veth peer name {rv}p && ip link set {rv} up"));
+    n.d.ctl_ok(&["add-port", "br0", &rv]);
+    // Two queues, one with OVS's defaults for what is missing, one with everything.
+    let rows = |p: &str| {
+        format!(
+            "set port {p} qos=@q -- --id=@q create qos type=linux-htb other_config:max-rate=50000000 queues:0=@a queues:1=@b \
+             -- --id=@a create queue other_config:min-rate=20000000 other_config:burst=1048576 \
+             -- --id=@b create queue other_config:min-rate=10000000 other_config:max-rate=30000000 other_config:priority=3"
+        )
+    };
+    o.vsctl(&rows(&ov));
+    let r = rows(&rv);
+    n.d.ctl_ok(&r.split_whitespace().collect::<Vec<_>>());
+    let three = |ns: &Netns, dev: &str| ns.sh(&format!("tc class show dev {dev}")).lines().count() == 3;
+    wait_until("OVS's classes", Duration::from_secs(20), || three(&o.ns, &ov));
+    wait_until("rvs's classes", Duration::from_secs(10), || three(&n.ns, &rv));
+    let (theirs, ours) = (tc_state(&o.ns, &ov), tc_state(&n.ns, &rv));
+    assert_eq!(ours, theirs, "the same rows, the same qdisc and classes");
+    let show_ovs = o.appctl(&format!("qos/show {ov}")).replace(&ov, "DEV");
+    let show_rvs = n.d.ctl_ok(&["qos/show", &rv]).replace(&rv, "DEV");
+    assert_eq!(show_rvs, show_ovs);
 }

@@ -69,11 +69,12 @@ pub enum QosHome {
     None,
 }
 
-/// The QoS types rvs honours on a port of `home`, sorted (`qos/show-types`).
+/// The QoS types rvs honours on a port of `home` (`qos/show-types`): the Linux ones
+/// in the order OVS 3.1 lists them, then `egress-policer`.
 pub fn types_for(home: QosHome) -> &'static [&'static str] {
     match home {
-        QosHome::Kernel => &["egress-policer", "linux-hfsc", "linux-htb", "linux-noop"],
-        QosHome::Rvs => &["egress-policer", "linux-hfsc", "linux-htb"],
+        QosHome::Kernel => &["linux-hfsc", "linux-noop", "linux-htb", "egress-policer"],
+        QosHome::Rvs => &["linux-hfsc", "linux-htb", "egress-policer"],
         QosHome::None => &["egress-policer"],
     }
 }
@@ -257,13 +258,14 @@ fn class(queue: Option<u32>, h: u32, parent: u32, hfsc: bool, min: u64, max: u64
         quantum: if min32 / 10 < dev.mtu { dev.mtu } else { 0 },
         prio,
     };
-    let mut details = vec![("min-rate", 8 * min)];
-    if min != max {
-        details.push(("max-rate", 8 * max));
-    }
-    details.push(("burst", 8 * burst));
+    // The order OVS 3.1 prints them in (its hash map's order for these keys).
+    let mut details = vec![("burst", 8 * burst)];
     if prio != 0 {
         details.push(("priority", u64::from(prio)));
+    }
+    details.push(("min-rate", 8 * min));
+    if min != max {
+        details.push(("max-rate", 8 * max));
     }
     PlannedClass { queue, handle: h, parent, opt: ClassOpt::Htb { opt, ticks_per_s: dev.ticks_per_s }, details }
 }

@@ -49,7 +49,7 @@ fn htb_as_ovs_computes_it() {
     // burst 131072 bytes at 12.5 MB/s: 10.48576 ms of 15.625 MHz ticks.
     assert_eq!(opt.buffer, 163_840);
     assert_eq!(opt.quantum, 0, "rate/r2q is above the MTU");
-    assert_eq!(q0.details, vec![("min-rate", 100_000_000), ("burst", 1_048_576)]);
+    assert_eq!(q0.details, vec![("burst", 1_048_576), ("min-rate", 100_000_000)]);
 }
 
 #[test]
@@ -68,8 +68,8 @@ fn htb_defaults_and_clamps() {
     assert_eq!(
         by_queue[1..],
         [
-            (Some(0), 0x1_0001, vec![("min-rate", 12_000), ("max-rate", 10_000_000), ("burst", 12_512)]),
-            (Some(3), 0x1_0004, vec![("min-rate", 12_000), ("max-rate", 10_000_000), ("burst", 12_512), ("priority", 2)]),
+            (Some(0), 0x1_0001, vec![("burst", 12_512), ("min-rate", 12_000), ("max-rate", 10_000_000)]),
+            (Some(3), 0x1_0004, vec![("burst", 12_512), ("priority", 2), ("min-rate", 12_000), ("max-rate", 10_000_000)]),
         ]
     );
     let ClassOpt::Htb { opt, .. } = p.classes[1].opt else { panic!() };
@@ -109,7 +109,7 @@ fn outcomes_by_port_kind() {
     assert_eq!(outcome(&codel, QosHome::Kernel), Outcome::Unsupported);
     assert_eq!(
         unsupported_note(&codel, QosHome::Kernel),
-        "not applied: QoS type linux-codel is not supported on this port (rvs applies egress-policer, linux-hfsc, linux-htb, linux-noop)"
+        "not applied: QoS type linux-codel is not supported on this port (rvs applies linux-hfsc, linux-noop, linux-htb, egress-policer)"
     );
 }
 
@@ -121,11 +121,11 @@ fn show_texts() {
     let class = rvs_sys::tc::Class { handle: 0x1_0001, stats: rvs_sys::tc::ClassStats { packets: 5, bytes: 600, drops: 1 }, ..Default::default() };
     assert_eq!(
         show("vm1", &Shown::Kernel(&i, Ok(vec![class]))),
-        "QoS: vm1 linux-htb\nmax-rate: 100000000\n\nDefault:\n  min-rate: 100000000\n  burst: 1048576\n  tx_packets: 5\n  tx_bytes: 600\n  tx_errors: 1\n"
+        "QoS: vm1 linux-htb\nmax-rate: 100000000\n\nDefault:\n  burst: 1048576\n  min-rate: 100000000\n  tx_packets: 5\n  tx_bytes: 600\n  tx_errors: 1\n"
     );
     assert_eq!(
         show("vm1", &Shown::Kernel(&i, Ok(vec![]))),
-        "QoS: vm1 linux-htb\nmax-rate: 100000000\n\nDefault:\n  min-rate: 100000000\n  burst: 1048576\n  Failed to get statistics for queue 0: No such file or directory"
+        "QoS: vm1 linux-htb\nmax-rate: 100000000\n\nDefault:\n  burst: 1048576\n  min-rate: 100000000\n  Failed to get statistics for queue 0: No such file or directory"
     );
     assert_eq!(show("vm1", &Shown::None), "QoS not configured on vm1\n");
     assert_eq!(show_types("t", &["a", "b"]), "QoS type: a\nQoS type: b\n");
