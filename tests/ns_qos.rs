@@ -162,11 +162,26 @@ fn rvs_shapes_its_own_taps() {
     eprintln!("TCP into the 20 Mbit/s tap: {shaped:.1} Mbit/s; into the other: {free:.1} Mbit/s (loaded machine)");
     assert!(shaped < 30.0 && shaped > 1.0, "{shaped} Mbit/s through a 20 Mbit/s limit");
     assert!(free > 2.0 * shaped, "the other tap is not limited: {free} vs {shaped}");
-    let drops = n.d.ctl_ok(&["rvs/drops", "br0"]);
-    let counted = drops.lines().find(|l| l.trim_start().starts_with("shaped")).and_then(|l| l.split_whitespace().nth(1)).and_then(|x| x.parse::<u64>().ok());
-    assert!(counted.unwrap_or(0) > 0, "{drops}");
+    let show = n.d.ctl_ok(&["qos/show", &pa]);
+    let sent: u64 = show.lines().find_map(|l| l.trim().strip_prefix("tx_bytes: ")).and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(sent > 1_000_000, "{show}");
+
+    // An egress-policer (OVS-DPDK's type: cir bytes/s, cbs bytes) drops what is above
+    // its rate: 100 pings of 1.4 kB in a second through 12.5 kB/s.
+    let shaped = |d: &Daemon| -> u64 {
+        let s = d.ctl_ok(&["rvs/drops", "br0"]);
+        s.lines().find(|l| l.trim_start().starts_with("shaped")).and_then(|l| l.split_whitespace().nth(1)).and_then(|x| x.parse().ok()).unwrap_or(0)
+    };
+    let before = shaped(&n.d);
+    let qos = n.d.ctl_ok(&["get", "port", &pa, "qos"]);
+    n.d.ctl_ok(&["set", "qos", qos.trim(), "type=egress-policer", "other_config:cir=12500", "other_config:cbs=1500"]);
+    wait_until("the policer", Duration::from_secs(10), || n.d.ctl_ok(&["qos/show", &pa]).contains("egress-policer"));
+    assert_eq!(n.d.ctl_ok(&["qos/show", &pa]).lines().take(3).collect::<Vec<_>>(), [format!("QoS: {pa} egress-policer"), "cir: 12500".into(), "cbs: 1500".into()]);
+    vmb.sh("ping -c 100 -i 0.01 -s 1400 -W 1 198.18.33.1 >/dev/null 2>&1");
+    let dropped = shaped(&n.d) - before;
+    assert!(dropped > 10, "{dropped} dropped: {}", n.d.ctl_ok(&["rvs/drops", "br0"]));
     let tx_dropped = n.d.ctl_ok(&["get", "Interface", &pa, "statistics:tx_dropped"]);
-    assert!(tx_dropped.trim().parse::<u64>().unwrap_or(0) > 0, "{tx_dropped}");
+    assert!(tx_dropped.trim().parse::<u64>().unwrap_or(0) >= dropped, "{tx_dropped}");
     // Without the QoS, nothing more is shaped.
     libvirt_clear_qos(&n, &pa);
     wait_until("no shaper", Duration::from_secs(10), || n.d.ctl_ok(&["qos/show", &pa]).starts_with("QoS not configured"));

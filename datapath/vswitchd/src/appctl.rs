@@ -377,7 +377,6 @@ fn qos_show(ctl: &mut Control, name: &str) -> Reply {
         Some((q, crate::qos::Outcome::Shaper(cfg))) => {
             let s = p.stats.snapshot();
             let shaped = p.stats.tx_shaped.load(std::sync::atomic::Ordering::Relaxed);
-            let cfg = rvs_switch::bridge::shaper::Shaper::new(cfg).map_or(cfg, |s| s.config());
             Shown::Shaper { ty: &q.ty, cfg, counters: (s.tx_packets, s.tx_bytes, shaped) }
         }
         _ => Shown::None,

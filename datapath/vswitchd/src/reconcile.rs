@@ -36,7 +36,7 @@ use crate::worker::{DpBridge, DpConfig, DpPort};
 use rvs_ovsdb::view::{Bridge, Interface};
 use rvs_ovsdb::{Datum, Db, Uuid};
 use rvs_switch::bridge::police::Policer;
-use rvs_switch::bridge::shaper::Shaper;
+use rvs_switch::bridge::shaper::ShapeQueue;
 use rvs_switch::types::{MacAddr, OfPort, VlanId, check_ifname};
 use rvs_sys::netdev;
 
@@ -101,7 +101,13 @@ pub struct OpenIfaces {
     pub qos: crate::qos::kernel::KernelQos,
     /// Per Port, why its QoS is not applied (Port `status:qos`).
     pub qos_notes: HashMap<Uuid, String>,
+    /// rvs's own egress shapers by interface, with the settings and slots they were
+    /// made for: kept (with what waits in them) while those do not change.
+    shapers: HashMap<Uuid, ShaperEntry>,
 }
+
+/// An egress shaper: its settings, its queue's slots, the shared queue.
+type ShaperEntry = (rvs_switch::bridge::shaper::ShaperConfig, usize, Arc<std::sync::Mutex<ShapeQueue>>);
 
 /// A static MAC entry as the workers get it: (VLAN, MAC, port).
 type StaticEntry = (VlanId, MacAddr, OfPort);
@@ -334,14 +340,7 @@ impl OpenIfaces {
                     bridges.len() - 1
                 }
             };
-            let home = match bond {
-                Some(_) => crate::qos::QosHome::Kernel,
-                None => self.open.get(&w.iface).map_or(crate::qos::QosHome::None, |op| op.device.qos_home()),
-            };
-            let shaper = w.qos.as_ref().and_then(|q| match crate::qos::outcome(q, home) {
-                crate::qos::Outcome::Shaper(c) => Shaper::new(c),
-                _ => None,
-            });
+            let shaper = self.shapers.get(&w.iface).map(|s| s.2.clone());
             let mut core = w.core.clone();
             core.key = u32::from(ofport.get());
             core.tunnel = bond.is_none() && self.open.get(&w.iface).is_some_and(|op| op.device.is_tunnel());
@@ -353,7 +352,7 @@ impl OpenIfaces {
                 stats,
                 core,
                 policer: Policer::new(w.policer).map(|p| Arc::new(std::sync::Mutex::new(p))),
-                shaper: shaper.map(|s| Arc::new(std::sync::Mutex::new(s))),
+                shaper,
             });
             ports.push((if bond.is_some() { w.port } else { w.iface }, ofport, serial));
         }
@@ -455,10 +454,19 @@ impl OpenIfaces {
     fn sync_qos(&mut self, plan: &Plan) {
         use crate::qos::{Outcome, QosHome, kernel::Want};
         let mut notes: HashMap<Uuid, String> = HashMap::new();
+        let mut shapers = HashMap::new();
         for w in &plan.ifaces {
             let Some(p) = self.open.get(&w.iface) else { continue };
             let home = p.device.qos_home();
             let outcome = w.qos.as_ref().map(|q| crate::qos::outcome(q, home));
+            if let (Some(q), Some(Outcome::Shaper(c))) = (&w.qos, &outcome) {
+                // A QoS rate queues like a qdisc; an egress-policer drops (no slots).
+                let slots = if q.ty == "egress-policer" { 0 } else { ShapeQueue::slots_for(*c) };
+                let kept = self.shapers.remove(&w.iface).filter(|s| s.0 == *c && s.1 == slots);
+                if let Some(s) = kept.or_else(|| ShapeQueue::new(*c, slots).map(|sq| (*c, slots, Arc::new(std::sync::Mutex::new(sq))))) {
+                    shapers.insert(w.iface, s);
+                }
+            }
             if let (Some(q), Some(Outcome::Unsupported)) = (&w.qos, &outcome) {
                 notes.insert(w.port, crate::qos::unsupported_note(q, home));
             }
@@ -473,6 +481,7 @@ impl OpenIfaces {
                 notes.insert(w.port, format!("not applied: {}: cannot make rvs's frames pass the qdisc ({})", w.name, rvs_sys::strerror(&e)));
             }
         }
+        self.shapers = shapers;
         let open = &self.open;
         self.qos.retain(|u| open.contains_key(u));
         for (port, note) in &notes {

@@ -11,9 +11,10 @@
 //!   installs, changes and removes it; this module only computes it (pure).
 //! * On a tap rvs writes itself (`internal`, `tap`), where no qdisc sees the frames,
 //!   in rvs's own egress path: a token bucket per port at the default queue's rate
-//!   (`rvs_switch::bridge::shaper`), frames above it dropped and counted.
+//!   with a bounded queue in front (`rvs_switch::bridge::shaper`), like a qdisc;
+//!   frames that find it full are dropped and counted.
 //! * `egress-policer` (OVS's DPDK type: `cir` bytes/s, `cbs` bytes) by the same bucket
-//!   on any port; `linux-noop` leaves the device's qdisc alone (and lets frames
+//!   without a queue (above the rate is dropped), on any port; `linux-noop` leaves the device's qdisc alone (and lets frames
 //!   through it). Any other type is not applied, as in OVS, which ignores the failure;
 //!   rvs also says so in the Port's `status` and the log.
 //!

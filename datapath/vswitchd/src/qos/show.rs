@@ -18,8 +18,8 @@ pub enum Shown<'a> {
     None,
     /// A qdisc rvs installed, and the classes the kernel has on the device now.
     Kernel(&'a Installed, Result<Vec<tc::Class>, tc::TcError>),
-    /// rvs's own shaper: the QoS type, its settings, and the port's sent packets,
-    /// bytes and shaped drops.
+    /// rvs's own shaper: the QoS type, its settings as configured, and the port's
+    /// sent packets, bytes and shaped drops.
     Shaper { ty: &'a str, cfg: ShaperConfig, counters: (u64, u64, u64) },
 }
 
