@@ -79,7 +79,7 @@ echo "system port (kernel HTB, as a libvirt tap): $k Mbit/s"
 ctl qos/show "${P}e1" | sed 's/^/    /'
 ip netns exec "${P}n" tc -s class show dev "${P}e1" | sed 's/^/    /'
 t="$(rate 2 5412)"
-echo "rvs tap (rvs's shaper, drops above the rate): $t Mbit/s"
+echo "rvs tap (rvs's shaper: bucket and queue): $t Mbit/s"
 ctl qos/show "${P}t2" | sed 's/^/    /'
 qos="$(ctl get port "${P}e1" qos)"
 ctl clear port "${P}e1" qos -- destroy qos "$qos"
