@@ -225,3 +225,37 @@ fn same_qdisc_classes_and_qos_show_as_open_vswitch() {
     let show_rvs = n.d.ctl_ok(&["qos/show", &rv]).replace(&rv, "DEV");
     assert_eq!(show_rvs, show_ovs);
 }
+
+#[test]
+fn hfsc_where_the_kernel_has_it() {
+    let n = node("qhf");
+    let p = unique("qsh");
+    let _vm = n.veth_vm("br0", &p, "198.18.34.1/24");
+    // Whether this kernel has HFSC, asked of a scratch device.
+    let scratch = unique("qsx");
+    assert!(n.ns.sh_ok(&format!("ip link add {scratch} type veth peer name {scratch}p")));
+    let has_hfsc = n.ns.sh_ok(&format!("tc qdisc add dev {scratch} root handle 1: hfsc default 1 2>/dev/null"));
+    assert!(n.ns.sh_ok(&format!("ip link del {scratch}")));
+    n.d.ctl_ok(&[
+        "set", "port", &p, "qos=@q", "--", "--id=@q", "create", "qos", "type=linux-hfsc", "other_config:max-rate=50000000", "queues:1=@a", "--", "--id=@a",
+        "create", "queue", "other_config:min-rate=8000000",
+    ]);
+    if has_hfsc {
+        wait_until("the HFSC classes", Duration::from_secs(10), || classes(&n, &p).lines().count() == 3);
+        let c = classes(&n, &p);
+        assert!(c.contains("class hfsc 1:2 parent 1:fffe"), "{c}");
+        assert!(n.d.ctl_ok(&["qos/show", &p]).starts_with(&format!("QoS: {p} linux-hfsc\nmax-rate: 50000000\n")));
+    } else {
+        // The kernel's refusal, in the Port's status; nothing else changed.
+        wait_until("the status", Duration::from_secs(10), || n.d.ctl_ok(&["get", "Port", &p, "status"]).contains("not applied"));
+        let st = n.d.ctl_ok(&["get", "Port", &p, "status:qos"]);
+        assert!(st.contains(&format!("creating the root HFSC qdisc on {p} failed")), "{st}");
+        assert!(!qdisc(&n, &p).contains("hfsc"));
+        assert_eq!(n.d.ctl_ok(&["qos/show", &p]), format!("QoS not configured on {p}\n"));
+    }
+    // Back to HTB: applied, and the note is gone.
+    let qos = n.d.ctl_ok(&["get", "port", &p, "qos"]);
+    n.d.ctl_ok(&["set", "qos", qos.trim(), "type=linux-htb"]);
+    wait_until("HTB", Duration::from_secs(10), || qdisc(&n, &p).contains("htb"));
+    wait_until("no note", Duration::from_secs(10), || n.d.ctl_ok(&["get", "Port", &p, "status"]).trim() == "{}");
+}
