@@ -372,7 +372,7 @@ fn qos_show(ctl: &mut Control, name: &str) -> Reply {
         let classes = rvs_sys::tc::classes(rvs_sys::tc::Dev { name: &i.name, ifindex: i.ifindex });
         return Ok(show(name, &Shown::Kernel(i, classes)));
     }
-    let spec = crate::plan::plan(&ctl.db, &[0]).ifaces.into_iter().find(|w| w.iface == *u).and_then(|w| w.qos);
+    let spec = crate::qos::spec_of_iface(&ctl.db, u);
     let shown = match spec.as_ref().map(|q| (q, crate::qos::outcome(q, p.device.qos_home()))) {
         Some((q, crate::qos::Outcome::Shaper(cfg))) => {
             let s = p.stats.snapshot();

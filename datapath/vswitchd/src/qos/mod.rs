@@ -59,6 +59,11 @@ pub fn spec_for(db: &Db, port: &Uuid) -> Option<QosSpec> {
     Some(QosSpec { ty: q.type_().to_string(), other_config: smap(q.other_config()), queues })
 }
 
+/// The QoS of the Port that interface `iface` belongs to.
+pub fn spec_of_iface(db: &Db, iface: &Uuid) -> Option<QosSpec> {
+    Port::all(db).find(|p| p.interfaces().any(|i| i == *iface)).and_then(|p| spec_for(db, &p.uuid))
+}
+
 /// Where a port's egress can be shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QosHome {
