@@ -476,8 +476,13 @@ impl OpenIfaces {
             if let Err(e) = self.qos.sync(&want, || crate::qos::kernel::facts(&w.name)) {
                 notes.insert(w.port, format!("not applied: {e}"));
             }
+            // Bypassing again is best effort, as at open; a kernel without the option
+            // (ENOPROTOOPT) never bypassed the qdisc in the first place.
             let pass = matches!(outcome, Some(Outcome::Qdisc | Outcome::Noop));
-            if let Err(e) = p.device.pass_qdisc(pass) {
+            if let Err(e) = p.device.pass_qdisc(pass)
+                && pass
+                && e.raw_os_error() != Some(libc::ENOPROTOOPT)
+            {
                 notes.insert(w.port, format!("not applied: {}: cannot make rvs's frames pass the qdisc ({})", w.name, rvs_sys::strerror(&e)));
             }
         }
