@@ -28,6 +28,7 @@ d="$(mktemp -d /tmp/rvs-qos.XXXXXX)"
 cleanup() {
     set +e
     [ -f "$d/rvs-vswitchd.pid" ] && kill "$(cat "$d/rvs-vswitchd.pid")" 2>/dev/null
+    for f in "$d"/iperf-*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
     sleep 0.3
     for n in n v1 v2 v3; do ip netns del "${P}$n" 2>/dev/null; done
     rm -rf "$d"
@@ -68,7 +69,7 @@ for v in 1 2; do
 done
 
 rate() { # rate VM PORT: Mbit/s vm3 -> vmN
-    ip netns exec "${P}v$1" iperf3 -s -D -1 -p "$2" >/dev/null 2>&1
+    ip netns exec "${P}v$1" iperf3 -s -D -1 -p "$2" -I "$d/iperf-$2.pid" >/dev/null 2>&1
     sleep 0.3
     ip netns exec "${P}v3" timeout $((SECS + 20)) iperf3 -c "198.18.220.$1" -p "$2" -t "$SECS" -J |
         python3 -c 'import json,sys; print(round(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6,1))'

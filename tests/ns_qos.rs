@@ -55,9 +55,21 @@ fn qdisc(n: &Node, dev: &str) -> String {
     n.ns.sh(&format!("tc qdisc show dev {dev}"))
 }
 
-/// Mbit/s of a 3-second iperf3 TCP stream from `client` to `server` (at `addr`).
+/// Mbit/s of a 3-second iperf3 TCP stream from `client` to `server` (at `addr`). The
+/// server (one test, then it exits) is killed by its pid in any case.
 fn iperf(server: &Netns, client: &Netns, addr: &str, port: u16) -> f64 {
-    server.sh(&format!("iperf3 -s -D -1 -p {port} >/dev/null 2>&1"));
+    struct Server(std::path::PathBuf);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            if let Ok(pid) = std::fs::read_to_string(&self.0) {
+                let _ = sh_ok(&format!("kill {} 2>/dev/null", pid.trim()));
+            }
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let pidfile = std::env::temp_dir().join(format!("rvs-qos-iperf-{}-{port}.pid", std::process::id()));
+    let _server = Server(pidfile.clone());
+    server.sh(&format!("iperf3 -s -D -1 -p {port} -I {} >/dev/null 2>&1", pidfile.display()));
     std::thread::sleep(Duration::from_millis(300));
     let out = client.sh(&format!("timeout 30 iperf3 -c {addr} -p {port} -t 3 -J"));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("iperf3 output ({e}): {out}"));
