@@ -1,6 +1,7 @@
 //! Namespace tests of egress QoS: the rows libvirt writes for `<bandwidth><inbound>`
 //! install the kernel's HTB qdisc and classes on an AF_PACKET port's device (read back
-//! with `tc`), follow updates, go with the QoS and stay right across a restart; a TCP
+//! with `tc`), follow updates, go with the QoS and stay right across a restart and a
+//! takeover; the same rows give what Open vSwitch gives; a TCP
 //! stream into the limited port is shaped while another port's is not; rvs's own taps
 //! are shaped by its egress shaper; a type rvs cannot honour is reported, not applied.
 //! Root, `tc` and `iperf3` required. Rates are asserted coarsely (well below the
@@ -270,4 +271,32 @@ fn hfsc_where_the_kernel_has_it() {
     n.d.ctl_ok(&["set", "qos", qos.trim(), "type=linux-htb"]);
     wait_until("HTB", Duration::from_secs(10), || qdisc(&n, &p).contains("htb"));
     wait_until("no note", Duration::from_secs(10), || n.d.ctl_ok(&["get", "Port", &p, "status"]).trim() == "{}");
+}
+
+/// The bytes the root qdisc of `dev` has sent (`tc -s qdisc show`).
+fn qdisc_sent(n: &Node, dev: &str) -> u64 {
+    let s = n.ns.sh(&format!("tc -s qdisc show dev {dev}"));
+    s.split_whitespace().skip_while(|w| *w != "Sent").nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no Sent in {s}"))
+}
+
+#[test]
+fn takeover_keeps_the_qdisc_and_its_frames_still_pass_it() {
+    let n = node("qtk");
+    let (pa, pb) = (unique("qka"), unique("qkb"));
+    let _vma = n.veth_vm("br0", &pa, "198.18.35.1/24");
+    let vmb = n.veth_vm("br0", &pb, "198.18.35.2/24");
+    assert!(vmb.ping_eventually("198.18.35.1", Duration::from_secs(10)));
+    libvirt_set_qos(&n, &pa, 50_000_000, 0);
+    wait_until("the qdisc", Duration::from_secs(10), || qdisc(&n, &pa).contains("htb"));
+    assert!(vmb.ping("198.18.35.1", 5));
+    let before = qdisc_sent(&n, &pa);
+    assert!(before > 0, "rvs's frames pass the qdisc");
+    let out = n.d.try_start_with(&["--takeover"]);
+    assert!(out.status.success(), "takeover: {}\n{}", String::from_utf8_lossy(&out.stderr), n.d.log());
+    // The same qdisc (its counters kept: not deleted and made again), the same classes.
+    assert!(qdisc_sent(&n, &pa) >= before, "{}", n.ns.sh(&format!("tc -s qdisc show dev {pa}")));
+    assert_eq!(classes(&n, &pa).lines().filter(|l| l.starts_with("class htb")).count(), 2);
+    // The new daemon's frames pass it too.
+    assert!(vmb.ping("198.18.35.1", 5), "{}", n.d.log());
+    assert!(qdisc_sent(&n, &pa) > before);
 }

@@ -501,6 +501,31 @@ mod tests {
     }
 
     #[test]
+    fn garbage_parses_without_panicking() {
+        // Pseudo-random bytes (xorshift), and the same with plausible attribute
+        // headers spliced in: parse_class reads what it can and never panics.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in (TCMSG..600).step_by(7) {
+            let mut b: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = parse_class(&b);
+            for at in (TCMSG..len.saturating_sub(4)).step_by(16) {
+                let alen = ((x as usize) % 64) as u16;
+                b[at..at + 2].copy_from_slice(&alen.to_ne_bytes());
+                b[at + 2..at + 4].copy_from_slice(&[TCA_OPTIONS as u8, 0]);
+            }
+            let _ = parse_class(&b);
+            let _ = attrs(&b).count();
+        }
+    }
+
+    #[test]
     fn rate_table_is_ticks_per_cell() {
         let t = rtab(&RateSpec { cell_log: 3, mpu: 60, rate: 1_000_000 }, 1e6);
         assert_eq!(t.len(), 1024);
