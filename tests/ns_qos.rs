@@ -237,6 +237,14 @@ fn same_qdisc_classes_and_qos_show_as_open_vswitch() {
     let show_ovs = o.appctl(&format!("qos/show {ov}")).replace(&ov, "DEV");
     let show_rvs = n.d.ctl_ok(&["qos/show", &rv]).replace(&rv, "DEV");
     assert_eq!(show_rvs, show_ovs);
+    // linux-noop: the qdisc is left as it is (OVS's own too), and not shown.
+    o.vsctl(&format!("set qos {ov} type=linux-noop"));
+    n.d.ctl_ok(&["set", "qos", &rv, "type=linux-noop"]);
+    let noop = |s: &str, dev: &str| s == format!("QoS not configured on {dev}\n");
+    wait_until("OVS's noop", Duration::from_secs(20), || noop(&o.appctl(&format!("qos/show {ov}")), &ov));
+    wait_until("rvs's noop", Duration::from_secs(10), || noop(&n.d.ctl_ok(&["qos/show", &rv]), &rv));
+    assert_eq!(n.d.ctl_ok(&["qos/show", &rv]).replace(&rv, "DEV"), o.appctl(&format!("qos/show {ov}")).replace(&ov, "DEV"));
+    assert_eq!(tc_state(&n.ns, &rv), tc_state(&o.ns, &ov), "the qdisc left in place on both");
 }
 
 #[test]

@@ -473,7 +473,9 @@ impl OpenIfaces {
             let (QosHome::Kernel, Some(ifindex)) = (home, p.device.ifindex()) else { continue };
             let spec = w.qos.as_ref().filter(|_| outcome == Some(Outcome::Qdisc));
             let want = Want { iface: w.iface, name: &w.name, ifindex, spec };
-            if let Err(e) = self.qos.sync(&want, || crate::qos::kernel::facts(&w.name)) {
+            if outcome == Some(Outcome::Noop) {
+                self.qos.leave(&w.iface);
+            } else if let Err(e) = self.qos.sync(&want, || crate::qos::kernel::facts(&w.name)) {
                 notes.insert(w.port, format!("not applied: {e}"));
             }
             // Bypassing again is best effort, as at open; a kernel without the option

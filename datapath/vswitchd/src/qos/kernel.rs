@@ -11,6 +11,7 @@
 //! away, or the port, the qdisc rvs installed is deleted. A device seen for the first
 //! time without QoS that has an HTB or HFSC root `1:` (rvs's or OVS's, left from a
 //! configuration changed while no daemon ran) has it deleted, as OVS would.
+//! `linux-noop` leaves the device's qdisc as it is, whatever it is.
 
 use std::collections::HashMap;
 
@@ -82,6 +83,13 @@ impl KernelQos {
         tracing::info!("{}: QoS {} installed (max-rate {} bit/s, {} queue(s))", want.name, plan.ty, plan.max_rate * 8, plan.classes.len() - 1);
         self.installed.insert(want.iface, Installed { name: want.name.to_string(), ifindex: want.ifindex, spec: spec.clone(), facts, plan });
         Ok(true)
+    }
+
+    /// Leaves the device's qdisc as it is and forgets it (`linux-noop`: OVS leaves
+    /// whatever qdisc is there, also one it installed itself).
+    pub fn leave(&mut self, iface: &Uuid) {
+        self.seen.insert(*iface);
+        self.installed.remove(iface);
     }
 
     /// Forgets (and removes the qdisc of) every interface not in `keep`: ports that

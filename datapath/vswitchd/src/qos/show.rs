@@ -14,7 +14,7 @@ use super::kernel::Installed;
 
 /// What a port's QoS is, for the printout.
 pub enum Shown<'a> {
-    /// Nothing applied (no QoS, or one rvs does not honour there).
+    /// Nothing applied (no QoS, `linux-noop`, or a type rvs does not honour there).
     None,
     /// A qdisc rvs installed, and the classes the kernel has on the device now.
     Kernel(&'a Installed, Result<Vec<tc::Class>, tc::TcError>),
