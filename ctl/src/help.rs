@@ -85,7 +85,8 @@ Database commands:
   destroy TBL REC             delete RECord from TBL
   wait-until TBL REC [COL[:KEY]=VALUE]  wait until condition is true
 Tables: Open_vSwitch (as \".\"), Bridge, Port, Interface (by name), QoS (via the
-Port's \"qos\"), Queue (by UUID). Names may be abbreviated to a unique prefix.
+Port's \"qos\"; applied: see qos/show), Queue (by UUID). Names may be
+abbreviated to a unique prefix.
 
 Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   fdb/show BRIDGE [--format=json]  MAC table: port, VLAN, MAC, age
@@ -111,6 +112,8 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   dpif-netdev/pmd-stats-show [-pmd CORE]  polling workers (pmd-cpu-mask): frames, cycles
   dpif-netdev/pmd-stats-clear [-pmd CORE]  reset them
   dpif-netdev/pmd-rxq-show [-pmd CORE] [-secs SECS]  queues per polling worker, usage
+  qos/show IFACE              egress QoS applied there: type, queues, their counters
+  qos/show-types IFACE        the QoS types rvs applies on that interface
   rvs/capture PORT FILE [COUNT|SECONDSs]  write the port's frames to a pcap file
   rvs/capture-stop PORT       end that capture
   ofproto/trace BRIDGE FLOW [PACKET]  why a frame goes where it goes (nothing learned)

@@ -26,7 +26,7 @@ const NAMES: &[&str] = &[
     "bond/disable-member", "bond/disable-slave", "bond/enable-member", "bond/enable-slave", "bond/hash", "bond/set-active-member",
     "bond/set-active-slave", "lacp/show", "lacp/show-stats",
     "rvs/takeover", "dpif-netdev/pmd-rxq-show", "dpif-netdev/pmd-stats-clear", "dpif-netdev/pmd-stats-show", "rvs/capture", "rvs/capture-stop",
-    "ofproto/trace", "rvs/metrics", "bond/list", "bond/migrate",
+    "ofproto/trace", "rvs/metrics", "bond/list", "bond/migrate", "qos/show", "qos/show-types",
 ];
 
 struct Daemon {

@@ -62,6 +62,7 @@ fn rig() -> Rig {
             stats: Arc::default(),
             core,
             policer: None,
+            shaper: None,
         })
         .collect();
     let cfg = DpConfig {

@@ -349,7 +349,7 @@ pub(crate) const INTERFACE: &[ColumnSchema] = &[
 pub(crate) const QOS: &[ColumnSchema] =
     &[col("external_ids", smap()), col("other_config", smap()), col("queues", map(int_range(0, 4294967295), uuid_ref("Queue"))), col("type", scalar(string()))];
 
-const QUEUE: &[ColumnSchema] = &[col("dscp", optional(int_range(0, 63))), col("external_ids", smap()), col("other_config", smap())];
+pub(crate) const QUEUE: &[ColumnSchema] = &[col("dscp", optional(int_range(0, 63))), col("external_ids", smap()), col("other_config", smap())];
 
 // The tables rvs stores without acting on them, generated from OVS's
 // vswitch.ovsschema 8.3.1 (names, types, constraints, mutability, ephemerality).

@@ -271,6 +271,18 @@ views! {
         status / STATUS: Whole = "status";
         type_ / TYPE: Str = "type";
     }
+
+    /// A QoS row (egress shaping of the Port that points at it).
+    Qos = tables::QOS, schema::QOS {
+        other_config / OTHER_CONFIG: Whole = "other_config";
+        queues / QUEUES: Whole = "queues";
+        type_ / TYPE: Str = "type";
+    }
+
+    /// A Queue row (one class of a QoS).
+    Queue = tables::QUEUE, schema::QUEUE {
+        other_config / OTHER_CONFIG: Whole = "other_config";
+    }
 }
 
 impl<'a> Interface<'a> {

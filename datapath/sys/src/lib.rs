@@ -13,6 +13,7 @@ pub mod netdev;
 pub mod netlink;
 pub mod packet;
 pub mod process;
+pub mod tc;
 pub mod tun;
 pub mod udp;
 pub mod uring;

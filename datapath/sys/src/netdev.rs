@@ -3,7 +3,9 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use super::{IfReq, ioctl_ifreq, owned};
+use std::mem::size_of;
+
+use super::{IfReq, cvt, ioctl_ifreq, owned};
 
 fn ctl_socket() -> io::Result<OwnedFd> {
     // SAFETY: plain socket(2) call; the result is checked and owned at once.
@@ -41,6 +43,19 @@ pub fn set_up(name: &str, up: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// `SIOCETHTOOL` with `cmd` (a `struct ethtool_*` as u32 words, its command first),
+/// which the kernel reads and fills in place.
+fn ethtool(name: &str, cmd: &mut [u32]) -> io::Result<()> {
+    let s = ctl_socket()?;
+    let mut ifr = IfReq::new(name)?;
+    ifr.data[..size_of::<usize>()].copy_from_slice(&(cmd.as_mut_ptr() as usize).to_ne_bytes());
+    // SAFETY: `ifr` is a live `struct ifreq` whose data member points at `cmd`, a live,
+    // writable, u32-aligned buffer for the duration of the call; each command rvs
+    // passes (ETHTOOL_GLINK: 8 bytes, ETHTOOL_GSET: 44) reads and writes only its own
+    // struct, which `cmd` is sized for by its callers.
+    cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr as *mut IfReq) }).map(drop)
+}
+
 /// The link state `bond-detect-mode=miimon` polls, as OVS reads it: the PHY's basic
 /// status register (SIOCGMIIPHY, then SIOCGMIIREG of register 1, link bit 0x0004);
 /// a device without MII (veths, taps, most virtual NICs) answers through ethtool's
@@ -59,15 +74,23 @@ pub fn mii_link(name: &str) -> io::Result<bool> {
             return Ok(u16::from_ne_bytes([ifr.data[6], ifr.data[7]]) & BMSR_LSTATUS != 0);
         }
     }
-    // struct ethtool_value { cmd, data: u32 }, pointed to by the union's ifr_data.
+    // struct ethtool_value { cmd, data: u32 }.
     let mut value = [ETHTOOL_GLINK, 0u32];
-    let mut ifr = IfReq::new(name)?;
-    ifr.data[..std::mem::size_of::<usize>()].copy_from_slice(&(value.as_mut_ptr() as usize).to_ne_bytes());
-    // SAFETY: `ifr` is a live `struct ifreq` whose ifr_data points to `value`, a live
-    // 8-byte `struct ethtool_value` that outlives the call; ETHTOOL_GLINK reads its
-    // `cmd` and writes its `data`, nothing else.
-    super::cvt(unsafe { libc::ioctl(s.as_raw_fd(), libc::SIOCETHTOOL, &mut ifr as *mut IfReq) })?;
+    ethtool(name, &mut value)?;
     Ok(value[1] != 0)
+}
+
+/// The link speed in Mbit/s that ethtool reports (`ETHTOOL_GSET`): `None` when the
+/// device does not say (`SPEED_UNKNOWN`, or no ethtool support).
+pub fn speed_mbps(name: &str) -> io::Result<Option<u32>> {
+    const ETHTOOL_GSET: u32 = 1;
+    // struct ethtool_cmd: 44 bytes; speed at 12 (u16), speed_hi at 28 (u16).
+    let mut cmd = [0u32; 11];
+    cmd[0] = ETHTOOL_GSET;
+    ethtool(name, &mut cmd)?;
+    let b: Vec<u8> = cmd.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    let speed = u32::from(u16::from_ne_bytes([b[12], b[13]])) | (u32::from(u16::from_ne_bytes([b[28], b[29]])) << 16);
+    Ok((speed != 0 && speed != u32::MAX).then_some(speed))
 }
 
 pub fn mtu(name: &str) -> io::Result<u32> {

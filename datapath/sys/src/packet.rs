@@ -74,6 +74,13 @@ pub fn open(ifindex: u32, vnet_hdr: bool, ring: Option<(usize, usize)>) -> io::R
     Ok((fd, PacketSocketInfo { vnet_hdr: vnet }, ring))
 }
 
+/// Turns `PACKET_QDISC_BYPASS` on or off on an open socket: with it on, frames sent
+/// skip the device's qdisc (cheaper); off, they pass it, so a shaping qdisc (QoS)
+/// on the device applies to them. The kernel lets it change at any time.
+pub fn set_qdisc_bypass(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    setsockopt_int(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, libc::c_int::from(on))
+}
+
 /// Fanout by flow hash (`PACKET_FANOUT_HASH`), group-wide "not our own transmissions"
 /// (`PACKET_FANOUT_FLAG_IGNORE_OUTGOING`: in a group the socket option no longer
 /// applies), and for the first member a kernel-chosen unused group id

@@ -167,6 +167,8 @@ static COMMANDS: &[Command] = &[
     cmd("ofproto/trace", "{[dp_name] odp_flow | bridge br_flow} [OPTIONS...] [-generate|packet]", 1, usize::MAX, |ctl, a| {
         Box::pin(crate::trace::appctl(ctl, a))
     }),
+    cmd("qos/show", "interface", 1, 1, |ctl, a| done(qos_show(ctl, &a[0]))),
+    cmd("qos/show-types", "interface", 1, 1, |ctl, a| done(qos_show_types(ctl, &a[0]))),
     cmd("rvs/capture", "port file [count|secondss]", 2, 3, |ctl, a| done(capture(ctl, &a[0], &a[1], arg(a, 2)))),
     cmd("rvs/capture-stop", "port", 1, 1, |ctl, a| done(capture_stop(ctl, &a[0]))),
     cmd("rvs/drops", "[bridge]", 0, 1, |ctl, a| Box::pin(drops(ctl, arg(a, 0)))),
@@ -361,6 +363,37 @@ fn open_port_stats(ctl: &Control, name: &str) -> Result<std::sync::Arc<crate::po
     ctl.ports.open.values().find(|p| p.name == name).map(|p| p.stats.clone()).ok_or_else(|| AppctlError::NoSuchPort(name.to_string()))
 }
 
+/// The open interface `name`, or OVS's error for an interface it does not have.
+fn open_iface<'a>(ctl: &'a Control, name: &str) -> Result<(&'a rvs_ovsdb::Uuid, &'a crate::reconcile::OpenIface), AppctlError> {
+    ctl.ports.open.iter().find(|(_, p)| p.name == name).ok_or_else(|| AppctlError::Failed("no such interface".into()))
+}
+
+/// `qos/show IFACE` (OVS's text, see [`crate::qos::show`]).
+fn qos_show(ctl: &mut Control, name: &str) -> Reply {
+    use crate::qos::show::{Shown, show};
+    let (u, p) = open_iface(ctl, name)?;
+    if let Some(i) = ctl.ports.qos.installed(u) {
+        let classes = rvs_sys::tc::classes(rvs_sys::tc::Dev { name: &i.name, ifindex: i.ifindex });
+        return Ok(show(name, &Shown::Kernel(i, classes)));
+    }
+    let spec = crate::qos::spec_of_iface(&ctl.db, u);
+    let shown = match spec.as_ref().map(|q| (q, crate::qos::outcome(q, p.device.qos_home()))) {
+        Some((q, crate::qos::Outcome::Shaper(cfg))) => {
+            let s = p.stats.snapshot();
+            let shaped = p.stats.tx_shaped.load(std::sync::atomic::Ordering::Relaxed);
+            Shown::Shaper { ty: &q.ty, cfg, counters: (s.tx_packets, s.tx_bytes, shaped) }
+        }
+        _ => Shown::None,
+    };
+    Ok(show(name, &shown))
+}
+
+/// `qos/show-types IFACE`: the QoS types rvs honours on that interface.
+fn qos_show_types(ctl: &mut Control, name: &str) -> Reply {
+    let (_, p) = open_iface(ctl, name)?;
+    Ok(crate::qos::show::show_types(name, crate::qos::types_for(p.device.qos_home())))
+}
+
 /// `rvs/capture PORT FILE [COUNT|SECONDSs]`: starts writing the frames port PORT
 /// receives and sends to the pcap file FILE (see [`crate::capture`]); answers at once.
 fn capture(ctl: &mut Control, port: &str, file: &str, limit: Option<&str>) -> Reply {
@@ -416,9 +449,7 @@ async fn fdb_flaps(ctl: &mut Control, br: &str) -> Reply {
         let now = w.now();
         w.bridge(&name)
             .map(|b| {
-                let port = |key: u32| {
-                    b.ports.iter().find(|p| u32::from(p.ofport.get()) == key).map_or_else(|| format!("ofport {key}"), |p| p.name.clone())
-                };
+                let port = |key: u32| b.ports.iter().find(|p| u32::from(p.ofport.get()) == key).map_or_else(|| format!("ofport {key}"), |p| p.name.clone());
                 let recent = b.core.flaps().recent();
                 (b.core.flaps().total(), recent.map(|f| (f.vlan.get(), f.mac, f.moves, f.last, now.since(f.last) / 1000, port(f.from), port(f.to))).collect::<Vec<_>>())
             })
@@ -797,6 +828,8 @@ mod tests {
         ("lacp/show-stats", 0, 1),
         ("list-commands", 0, 0),
         ("ofproto/trace", 1, usize::MAX),
+        ("qos/show", 1, 1),
+        ("qos/show-types", 1, 1),
         ("rvs/capture", 2, 3),
         ("rvs/capture-stop", 1, 1),
         ("rvs/drops", 0, 1),
@@ -821,7 +854,7 @@ mod tests {
     fn list_commands_text() {
         // Byte for byte what rvs printed before the registry: OVS's "  %-23s %s\n" per
         // command, in name order (an empty usage leaves the trailing space, as OVS does).
-        let expected = "The available commands are:\n  bond/disable-member     port member\n  bond/enable-member      port member\n  bond/hash               mac [vlan] [basis]\n  bond/list               \n  bond/migrate            port hash member\n  bond/set-active-member  port member\n  bond/show               [port]\n  dpif-netdev/pmd-rxq-show [-pmd core] [-secs secs] [dp]\n  dpif-netdev/pmd-stats-clear [-pmd core] [dp]\n  dpif-netdev/pmd-stats-show [-pmd core] [dp]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  lacp/show               [port]\n  lacp/show-stats         [port]\n  list-commands           \n  ofproto/trace           {[dp_name] odp_flow | bridge br_flow} [OPTIONS...] [-generate|packet]\n  rvs/capture             port file [count|secondss]\n  rvs/capture-stop        port\n  rvs/drops               [bridge]\n  rvs/metrics             \n  rvs/takeover            pid\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
+        let expected = "The available commands are:\n  bond/disable-member     port member\n  bond/enable-member      port member\n  bond/hash               mac [vlan] [basis]\n  bond/list               \n  bond/migrate            port hash member\n  bond/set-active-member  port member\n  bond/show               [port]\n  dpif-netdev/pmd-rxq-show [-pmd core] [-secs secs] [dp]\n  dpif-netdev/pmd-stats-clear [-pmd core] [dp]\n  dpif-netdev/pmd-stats-show [-pmd core] [dp]\n  dpif/show               \n  exit                    [--cleanup]\n  fdb/add                 bridge port vlan mac\n  fdb/del                 bridge vlan mac\n  fdb/flaps               bridge\n  fdb/flush               [bridge]\n  fdb/show                bridge [--format=json]\n  fdb/stats-clear         [bridge]\n  fdb/stats-show          bridge\n  lacp/show               [port]\n  lacp/show-stats         [port]\n  list-commands           \n  ofproto/trace           {[dp_name] odp_flow | bridge br_flow} [OPTIONS...] [-generate|packet]\n  qos/show                interface\n  qos/show-types          interface\n  rvs/capture             port file [count|secondss]\n  rvs/capture-stop        port\n  rvs/drops               [bridge]\n  rvs/metrics             \n  rvs/takeover            pid\n  rvs/workers             \n  rvs/workers-clear       \n  version                 \n  vlog/list               \n  vlog/set                {spec | PATTERN:destination:pattern}\n";
         assert_eq!(list_commands(), expected);
     }
 

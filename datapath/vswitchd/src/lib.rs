@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod port;
+pub mod qos;
 pub mod reconcile;
 pub mod server;
 pub mod status;

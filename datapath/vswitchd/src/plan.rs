@@ -71,6 +71,8 @@ pub struct PlannedIface {
     pub rxq_affinity: Result<Vec<(usize, usize)>, String>,
     /// The bond this interface is a member of (its Port has several interfaces).
     pub bond: Option<BondSpec>,
+    /// The Port's egress QoS ([`crate::qos`]).
+    pub qos: Option<crate::qos::QosSpec>,
 }
 
 /// A bond's configuration as its Port and member Interface rows hold it; read into
@@ -198,6 +200,7 @@ pub fn plan(db: &Db, cpus: &[usize]) -> Plan {
                 link: LinkSettings { mtu_request: i.and_then(|i| i.mtu_request()), mac: i.and_then(|i| i.mac()).map(String::from) },
                 rxq_affinity: i.and_then(|i| i.other_config().get_str("pmd-rxq-affinity")).map_or(Ok(Vec::new()), rxq_affinity),
                 bond: bond_spec(db, &w.port, &w.iface),
+                qos: crate::qos::spec_for(db, &w.port),
                 bridge: w.bridge,
                 port: w.port,
                 iface: w.iface,

@@ -33,9 +33,10 @@ use crate::port::taphome::TapHomes;
 use crate::port::vxlan::{Endpoint, Sockets, Tunnel};
 use crate::store::StaticMac;
 use crate::worker::{DpBridge, DpConfig, DpPort};
-use rvs_ovsdb::view::{Bridge, Interface, Port};
+use rvs_ovsdb::view::{Bridge, Interface};
 use rvs_ovsdb::{Datum, Db, Uuid};
 use rvs_switch::bridge::police::Policer;
+use rvs_switch::bridge::shaper::ShapeQueue;
 use rvs_switch::types::{MacAddr, OfPort, VlanId, check_ifname};
 use rvs_sys::netdev;
 
@@ -96,7 +97,17 @@ pub struct OpenIfaces {
     affinity_warned: HashMap<Uuid, String>,
     /// The bonds (ports with several interfaces) over the open member interfaces.
     pub bonds: Bonds,
+    /// The QoS qdiscs installed on AF_PACKET ports' devices.
+    pub qos: crate::qos::kernel::KernelQos,
+    /// Per Port, why its QoS is not applied (Port `status:qos`).
+    pub qos_notes: HashMap<Uuid, String>,
+    /// rvs's own egress shapers by interface, with the settings and slots they were
+    /// made for: kept (with what waits in them) while those do not change.
+    shapers: HashMap<Uuid, ShaperEntry>,
 }
+
+/// An egress shaper: its settings, its queue's slots, the shared queue.
+type ShaperEntry = (rvs_switch::bridge::shaper::ShaperConfig, usize, Arc<std::sync::Mutex<ShapeQueue>>);
 
 /// A static MAC entry as the workers get it: (VLAN, MAC, port).
 type StaticEntry = (VlanId, MacAddr, OfPort);
@@ -284,6 +295,7 @@ impl OpenIfaces {
         self.bonds.refresh_mtus(&self.open);
         let _ = self.bonds.write_status(db);
         self.warn_unsupported(db);
+        self.sync_qos(plan);
         let (config, applied) = self.build_config(db, plan, statics);
         let config = if self.last_sent.as_ref() == Some(&applied) {
             None
@@ -328,6 +340,7 @@ impl OpenIfaces {
                     bridges.len() - 1
                 }
             };
+            let shaper = self.shapers.get(&w.iface).map(|s| s.2.clone());
             let mut core = w.core.clone();
             core.key = u32::from(ofport.get());
             core.tunnel = bond.is_none() && self.open.get(&w.iface).is_some_and(|op| op.device.is_tunnel());
@@ -339,6 +352,7 @@ impl OpenIfaces {
                 stats,
                 core,
                 policer: Policer::new(w.policer).map(|p| Arc::new(std::sync::Mutex::new(p))),
+                shaper,
             });
             ports.push((if bond.is_some() { w.port } else { w.iface }, ofport, serial));
         }
@@ -421,11 +435,6 @@ impl OpenIfaces {
                 );
             }
         }
-        for p in Port::all(db) {
-            if p.qos().is_some() && self.warned.insert((p.uuid, "qos")) {
-                tracing::warn!("port {}: QoS (egress shaping) is not supported by rvs and is not applied", p.name());
-            }
-        }
         for b in Bridge::all(db) {
             let name = b.name();
             let dt = b.datapath_type();
@@ -436,6 +445,59 @@ impl OpenIfaces {
                 tracing::warn!("bridge {name}: fail_mode=secure and rvs has no OpenFlow controller: the bridge forwards nothing (as OVS)");
             }
         }
+    }
+
+    /// Applies each open port's QoS where the kernel shapes it (a qdisc on an AF_PACKET
+    /// port's device, see [`crate::qos::kernel`]), lets its frames pass the qdisc or
+    /// bypass it, and notes (and logs, once per text) what is not applied. rvs's own
+    /// shapers come with the workers' configuration ([`Self::build_config`]).
+    fn sync_qos(&mut self, plan: &Plan) {
+        use crate::qos::{Outcome, QosHome, kernel::Want};
+        let mut notes: HashMap<Uuid, String> = HashMap::new();
+        let mut shapers = HashMap::new();
+        for w in &plan.ifaces {
+            let Some(p) = self.open.get(&w.iface) else { continue };
+            let home = p.device.qos_home();
+            let outcome = w.qos.as_ref().map(|q| crate::qos::outcome(q, home));
+            if let (Some(q), Some(Outcome::Shaper(c))) = (&w.qos, &outcome) {
+                // A QoS rate queues like a qdisc; an egress-policer drops (no slots).
+                let slots = if q.ty == "egress-policer" { 0 } else { ShapeQueue::slots_for(*c) };
+                let kept = self.shapers.remove(&w.iface).filter(|s| s.0 == *c && s.1 == slots);
+                if let Some(s) = kept.or_else(|| ShapeQueue::new(*c, slots).map(|sq| (*c, slots, Arc::new(std::sync::Mutex::new(sq))))) {
+                    shapers.insert(w.iface, s);
+                }
+            }
+            if let (Some(q), Some(Outcome::Unsupported)) = (&w.qos, &outcome) {
+                notes.insert(w.port, crate::qos::unsupported_note(q, home));
+            }
+            let (QosHome::Kernel, Some(ifindex)) = (home, p.device.ifindex()) else { continue };
+            let spec = w.qos.as_ref().filter(|_| outcome == Some(Outcome::Qdisc));
+            let want = Want { iface: w.iface, name: &w.name, ifindex, spec };
+            if outcome == Some(Outcome::Noop) {
+                self.qos.leave(&w.iface);
+            } else if let Err(e) = self.qos.sync(&want, || crate::qos::kernel::facts(&w.name)) {
+                notes.insert(w.port, format!("not applied: {e}"));
+            }
+            // Bypassing again is best effort, as at open; a kernel without the option
+            // (ENOPROTOOPT) never bypassed the qdisc in the first place.
+            let pass = matches!(outcome, Some(Outcome::Qdisc | Outcome::Noop));
+            if let Err(e) = p.device.pass_qdisc(pass)
+                && pass
+                && e.raw_os_error() != Some(libc::ENOPROTOOPT)
+            {
+                notes.insert(w.port, format!("not applied: {}: cannot make rvs's frames pass the qdisc ({})", w.name, rvs_sys::strerror(&e)));
+            }
+        }
+        self.shapers = shapers;
+        let open = &self.open;
+        self.qos.retain(|u| open.contains_key(u));
+        for (port, note) in &notes {
+            if self.qos_notes.get(port) != Some(note) {
+                let name = plan.ifaces.iter().find(|w| w.port == *port).map_or("", |w| w.name.as_str());
+                tracing::warn!("port {name}: QoS {note}");
+            }
+        }
+        self.qos_notes = notes;
     }
 
     /// Logs (once per value) `pmd-rxq-affinity` that cannot be followed.

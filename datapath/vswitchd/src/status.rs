@@ -38,6 +38,8 @@ pub fn fill_root(db: &mut Db) {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Status {
     pub ifaces: Vec<(Uuid, IfaceStatus)>,
+    /// Per Port, why its QoS is not applied (see [`crate::qos`]).
+    pub qos_notes: Vec<(Uuid, String)>,
 }
 
 /// One interface's status; `None` where there is nothing to say (the column is then
@@ -56,7 +58,9 @@ pub struct IfaceStatus {
 /// Reads the status of every interface of `db` from the open ports and their devices.
 /// Writes nothing.
 pub fn read(db: &Db, ports: &OpenIfaces) -> Status {
-    Status { ifaces: Interface::all(db).map(|i| (i.uuid, read_iface(i.name(), ports.open.get(&i.uuid).map(|p| (&*p.device, &*p.stats))))).collect() }
+    let mut qos_notes: Vec<(Uuid, String)> = ports.qos_notes.iter().map(|(u, n)| (*u, n.clone())).collect();
+    qos_notes.sort();
+    Status { ifaces: Interface::all(db).map(|i| (i.uuid, read_iface(i.name(), ports.open.get(&i.uuid).map(|p| (&*p.device, &*p.stats))))).collect(), qos_notes }
 }
 
 fn read_iface(name: &str, open: Option<(&dyn Device, &crate::port::PortStats)>) -> IfaceStatus {
@@ -120,19 +124,18 @@ impl Status {
             let stats = st.statistics.iter().map(|(k, v)| (Atom::String(k.to_string()), Atom::Integer(*v as i64)));
             row.set_col(Interface::STATISTICS, Datum::map(stats));
         }
-        fill_ports(db);
+        fill_ports(db, &self.qos_notes);
     }
 }
 
-/// Port `status`: says where configuration was accepted but is not carried out.
-/// QoS (egress shaping, Port `qos`) is stored but not applied by rvs; ingress policing
-/// (Interface `ingress_policing_rate`) is.
-fn fill_ports(db: &mut Db) {
-    for row in db.tables[Port::TABLE].values_mut() {
-        let status = if row.col(Port::QOS).is_empty() {
-            Datum::map(vec![])
-        } else {
-            Datum::smap([("qos", "not applied: egress shaping (QoS) is not supported by rvs")])
+/// Port `status`: says where configuration was accepted but is not carried out: a
+/// QoS rvs does not apply on that port (`qos`: why, see [`crate::qos`]). Empty for a
+/// QoS applied, as OVS leaves it.
+fn fill_ports(db: &mut Db, qos_notes: &[(Uuid, String)]) {
+    for (u, row) in db.tables[Port::TABLE].iter_mut() {
+        let status = match qos_notes.iter().find(|(p, _)| p == u) {
+            Some((_, note)) if !row.col(Port::QOS).is_empty() => Datum::smap([("qos", note.as_str())]),
+            _ => Datum::map(vec![]),
         };
         row.set_col(Port::STATUS, status);
     }
@@ -157,7 +160,7 @@ mod tests {
         assert_eq!(copy.col(Interface::MTU, &i), Some(&Datum::set(vec![])));
         assert_eq!(copy.col(Interface::STATISTICS, &i), Some(&Datum::map(vec![])));
         let up = IfaceStatus { admin_state: Some("up"), statistics: vec![("rx_packets", 3)], ..IfaceStatus::default() };
-        Status { ifaces: vec![(i, up)] }.write(&mut copy);
+        Status { ifaces: vec![(i, up)], qos_notes: vec![] }.write(&mut copy);
         let v = Interface::get(&copy, &i).unwrap();
         assert_eq!((v.admin_state(), v.link_state()), (Some("up"), None));
         assert_eq!(v.statistics(), &Datum::map([(Atom::String("rx_packets".into()), Atom::Integer(3))]));

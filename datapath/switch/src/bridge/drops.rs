@@ -37,10 +37,13 @@ pub enum DropReason {
     /// Received on a balance-slb bond with a source MAC learned on another port: it
     /// left through one member and came back through another (OVS's SLB rule).
     BondLoop,
+    /// Sent above the egress port's QoS rate (rvs's own shaper, on ports whose frames
+    /// no kernel qdisc sees): counted per port too (`tx_dropped`).
+    Shaped,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 14] = [
+    pub const ALL: [DropReason; 15] = [
         DropReason::Malformed,
         DropReason::Oversize,
         DropReason::TaggedOnAccess,
@@ -55,6 +58,7 @@ impl DropReason {
         DropReason::BadOffload,
         DropReason::FailSecure,
         DropReason::BondLoop,
+        DropReason::Shaped,
     ];
 
     /// The name shown in counters output.
@@ -74,6 +78,7 @@ impl DropReason {
             DropReason::BadOffload => "bad_offload",
             DropReason::FailSecure => "fail_secure",
             DropReason::BondLoop => "bond_slb_loop",
+            DropReason::Shaped => "shaped",
         }
     }
 }

@@ -22,13 +22,15 @@
 //!
 //! Split by concern: [`vlan`] (per-port policy), [`fdb`] (MAC table), [`forward`]
 //! (the per-frame decision), [`trace`] (the same decision observed, changing nothing),
-//! [`flap`] (addresses that keep moving), [`drops`] (reasons and counters).
+//! [`flap`] (addresses that keep moving), [`police`] (ingress token buckets),
+//! [`shaper`] (egress rate limits rvs applies itself), [`drops`] (reasons and counters).
 
 pub mod drops;
 pub mod fdb;
 pub mod flap;
 pub mod forward;
 pub mod police;
+pub mod shaper;
 pub mod trace;
 pub mod vlan;
 

@@ -364,6 +364,20 @@ impl Device for AfPacketPort {
         }
         Some(packet::fanout_create(self.fds[0].as_fd()).inspect(|&id| *group = Some(id)))
     }
+
+    /// Frames sent through the device's qdisc: a QoS there shapes them.
+    fn qos_home(&self) -> crate::qos::QosHome {
+        crate::qos::QosHome::Kernel
+    }
+
+    fn ifindex(&self) -> Option<u32> {
+        Some(self.ifindex)
+    }
+
+    /// On every socket (frames leave by the first; all are set alike).
+    fn pass_qdisc(&self, pass: bool) -> io::Result<()> {
+        self.fds.iter().try_for_each(|f| packet::set_qdisc_bypass(f.as_fd(), !pass))
+    }
 }
 
 /// Bytes per ring slot for a device of MTU `mtu`: the frame with a VLAN tag and the

@@ -94,4 +94,20 @@ pub trait Device: PortIo {
     fn fanout_group(&self) -> Option<io::Result<u16>> {
         None
     }
+
+    /// Where egress QoS of this port is carried out ([`crate::qos`]).
+    fn qos_home(&self) -> crate::qos::QosHome {
+        crate::qos::QosHome::None
+    }
+
+    /// The device's index, for a port shaped by a qdisc on it.
+    fn ifindex(&self) -> Option<u32> {
+        None
+    }
+
+    /// Lets the frames rvs sends pass the device's qdisc (`true`: a QoS qdisc shapes
+    /// them) or bypass it (cheaper). Only for a [`crate::qos::QosHome::Kernel`] port.
+    fn pass_qdisc(&self, _pass: bool) -> io::Result<()> {
+        Ok(())
+    }
 }

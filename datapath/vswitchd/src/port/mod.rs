@@ -343,6 +343,9 @@ pub struct PortStats {
     pub tx_bytes: AtomicU64,
     pub tx_dropped: AtomicU64,
     pub tx_errors: AtomicU64,
+    /// Frames rvs's own egress shaper dropped (QoS on a tap rvs writes, or
+    /// `egress-policer`); each is counted in `tx_dropped` too.
+    pub tx_shaped: AtomicU64,
     /// A capture of the port's frames (`rvs/capture`), when one runs.
     pub capture: crate::capture::Slot,
 }

@@ -283,6 +283,11 @@ impl Device for TapPort {
         true
     }
 
+    /// rvs writes the frames to the tap itself: no qdisc sees them.
+    fn qos_home(&self) -> crate::qos::QosHome {
+        crate::qos::QosHome::Rvs
+    }
+
     fn home(&self) -> Option<(NetnsId, String)> {
         Some((self.netns().ok()?, self.current_name().ok()?))
     }

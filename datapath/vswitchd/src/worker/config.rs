@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use rvs_ovsdb::Uuid;
 use rvs_switch::bridge::police::Policer;
+use rvs_switch::bridge::shaper::{Offer, ShapeQueue};
+use rvs_switch::packet::PacketBuf;
 use rvs_switch::bridge::{BridgeConfig, PortConfig};
 use rvs_switch::time::Time;
 use rvs_switch::types::{MacAddr, OfPort, VlanId};
@@ -32,9 +34,23 @@ pub struct DpPort {
     /// Ingress policing, if configured: one bucket, shared by the workers polling the
     /// port's queues (a lock taken only on policed ports).
     pub policer: Option<Arc<Mutex<Policer>>>,
+    /// Egress shaping rvs carries out itself ([`crate::qos`]: QoS on a tap rvs writes,
+    /// `egress-policer`): one bucket and its queue, shared by the workers sending to
+    /// the port (a lock taken only on shaped ports).
+    pub shaper: Option<Arc<Mutex<ShapeQueue>>>,
 }
 
 impl DpPort {
+    /// What the egress shaper makes of the frame in `buf` now: [`Offer::Send`] on a
+    /// port without one (a field test, nothing else).
+    #[inline]
+    pub(super) fn shape(&self, now: Time, buf: &PacketBuf) -> Offer {
+        match &self.shaper {
+            None => Offer::Send,
+            Some(s) => s.lock().unwrap_or_else(|e| e.into_inner()).offer(now, buf),
+        }
+    }
+
     /// Whether ingress policing lets a received frame of `len` bytes in.
     #[inline]
     pub(super) fn admit(&self, now: Time, len: usize) -> bool {

@@ -12,6 +12,7 @@
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 
+use rvs_switch::bridge::shaper::Offer;
 use rvs_switch::bridge::{Bridge, DropReason, Verdict};
 use rvs_switch::offload::{self, Layer, Segmenter};
 use rvs_switch::packet::PacketBuf;
@@ -70,6 +71,15 @@ impl Worker {
                 PortStats::inc(&port.stats.tx_dropped);
                 continue;
             }
+            match port.shape(now, &self.buf) {
+                Offer::Send => {}
+                // It leaves from `drain_shaped`, complete as it is now.
+                Offer::Queued => continue,
+                Offer::Dropped => {
+                    count_shaped(&mut br.core, port);
+                    continue;
+                }
+            }
             port.stats.capture.frame(self.buf.frame());
             let offloads = port.caps.offloads;
             let sent = if offloads || !self.buf.vnet.is_gso() {
@@ -92,6 +102,37 @@ impl Worker {
             self.stats.output(1);
         }
         Ok(())
+    }
+
+    /// Sends what the egress queues of shaped ports let out at `now` (any worker may:
+    /// the queue is the port's, shared). A port that breaks is taken out.
+    pub(super) fn drain_shaped(&mut self, now: Time) {
+        for i in 0..self.shaped.len() {
+            let at = self.shaped[i];
+            let br = &mut self.bridges[at.bridge];
+            let (core, port) = (&mut br.core, &br.ports[at.port]);
+            let Some(q) = port.shaper.as_ref().filter(|_| !port.failed) else { continue };
+            let mut err = None;
+            let seg = &mut self.seg;
+            q.lock().unwrap_or_else(|e| e.into_inner()).drain(now, |buf| {
+                if err.is_none() {
+                    port.stats.capture.frame(buf.frame());
+                    err = send_now(core, port, buf, seg).err();
+                }
+            });
+            if let Some(e) = err {
+                self.fail_port(at, e);
+            }
+        }
+    }
+
+    /// When the next frame waiting in a shaped port's queue may leave.
+    pub(super) fn shaped_wake(&self, now: Time) -> Option<Time> {
+        self.shaped
+            .iter()
+            .filter_map(|at| self.bridges[at.bridge].ports[at.port].shaper.as_ref())
+            .filter_map(|q| q.lock().unwrap_or_else(|e| e.into_inner()).wake_at(now))
+            .min()
     }
 
     /// Sends the frames the transmit batcher holds, one [`crate::port::PortIo::send_batch`]
@@ -119,6 +160,28 @@ impl Worker {
                 self.fail_port(g.to, e);
             }
         }
+    }
+}
+
+/// Counts a frame the port's shaper dropped (its queue was full).
+fn count_shaped(core: &mut Bridge, port: &DpPort) {
+    core.count_drop(DropReason::Shaped);
+    PortStats::inc(&port.stats.tx_dropped);
+    PortStats::inc(&port.stats.tx_shaped);
+}
+
+/// Sends a frame that waited in a shaper's queue as [`Worker::forward`] would have:
+/// checksum completed or GSO frame cut for a port without offloads.
+fn send_now(core: &mut Bridge, port: &super::PortRt, buf: &mut PacketBuf, seg: &mut PacketBuf) -> io::Result<()> {
+    if port.caps.offloads || !buf.vnet.is_gso() {
+        if !port.caps.offloads && !complete_csum(buf) {
+            core.count_drop(DropReason::BadOffload);
+            PortStats::inc(&port.stats.tx_dropped);
+            return Ok(());
+        }
+        send_counted(core, port, buf)
+    } else {
+        segment_and_send(core, port, buf, seg)
     }
 }
 

@@ -170,6 +170,8 @@ pub struct Worker {
     usage: pmd::Usage,
     /// It has queues pinned to it (`pmd-rxq-affinity`) and polls only those.
     isolated: bool,
+    /// The ports with an egress shaper (rvs's own QoS), whose queues it drains.
+    shaped: Vec<PortRef>,
 }
 
 impl Worker {
@@ -201,6 +203,7 @@ impl Worker {
             cycles: pmd::Cycles::default(),
             usage: pmd::Usage::default(),
             isolated: false,
+            shaped: Vec::new(),
         })
     }
 
@@ -343,12 +346,16 @@ impl Worker {
                 b.core.age(now);
             }
         }
+        if !self.shaped.is_empty() {
+            self.drain_shaped(now);
+        }
         true
     }
 
     fn sleep_time(&self) -> Duration {
         let now = self.clock.now();
-        let next = self.bridges.iter().filter_map(|b| b.core.poll_timeout()).min();
+        let shaped = if self.shaped.is_empty() { None } else { self.shaped_wake(now) };
+        let next = self.bridges.iter().filter_map(|b| b.core.poll_timeout()).chain(shaped).min();
         match next {
             Some(t) => Duration::from_millis(t.since(now)).min(MAX_SLEEP),
             None => MAX_SLEEP,

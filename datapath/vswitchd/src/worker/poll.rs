@@ -124,6 +124,12 @@ impl Worker {
             }
             self.bridges.push(rt);
         }
+        self.shaped = self
+            .bridges
+            .iter()
+            .enumerate()
+            .flat_map(|(b, br)| br.ports.iter().enumerate().filter(|(_, p)| p.shaper.is_some()).map(move |(port, _)| PortRef { bridge: b, port }))
+            .collect();
         self.list_inputs();
         self.poll_inputs(&pmd_cpus, &affinity);
         self.usage.reset(self.tokens.len());

@@ -32,7 +32,7 @@ fn mac(n: u8) -> MacAddr {
 }
 
 fn port(n: u16, io: Arc<MemPort>, core: PortConfig) -> DpPort {
-    DpPort { iface: Uuid::random(), name: format!("p{n}"), ofport: OfPort::new(n).unwrap(), io, stats: Arc::default(), core, policer: None }
+    DpPort { iface: Uuid::random(), name: format!("p{n}"), ofport: OfPort::new(n).unwrap(), io, stats: Arc::default(), core, policer: None, shaper: None }
 }
 
 /// A configuration of one bridge "br0" of `ports`.
@@ -559,4 +559,44 @@ fn futures_lite_block<T>(mut rx: tokio::sync::oneshot::Receiver<T>) -> T {
         std::thread::sleep(Duration::from_millis(5));
     }
     panic!("no answer from the worker within 1 s");
+}
+
+/// A shaped port (rvs's own egress QoS): what the bucket lets out leaves at once,
+/// the rest waits in the port's queue in order with a wake-up set for it, and what
+/// finds the queue full is dropped and counted (`shaped`, `tx_dropped`). The rate is
+/// so low (1 kB/s) that nothing drains while the test runs.
+#[test]
+fn shaped_port_queues_then_drops() {
+    use rvs_switch::bridge::DropReason;
+    use rvs_switch::bridge::shaper::{ShapeQueue, ShaperConfig};
+    let (a, b) = (Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()));
+    let mut pb = port(2, b.clone(), PortConfig::trunk(2));
+    pb.shaper = ShapeQueue::new(ShaperConfig { rate: 1000, burst: 0 }, 2).map(|q| Arc::new(std::sync::Mutex::new(q)));
+    let mut w = stepped(br0(vec![port(1, a.clone(), PortConfig::trunk(1)), pb]));
+    let mut known = frame(mac(1), mac(2));
+    known.resize(100, 0);
+    b.inject(&known, VnetHdr::default());
+    w.drive();
+    assert_eq!(a.take_sent().len(), 1, "the other way is not shaped");
+    // Five 1000-byte frames to b: the 1600-byte bucket (its floor) lets one out.
+    let frames: Vec<Vec<u8>> = (0..5u8)
+        .map(|i| {
+            let mut f = frame(mac(2), mac(1));
+            f.resize(1000, 0);
+            f[20] = i;
+            f
+        })
+        .collect();
+    a.inject_all(&frames);
+    w.drive();
+    let got: Vec<u8> = b.take_sent().into_iter().map(|(f, _)| f[20]).collect();
+    assert_eq!(got, [0], "one within the rate; two wait, two dropped");
+    let br = w.bridge("br0").unwrap();
+    let st = &br.ports[1].stats;
+    assert_eq!(st.tx_shaped.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(st.snapshot().tx_dropped, 2);
+    assert_eq!(br.core.drops().get(DropReason::Shaped), 2);
+    assert_eq!(br.ports[1].shaper.as_ref().unwrap().lock().unwrap().len(), 2);
+    let now = w.now();
+    assert!(w.shaped_wake(now).is_some_and(|t| t > now), "a wake-up for the queue");
 }
