@@ -82,6 +82,25 @@ fn ovs_warnings_on_stderr() {
     assert!(err.contains("either --all or records argument should be specified"), "{err}");
     let (_, err) = b.same(&["--", "--id=@n", "create", "NetFlow", "targets=x"]);
     assert!(err.contains("row id \"@n\" was created but no reference to it was inserted"), "{err}");
+    // -v PATTERN for the console, and a row only weakly referred to (a Mirror's
+    // output_port): OVS's other wording.
+    let pat = "-vPATTERN:console:%c|%p|%m";
+    let (_, err) = b.same(&[pat, "--", "create", "Bridge", "name=br9"]);
+    assert_eq!(err, "db_ctl_base|WARN|applying \"create\" command to table Bridge without --id option will have no effect\n");
+    let (_, err) = b.same(&[
+        pat, "--", "--id=@eth0_iface", "create", "Interface", "name=eth0", "--", "--id=@eth0", "create", "Port", "name=eth0", "interfaces=@eth0_iface", "--",
+        "--id=@m0", "create", "Mirror", "name=m0", "output_port=@eth0", "--", "--id=@br0", "create", "Bridge", "name=br0", "mirrors=@m0", "--", "set",
+        "Open_vSwitch", ".", "bridges=@br0",
+    ]);
+    assert!(err.contains("vsctl|WARN|row id \"@eth0\" was created but only a weak reference to it was inserted"), "{err}");
+    let (_, err) = b.same(&["-vvsctl:console:err", "--", "--id=@n", "create", "NetFlow", "targets=x"]);
+    assert_eq!(err, "", "vsctl's warnings silenced");
+    // Controllers and managers are stored without a word, as OVS stores them.
+    let (_, err) = b.same(&["set-controller", "br0", "tcp:192.0.2.1:6653", "--", "set-manager", "ptcp:6640"]);
+    assert_eq!(err, "");
+    let log = b.rvs.log();
+    assert!(log.contains("bridge br0: controllers are stored but not applied by rvs") && log.contains("managers are stored but not applied by rvs"), "rvs-vswitchd says so in its log:\n{log}");
+    b.same(&["del-controller", "br0", "--", "del-manager", "--", "del-br", "br0"]);
     // Root tables keep their rows: no warning.
     b.same(&["--", "--id=@q", "create", "QoS", "type=x", "--", "--id=@r", "create", "Queue", "dscp=1"]);
     b.same(&["emer-reset"]);

@@ -121,10 +121,12 @@ Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   list-commands, version, vlog/list, vlog/set SPEC
 
 Not supported by rvs (these commands fail with an error saying so): SSL
-(set-ssl), Auto Attach and conntrack zone commands.
-Stored as ovs-vsctl stores them but not applied (with a warning): OpenFlow
-controllers and managers (set-controller, set-manager). The tables of those
-features are stored and shown by the database commands but not applied.
+(set-ssl) and Auto Attach commands.
+Stored as ovs-vsctl stores them but not applied (rvs-vswitchd logs so): OpenFlow
+controllers and managers (set-controller, set-manager), conntrack zone timeout
+policies (add-zone-tp, del-zone-tp, list-zone-tp; list-dp-cap reads a datapath's
+capabilities). The tables of those features are stored and shown by the database
+commands but not applied.
 
 Options:
   --db=unix:FILE              rvs-vswitchd's control socket
@@ -138,6 +140,9 @@ Options:
   --dry-run                   do not commit changes to database
   --oneline                   print exactly one line of output per command
   --if-exists, --may-exist, --id=@NAME, --columns=COL,...  per-command options
+  -v, --verbose=SPEC          console log: [MODULE][:console][:LEVEL] (a level
+                              below warn silences MODULE's warnings), or
+                              PATTERN:console:FORMAT (%c %p %m %N %D ...)
 
 Output formatting options:
   -f, --format=FORMAT         \"list\" (default), \"table\", \"html\", \"csv\" or \"json\"

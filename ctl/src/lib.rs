@@ -20,6 +20,7 @@ pub mod names;
 pub mod options;
 pub mod remote;
 pub mod run;
+pub mod vlog;
 pub mod watchdog;
 
 use std::path::PathBuf;
@@ -60,12 +61,19 @@ pub fn run(argv: Vec<String>) -> Output {
     vsctl(&prog, args, None)
 }
 
-/// ovs-vsctl's warnings as its console log prints them: time stamp, sequence number
-/// (the first message of an ovs-vsctl process that reaches the console is 00002),
-/// module, level, text.
-fn log_lines(warnings: &[String]) -> String {
+/// ovs-vsctl's warnings ("module|WARN|text") as its console log prints them (by
+/// default: time stamp, sequence number — the first message of an ovs-vsctl process
+/// that reaches the console is 00002 —, module, level, text; `-v` may change both).
+fn log_lines(warnings: &[String], vlog: &vlog::Vlog) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    warnings.iter().enumerate().map(|(i, w)| format!("{}|{:05}|{w}\n", watchdog::vlog_time(now), i + 2)).collect()
+    let mut seq = 1;
+    let mut out = String::new();
+    for w in warnings {
+        let (module, text) = w.split_once("|WARN|").unwrap_or(("vsctl", w));
+        seq += 1;
+        out += &vlog.warning(seq, module, text, now).unwrap_or_default();
+    }
+    out
 }
 
 fn fail(prog: &str, e: CtlError) -> Output {
@@ -79,6 +87,9 @@ pub fn vsctl(prog: &str, args: &[String], backend: Option<&mut dyn Backend>) -> 
         Ok(x) => x,
         Err(e) => return fail(prog, e),
     };
+    if backend.is_none() {
+        watchdog::set_console(&opts.vlog);
+    }
     match opts.action {
         Action::Help => return Output { stdout: help::vsctl(prog), ..Output::default() },
         Action::Version => return Output { stdout: help::version(prog), ..Output::default() },
@@ -145,7 +156,7 @@ pub fn vsctl(prog: &str, args: &[String], backend: Option<&mut dyn Backend>) -> 
     };
     match run::execute(b, &opts, &mut cmds, deadline, &db_name) {
         Ok(out) => {
-            let mut stderr = log_lines(&out.warnings);
+            let mut stderr = log_lines(&out.warnings, &opts.vlog);
             stderr.extend(out.errors.iter().map(|e| format!("{prog}: {e}\n")));
             Output { stdout: out.stdout, stderr, code: 0 }
         }

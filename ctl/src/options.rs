@@ -83,6 +83,8 @@ pub struct Options {
     pub action: Action,
     /// Command options given before the first command.
     pub local: BTreeMap<String, Option<String>>,
+    /// `-v`/`--verbose`: the console log's levels and format.
+    pub vlog: crate::vlog::Vlog,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +110,7 @@ impl Default for Options {
             style: Style::default(),
             action: Action::Run,
             local: BTreeMap::new(),
+            vlog: crate::vlog::Vlog::default(),
         }
     }
 }
@@ -241,6 +244,10 @@ pub fn parse(args: &[String], prog: &str) -> Result<(Options, usize)> {
 }
 
 fn apply_global(o: &mut Options, name: &str, value: Option<String>) -> Result<()> {
+    if name == "verbose" {
+        o.vlog.apply(value.as_deref());
+        return Ok(());
+    }
     let v = value.unwrap_or_default();
     match name {
         "db" => o.db = Some(v),

@@ -122,6 +122,23 @@ fn print(opts: &Options, cmds: &[Parsed]) -> String {
     s
 }
 
+/// Whether some row refers to row `u` of table `ti` through a weak reference (which
+/// does not keep it).
+fn weakly_referred(db: &Db, ti: usize, u: &Uuid) -> bool {
+    let tname = TABLES[ti].name;
+    db.tables.iter().enumerate().any(|(t, rows)| {
+        TABLES[t].columns.iter().enumerate().any(|(ci, c)| {
+            let key = c.ty.key.weak && c.ty.key.ref_table == Some(tname);
+            let value = c.ty.value.is_some_and(|v| v.weak && v.ref_table == Some(tname));
+            (key || value)
+                && rows.values().any(|r| {
+                    let d = &r.cols[ci];
+                    (key && d.keys.iter().any(|a| a.as_uuid() == Some(*u))) || (value && d.values.iter().flatten().any(|a| a.as_uuid() == Some(*u)))
+                })
+        })
+    })
+}
+
 /// ovs-vsctl's warning for `--id=@name create` of a row in a non-root table that
 /// nothing refers to: the server drops it at once.
 fn unreferenced_symbols(txn: &mut Txn) {
@@ -132,7 +149,8 @@ fn unreferenced_symbols(txn: &mut Txn) {
         let u = txn.symbols[name].uuid;
         let Some(ti) = txn.db.tables.iter().position(|rows| rows.contains_key(&u)) else { continue };
         if !TABLES[ti].is_root && txn.inserted.contains(&u) && txn.db.referrers(ti, &u).is_empty() {
-            warn.push(format!("row id \"{name}\" was created but no reference to it was inserted, so it will not actually appear in the database"));
+            let only = if weakly_referred(&txn.db, ti, &u) { "only a weak reference" } else { "no reference" };
+            warn.push(format!("row id \"{name}\" was created but {only} to it was inserted, so it will not actually appear in the database"));
         }
     }
     for w in warn {

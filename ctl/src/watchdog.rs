@@ -12,6 +12,15 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The console log's settings the `fatal_signal` line follows (`-v`; OVS's default
+/// until [`set_console`]).
+static CONSOLE: std::sync::Mutex<Option<crate::vlog::Vlog>> = std::sync::Mutex::new(None);
+
+/// Makes the `fatal_signal` line follow `vlog` (the command line's `-v` options).
+pub fn set_console(vlog: &crate::vlog::Vlog) {
+    *CONSOLE.lock().unwrap_or_else(|e| e.into_inner()) = Some(vlog.clone());
+}
+
 /// Starts the countdown. Does nothing for 0 (no timeout, as in OVS).
 pub fn arm(secs: u32, remove_on_fire: Vec<PathBuf>) {
     if secs == 0 {
@@ -23,7 +32,8 @@ pub fn arm(secs: u32, remove_on_fire: Vec<PathBuf>) {
             let _ = std::fs::remove_file(p);
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let line = format!("{}|00001|fatal_signal|WARN|terminating with signal 14 (Alarm clock)\n", vlog_time(now));
+        let vlog = CONSOLE.lock().unwrap_or_else(|e| e.into_inner()).clone().unwrap_or_default();
+        let line = vlog.warning(1, "fatal_signal", "terminating with signal 14 (Alarm clock)", now).unwrap_or_default();
         let _ = std::io::stderr().write_all(line.as_bytes());
         rvs_sys::process::die_by_signal(libc::SIGALRM);
     });

@@ -62,7 +62,6 @@ pub fn set_controller(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let row = real_bridge(t, c.arg(1))?;
     let refs = insert(t, c, table("Controller"), &c.argv[2..])?;
     t.db.set_col(Bridge::CONTROLLER, &row, refs);
-    t.warn("rvs", format!("{}: controllers are stored but not applied by rvs: each bridge stays a standalone learning switch", c.arg(0)));
     Ok(())
 }
 
@@ -87,6 +86,5 @@ pub fn set_manager(t: &mut Txn, c: &mut Cmd) -> Result<()> {
     let (root, _) = managers(t);
     let refs = insert(t, c, table("Manager"), &c.argv[1..])?;
     t.db.set(0, &root, "manager_options", refs);
-    t.warn("rvs", format!("{}: managers are stored but not applied by rvs: it is configured through its local socket only", c.arg(0)));
     Ok(())
 }

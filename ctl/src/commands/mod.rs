@@ -8,6 +8,7 @@ pub mod db;
 pub mod misc;
 pub mod port;
 pub mod show;
+pub mod zone;
 
 use std::collections::BTreeMap;
 
@@ -75,10 +76,10 @@ pub static COMMANDS: &[Syntax] = &[
     cmd!("add-aa-mapping", 3, 3, "BRIDGE ARG ARG", "", true, misc::unsupported_other),
     cmd!("del-aa-mapping", 3, 3, "BRIDGE ARG ARG", "", true, misc::unsupported_other),
     cmd!("get-aa-mapping", 1, 1, "BRIDGE", "", false, misc::unsupported_other),
-    cmd!("add-zone-tp", 3, MANY, "", "--may-exist", true, misc::unsupported_other),
-    cmd!("del-zone-tp", 2, 2, "", "--if-exists", true, misc::unsupported_other),
-    cmd!("list-zone-tp", 1, 1, "", "", false, misc::unsupported_other),
-    cmd!("list-dp-cap", 1, 1, "", "", false, misc::unsupported_other),
+    cmd!("add-zone-tp", 3, MANY, "", "--may-exist", true, zone::add_zone_tp),
+    cmd!("del-zone-tp", 2, 2, "", "--if-exists", true, zone::del_zone_tp),
+    cmd!("list-zone-tp", 1, 1, "", "", false, zone::list_zone_tp),
+    cmd!("list-dp-cap", 1, 1, "", "", false, zone::list_dp_cap),
     cmd!("comment", 0, MANY, "[ARG]...", "", false, misc::comment),
     cmd!("get", 2, MANY, "TABLE RECORD [COLUMN[:KEY]]...", "--if-exists,--id=", false, db::get),
     cmd!("list", 1, MANY, "TABLE [RECORD]...", "--if-exists,--columns=", false, db::list),

@@ -444,6 +444,15 @@ impl OpenIfaces {
             if b.fail_mode() == Some("secure") && self.warned.insert((b.uuid, "fail_mode")) {
                 tracing::warn!("bridge {name}: fail_mode=secure and rvs has no OpenFlow controller: the bridge forwards nothing (as OVS)");
             }
+            if !b.row.col(Bridge::CONTROLLER).is_empty() && self.warned.insert((b.uuid, "controller")) {
+                tracing::warn!("bridge {name}: controllers are stored but not applied by rvs: the bridge stays a standalone learning switch");
+            }
+        }
+        if let Some(root) = db.root_view()
+            && !root.row.col(rvs_ovsdb::view::OpenVswitch::MANAGER_OPTIONS).is_empty()
+            && self.warned.insert((root.uuid, "manager"))
+        {
+            tracing::warn!("managers are stored but not applied by rvs: it is configured through its local socket only");
         }
     }
 
