@@ -3,13 +3,15 @@
 //! the ingress port, never send into a port that does not carry the frame's VLAN, and
 //! never let the MAC table grow past its capacity, never forward between two protected
 //! ports or from one tunnel port to another. The third control byte makes ports 1 and
-//! 2 protected and ports 4 and 5 tunnels. Also feeds the same bytes through the tag
+//! 2 protected and ports 4 and 5 tunnels, and (bit 4) adds a mirror of every port to
+//! the port its bits 5–6 name, or (bit 7 too) to RSPAN VLAN 30: forwarding then never
+//! sends to that port nor takes frames from it, and the copies go once per port. Also feeds the same bytes through the tag
 //! push/pop path of the packet buffer. Before each frame is processed it is traced
 //! (`ofproto/trace`'s core): the trace must change nothing and predict exactly the
 //! verdict and copies processing then gives.
 #![no_main]
 
-use rvs_switch::bridge::{Actions, Bridge, BridgeConfig, PortConfig, PortVlan, VlanMode, Verdict};
+use rvs_switch::bridge::{Actions, Bridge, BridgeConfig, MirrorConfig, MirrorOut, PortConfig, PortVlan, VlanMode, Verdict};
 use rvs_switch::packet::PacketBuf;
 use rvs_switch::time::Time;
 use rvs_switch::types::VlanId;
@@ -38,6 +40,12 @@ fuzz_target!(|data: &[u8]| {
     ports[4].tunnel = bit(3);
     let cap = 16;
     let mut b = Bridge::new(BridgeConfig { mac_table_size: cap, ..BridgeConfig::default() }, ports);
+    // The mirror's output port index, for a port mirror.
+    let mirror_out = (bit(4) && !bit(7)).then(|| u16::from((ctl[2] >> 5) & 3) + 1);
+    if bit(4) {
+        let out = mirror_out.map_or(MirrorOut::Vlan(v(30)), |i| MirrorOut::Port(u32::from(i) + 1));
+        b.set_mirrors(vec![MirrorConfig { srcs: vec![1, 2, 3, 4, 5], dsts: vec![1, 2, 3, 4, 5], vlans: None, out, snaplen: 0 }]);
+    }
     let mut a = Actions::default();
     let in_port = u16::from(ctl[0]) % 5;
     let now = Time::from_secs(u64::from(ctl[1]));
@@ -50,8 +58,20 @@ fuzz_target!(|data: &[u8]| {
         let verdict = b.process(now, port, chunk, &mut a);
         assert_eq!(t.verdict, verdict, "trace and forwarding disagree");
         assert_eq!(t.outputs.as_slice(), a.as_slice(), "trace and forwarding send different copies");
+        let copies: Vec<(u16, Option<VlanId>)> = a.iter().filter(|e| e.is_mirror()).map(|e| (e.port, e.tag)).collect();
+        let mut once = copies.clone();
+        once.sort();
+        once.dedup();
+        assert_eq!(once.len(), copies.len(), "two copies to one port with one tag");
+        if let Some(m) = mirror_out {
+            assert!(copies.iter().all(|c| c.0 == m), "a copy elsewhere than the mirror port");
+            if port == m {
+                assert!(a.is_empty(), "the mirror port's input forwarded or mirrored");
+            }
+        }
         if let Verdict::Forward { vlan, .. } = verdict {
-            for e in a.iter() {
+            for e in a.iter().filter(|e| !e.is_mirror()) {
+                assert_ne!(Some(e.port), mirror_out, "forwarded to the mirror port");
                 assert_ne!(e.port, port);
                 let (from, to) = (&b.ports()[port as usize], &b.ports()[e.port as usize]);
                 assert!(!(from.protected && to.protected), "protected to protected");

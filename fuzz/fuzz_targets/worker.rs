@@ -1,7 +1,8 @@
 //! A datapath worker end to end, as frames from guests meet it: a bridge of four
 //! in-memory ports — access 10 with offloads, access 10 without, a trunk without
 //! offloads that sends in batches, a native-untagged 10 / trunk 20 port with offloads
-//! that reads ahead — and frames with arbitrary virtio-net headers (partial checksums,
+//! that reads ahead, and a fifth, without offloads, that is the output port of a mirror
+//! selecting every other port (never injected into) — and frames with arbitrary virtio-net headers (partial checksums,
 //! GSO of any kind and size, or garbage) injected on any of them, one record at a
 //! time, the worker turned until idle after each. Reaches the core's decision, VLAN
 //! push/pop, checksum completion and segmentation for ports without offloads, and the
@@ -9,7 +10,8 @@
 //! port; a port without offloads never gets offload state; access ports get untagged
 //! frames (unless the frame came in with two tags), the trunk only VLANs 10 and 20,
 //! tagged; a frame without offload state leaves every port with the same bytes after
-//! the MAC addresses and the switch's tag as it came in with (a second tag is payload).
+//! the MAC addresses and the switch's tag as it came in with (a second tag is payload),
+//! the mirror's copies included.
 //!
 //! Input: records of [port (low 2 bits) | header given (bit 2)] [len hi] [len lo]
 //! [10-byte virtio-net header, when given] [frame of len bytes].
@@ -20,7 +22,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use rvs_ovsdb::Uuid;
-use rvs_switch::bridge::{BridgeConfig, PortConfig, PortVlan, VlanMode};
+use rvs_switch::bridge::{BridgeConfig, MirrorConfig, MirrorOut, PortConfig, PortVlan, VlanMode};
 use rvs_switch::time::Clock;
 use rvs_switch::types::{OfPort, VlanId};
 use rvs_switch::wire::virtio_net_hdr::VnetHdr;
@@ -43,12 +45,14 @@ fn rig() -> Rig {
         Arc::new(MemPort::new(false).unwrap()),
         Arc::new(MemPort::batching(false, 8).unwrap()),
         Arc::new(MemPort::reading_ahead(true, 4).unwrap()),
+        Arc::new(MemPort::new(false).unwrap()),
     ];
     let cores = [
         PortConfig::access(1, v(10)),
         PortConfig::access(2, v(10)),
         PortConfig::trunk(3),
         PortConfig { vlan: PortVlan::new(Some(v(10)), &[v(20)], Some(VlanMode::NativeUntagged)), ..PortConfig::trunk(4) },
+        PortConfig::trunk(5),
     ];
     let dp: Vec<DpPort> = ports
         .iter()
@@ -66,7 +70,16 @@ fn rig() -> Rig {
         })
         .collect();
     let cfg = DpConfig {
-        bridges: vec![DpBridge { uuid: Uuid::random(), name: "br0".into(), cfg: BridgeConfig::default(), ports: dp, statics: vec![] }],
+        bridges: vec![DpBridge {
+            uuid: Uuid::random(),
+            name: "br0".into(),
+            cfg: BridgeConfig::default(),
+            ports: dp,
+            statics: vec![],
+            flood_vlans: vec![],
+            mirrors: vec![MirrorConfig { srcs: vec![1, 2, 3, 4], dsts: vec![1, 2, 3, 4], vlans: None, out: MirrorOut::Port(5), snaplen: 0 }],
+            mirror_stats: vec![Arc::default()],
+        }],
         ..Default::default()
     };
     Rig { worker: Worker::stepped(Clock::new(), cfg).unwrap(), ports }
@@ -123,7 +136,7 @@ fuzz_target!(|data: &[u8]| {
                         0 | 1 if tag_of(frame).is_none() || tag_of(&frame[4..]).is_none() => {
                             assert_eq!(tag_of(f), None, "a tagged frame out of an access port")
                         }
-                        0 | 1 => {}
+                        0 | 1 | 4 => {}
                         2 => assert!(matches!(tag_of(f), Some(10 | 20)), "the trunk sent VLAN {:?}", tag_of(f)),
                         // Native-untagged 10: VLAN 10 leaves untagged (with its inner tag,
                         // if it came with two), 20 tagged.
@@ -136,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
                     // it came: a second tag is payload, never popped or rewritten.
                     if vnet == VnetHdr::default() {
                         // Tagged out of the trunk, and of port 4 for VLAN 20 only.
-                        let out_tagged = i == 2 || (i == 3 && tag_of(frame) == Some(20));
+                        let out_tagged = i == 2 || (i == 3 && tag_of(frame) == Some(20)) || (i == 4 && tag_of(f).is_some());
                         let out = &f[if out_tagged { 16 } else { 12 }..];
                         assert_eq!(out, after_tag(frame), "port {} got other bytes after the tag", i + 1);
                     }

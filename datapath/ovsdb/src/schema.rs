@@ -189,7 +189,7 @@ pub struct TableSchema {
     /// Stored and checked by rvs (every table of the schema now).
     pub supported: bool,
     /// Whether rvs-vswitchd acts on the table's rows. The others (OpenFlow
-    /// controllers, managers, SSL, mirroring, flow export, conntrack, Auto Attach) are
+    /// controllers, managers, SSL, flow export, conntrack, Auto Attach) are
     /// kept, validated and shown for the database commands, as OVS keeps them, but
     /// change nothing in forwarding; README says so.
     pub applied: bool,
@@ -361,7 +361,7 @@ const FLOW_TABLE: &[ColumnSchema] = &[
     col("overflow_policy", optional(string_enum(&["evict", "refuse"]))),
     col("prefixes", set_range(string(), 0, 3)),
 ];
-const MIRROR: &[ColumnSchema] = &[
+pub(crate) const MIRROR: &[ColumnSchema] = &[
     col("external_ids", smap()),
     col("name", scalar(string())),
     col("output_port", optional(weak_ref("Port"))),
@@ -470,7 +470,7 @@ pub static TABLES: &[TableSchema] = &[
     stored("Flow_Table", false, &[], FLOW_TABLE),
     table("QoS", true, &[], QOS),
     table("Queue", true, &[], QUEUE),
-    stored("Mirror", false, &[], MIRROR),
+    table("Mirror", false, &[], MIRROR),
     stored("NetFlow", false, &[], NETFLOW),
     stored("sFlow", false, &[], SFLOW),
     stored("IPFIX", false, &[], IPFIX),
@@ -500,6 +500,7 @@ pub mod tables {
     pub const INTERFACE: usize = 3;
     pub const QOS: usize = 5;
     pub const QUEUE: usize = 6;
+    pub const MIRROR: usize = 7;
 }
 
 #[cfg(test)]
@@ -514,6 +515,7 @@ mod tests {
         assert_eq!(TABLES[tables::INTERFACE].name, "Interface");
         assert_eq!(TABLES[tables::QOS].name, "QoS");
         assert_eq!(TABLES[tables::QUEUE].name, "Queue");
+        assert_eq!(TABLES[tables::MIRROR].name, "Mirror");
     }
 
     #[test]

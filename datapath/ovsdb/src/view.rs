@@ -221,6 +221,7 @@ views! {
         external_ids / EXTERNAL_IDS: Whole = "external_ids";
         fail_mode / FAIL_MODE: OptStr = "fail_mode";
         flood_vlans / FLOOD_VLANS: IntSet = "flood_vlans";
+        mirrors / MIRRORS: Refs = "mirrors";
         name / NAME: Str = "name";
         other_config / OTHER_CONFIG: Whole = "other_config";
         ports / PORTS: Refs = "ports";
@@ -270,6 +271,19 @@ views! {
         statistics / STATISTICS: Whole = "statistics";
         status / STATUS: Whole = "status";
         type_ / TYPE: Str = "type";
+    }
+
+    /// A Mirror row (port mirroring on the bridge that lists it).
+    Mirror = tables::MIRROR, schema::MIRROR {
+        name / NAME: Str = "name";
+        output_port / OUTPUT_PORT: OptRef = "output_port";
+        output_vlan / OUTPUT_VLAN: OptInt = "output_vlan";
+        select_all / SELECT_ALL: Bool = "select_all";
+        select_dst_port / SELECT_DST_PORT: Refs = "select_dst_port";
+        select_src_port / SELECT_SRC_PORT: Refs = "select_src_port";
+        select_vlan / SELECT_VLAN: IntSet = "select_vlan";
+        snaplen / SNAPLEN: OptInt = "snaplen";
+        statistics / STATISTICS: Whole = "statistics";
     }
 
     /// A QoS row (egress shaping of the Port that points at it).

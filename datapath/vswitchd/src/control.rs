@@ -95,6 +95,7 @@ impl Control {
     pub fn snapshot(&self) -> Json {
         let mut db = self.db.clone();
         status::read(&self.db, &self.ports).write(&mut db);
+        self.ports.mirrors.write(&mut db);
         db.to_json(true)
     }
 

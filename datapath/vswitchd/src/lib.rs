@@ -27,6 +27,7 @@ pub mod control;
 pub mod fdbkeep;
 pub mod logging;
 pub mod metrics;
+pub mod mirrors;
 pub mod notify;
 pub mod plan;
 pub mod port;

@@ -45,6 +45,11 @@ pub struct PlannedBridge {
     pub uuid: Uuid,
     pub name: String,
     pub cfg: BridgeConfig,
+    /// Bridge `flood_vlans`.
+    pub flood_vlans: Vec<VlanId>,
+    /// The Mirror rows applied ([`crate::mirrors`]), and OVS's messages about them.
+    pub mirrors: Vec<crate::mirrors::PlannedMirror>,
+    pub mirror_notes: Vec<(Uuid, String)>,
 }
 
 /// One interface the configuration asks for, with all the database says about it.
@@ -189,7 +194,9 @@ pub fn plan(db: &Db, cpus: &[usize]) -> Plan {
         .map(|w| {
             if !bridges.iter().any(|b| b.uuid == w.bridge) {
                 let name = Bridge::get(db, &w.bridge).map(|b| b.name()).unwrap_or_default().to_string();
-                bridges.push(PlannedBridge { uuid: w.bridge, name, cfg: bridge_config(db, &w.bridge) });
+                let (mirrors, mirror_notes) = crate::mirrors::plan(db, &w.bridge);
+                let flood_vlans = crate::mirrors::flood_vlans(db, &w.bridge);
+                bridges.push(PlannedBridge { uuid: w.bridge, name, cfg: bridge_config(db, &w.bridge), flood_vlans, mirrors, mirror_notes });
             }
             let i = Interface::get(db, &w.iface);
             PlannedIface {

@@ -104,6 +104,8 @@ pub struct OpenIfaces {
     /// rvs's own egress shapers by interface, with the settings and slots they were
     /// made for: kept (with what waits in them) while those do not change.
     shapers: HashMap<Uuid, ShaperEntry>,
+    /// The mirrors' counters and what was logged about Mirror rows.
+    pub mirrors: crate::mirrors::MirrorState,
 }
 
 /// An egress shaper: its settings, its queue's slots, the shared queue.
@@ -296,6 +298,7 @@ impl OpenIfaces {
         let _ = self.bonds.write_status(db);
         self.warn_unsupported(db);
         self.sync_qos(plan);
+        self.sync_mirrors(plan);
         let (config, applied) = self.build_config(db, plan, statics);
         let config = if self.last_sent.as_ref() == Some(&applied) {
             None
@@ -311,6 +314,7 @@ impl OpenIfaces {
     fn build_config(&self, db: &Db, plan: &Plan, statics: &[StaticMac]) -> (DpConfig, Applied) {
         let mut bridges: Vec<DpBridge> = Vec::new();
         let mut ports = Vec::new();
+        let mut port_keys: HashMap<Uuid, u32> = HashMap::new();
         for w in &plan.ifaces {
             // A bond is one port, made when its first member comes, over its members.
             let bond = match &w.bond {
@@ -336,7 +340,9 @@ impl OpenIfaces {
                 Some(i) => i,
                 None => {
                     let Some(b) = plan.bridge(&w.bridge) else { continue };
-                    bridges.push(DpBridge { uuid: b.uuid, name: b.name.clone(), cfg: b.cfg, ports: Vec::new(), statics: Vec::new() });
+                    let mirror_stats = b.mirrors.iter().map(|m| self.mirrors.stats(&m.uuid)).collect();
+                    let (flood_vlans, mirrors) = (b.flood_vlans.clone(), Vec::new());
+                    bridges.push(DpBridge { uuid: b.uuid, name: b.name.clone(), cfg: b.cfg, ports: Vec::new(), statics: Vec::new(), flood_vlans, mirrors, mirror_stats });
                     bridges.len() - 1
                 }
             };
@@ -355,8 +361,12 @@ impl OpenIfaces {
                 shaper,
             });
             ports.push((if bond.is_some() { w.port } else { w.iface }, ofport, serial));
+            port_keys.insert(w.port, u32::from(ofport.get()));
         }
         for b in &mut bridges {
+            if let Some(pb) = plan.bridge(&b.uuid) {
+                b.mirrors = pb.mirrors.iter().map(|m| m.core(|p| port_keys.get(p).copied())).collect();
+            }
             for st in statics.iter().filter(|st| st.bridge == b.name) {
                 let port = b.ports.iter().find(|p| p.name == st.port).map(|p| p.ofport);
                 let mac = st.mac.parse::<MacAddr>().ok();
@@ -427,6 +437,18 @@ impl OpenIfaces {
     }
 
     /// Logs (once) configuration that is stored but not carried out.
+    /// Logs OVS's messages about Mirror rows and keeps counters for the mirrors
+    /// applied (only those).
+    fn sync_mirrors(&mut self, plan: &Plan) {
+        let notes: Vec<(Uuid, String)> = plan.bridges.iter().flat_map(|b| b.mirror_notes.iter().cloned()).collect();
+        self.mirrors.log(&notes);
+        let applied: Vec<Uuid> = plan.bridges.iter().flat_map(|b| b.mirrors.iter().map(|m| m.uuid)).collect();
+        self.mirrors.retain(&applied);
+        for u in applied {
+            self.mirrors.stats_for(u);
+        }
+    }
+
     fn warn_unsupported(&mut self, db: &Db) {
         for (port, name, first, other) in crate::plan::shared_ports(db) {
             if self.warned.insert((port, "shared")) {

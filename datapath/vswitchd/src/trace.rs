@@ -299,7 +299,8 @@ pub struct PortInfo {
 }
 
 /// Prints a trace the way OVS prints a NORMAL-action trace.
-pub fn format(bridge: &str, flow: &Flow, in_port: u16, ports: &[PortInfo], t: &Trace, fail_secure: bool) -> String {
+/// `mirrors` names the bridge's mirrors by index (as the core numbers them).
+pub fn format(bridge: &str, flow: &Flow, in_port: u16, ports: &[PortInfo], t: &Trace, fail_secure: bool, mirrors: &[String]) -> String {
     let p = |i: u16| ports.get(usize::from(i));
     let name = |i: u16| p(i).map_or_else(|| format!("#{i}"), |p| p.name.clone());
     let inp = p(in_port).map_or(0, |p| p.ofport);
@@ -351,6 +352,8 @@ pub fn format(bridge: &str, flow: &Flow, in_port: u16, ports: &[PortInfo], t: &T
                 say("destination is an IEEE 802.1D reserved group address and forward-bpdu is off, dropping".into())
             }
             (_, Verdict::Drop(DropReason::Reflection)) => say("learned port is input port, dropping".into()),
+            (None, Verdict::Drop(DropReason::MirrorPort)) => say("input port is mirror output port, dropping".into()),
+            (Some(_), Verdict::Drop(DropReason::MirrorPort)) => say("learned port is a mirror port, dropping".into()),
             (Some((_, Some(o))), Verdict::Drop(DropReason::Protected)) => say(format!("learned port {} and input port are both protected, dropping", name(o))),
             (Some((_, Some(o))), Verdict::Drop(DropReason::SplitHorizon)) => {
                 say(format!("learned port {} is a tunnel, as is the input port: split horizon, dropping", name(o)))
@@ -367,13 +370,20 @@ pub fn format(bridge: &str, flow: &Flow, in_port: u16, ports: &[PortInfo], t: &T
                 say(format!("not flooding to port {}: {}", name(i), why.describe()));
             }
         }
-        for e in &t.outputs {
+        for e in t.outputs.iter().filter(|e| !e.is_mirror()) {
             let tag = e.tag.map_or_else(|| "untagged".to_string(), |v| format!("tagged VLAN {v}"));
             say(format!("output to port {} ({tag})", name(e.port)));
             if let Some(opts) = p(e.port).and_then(|p| p.tunnel.as_ref()) {
                 say(format!("tunnel: VXLAN to {opts}"));
             }
         }
+    }
+    // Mirror copies are made whatever forwarding decided (a dropped frame too).
+    for (m, e) in &t.record.mirrored {
+        let tag = e.tag.map_or_else(|| "untagged".to_string(), |v| format!("tagged VLAN {v}"));
+        let mname = mirrors.get(*m).map_or_else(|| format!("#{m}"), Clone::clone);
+        let cut = if e.snap != u16::MAX { format!(", first {} bytes", e.snap) } else { String::new() };
+        lines.push(format!("mirror {mname}: output to port {} ({tag}{cut})", name(e.port)));
     }
     for l in lines {
         let _ = writeln!(s, "     -> {l}");
@@ -389,7 +399,7 @@ fn datapath_actions(flow: &Flow, ports: &[PortInfo], t: &Trace) -> String {
         return "drop".into();
     }
     let mut outs = t.outputs.clone();
-    outs.sort_unstable_by_key(|e| (e.tag.map_or(0, |v| v.get() + 1), e.port));
+    outs.sort_unstable_by_key(|e| (e.is_mirror() && e.snap != u16::MAX, e.tag.map_or(0, |v| v.get() + 1), e.port));
     let pcp = (flow.vlan_tci >> 13) as u8;
     let mut cur = (flow.vlan_tci & TCI_PRESENT != 0).then_some(flow.vlan_tci & 0x0fff);
     let mut acts: Vec<String> = Vec::new();
@@ -403,6 +413,9 @@ fn datapath_actions(flow: &Flow, ports: &[PortInfo], t: &Trace) -> String {
                 acts.push(format!("push_vlan(vid={v},pcp={pcp})"));
             }
             cur = want;
+        }
+        if e.is_mirror() && e.snap != u16::MAX {
+            acts.push(format!("trunc({})", e.snap));
         }
         acts.push(ports.get(usize::from(e.port)).map_or_else(|| e.port.to_string(), |p| p.ofport.to_string()));
     }
@@ -443,5 +456,9 @@ pub(crate) async fn appctl(ctl: &mut crate::control::Control, args: &[String]) -
             PortInfo { name, ofport, mode, vlan, tunnel }
         })
         .collect();
-    Ok(format(&req.bridge, &req.flow, idx as u16, &ports, &t, fail_secure))
+    let mirrors: Vec<String> = rvs_ovsdb::view::Bridge::all(&ctl.db)
+        .find(|b| b.name() == req.bridge)
+        .map(|b| crate::mirrors::plan(&ctl.db, &b.uuid).0.into_iter().map(|m| m.name).collect())
+        .unwrap_or_default();
+    Ok(format(&req.bridge, &req.flow, idx as u16, &ports, &t, fail_secure, &mirrors))
 }

@@ -40,10 +40,13 @@ pub enum DropReason {
     /// Sent above the egress port's QoS rate (rvs's own shaper, on ports whose frames
     /// no kernel qdisc sees): counted per port too (`tx_dropped`).
     Shaped,
+    /// Received on a mirror's output port, or known unicast to an address learned
+    /// there: a mirror output port takes no part in forwarding (OVS).
+    MirrorPort,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 15] = [
+    pub const ALL: [DropReason; 16] = [
         DropReason::Malformed,
         DropReason::Oversize,
         DropReason::TaggedOnAccess,
@@ -59,6 +62,7 @@ impl DropReason {
         DropReason::FailSecure,
         DropReason::BondLoop,
         DropReason::Shaped,
+        DropReason::MirrorPort,
     ];
 
     /// The name shown in counters output.
@@ -79,6 +83,7 @@ impl DropReason {
             DropReason::FailSecure => "fail_secure",
             DropReason::BondLoop => "bond_slb_loop",
             DropReason::Shaped => "shaped",
+            DropReason::MirrorPort => "mirror_port",
         }
     }
 }

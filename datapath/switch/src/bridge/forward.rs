@@ -12,22 +12,50 @@ pub struct Egress {
     pub port: PortIdx,
     /// The tag the copy leaves with; `None` = untagged.
     pub tag: Option<VlanId>,
+    /// 0 for a forwarding output; for a mirror's copy ([`super::mirror`]), how many
+    /// bytes of the frame it keeps (`u16::MAX`: all of them).
+    pub snap: u16,
+}
+
+impl Egress {
+    /// A forwarding output (not a mirror's copy).
+    #[inline]
+    pub fn to(port: PortIdx, tag: Option<VlanId>) -> Egress {
+        Egress { port, tag, snap: 0 }
+    }
+
+    /// Whether this is a mirror's copy.
+    #[inline]
+    pub fn is_mirror(&self) -> bool {
+        self.snap != 0
+    }
 }
 
 /// The output list of one decision. Reused across frames: allocate it once.
 #[derive(Debug, Default)]
 pub struct Actions {
     list: Vec<Egress>,
+    /// The mirrors that copied the frame (bit `i`: the `i`-th given to
+    /// [`Bridge::set_mirrors`]), for the shell to count in their statistics.
+    mirrored: u32,
 }
 
 impl Actions {
     pub fn with_capacity(n: usize) -> Actions {
-        Actions { list: Vec::with_capacity(n) }
+        Actions { list: Vec::with_capacity(n), mirrored: 0 }
     }
 
     #[inline]
     pub fn clear(&mut self) {
         self.list.clear();
+        self.mirrored = 0;
+    }
+
+    /// The mirrors that copied the frame: bit `i` for the `i`-th mirror given to
+    /// [`Bridge::set_mirrors`]. 0 when no mirror is configured.
+    #[inline]
+    pub fn mirrored(&self) -> u32 {
+        self.mirrored
     }
 
     #[inline]
@@ -53,9 +81,13 @@ impl Actions {
     }
 
     /// Orders the copies so that all untagged ones come first and tagged ones follow,
-    /// grouped by tag: the shell then changes the frame's tag at most twice.
+    /// grouped by tag: the shell then changes the frame's tag at most twice. Mirror
+    /// copies to truncate (`snaplen`) come after all the others, longest first, so that
+    /// the shell may cut the frame as it goes.
     pub fn sort_by_tag(&mut self) {
-        self.list.sort_unstable_by_key(|e| (e.tag.map_or(0, |v| v.get() + 1), e.port));
+        // 0 for a whole frame; for a cut copy, smaller for a longer one.
+        let cut = |e: &Egress| if e.snap == 0 || e.snap == u16::MAX { 0 } else { u16::MAX - e.snap };
+        self.list.sort_unstable_by_key(|e| (cut(e), e.tag.map_or(0, |v| v.get() + 1), e.port));
     }
 }
 
@@ -66,7 +98,8 @@ pub enum Verdict {
     /// The frame belongs to `vlan` (priority `pcp` from its tag, 0 if untagged) and goes
     /// to every port in the [`Actions`] list. `flood` is false for known unicast.
     Forward { vlan: VlanId, pcp: u8, flood: bool },
-    /// Dropped; nothing in the list.
+    /// Dropped: nothing in the list but mirror copies (a frame is mirrored as it was
+    /// received even when forwarding drops it, as OVS does).
     Drop(DropReason),
 }
 
@@ -84,15 +117,15 @@ pub(super) enum GratArp {
     Locked,
 }
 
-struct L2 {
-    dst: MacAddr,
+pub(super) struct L2 {
+    pub(super) dst: MacAddr,
     src: MacAddr,
-    vid: VlanId,
+    pub(super) vid: VlanId,
     pcp: u8,
 }
 
 #[inline]
-fn parse_l2(frame: &[u8]) -> Option<L2> {
+pub(super) fn parse_l2(frame: &[u8]) -> Option<L2> {
     if frame.len() < ethernet::HEADER_LEN {
         return None;
     }
@@ -144,6 +177,9 @@ impl Bridge {
             self.drops.add(r);
             out.clear();
         }
+        if self.mirrors.active {
+            out.mirrored = self.mirror(in_port, frame, out, obs);
+        }
         v
     }
 
@@ -162,6 +198,9 @@ impl Bridge {
     #[inline]
     fn decide<O: Observer>(&mut self, now: Time, in_port: PortIdx, frame: &[u8], out: &mut Actions, obs: &mut O) -> Result<Verdict, DropReason> {
         let a = self.admit(in_port, frame, obs)?;
+        if self.is_flood_vlan(a.vlan) {
+            return self.output(&a, in_port, out, obs, |_, _| None);
+        }
         let (learned, lock) = match self.grat_arp(now, in_port, &a, frame) {
             GratArp::Locked => (Learned::GratArpLocked, false),
             g => (self.fdb.learn(now, a.vlan, a.l2.src, in_port), g == GratArp::Lock),
@@ -204,6 +243,10 @@ impl Bridge {
         let l2 = parse_l2(frame).ok_or(DropReason::Malformed)?;
         obs.parsed(l2.src, l2.dst, l2.vid, l2.pcp);
         let inp = self.ports.get(in_port as usize).ok_or(DropReason::NoEgress)?;
+        // OVS drops what a mirror output port receives before looking at its VLAN.
+        if self.mirrors.active && self.mirrors.is_output(in_port) {
+            return Err(DropReason::MirrorPort);
+        }
         let vlan = inp.vlan.input(l2.vid)?;
         obs.admitted(vlan);
         if l2.dst.is_reserved() && !self.cfg.forward_bpdu {
@@ -228,6 +271,10 @@ impl Bridge {
         let known = if l2.dst.is_multicast() { None } else { lookup(vlan, l2.dst) };
         obs.looked_up(l2.dst.is_multicast(), known);
         if let Some(p) = known {
+            if self.mirrors.active && self.mirrors.is_output(p) {
+                // OVS: "learned port is a mirror port, dropping".
+                return Err(DropReason::MirrorPort);
+            }
             let outp = &self.ports[p as usize];
             if outp.vlan.includes(vlan) {
                 if p == in_port {
@@ -239,33 +286,37 @@ impl Bridge {
                 if a.in_tunnel && outp.tunnel && self.cfg.tunnel_split_horizon {
                     return Err(DropReason::SplitHorizon);
                 }
-                out.push(Egress { port: p, tag: outp.vlan.output_tag(vlan) });
+                out.push(Egress::to(p, outp.vlan.output_tag(vlan)));
                 return Ok(Verdict::Forward { vlan, pcp: l2.pcp, flood: false });
             }
             // Learned on a port that no longer carries the VLAN: flood, as OVS does.
         }
 
         let split = a.in_tunnel && self.cfg.tunnel_split_horizon;
+        let mirrors = self.mirrors.active;
         for (i, p) in self.ports.iter().enumerate() {
             let i = i as PortIdx;
-            if i == in_port || !p.vlan.includes(vlan) || (a.in_protected && p.protected) || (split && p.tunnel) {
+            if i == in_port || !p.vlan.includes(vlan) || (a.in_protected && p.protected) || (split && p.tunnel) || (mirrors && self.mirrors.is_output(i)) {
                 // The reason is worked out only for an observer that wants it: the
                 // forwarding loop stays the one test it always was.
                 if O::WANTS_SKIPS {
-                    obs.skipped(i, skip_reason(i == in_port, p.vlan.includes(vlan), a.in_protected && p.protected));
+                    let mirror_out = mirrors && self.mirrors.is_output(i);
+                    obs.skipped(i, skip_reason(i == in_port, p.vlan.includes(vlan), a.in_protected && p.protected, mirror_out));
                 }
                 continue;
             }
-            out.push(Egress { port: i, tag: p.vlan.output_tag(vlan) });
+            out.push(Egress::to(i, p.vlan.output_tag(vlan)));
         }
         Ok(Verdict::Forward { vlan, pcp: l2.pcp, flood: true })
     }
 }
 
 /// Why flooding left a port out, given that it did (split horizon when nothing else).
-fn skip_reason(ingress: bool, carries: bool, both_protected: bool) -> Skip {
+fn skip_reason(ingress: bool, carries: bool, both_protected: bool, mirror_out: bool) -> Skip {
     if ingress {
         Skip::Ingress
+    } else if mirror_out {
+        Skip::MirrorOutput
     } else if !carries {
         Skip::NotInVlan
     } else if both_protected {

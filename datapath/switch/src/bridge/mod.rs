@@ -22,13 +22,15 @@
 //!
 //! Split by concern: [`vlan`] (per-port policy), [`fdb`] (MAC table), [`forward`]
 //! (the per-frame decision), [`trace`] (the same decision observed, changing nothing),
-//! [`flap`] (addresses that keep moving), [`police`] (ingress token buckets),
+//! [`flap`] (addresses that keep moving), [`mirror`] (port mirroring: the copies
+//! and the ports that only receive them), [`police`] (ingress token buckets),
 //! [`shaper`] (egress rate limits rvs applies itself), [`drops`] (reasons and counters).
 
 pub mod drops;
 pub mod fdb;
 pub mod flap;
 pub mod forward;
+pub mod mirror;
 pub mod police;
 pub mod shaper;
 pub mod trace;
@@ -38,6 +40,7 @@ pub use drops::{DropCounters, DropReason};
 pub use fdb::{FdbEntry, FdbStats, Learned, MacTable, PortIdx, WouldLearn};
 pub use flap::{Flap, FlapWatch};
 pub use forward::{Actions, Egress, Verdict};
+pub use mirror::{MirrorConfig, MirrorOut};
 pub use trace::{NoObserver, Observer, Skip, Trace, TraceRecord};
 pub use vlan::{PortVlan, VlanMode, VlanSet};
 
@@ -138,6 +141,10 @@ pub struct Bridge {
     drops: DropCounters,
     journaling: bool,
     journal: Vec<LearnNote>,
+    mirrors: mirror::Mirrors,
+    /// Bridge `flood_vlans`: VLANs where nothing is learned and every frame floods
+    /// (OVS; needed by RSPAN mirrors). `None` when there are none.
+    flood_vlans: Option<Box<VlanSet>>,
 }
 
 impl Bridge {
@@ -150,6 +157,8 @@ impl Bridge {
             drops: DropCounters::default(),
             journaling: false,
             journal: Vec::new(),
+            mirrors: mirror::Mirrors::default(),
+            flood_vlans: None,
         };
         b.reconfigure(cfg, ports);
         b
@@ -166,6 +175,21 @@ impl Bridge {
         self.flaps.configure(cfg.mac_flap_moves, cfg.mac_flap_window_secs);
         self.cfg = cfg;
         self.ports = ports;
+        if !self.mirrors.configs().is_empty() {
+            self.mirrors = mirror::Mirrors::compile(self.mirrors.configs().to_vec(), &self.ports);
+        }
+    }
+
+    /// Sets Bridge `flood_vlans`: no learning and no lookup in those VLANs, every frame
+    /// floods. The MAC table is kept (entries in those VLANs age out unused).
+    pub fn set_flood_vlans(&mut self, vlans: impl IntoIterator<Item = crate::types::VlanId>) {
+        let set = VlanSet::from_ids(vlans);
+        self.flood_vlans = (set != VlanSet::default()).then(|| Box::new(set));
+    }
+
+    #[inline]
+    pub(super) fn is_flood_vlan(&self, vlan: crate::types::VlanId) -> bool {
+        self.flood_vlans.as_ref().is_some_and(|s| s.contains(vlan))
     }
 
     pub fn config(&self) -> &BridgeConfig {

@@ -31,6 +31,8 @@ pub enum Skip {
     Protected,
     /// Tunnel to tunnel with split horizon on.
     SplitHorizon,
+    /// The port is a mirror's output port.
+    MirrorOutput,
 }
 
 impl Skip {
@@ -40,6 +42,7 @@ impl Skip {
             Skip::NotInVlan => "VLAN not carried",
             Skip::Protected => "protected to protected",
             Skip::SplitHorizon => "split horizon (tunnel to tunnel)",
+            Skip::MirrorOutput => "mirror output port",
         }
     }
 }
@@ -63,6 +66,9 @@ pub trait Observer {
     /// Flooding left `port` out.
     #[inline(always)]
     fn skipped(&mut self, _port: PortIdx, _why: Skip) {}
+    /// Mirror `mirror` (its index in [`Bridge::set_mirrors`]) sent `copy`.
+    #[inline(always)]
+    fn mirrored(&mut self, _mirror: usize, _copy: Egress) {}
 }
 
 /// The observer of the forwarding path: sees nothing, costs nothing.
@@ -81,6 +87,8 @@ pub struct TraceRecord {
     /// `Some(multicast, port)` once the destination was looked up.
     pub lookup: Option<(bool, Option<PortIdx>)>,
     pub skipped: Vec<(PortIdx, Skip)>,
+    /// Mirror copies: (mirror index, copy), in the order OVS makes them.
+    pub mirrored: Vec<(usize, Egress)>,
 }
 
 impl Observer for TraceRecord {
@@ -97,6 +105,9 @@ impl Observer for TraceRecord {
     }
     fn skipped(&mut self, port: PortIdx, why: Skip) {
         self.skipped.push((port, why));
+    }
+    fn mirrored(&mut self, mirror: usize, copy: Egress) {
+        self.mirrored.push((mirror, copy));
     }
 }
 
@@ -115,6 +126,9 @@ impl Bridge {
         let mut record = TraceRecord::default();
         let mut out = Actions::with_capacity(self.ports.len());
         let r = self.admit(in_port, frame, &mut record).and_then(|a| {
+            if self.is_flood_vlan(a.vlan) {
+                return self.output(&a, in_port, &mut out, &mut record, |_, _| None);
+            }
             let w = match self.grat_arp(now, in_port, &a, frame) {
                 super::forward::GratArp::Locked => WouldLearn { learned: Learned::GratArpLocked, evicts: None },
                 _ => self.fdb().would_learn(now, a.vlan, a.src(), in_port),
@@ -136,7 +150,13 @@ impl Bridge {
             self.output(&a, in_port, &mut out, &mut record, lookup)
         });
         let verdict = r.unwrap_or_else(Verdict::Drop);
-        let outputs = if matches!(verdict, Verdict::Drop(_)) { Vec::new() } else { out.as_slice().to_vec() };
+        if matches!(verdict, Verdict::Drop(_)) {
+            out.clear();
+        }
+        if self.mirrors.active {
+            self.mirror(in_port, frame, &mut out, &mut record);
+        }
+        let outputs = out.as_slice().to_vec();
         Trace { record, verdict, outputs }
     }
 }

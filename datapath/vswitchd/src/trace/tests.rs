@@ -94,7 +94,7 @@ fn bridge() -> Bridge {
 fn trace(b: &Bridge, flow: &str) -> String {
     let r = parse_args(&args(&["br0", flow])).unwrap();
     let port = r.flow.in_port.as_deref().unwrap().parse::<u16>().unwrap() - 1;
-    format("br0", &r.flow, port, &ports(), &b.trace(Time::ZERO, port, &r.frame), false)
+    format("br0", &r.flow, port, &ports(), &b.trace(Time::ZERO, port, &r.frame), false, &[])
 }
 
 #[test]

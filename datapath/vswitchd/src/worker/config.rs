@@ -15,10 +15,11 @@ use rvs_ovsdb::Uuid;
 use rvs_switch::bridge::police::Policer;
 use rvs_switch::bridge::shaper::{Offer, ShapeQueue};
 use rvs_switch::packet::PacketBuf;
-use rvs_switch::bridge::{BridgeConfig, PortConfig};
+use rvs_switch::bridge::{BridgeConfig, MirrorConfig, PortConfig};
 use rvs_switch::time::Time;
 use rvs_switch::types::{MacAddr, OfPort, VlanId};
 
+use crate::mirrors::MirrorStats;
 use crate::port::{PortIo, PortStats};
 
 /// A port as the worker sees it.
@@ -67,6 +68,11 @@ pub struct DpBridge {
     pub ports: Vec<DpPort>,
     /// Static MAC entries (`fdb/add`) to (re)install: (VLAN, MAC, port).
     pub statics: Vec<(VlanId, MacAddr, OfPort)>,
+    /// Bridge `flood_vlans`.
+    pub flood_vlans: Vec<VlanId>,
+    /// The mirrors (ports by OpenFlow number), and each one's counters (same index).
+    pub mirrors: Vec<MirrorConfig>,
+    pub mirror_stats: Vec<Arc<MirrorStats>>,
 }
 
 /// A whole datapath configuration.

@@ -32,9 +32,19 @@ impl Worker {
     pub(super) fn forward(&mut self, at: PortRef, now: Time, hold: Hold) -> Result<(), (PortRef, io::Error)> {
         let br = &mut self.bridges[at.bridge];
         let verdict = br.core.process(now, at.port as u16, self.buf.frame(), &mut self.actions);
-        let Verdict::Forward { pcp, .. } = verdict else {
-            PortStats::inc(&br.ports[at.port].stats.rx_dropped);
-            return Ok(());
+        if self.actions.mirrored() != 0 {
+            count_mirrored(br, self.actions.mirrored(), self.buf.len());
+        }
+        let pcp = match verdict {
+            Verdict::Forward { pcp, .. } => pcp,
+            Verdict::Drop(_) => {
+                PortStats::inc(&br.ports[at.port].stats.rx_dropped);
+                if self.actions.is_empty() {
+                    return Ok(());
+                }
+                // Mirror copies of a frame forwarding dropped keep its priority.
+                self.buf.vlan_tci().map_or(0, |t| (t >> 13) as u8)
+            }
         };
         self.actions.sort_by_tag();
         // A frame with one output to a port that sends in batches is held until the
@@ -62,6 +72,12 @@ impl Worker {
                 continue;
             }
             tagged = e.tag.is_some();
+            // A mirror copy with a snaplen: copies to cut come last, longest first
+            // (`sort_by_tag`), so the frame is cut for them in place.
+            if e.snap != 0 && e.snap != u16::MAX && self.buf.len() > usize::from(e.snap) {
+                self.buf.truncate(usize::from(e.snap));
+                self.buf.vnet = Default::default();
+            }
             // A frame longer than the device's MTU (plus its Ethernet header and a tag)
             // is dropped here, as a hardware switch drops it at a port that cannot
             // carry it; a GSO frame is cut to the sender's segment size downstream.
@@ -160,6 +176,18 @@ impl Worker {
                 self.fail_port(g.to, e);
             }
         }
+    }
+}
+
+/// Adds a frame of `len` bytes to the counters of the mirrors in `mask`.
+#[cold]
+fn count_mirrored(br: &super::BridgeRt, mask: u32, len: usize) {
+    let mut m = mask;
+    while m != 0 {
+        if let Some(s) = br.mirror_stats.get(m.trailing_zeros() as usize) {
+            s.add(len);
+        }
+        m &= m - 1;
     }
 }
 

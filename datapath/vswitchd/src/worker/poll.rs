@@ -115,7 +115,9 @@ impl Worker {
                 None => Bridge::new(nb.cfg, cores),
             };
             let ports = nb.ports.into_iter().map(PortRt::new).collect();
-            let mut rt = BridgeRt { uuid: nb.uuid, name: nb.name, core, ports };
+            let mut rt = BridgeRt { uuid: nb.uuid, name: nb.name, core, ports, mirror_stats: nb.mirror_stats };
+            rt.core.set_flood_vlans(nb.flood_vlans);
+            rt.core.set_mirrors(nb.mirrors);
             rt.core.set_journaling(self.crew.n > 1);
             for (vlan, mac, ofport) in nb.statics {
                 if let Some(i) = rt.core.port_index(u32::from(ofport.get())) {

@@ -88,4 +88,6 @@ pub struct BridgeRt {
     pub name: String,
     pub core: Bridge,
     pub ports: Vec<PortRt>,
+    /// Counters of the core's mirrors, by mirror index ([`rvs_switch::bridge::Actions::mirrored`]).
+    pub mirror_stats: Vec<std::sync::Arc<crate::mirrors::MirrorStats>>,
 }

@@ -38,7 +38,7 @@ fn port(n: u16, io: Arc<MemPort>, core: PortConfig) -> DpPort {
 /// A configuration of one bridge "br0" of `ports`.
 fn br0(ports: Vec<DpPort>) -> DpConfig {
     DpConfig {
-        bridges: vec![DpBridge { uuid: Uuid::random(), name: "br0".into(), cfg: BridgeConfig::default(), ports, statics: vec![] }],
+        bridges: vec![DpBridge { uuid: Uuid::random(), name: "br0".into(), cfg: BridgeConfig::default(), ports, statics: vec![], flood_vlans: vec![], mirrors: vec![], mirror_stats: vec![] }],
         ..Default::default()
     }
 }
@@ -394,6 +394,9 @@ fn two_workers_share_what_they_learn() {
             cfg: BridgeConfig::default(),
             ports: vec![port(1, a.clone(), PortConfig::trunk(1)), port(2, b.clone(), PortConfig::trunk(2)), port(3, c.clone(), PortConfig::trunk(3))],
             statics: vec![],
+            flood_vlans: vec![],
+            mirrors: vec![],
+            mirror_stats: vec![],
         }],
         workers,
         pmd_cpus: vec![],
@@ -487,6 +490,9 @@ fn forwarding_allocates_nothing_once_warm() {
             tp,
         ],
         statics: vec![],
+        flood_vlans: vec![],
+        mirrors: vec![],
+        mirror_stats: vec![],
     };
     w.reconfigure(DpConfig { bridges: vec![bridge], workers: 1, ..Default::default() });
 
@@ -599,4 +605,31 @@ fn shaped_port_queues_then_drops() {
     assert_eq!(br.ports[1].shaper.as_ref().unwrap().lock().unwrap().len(), 2);
     let now = w.now();
     assert!(w.shaped_wake(now).is_some_and(|t| t > now), "a wake-up for the queue");
+}
+
+/// Mirroring carried out: a select-all mirror to a trunk port gets each frame once,
+/// tagged with its VLAN, cut to its snaplen after the other outputs got the whole
+/// frame; the mirror's counters grow by the frames as received; what the mirror port
+/// sends in is dropped and counted.
+#[test]
+fn mirror_copies_are_tagged_cut_and_counted() {
+    use rvs_switch::bridge::{DropReason, MirrorConfig, MirrorOut};
+    let vid = VlanId::new(10).unwrap();
+    let (a, b, m) = (Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()));
+    let mut cfg = br0(vec![port(1, a.clone(), PortConfig::access(1, vid)), port(2, b.clone(), PortConfig::access(2, vid)), port(3, m.clone(), PortConfig::trunk(3))]);
+    let stats = Arc::new(crate::mirrors::MirrorStats::default());
+    cfg.bridges[0].mirrors = vec![MirrorConfig { srcs: vec![1, 2, 3], dsts: vec![1, 2, 3], vlans: None, out: MirrorOut::Port(3), snaplen: 20 }];
+    cfg.bridges[0].mirror_stats = vec![stats.clone()];
+    let mut w = stepped(cfg);
+    let f = [frame(MacAddr::BROADCAST, mac(1)), vec![0xab; 50]].concat();
+    a.inject(&f, VnetHdr::default());
+    w.drive();
+    assert_eq!(b.take_sent().into_iter().map(|(x, _)| x).collect::<Vec<_>>(), vec![f.clone()], "the flood gets the whole frame");
+    let copies: Vec<Vec<u8>> = m.take_sent().into_iter().map(|(x, _)| x).collect();
+    assert_eq!(copies, vec![tag(&f, 10)[..20].to_vec()], "one copy, tagged VLAN 10, 20 bytes");
+    assert_eq!((stats.tx_packets.load(std::sync::atomic::Ordering::Relaxed), stats.tx_bytes.load(std::sync::atomic::Ordering::Relaxed)), (1, f.len() as u64));
+    m.inject(&frame(MacAddr::BROADCAST, mac(3)), VnetHdr::default());
+    w.drive();
+    assert!(a.take_sent().is_empty() && b.take_sent().is_empty());
+    assert_eq!(w.bridge("br0").map(|b| b.core.drops().get(DropReason::MirrorPort)), Some(1));
 }
