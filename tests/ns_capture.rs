@@ -9,38 +9,10 @@ use std::time::Duration;
 
 use rvs_testkit::overlay::{RvsNode, Underlay};
 use rvs_testkit::*;
-
-/// The frames of a pcap file (nanosecond or microsecond, little-endian, Ethernet).
-fn pcap_frames(path: &Path) -> Vec<Vec<u8>> {
-    let f = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(f.len() >= 24, "no pcap header in {}", path.display());
-    let magic = u32::from_le_bytes(f[0..4].try_into().unwrap());
-    assert!(magic == 0xa1b2_3c4d || magic == 0xa1b2_c3d4, "not a pcap file: {magic:#x}");
-    assert_eq!(u32::from_le_bytes(f[20..24].try_into().unwrap()), 1, "link type is not Ethernet");
-    let (mut at, mut out) = (24, Vec::new());
-    while at + 16 <= f.len() {
-        let caplen = u32::from_le_bytes(f[at + 8..at + 12].try_into().unwrap()) as usize;
-        assert!(at + 16 + caplen <= f.len(), "a truncated record");
-        out.push(f[at + 16..at + 16 + caplen].to_vec());
-        at += 16 + caplen;
-    }
-    assert_eq!(at, f.len(), "trailing bytes");
-    out
-}
+use rvs_testkit::pcap::{frames as pcap_frames, icmp};
 
 fn mac_bytes(mac: &str) -> Vec<u8> {
     mac.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
-}
-
-/// ICMP echo requests and replies among `frames` (IPv4, untagged or one tag).
-fn icmp(frames: &[Vec<u8>], kind: u8) -> Vec<&Vec<u8>> {
-    frames
-        .iter()
-        .filter(|f| {
-            let off = if f.len() > 16 && f[12..14] == [0x81, 0x00] { 4 } else { 0 };
-            f.len() > 14 + off + 21 && f[12 + off..14 + off] == [0x08, 0x00] && f[14 + off + 9] == 1 && f[14 + off + 20] == kind
-        })
-        .collect()
 }
 
 fn wait_finished(d: &Daemon, port: &str) {

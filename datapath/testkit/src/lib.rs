@@ -4,6 +4,7 @@
 
 pub mod libvirt;
 pub mod overlay;
+pub mod pcap;
 pub mod vm;
 
 use std::path::{Path, PathBuf};
