@@ -85,8 +85,9 @@ Database commands:
   destroy TBL REC             delete RECord from TBL
   wait-until TBL REC [COL[:KEY]=VALUE]  wait until condition is true
 Tables: Open_vSwitch (as \".\"), Bridge, Port, Interface (by name), QoS (via the
-Port's \"qos\"; applied: see qos/show), Queue (by UUID). Names may be
-abbreviated to a unique prefix.
+Port's \"qos\"; applied: see qos/show), Queue (by UUID), Mirror (by name;
+applied: copies counted in its statistics). Names may be abbreviated to a unique
+prefix.
 
 Switch commands (ovs-appctl style, answered by rvs-vswitchd):
   fdb/show BRIDGE [--format=json]  MAC table: port, VLAN, MAC, age
