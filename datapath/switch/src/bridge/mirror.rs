@@ -28,7 +28,7 @@
 //! `u32` mask. With no mirror configured, the forwarding path pays one test of a bool.
 
 use super::forward::{Actions, Egress};
-use super::trace::Observer;
+use super::trace::{Observer, Skip};
 use super::vlan::VlanSet;
 use super::{Bridge, PortConfig, PortIdx};
 use crate::types::VlanId;
@@ -163,12 +163,27 @@ impl Bridge {
         self.mirrors = Mirrors::compile(mirrors, &self.ports);
     }
 
+    /// Takes the mirror output ports out of a flood (OVS's `xlate_normal_flood`
+    /// skips them), telling `obs`.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn unflood_mirror_outputs<O: Observer>(&self, out: &mut Actions, obs: &mut O) {
+        out.retain(|e| {
+            let keep = !self.mirrors.is_output(e.port);
+            if !keep && O::WANTS_SKIPS {
+                obs.skipped(e.port, Skip::MirrorOutput);
+            }
+            keep
+        });
+    }
+
     /// Adds the mirror copies of `frame`, received on `in_port`, to `out`, which holds
     /// the forwarding decision's outputs; returns the mask of mirrors that copied it.
     /// Nothing for a frame received on a mirror output port or not admitted in a VLAN
     /// (OVS mirrors neither); everything else is mirrored on ingress even when
     /// forwarding dropped it, as OVS mirrors before the NORMAL action.
     #[cold]
+    #[inline(never)]
     pub(super) fn mirror<O: Observer>(&self, in_port: PortIdx, frame: &[u8], out: &mut Actions, obs: &mut O) -> u32 {
         if self.mirrors.is_output(in_port) {
             return 0;

@@ -126,20 +126,19 @@ impl Bridge {
         let mut record = TraceRecord::default();
         let mut out = Actions::with_capacity(self.ports.len());
         let r = self.admit(in_port, frame, &mut record).and_then(|a| {
-            if self.is_flood_vlan(a.vlan) {
-                return self.output(&a, in_port, &mut out, &mut record, |_, _| None);
-            }
+            let flood = self.is_flood_vlan(a.vlan);
             let w = match self.grat_arp(now, in_port, &a, frame) {
                 super::forward::GratArp::Locked => WouldLearn { learned: Learned::GratArpLocked, evicts: None },
                 _ => self.fdb().would_learn(now, a.vlan, a.src(), in_port),
             };
-            record.learn = Some(w);
+            // A flood VLAN learns nothing (no learning step to show).
+            record.learn = (!flood).then_some(w);
             let src = (a.vlan, a.src());
             let fdb = self.fdb();
             // The table as learning would leave it: the source on the ingress port
             // (unless refused), the evicted entry gone.
             let lookup = |v: VlanId, m: MacAddr| {
-                if w.evicts == Some((v, m)) {
+                if flood || w.evicts == Some((v, m)) {
                     None
                 } else if (v, m) == src && !matches!(w.learned, Learned::Refused | Learned::GratArpLocked) {
                     Some(in_port)
