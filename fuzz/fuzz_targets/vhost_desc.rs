@@ -64,7 +64,11 @@ fuzz_target!(|data: &[u8]| {
             match virtq::push_frame(&mut q, &mem, hdr_len, &vnet, &frame, mergeable) {
                 Push::Sent | Push::Bad => handled += virtq::MAX_BUFFERS as u32,
                 Push::NoRoom => {}
-                Push::Broken => break,
+                // Buffers before the one that broke the ring may have gone back.
+                Push::Broken => {
+                    handled += virtq::MAX_BUFFERS as u32;
+                    break;
+                }
             }
         }
     }

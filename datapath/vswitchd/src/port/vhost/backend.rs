@@ -139,18 +139,13 @@ impl VhostUserBackendReqHandlerMut for Handler {
     }
 
     fn set_features(&mut self, features: u64) -> Result<()> {
+        tracing::debug!("vhost-user port {}: SET_FEATURES {features:#x}", self.shared.name);
         if features & !feat::OFFERED != 0 {
             return Err(Error::InvalidParam);
         }
         self.shared.features.store(features, Relaxed);
-        // Without protocol features a ring is enabled as soon as it starts.
-        let enabled = features & feat::PROTOCOL_FEATURES == 0;
         for i in 0..2 * PAIRS {
-            let mut r = self.shared.ring(i);
-            r.queue.set_event_idx(false);
-            if enabled {
-                r.enabled = true;
-            }
+            self.shared.ring(i).queue.set_event_idx(false);
         }
         Ok(())
     }
@@ -195,6 +190,7 @@ impl VhostUserBackendReqHandlerMut for Handler {
     /// Stops the ring and tells where it stopped (QEMU asks before it stops the guest
     /// or when the driver resets the device).
     fn get_vring_base(&mut self, index: u32) -> Result<VhostUserVringState> {
+        tracing::debug!("vhost-user port {}: GET_VRING_BASE {index}", self.shared.name);
         let wakes = &self.shared.wakes;
         self.with_ring(index, |r| {
             let next = r.queue.next_avail();
@@ -213,6 +209,7 @@ impl VhostUserBackendReqHandlerMut for Handler {
     }
 
     fn set_vring_kick(&mut self, index: u8, fd: Option<File>) -> Result<()> {
+        tracing::debug!("vhost-user port {}: SET_VRING_KICK {index} {}", self.shared.name, fd.is_some());
         let i = Self::ring_index(u32::from(index))?;
         let kick = fd.map(|f| EventFd::from_owned(OwnedFd::from(f))).transpose().map_err(Error::ReqHandlerError)?;
         let wake = &self.shared.wakes[i / 2];
@@ -256,6 +253,7 @@ impl VhostUserBackendReqHandlerMut for Handler {
     }
 
     fn set_vring_enable(&mut self, index: u32, enable: bool) -> Result<()> {
+        tracing::debug!("vhost-user port {}: SET_VRING_ENABLE {index} {enable}", self.shared.name);
         self.with_ring(index, |r| {
             r.enabled = enable;
             Ok(())

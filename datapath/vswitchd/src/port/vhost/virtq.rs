@@ -45,7 +45,11 @@ pub struct Ring {
     pub call: Option<EventFd>,
     /// A kick fd was given: the ring runs (vhost-user: "started").
     pub started: bool,
-    /// `SET_VRING_ENABLE` (rings start enabled without protocol features).
+    /// `SET_VRING_ENABLE`'s last word; a ring is enabled until the frontend disables
+    /// it. (The protocol has rings start disabled once protocol features are
+    /// negotiated, but QEMU 7.2 sends its enabling `SET_VRING_ENABLE` before
+    /// `SET_FEATURES`, which the `vhost` crate refuses, and never again: as DPDK,
+    /// which takes the early message, rvs has such rings run.)
     pub enabled: bool,
     /// The driver broke the ring; it stays stopped until set up again.
     pub broken: bool,
@@ -55,7 +59,7 @@ impl Ring {
     pub fn new() -> Ring {
         // MAX_RING is a power of two, which is all Queue::new checks.
         let queue = Queue::new(MAX_RING).unwrap_or_else(|_| unreachable!("MAX_RING is a power of two"));
-        Ring { queue, mem: None, kick: None, call: None, started: false, enabled: false, broken: false }
+        Ring { queue, mem: None, kick: None, call: None, started: false, enabled: true, broken: false }
     }
 
     /// Back to the state before the frontend set it up (a disconnect, a reset).
