@@ -323,10 +323,6 @@ impl Input for VhostPort {
         }
         Ok(self.shared.recv_all(q, bufs, out))
     }
-
-    fn rx_mode(&self, _q: usize) -> Option<&'static str> {
-        Some("vhost-user")
-    }
 }
 
 impl PortIo for VhostPort {
