@@ -10,6 +10,7 @@
 //! reaches the rest of the daemon.
 
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -35,6 +36,9 @@ const LOGGED_REFUSALS: usize = 5;
 /// frontend's socket) and removes a server's socket file.
 pub struct Conn {
     mode: Mode,
+    /// A server's socket file as bound (device, inode): removed on drop only if the
+    /// path still names it — after a `--takeover` it names the new daemon's.
+    bound: Option<(u64, u64)>,
     stop: Arc<AtomicBool>,
     current: Arc<Mutex<Option<UnixStream>>>,
     thread: Option<JoinHandle<()>>,
@@ -55,11 +59,15 @@ impl Conn {
             }
             Mode::Client(_) => None,
         };
+        let bound = match &mode {
+            Mode::Server(path) => std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino())),
+            Mode::Client(_) => None,
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let current = Arc::new(Mutex::new(None));
         let (st, cur, m) = (stop.clone(), current.clone(), mode.clone());
         let thread = std::thread::Builder::new().name(format!("vhost:{}", shared.name)).spawn(move || run(&shared, &m, listener.as_ref(), &st, &cur))?;
-        Ok(Conn { mode, stop, current, thread: Some(thread) })
+        Ok(Conn { mode, bound, stop, current, thread: Some(thread) })
     }
 
     pub fn mode(&self) -> &Mode {
@@ -76,7 +84,9 @@ impl Drop for Conn {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        if let Mode::Server(path) = &self.mode {
+        if let Mode::Server(path) = &self.mode
+            && std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino())) == self.bound
+        {
             let _ = std::fs::remove_file(path);
         }
     }

@@ -303,3 +303,16 @@ fn a_server_port_removes_its_socket_when_closed() {
     drop(port);
     assert!(!path.exists());
 }
+
+#[test]
+fn a_port_replaced_by_another_daemon_leaves_its_socket_alone() {
+    // `--takeover`: the new daemon binds the path anew while the old one runs.
+    let path = tmp_path("takeover");
+    let old = VhostPort::open("vhu-old", Mode::Server(path.clone())).unwrap();
+    let new = VhostPort::open("vhu-new", Mode::Server(path.clone())).unwrap();
+    drop(old);
+    assert!(path.exists(), "the new daemon's socket stays");
+    let d = Driver::connect(&path);
+    wait_for("the new port to serve", || new.shared().link_up().then_some(()));
+    drop(d);
+}
