@@ -5,7 +5,8 @@
 //!   port (rvs listens on `RUNDIR/NAME`, QEMU connects with `reconnect=1`), guest 2 on a
 //!   `dpdkvhostuserclient` port (QEMU listens, rvs connects), guest 3 on a tap as
 //!   libvirt makes them. Ping between all, 8 MiB of TCP from guest 1 to guest 2 checked
-//!   by SHA-256, the ports' statistics; then each vhost-user guest's QEMU is killed and
+//!   by SHA-256, the ports' statistics, a frontend that sends garbage dropped while the
+//!   guests carry on; then each vhost-user guest's QEMU is killed and
 //!   started again and its port carries traffic again.
 //! * `libvirt_vhostuser_interface`: a guest libvirt starts with `<interface
 //!   type='vhostuser'>` on a `dpdkvhostuser` port added with ovs-vsctl (rvsctl), as an
@@ -98,6 +99,22 @@ fn vhost_user_guests_and_qemu_restarts() {
     let ofport = n.d.ctl_ok(&["get", "Interface", &p1, "ofport"]).trim().to_string();
     assert!(table.lines().any(|l| l.contains(&m1) && l.split_whitespace().next() == Some(ofport.as_str())), "{m1} learned on {p1}:\n{table}");
     eprintln!("traffic checked after {:?}", t0.elapsed());
+
+    // A frontend that speaks no vhost-user on a third port: a header announcing a huge
+    // body, then garbage. Its connection is dropped and counted; the daemon and the
+    // guests carry on.
+    let p3 = unique("vhx");
+    n.d.ctl_ok(&["add-port", &br, &p3, "--", "set", "Interface", &p3, "type=dpdkvhostuser"]);
+    {
+        use std::io::Write;
+        let mut s = std::os::unix::net::UnixStream::connect(n.d.dir.join(&p3)).expect("connect to rvs's socket");
+        let mut junk = vec![5u8, 0, 0, 0, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f];
+        junk.extend((0..4096u32).map(|i| (i * 37) as u8));
+        let _ = s.write_all(&junk);
+        wait_until("the bad frontend to be counted", Duration::from_secs(10), || stat(&n, &p3, "vhost_protocol_errors") > 0);
+    }
+    assert!(g1.agent().ping("198.18.8.2", 2), "guests unaffected by the bad frontend\n{}", n.d.log());
+    assert_eq!(n.d.ctl_ok(&["get", "Interface", &p3, "link_state"]).trim(), "down");
 
     // QEMU killed and started again: as the server (rvs reconnects to it) and as the
     // client (it reconnects to rvs). The port recovers without being touched.
