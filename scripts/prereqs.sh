@@ -8,7 +8,8 @@
 #                                 # for the VM tests QEMU, libvirt and busybox-static (the guest's
 #                                 # kernel package is fetched by scripts/vm-image.sh with
 #                                 # `apt-get download`, never installed)
-#   . scripts/prereqs.sh bench    # the e2e benchmark's tools (trafgen, sockperf, gnuplot, OVS)
+#   . scripts/prereqs.sh bench    # the benchmarks' tools (trafgen, sockperf, gnuplot, OVS; dpdk-testpmd,
+#                                 # which Debian 12 ships in dpdk-dev, for benches/vhost.sh)
 #   . scripts/prereqs.sh package  # scripts/package.sh's tools (dpkg-deb, fakeroot, help2man, lintian)
 #
 # Leaves cargo on PATH. A tool that cannot be installed is named, with its package,
@@ -27,7 +28,8 @@ rvs_prereqs() {
                      qemu-system-x86_64:qemu-system-x86 libvirtd:libvirt-daemon-system virsh:libvirt-clients
                      busybox:busybox-static apt-get:apt modinfo:kmod) ;;
         bench) need+=(ethtool:ethtool trafgen:netsniff-ng sockperf:sockperf gnuplot:gnuplot-nox
-                      ovsdb-server:openvswitch-switch ovs-vswitchd:openvswitch-switch) ;;
+                      ovsdb-server:openvswitch-switch ovs-vswitchd:openvswitch-switch
+                      dpdk-testpmd:dpdk-dev) ;;
         package) need+=(dpkg-deb:dpkg fakeroot:fakeroot help2man:help2man lintian:lintian python3:python3) ;;
         *) echo "prereqs.sh: unknown set '$what' (demo, test, bench or package)" >&2; return 2 ;;
     esac

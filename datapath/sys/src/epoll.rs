@@ -71,6 +71,16 @@ impl EventFd {
         Ok(EventFd(owned(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) })?))
     }
 
+    /// An eventfd another process made and handed over (a vhost-user frontend's kick
+    /// or call fd), made non-blocking so that [`EventFd::drain`] never waits.
+    pub fn from_owned(fd: OwnedFd) -> io::Result<EventFd> {
+        // SAFETY: fcntl(2) on an fd this function owns; flags are read, then set.
+        let flags = cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })?;
+        // SAFETY: as above.
+        cvt(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+        Ok(EventFd(fd))
+    }
+
     /// Rings the bell (never blocks; a full counter already means "ring").
     pub fn notify(&self) {
         let one: u64 = 1;
@@ -83,6 +93,15 @@ impl EventFd {
         let mut v: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64, as eventfd requires.
         let _ = unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
+    }
+}
+
+/// An epoll instance is itself pollable: readable while any fd it watches is. A device
+/// whose wake-up fds change while it runs (a vhost-user ring's kick) gives the worker
+/// one such fd that stays, and swaps what it watches inside.
+impl AsFd for Epoll {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 

@@ -218,19 +218,28 @@ pub struct Guest {
 /// a `<vlan>` trunk, say), its console in `dir/NAME.console` and its agent on
 /// `dir/NAME.agent`.
 pub fn domain_xml(name: &str, mac: &str, ip: &str, net: &str, portgroup: Option<&str>, extra: &str, dir: &Path) -> String {
-    let img = image();
     let pg = portgroup.map(|p| format!(" portgroup='{p}'")).unwrap_or_default();
+    let iface = format!(
+        "    <interface type='network'>\n      <mac address='{mac}'/>\n      <source network='{net}'{pg}/>\n{extra}      <model type='virtio'/>\n    </interface>\n"
+    );
+    domain_xml_with(name, mac, ip, &iface, "", "", dir)
+}
+
+/// The domain of [`domain_xml`] with the interface XML `iface`, `memory` XML after
+/// `<vcpu>` (a `<memoryBacking>`) and `qemu` XML at the end (`<qemu:…>` elements).
+pub fn domain_xml_with(name: &str, mac: &str, ip: &str, iface: &str, memory: &str, qemu: &str, dir: &Path) -> String {
+    let img = image();
     format!(
-        "<domain type='{ty}'>\n\
-  <name>{name}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>1</vcpu>\n\
+        "<domain type='{ty}' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n\
+  <name>{name}</name>\n  <memory unit='MiB'>256</memory>\n  <vcpu>1</vcpu>\n{memory}\
   <os><type arch='x86_64' machine='q35'>hvm</type><kernel>{k}</kernel><initrd>{i}</initrd><cmdline>{c}</cmdline></os>\n\
   <on_poweroff>destroy</on_poweroff><on_reboot>destroy</on_reboot><on_crash>destroy</on_crash>\n\
   <devices>\n\
     <emulator>/usr/bin/qemu-system-x86_64</emulator>\n\
-    <interface type='network'>\n      <mac address='{mac}'/>\n      <source network='{net}'{pg}/>\n{extra}      <model type='virtio'/>\n    </interface>\n\
+{iface}\
     <serial type='file'><source path='{d}/{name}.console'/><target port='0'/></serial>\n\
     <channel type='unix'><source mode='bind' path='{d}/{name}.agent'/><target type='virtio' name='rvs.agent'/></channel>\n\
-    <memballoon model='none'/>\n  </devices>\n</domain>\n",
+    <memballoon model='none'/>\n  </devices>\n{qemu}</domain>\n",
         ty = accel().libvirt_type(),
         k = img.kernel.display(),
         i = img.initrd.display(),
@@ -242,10 +251,15 @@ pub fn domain_xml(name: &str, mac: &str, ip: &str, net: &str, portgroup: Option<
 pub fn start_guest(lv: &Libvirtd, name: &str, ip: &str, net: &str, portgroup: Option<&str>, extra: &str) -> Guest {
     let mac = unique_mac();
     lv.virsh_xml("create", name, &domain_xml(name, &mac, ip, net, portgroup, extra, &lv.dir));
-    Guest { name: name.into(), mac, console: lv.dir.join(format!("{name}.console")), agent: None }
+    Guest::new(lv, name, &mac)
 }
 
 impl Guest {
+    /// The guest of domain `name` (made with [`domain_xml_with`]) with MAC `mac`.
+    pub fn new(lv: &Libvirtd, name: &str, mac: &str) -> Guest {
+        Guest { name: name.into(), mac: mac.into(), console: lv.dir.join(format!("{name}.console")), agent: None }
+    }
+
     pub fn wait_ready(&mut self, lv: &Libvirtd, timeout: Duration) {
         let start = Instant::now();
         let diag = |e: String| {

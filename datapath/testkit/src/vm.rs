@@ -202,6 +202,23 @@ impl Qemu {
     /// Starts a guest (inside namespace `netns` when given, where the tap is) whose NIC
     /// is the existing tap `tap`, with MAC `mac` and address `ip`.
     pub fn on_tap(netns: Option<&str>, tap: &str, mac: &str, ip: &str) -> Qemu {
+        let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no");
+        Qemu::launch(netns, &[], &netdev, &format!("virtio-net-pci,netdev=n0,mac={mac}"), mac, ip)
+    }
+
+    /// Starts a guest whose NIC is a vhost-user device on socket `sock`: QEMU listens
+    /// there when `qemu_listens` (rvs's `dpdkvhostuserclient`), else it connects and
+    /// reconnects every second (rvs's `dpdkvhostuser`). Its memory is a shared memfd, as
+    /// vhost-user needs; `vectors=0` (legacy interrupts) because QEMU 7.2 under TCG
+    /// brings no vhost-user device up with MSI-X.
+    pub fn on_vhost_user(sock: &Path, qemu_listens: bool, mac: &str, ip: &str) -> Qemu {
+        let chardev = format!("socket,id=c0,path={}{}", sock.display(), if qemu_listens { ",server=on,wait=off" } else { ",reconnect=1" });
+        let mem = ["-object", "memory-backend-memfd,id=mem,size=256M,share=on", "-numa", "node,memdev=mem", "-chardev", &chardev];
+        Qemu::launch(None, &mem, "vhost-user,id=n0,chardev=c0", &format!("virtio-net-pci,netdev=n0,mac={mac},vectors=0"), mac, ip)
+    }
+
+    /// Starts a guest with `extra` arguments, NIC backend `netdev` and NIC `device`.
+    fn launch(netns: Option<&str>, extra: &[&str], netdev: &str, device: &str, mac: &str, ip: &str) -> Qemu {
         let img = image();
         let name = unique("q");
         let dir = std::env::temp_dir().join(format!("rvs-vm-{name}"));
@@ -217,6 +234,7 @@ impl Qemu {
         };
         c.args(["-name", &name, "-machine", "q35", "-accel", accel().qemu_name(), "-m", "256", "-smp", "1"])
             .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
+            .args(extra)
             .arg("-kernel")
             .arg(&img.kernel)
             .arg("-initrd")
@@ -224,8 +242,8 @@ impl Qemu {
             .args(["-append", &guest_cmdline(ip, mac)])
             .arg("-serial")
             .arg(format!("file:{}", dir.join("console.log").display()))
-            .args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
-            .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")])
+            .args(["-netdev", netdev])
+            .args(["-device", device])
             .args(["-device", "virtio-serial-pci,id=vs0"])
             .arg("-chardev")
             .arg(format!("socket,id=ag,path={},server=on,wait=off", dir.join("agent.sock").display()))
@@ -257,6 +275,16 @@ impl Qemu {
         let agent = Agent::connect(&self.dir.join("agent.sock"), left).unwrap_or_else(|e| panic!("guest {} agent: {e}\n{}", self.name, self.diagnostics()));
         self.agent = Some(agent);
         self.agent.as_ref().expect("agent")
+    }
+
+    /// Kills the QEMU process (SIGKILL, as a crash would) and waits for it; the guest's
+    /// files stay until drop.
+    pub fn kill(&mut self) {
+        self.agent = None;
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// The agent (after [`Qemu::wait_ready`]).

@@ -256,6 +256,7 @@ fn serve(start: Start, sock: &Path, ready: &mut Option<UnixStream>) -> Result<()
         let rundir = sock.parent().unwrap_or(Path::new(".")).to_path_buf();
         ctl.rundir = Some(rundir.clone());
         ctl.ports.taps = port::taphome::TapHomes::load(&rundir.join("taps.json"));
+        ctl.ports.rundir = Some(rundir.clone());
         if let Some(p) = &predecessor {
             ctl.ports.join_groups = p.offer.fanout.clone();
             ctl.ports.bonds.handed = p.offer.lacp.clone();

@@ -12,6 +12,9 @@
 //! * `internal`, `tap`: a tap rvs creates ([`crate::port::tap`]);
 //! * `""`, `system`: an existing netdev via AF_PACKET ([`crate::port::afpacket`]);
 //! * `vxlan`: a tunnel ([`crate::tunnel`] checks its options);
+//! * `dpdkvhostuser`, `dpdkvhostuserclient`: a guest's virtio-net over vhost-user
+//!   ([`crate::port::vhost`]): rvs listens on `RUNDIR/NAME`, or connects to
+//!   `options:vhost-server-path`;
 //! * anything else: not supported; the interface stays in the database with an `error`.
 
 use std::collections::BTreeMap;
@@ -245,6 +248,10 @@ pub enum PortError {
     VxlanListen { name: String, port: u16, os: String },
     #[error("{name}: could not open VXLAN send sockets ({os})")]
     VxlanSend { name: String, os: String },
+    #[error("{0}: dpdkvhostuserclient needs options:vhost-server-path")]
+    VhostNoPath(String),
+    #[error("{name}: cannot serve vhost-user socket {path} ({os})")]
+    Vhost { name: String, path: String, os: String },
     #[error("interface type \"{0}\" is not supported by rvs")]
     UnsupportedType(String),
     #[error(transparent)]
@@ -266,6 +273,10 @@ pub enum Kind {
     System,
     /// A VXLAN tunnel with its options.
     Vxlan(VxlanSpec),
+    /// `dpdkvhostuser`: a vhost-user socket rvs listens on (`RUNDIR/NAME`).
+    VhostServer,
+    /// `dpdkvhostuserclient`: the vhost-user socket rvs connects to.
+    VhostClient(String),
 }
 
 /// One interface the configuration asks for.
@@ -330,6 +341,11 @@ fn kind_for(db: &Db, w: &Wanted) -> Result<Kind, PortError> {
             let map: BTreeMap<String, String> =
                 Interface::get(db, &w.iface).into_iter().flat_map(|i| i.option_pairs()).map(|(k, v)| (k.to_string(), v.to_string())).collect();
             Ok(Kind::Vxlan(tunnel::parse(&w.name, &map)?))
+        }
+        "dpdkvhostuser" => Ok(Kind::VhostServer),
+        "dpdkvhostuserclient" => {
+            let path = Interface::get(db, &w.iface).and_then(|i| i.option_pairs().find(|(k, _)| *k == "vhost-server-path").map(|(_, v)| v.to_string()));
+            path.filter(|p| !p.is_empty()).map(Kind::VhostClient).ok_or_else(|| PortError::VhostNoPath(w.name.clone()))
         }
         other => Err(PortError::UnsupportedType(other.into())),
     }
@@ -542,5 +558,17 @@ mod tests {
         let (db, _, i) = one_port("vxlan");
         let e = plan(&db, &[0, 1, 2, 3]).iface(&i).unwrap().kind.clone().unwrap_err();
         assert_eq!(e.to_string(), "p: vxlan type requires valid 'remote_ip' argument");
+    }
+
+    #[test]
+    fn vhost_user_types_as_ovs_writes_them() {
+        let (db, _, i) = one_port("dpdkvhostuser");
+        assert_eq!(plan(&db, &[0]).iface(&i).unwrap().kind, Ok(Kind::VhostServer));
+        let (mut db, _, i) = one_port("dpdkvhostuserclient");
+        let e = plan(&db, &[0]).iface(&i).unwrap().kind.clone().unwrap_err();
+        assert_eq!(e.to_string(), "p: dpdkvhostuserclient needs options:vhost-server-path");
+        let opts = Datum::map(vec![(rvs_ovsdb::Atom::String("vhost-server-path".into()), rvs_ovsdb::Atom::String("/run/vm1.sock".into()))]);
+        db.set_col(Interface::OPTIONS, &i, opts);
+        assert_eq!(plan(&db, &[0]).iface(&i).unwrap().kind, Ok(Kind::VhostClient("/run/vm1.sock".into())));
     }
 }

@@ -30,6 +30,7 @@ use crate::port::afpacket::AfPacketPort;
 use crate::port::device::{Device, Presence, Requeue};
 use crate::port::tap::TapPort;
 use crate::port::taphome::TapHomes;
+use crate::port::vhost;
 use crate::port::vxlan::{Endpoint, Sockets, Tunnel};
 use crate::store::StaticMac;
 use crate::worker::{DpBridge, DpConfig, DpPort};
@@ -88,6 +89,8 @@ pub struct OpenIfaces {
     queues: usize,
     /// Where the taps are (they outlive the daemon and may be in VMs' namespaces).
     pub taps: TapHomes,
+    /// The daemon's run directory, where `dpdkvhostuser` ports' sockets are made.
+    pub rundir: Option<std::path::PathBuf>,
     /// During a takeover, the fanout groups of the daemon taken over, by interface
     /// name: its AF_PACKET ports are opened into them (see [`crate::takeover`]).
     pub join_groups: HashMap<String, u16>,
@@ -383,7 +386,7 @@ impl OpenIfaces {
 
     /// Opens the backend for one interface, or says why not (as the `error` column).
     fn open_port(&mut self, name: &str, kind: &Kind) -> Result<OpenIface, PortError> {
-        if !matches!(kind, Kind::Vxlan(_))
+        if matches!(kind, Kind::Tap(_) | Kind::System)
             && let Err(why) = check_ifname(name)
         {
             return Err(PortError::BadName { name: name.into(), why });
@@ -406,6 +409,20 @@ impl OpenIfaces {
                 let pool = self.vxlan.pool(&spec.tx).map_err(|e| PortError::VxlanSend { name: name.into(), os: rvs_sys::strerror(&e) })?;
                 let remote = std::net::SocketAddr::new(spec.remote, spec.dst_port);
                 Arc::new(Tunnel::new(name, remote, spec.vni, pool).receiving_on(ep))
+            }
+            Kind::VhostServer | Kind::VhostClient(_) => {
+                let mode = match kind {
+                    Kind::VhostClient(path) => vhost::Mode::Client(path.into()),
+                    _ => {
+                        let at = self.rundir.as_deref().and_then(|d| vhost::conn::server_path(d, name));
+                        let at = at.ok_or_else(|| PortError::BadName { name: name.into(), why: "not usable as a socket name in the run directory" })?;
+                        vhost::Mode::Server(at)
+                    }
+                };
+                let (vhost::Mode::Server(path) | vhost::Mode::Client(path)) = &mode;
+                let path = path.display().to_string();
+                let err = |e: std::io::Error| PortError::Vhost { name: name.into(), path: path.clone(), os: rvs_sys::strerror(&e) };
+                Arc::new(vhost::VhostPort::open(name, mode.clone()).map_err(err)?)
             }
         };
         self.serial += 1;

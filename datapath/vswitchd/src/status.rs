@@ -19,7 +19,7 @@ use rvs_switch::types::MacAddr;
 use rvs_sys::netdev;
 
 /// Interface types rvs implements (Open_vSwitch `iface_types`).
-pub const IFACE_TYPES: &[&str] = &["internal", "system", "tap", "vxlan"];
+pub const IFACE_TYPES: &[&str] = &["dpdkvhostuser", "dpdkvhostuserclient", "internal", "system", "tap", "vxlan"];
 /// Datapath types rvs accepts (Open_vSwitch `datapath_types`); both mean rvs's own.
 pub const DATAPATH_TYPES: &[&str] = &["netdev", "system"];
 
@@ -90,6 +90,10 @@ fn read_iface(name: &str, open: Option<(&dyn Device, &crate::port::PortStats)>) 
         Presence::Hidden => return IfaceStatus { statistics, ..IfaceStatus::default() },
         // A tunnel has no device: it is up while configured, as in OVS.
         Presence::Virtual => return IfaceStatus { admin_state: Some("up"), link_state: Some("up"), statistics, ..IfaceStatus::default() },
+        Presence::Link(up) => {
+            let link_state = Some(if up { "up" } else { "down" });
+            return IfaceStatus { admin_state: Some("up"), link_state, statistics, ..IfaceStatus::default() };
+        }
     }
     let flags = netdev::flags(name).unwrap_or(0);
     let updown = |b: bool| Some(if b { "up" } else { "down" });

@@ -29,6 +29,9 @@ pub enum Presence {
     Hidden,
     /// No netdev at all (a tunnel): up while configured, as in OVS.
     Virtual,
+    /// No netdev, a link of its own (a vhost-user port: up while the guest's driver
+    /// runs its rings).
+    Link(bool),
 }
 
 /// What a change in the number of receive queues (workers) does to an open device.

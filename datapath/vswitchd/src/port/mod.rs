@@ -42,7 +42,8 @@
 //! port (status, health, requeueing, deletion) through [`device::Device`].
 //!
 //! Backends: [`tap`] (a tap rvs creates: `type=tap` and `type=internal`), [`afpacket`]
-//! (an existing netdev: `type=""`/`system`), [`vxlan`] (tunnels over UDP), [`mem`]
+//! (an existing netdev: `type=""`/`system`), [`vxlan`] (tunnels over UDP), [`vhost`]
+//! (a guest's virtio rings over vhost-user: `dpdkvhostuser`, `dpdkvhostuserclient`), [`mem`]
 //! (in-memory, for tests).
 
 pub mod afpacket;
@@ -51,6 +52,7 @@ pub mod device;
 pub mod mem;
 pub mod tap;
 pub mod taphome;
+pub mod vhost;
 pub mod vxlan;
 
 use std::io;
