@@ -122,7 +122,14 @@ fn mirrors_copy_what_ovs_copies() {
     for (what, cmd) in steps {
         o.set(cmd);
         r.set(cmd);
-        let (want, got) = (o.run(), r.run());
+        let (mut want, mut got) = (o.run(), r.run());
+        if got != want {
+            // On a loaded machine a frame can miss its capture window on either side
+            // (the 0.7 s after the last send): the step is run once more, and a
+            // difference that repeats fails the test.
+            eprintln!("{what}: first run differed, once more (rvs {got:02x?}, OVS {want:02x?})");
+            (want, got) = (o.run(), r.run());
+        }
         if what == "select_all" {
             assert_eq!(want.len(), 6, "OVS's select_all copies every frame: {want:02x?}");
         }
