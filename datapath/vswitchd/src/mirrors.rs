@@ -9,7 +9,8 @@
 //! * both `output_port` and `output_vlan`: the port is used, "ignoring output vlan";
 //! * neither: "does not specify output; ignoring";
 //! * an output port that is also one of the mirror's sources is accepted (the port's
-//!   own frames are dropped, so nothing of it is mirrored);
+//!   own frames are dropped, so nothing of it is mirrored); OVS 3.1 says nothing, rvs
+//!   logs why (unless `select_all` made it a source);
 //! * `select_all` selects every port of the bridge as source and destination;
 //!   selected ports not on the bridge are dropped silently;
 //! * more than 32 mirrors on a bridge: the rest are not created (logged).
@@ -86,6 +87,14 @@ pub fn plan(db: &Db, bridge: &Uuid) -> (Vec<PlannedMirror>, Vec<(Uuid, String)>)
         }
         let on_bridge = |it: rvs_ovsdb::view::kind::Uuids<'_>| it.filter(|p| ports.contains(p)).collect::<Vec<Uuid>>();
         let (srcs, dsts) = if m.select_all() { (ports.clone(), ports.clone()) } else { (on_bridge(m.select_src_port()), on_bridge(m.select_dst_port())) };
+        if let PlannedOut::Port(p) = &output
+            && !m.select_all()
+            && srcs.contains(p)
+        {
+            // OVS 3.1 says nothing; rvs says why such a source never shows up.
+            let name = rvs_ovsdb::view::Port::get(db, p).map(|p| p.name().to_string()).unwrap_or_default();
+            notes.push((m.uuid, what(&format!("selects its output port {name} as a source: an output port takes no part in forwarding, so nothing it receives is mirrored"))));
+        }
         out.push(PlannedMirror {
             uuid: m.uuid,
             name: m.name().to_string(),

@@ -65,11 +65,12 @@ fn bad_rows_are_logged_and_ignored_as_ovs_does() {
     let (ms, notes) = plan(&f.db, &f.br);
     assert_eq!(ms[0].out, PlannedOut::Port(f.ports[0]));
     assert_eq!(notes[0].1, "bridge br0: mirror m0 specifies both output port and output vlan; ignoring output vlan");
-    // An output port that is also a source: accepted (OVS 3.1 says nothing).
+    // An output port that is also a source: accepted as OVS 3.1 accepts it, and logged.
     f.db.set_col(Mirror::SELECT_SRC_PORT, &f.m, Datum::set(vec![Atom::Uuid(f.ports[0]), Atom::Uuid(f.other)]));
     f.db.set_col(Mirror::OUTPUT_VLAN, &f.m, Datum::set(vec![]));
     let (ms, notes) = plan(&f.db, &f.br);
-    assert!(notes.is_empty());
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0].1, "bridge br0: mirror m0 selects its output port p1 as a source: an output port takes no part in forwarding, so nothing it receives is mirrored");
     assert_eq!(ms[0].srcs, vec![f.ports[0]], "ports not on the bridge are dropped");
 }
 
