@@ -5,7 +5,9 @@
 //!   port (rvs listens on `RUNDIR/NAME`, QEMU connects with `reconnect=1`), guest 2 on a
 //!   `dpdkvhostuserclient` port (QEMU listens, rvs connects), guest 3 on a tap as
 //!   libvirt makes them. Ping between all, 8 MiB of TCP from guest 1 to guest 2 checked
-//!   by SHA-256, the ports' statistics, a frontend that sends garbage dropped while the
+//!   by SHA-256, the ports' statistics; a second node across VXLAN (a namespace on a
+//!   veth as its VM): ping and 8 MiB of TCP each way between it and the vhost-user
+//!   guests; a frontend that sends garbage dropped while the
 //!   guests carry on; then each vhost-user guest's QEMU is killed and
 //!   started again and its port carries traffic again.
 //! * `libvirt_vhostuser_interface`: a guest libvirt starts with `<interface
@@ -44,6 +46,41 @@ fn tcp_checked(from: &vm::Agent, to: &vm::Agent, to_ip: &str, what: &str) {
     wait_until("the receiver to finish", Duration::from_secs(60), || !to.run("pidof nc", Duration::from_secs(10)).ok());
     let got = to.ok("sha256sum /tmp/r; ls -l /tmp/r");
     assert!(got.starts_with(&sent) && !sent.is_empty(), "{what}: sent {sent}, received {got} (nc rc {} {})", o.rc, o.out);
+}
+
+/// Sends 8 MiB from namespace `from` to guest `to` (listening on `to_ip`) over one TCP
+/// connection and compares SHA-256 on both ends.
+fn tcp_from_ns(from: &Netns, to: &vm::Agent, to_ip: &str, what: &str) {
+    to.ok("rm -f /tmp/r; (sleep 300 | nc -l -p 5002 >/tmp/r) >/dev/null 2>&1 </dev/null &");
+    std::thread::sleep(Duration::from_millis(500));
+    let py = format!(
+        "import socket,hashlib,random\nd=random.Random(27).randbytes(8<<20)\ns=socket.create_connection(('{to_ip}',5002),timeout=60)\ns.sendall(d);s.close()\nprint(hashlib.sha256(d).hexdigest())\n"
+    );
+    let sent = from.sh(&format!("timeout 120 python3 -c \"{py}\"")).trim().to_string();
+    wait_until("the receiver to finish", Duration::from_secs(60), || !to.run("pidof nc", Duration::from_secs(10)).ok());
+    let got = to.ok("sha256sum /tmp/r; ls -l /tmp/r");
+    assert!(got.starts_with(&sent) && sent.len() == 64, "{what}: sent {sent}, received {got}");
+}
+
+/// Sends 8 MiB from guest `from` to namespace `to` (listening on `to_ip`) over one TCP
+/// connection and compares SHA-256 on both ends.
+fn tcp_to_ns(from: &vm::Agent, to: &Netns, to_ip: &str, what: &str) {
+    let out = std::env::temp_dir().join(format!("{}.sha", unique("vt")));
+    let py = format!(
+        "import socket,hashlib\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('{to_ip}',5003));s.listen(1);s.settimeout(100)\nc,_=s.accept();c.settimeout(100);h=hashlib.sha256()\nwhile True:\n d=c.recv(1<<16)\n if not d: break\n h.update(d)\nprint(h.hexdigest())\n"
+    );
+    to.sh(&format!("(timeout 120 python3 -c \"{py}\" > {} 2>&1 &)", out.display()));
+    std::thread::sleep(Duration::from_millis(500));
+    from.ok("dd if=/dev/urandom of=/tmp/d bs=1M count=8 2>/dev/null");
+    let sent = from.ok("sha256sum /tmp/d").split_whitespace().next().unwrap_or_default().to_string();
+    let o = from.run(&format!("nc -w 30 {to_ip} 5003 </tmp/d"), Duration::from_secs(180));
+    let mut got = String::new();
+    wait_until("the receiver to finish", Duration::from_secs(60), || {
+        got = std::fs::read_to_string(&out).unwrap_or_default();
+        got.trim().len() >= 64 || got.contains("Error")
+    });
+    let _ = std::fs::remove_file(&out);
+    assert!(got.trim() == sent && !sent.is_empty(), "{what}: sent {sent}, received {got} (nc rc {} {})", o.rc, o.out);
 }
 
 #[test]
@@ -99,6 +136,29 @@ fn vhost_user_guests_and_qemu_restarts() {
     let ofport = n.d.ctl_ok(&["get", "Interface", &p1, "ofport"]).trim().to_string();
     assert!(table.lines().any(|l| l.contains(&m1) && l.split_whitespace().next() == Some(ofport.as_str())), "{m1} learned on {p1}:\n{table}");
     eprintln!("traffic checked after {:?}", t0.elapsed());
+
+    // A second node across VXLAN (rvs in its own namespace, a namespace on a veth
+    // standing in for its VM): the vhost-user guest's frames, TSO segments included,
+    // go through the tunnel and back.
+    let ul = rvs_testkit::overlay::Underlay::new();
+    ul.attach(&n.ns, 1);
+    let n2 = Node::new("vmv2");
+    ul.attach(&n2.ns, 2);
+    let br2 = unique("br");
+    n2.d.ctl_ok(&["add-br", &br2]);
+    for (node, b, peer) in [(&n, &br, 2), (&n2, &br2, 1)] {
+        let remote = format!("options:remote_ip=198.19.0.{peer}");
+        node.d.ctl_ok(&["add-port", b, "vx0", "--", "set", "Interface", "vx0", "type=vxlan", &remote, "options:key=27"]);
+    }
+    let far = n2.veth_vm(&br2, &unique("vf"), "198.18.8.4/24");
+    assert!(g1.agent().ping_eventually("198.18.8.4", Duration::from_secs(30)), "vhost-user guest -> VM across VXLAN
+{}
+{}", n.d.log(), n2.d.log());
+    assert!(far.ping("198.18.8.2", 3), "VM across VXLAN -> dpdkvhostuserclient guest");
+    assert!(g1.agent().ping("-s 1472 198.18.8.4", 2), "1500-byte packets through the tunnel");
+    tcp_from_ns(&far, g1.agent(), "198.18.8.1", "VM across VXLAN -> vhost-user");
+    tcp_to_ns(g2.agent(), &far, "198.18.8.4", "vhost-user -> VM across VXLAN");
+    eprintln!("VXLAN checked after {:?}", t0.elapsed());
 
     // A frontend that speaks no vhost-user on a third port: a header announcing a huge
     // body, then garbage. Its connection is dropped and counted; the daemon and the
