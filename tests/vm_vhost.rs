@@ -209,6 +209,9 @@ fn libvirt_vhostuser_interface() {
     let qsock = n.d.dir.join(format!("{p2}.qemu"));
     let server_path = format!("options:vhost-server-path={}", qsock.display());
     n.d.ctl_ok(&["add-port", &br, &p2, "--", "set", "Interface", &p2, "type=dpdkvhostuserclient", &server_path]);
+    let made = format!("Socket {} created for vhost-user port {p1}", n.d.dir.join(&p1).display());
+    wait_until("OVS-DPDK's socket line in the log", Duration::from_secs(5), || n.d.log().contains(&made));
+    assert!(n.d.log().contains("dpdkvhostuser ports are considered deprecated;  please migrate to dpdkvhostuserclient ports."), "{}", n.d.log());
     let lv = Libvirtd::start(&n.ns.name, &n.d);
     let mac = unique_mac();
     // libvirt connects to rvs's socket (mode='client'); QEMU 7.2 under TCG needs legacy

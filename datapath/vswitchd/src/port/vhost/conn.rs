@@ -55,6 +55,10 @@ impl Conn {
                 }
                 let l = UnixListener::bind(path)?;
                 l.set_nonblocking(true)?;
+                // OVS-DPDK's two lines, so that log watchers and operators see the same.
+                tracing::info!("Socket {} created for vhost-user port {}", path.display(), shared.name);
+                static DEPRECATED: std::sync::Once = std::sync::Once::new();
+                DEPRECATED.call_once(|| tracing::warn!("dpdkvhostuser ports are considered deprecated;  please migrate to dpdkvhostuserclient ports."));
                 Some(l)
             }
             Mode::Client(_) => None,
