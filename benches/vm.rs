@@ -2,19 +2,22 @@
 //! image of `scripts/vm-image.sh`, virtio-net on a tap made the way libvirt makes it)
 //! talking through each switch in turn, measured from inside the guests:
 //!
-//! * one node: the Linux bridge, rvs (the taps as existing netdevs, AF_PACKET), and
-//!   Open vSwitch's userspace datapath (`datapath_type=netdev`);
+//! * one node: the Linux bridge, rvs (the taps as existing netdevs, AF_PACKET), rvs
+//!   with the guests on vhost-user ports, and Open vSwitch's userspace datapath
+//!   (`datapath_type=netdev`);
 //! * two nodes (namespaces joined by a veth underlay): the kernel's vxlan + bridge, and
-//!   rvs with a VXLAN port on each node.
+//!   rvs with a VXLAN port on each node, guests on taps or on vhost-user ports.
 //!
 //! Per row: a single TCP stream (iperf3, 5 s, guest to guest), 64-byte UDP datagrams
 //! delivered per second (iperf3 `-u -l 64 -b 0`, counted by the receiving guest), and
 //! ping's round trip (median of 20 at 5/s), each as a ratio to the kernel row of its
-//! class. QEMU's own virtio-net backend carries every frame (no vhost-net here), and
-//! without KVM the guests are emulated (TCG): then the guests, not the switches, bound
+//! class, and the CPU the switch's daemons used meanwhile. On taps QEMU's own virtio-net
+//! backend carries every frame (no vhost-net here); on vhost-user rvs reads and writes
+//! the guests' rings itself. Without KVM the guests are emulated (TCG): then the guests, not the switches, bound
 //! every row — the report says which accelerator ran. rvs's own taps are not a row: a
 //! QEMU guest and rvs would both be the user-space end of such a tap; guests reach rvs
-//! through libvirt's taps, or (not built yet) vhost-user.
+//! through libvirt's taps, or over vhost-user (the `rvs-vhost` rows: `dpdkvhostuser`
+//! ports, guest memory shared with rvs, no tap and no QEMU backend in the path).
 //!
 //! As root: `cargo build --release --workspace --bins && cargo bench --bench vm`
 //! (`VM_ROWS="rvs linux-bridge"` for some rows only; the
@@ -46,12 +49,28 @@ fn guests(ns1: &Netns, t1: &str, ns2: &Netns, t2: &str) -> (Qemu, Qemu) {
     (g1, g2)
 }
 
-/// One row's figures: TCP Mbit/s, 64-byte datagrams/s, median ping RTT in µs.
+/// One row's figures: TCP Mbit/s, 64-byte datagrams/s, median ping RTT in µs, and the
+/// CPU the switch's processes used while measured (% of one CPU; none for the kernel's
+/// rows, whose work runs in the guests' QEMU threads and softirqs).
 #[derive(Debug, Default, Clone, Copy)]
 struct Figures {
     tcp_mbps: Option<f64>,
     pps64: Option<f64>,
     rtt_us: Option<f64>,
+    switch_cpu: Option<f64>,
+}
+
+/// User + system CPU time of the processes `pids`, in clock ticks (`/proc/PID/stat`).
+fn cpu_ticks(pids: &[i32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|st| {
+            // Fields after the command name (which may hold spaces): utime is the 12th.
+            let rest = st.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
 }
 
 /// The number before `unit` on iperf3's receiver line.
@@ -81,9 +100,11 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     Some(v[v.len() / 2])
 }
 
-/// Measures guest 1 → guest 2.
-fn measure(g1: &Qemu, g2: &Qemu) -> Figures {
+/// Measures guest 1 → guest 2; `switch` are the switch's processes (empty for the
+/// kernel).
+fn measure(g1: &Qemu, g2: &Qemu, switch: &[i32]) -> Figures {
     let (a1, a2) = (g1.agent(), g2.agent());
+    let (t0, c0) = (std::time::Instant::now(), cpu_ticks(switch));
     if !a1.ping_eventually("198.18.210.2", Duration::from_secs(60)) {
         eprintln!("  no connectivity:\n{}\n{}", g1.diagnostics(), g2.diagnostics());
         return Figures::default();
@@ -102,7 +123,9 @@ fn measure(g1: &Qemu, g2: &Qemu) -> Figures {
     };
     let tcp = iperf("-t 5 -f m");
     let udp = iperf("-u -l 64 -b 500M -t 5");
-    Figures { tcp_mbps: receiver_value(&tcp, "Mbits/sec"), pps64: udp_pps(&udp, 5.0), rtt_us: median(rtts) }
+    let hz = sh("getconf CLK_TCK").trim().parse::<f64>().unwrap_or(100.0);
+    let switch_cpu = (!switch.is_empty()).then(|| (cpu_ticks(switch) - c0) as f64 / hz / t0.elapsed().as_secs_f64() * 100.0);
+    Figures { tcp_mbps: receiver_value(&tcp, "Mbits/sec"), pps64: udp_pps(&udp, 5.0), rtt_us: median(rtts), switch_cpu }
 }
 
 fn row_linux_bridge() -> Figures {
@@ -111,7 +134,7 @@ fn row_linux_bridge() -> Figures {
     let (t1, t2) = (libvirt_tap(&ns), libvirt_tap(&ns));
     ns.sh(&format!("ip link set {t1} master br0 && ip link set {t2} master br0"));
     let (g1, g2) = guests(&ns, &t1, &ns, &t2);
-    measure(&g1, &g2)
+    measure(&g1, &g2, &[])
 }
 
 fn row_rvs() -> Figures {
@@ -120,7 +143,29 @@ fn row_rvs() -> Figures {
     let (t1, t2) = (libvirt_tap(&n.ns), libvirt_tap(&n.ns));
     n.d.ctl_ok(&["add-port", "br0", &t1, "--", "add-port", "br0", &t2]);
     let (g1, g2) = guests(&n.ns, &t1, &n.ns, &t2);
-    measure(&g1, &g2)
+    measure(&g1, &g2, &n.d.pid().into_iter().collect::<Vec<_>>())
+}
+
+/// Two guests on vhost-user ports of one rvs bridge (`dpdkvhostuser`: rvs listens,
+/// QEMU connects), the guests' memory shared with rvs: no tap, no QEMU backend thread
+/// in the path.
+fn row_rvs_vhost() -> Figures {
+    let n = Node::new("bvh");
+    n.d.ctl_ok(&["add-br", "br0"]);
+    n.d.ctl_ok(&["add-port", "br0", "vh1", "--", "set", "Interface", "vh1", "type=dpdkvhostuser"]);
+    n.d.ctl_ok(&["add-port", "br0", "vh2", "--", "set", "Interface", "vh2", "type=dpdkvhostuser"]);
+    let (g1, g2) = vhost_guests(&n, &n);
+    measure(&g1, &g2, &n.d.pid().into_iter().collect::<Vec<_>>())
+}
+
+/// Guests on the `vh1` port of `n1` and the `vh2` port of `n2`.
+fn vhost_guests(n1: &Node, n2: &Node) -> (Qemu, Qemu) {
+    let mut g1 = Qemu::on_vhost_user(&n1.d.dir.join("vh1"), false, &unique_mac(), "198.18.210.1/24");
+    let mut g2 = Qemu::on_vhost_user(&n2.d.dir.join("vh2"), false, &unique_mac(), "198.18.210.2/24");
+    let boot = Duration::from_secs(if accel() == Accel::Kvm { 60 } else { 240 });
+    g1.wait_ready(boot);
+    g2.wait_ready(boot);
+    (g1, g2)
 }
 
 fn row_ovs() -> Figures {
@@ -136,7 +181,8 @@ fn row_ovs() -> Figures {
     ovs.start_vswitchd(&ns);
     sh(&format!("ovs-vsctl --db={} --timeout=20 add-br br0 -- set bridge br0 datapath_type=netdev -- add-port br0 {t1} -- add-port br0 {t2}", ovs.db()));
     let (g1, g2) = guests(&ns, &t1, &ns, &t2);
-    measure(&g1, &g2)
+    let pids: Vec<i32> = std::fs::read_to_string(ovs.dir.join("vs.pid")).ok().and_then(|p| p.trim().parse().ok()).into_iter().collect();
+    measure(&g1, &g2, &pids)
 }
 
 /// Two node namespaces joined by a veth underlay (MTU 1600), 198.19.61.1 and .2.
@@ -159,7 +205,7 @@ fn row_kernel_vxlan() -> Figures {
         taps.push(t);
     }
     let (g1, g2) = guests(&n1, &taps[0], &n2, &taps[1]);
-    measure(&g1, &g2)
+    measure(&g1, &g2, &[])
 }
 
 fn row_rvs_vxlan() -> Figures {
@@ -174,7 +220,19 @@ fn row_rvs_vxlan() -> Figures {
         taps.push(t);
     }
     let (g1, g2) = guests(&n1.ns, &taps[0], &n2.ns, &taps[1]);
-    measure(&g1, &g2)
+    measure(&g1, &g2, &[n1.d.pid(), n2.d.pid()].into_iter().flatten().collect::<Vec<_>>())
+}
+
+fn row_rvs_vhost_vxlan() -> Figures {
+    let (n1, n2) = (Node::new("bh1"), Node::new("bh2"));
+    two_nodes(&n1.ns, &n2.ns);
+    for (n, peer, port) in [(&n1, 2, "vh1"), (&n2, 1, "vh2")] {
+        n.d.ctl_ok(&["add-br", "br0"]);
+        n.d.ctl_ok(&["add-port", "br0", "vx", "--", "set", "Interface", "vx", "type=vxlan", &format!("options:remote_ip=198.19.61.{peer}"), "options:key=5100"]);
+        n.d.ctl_ok(&["add-port", "br0", port, "--", "set", "Interface", port, "type=dpdkvhostuser"]);
+    }
+    let (g1, g2) = vhost_guests(&n1, &n2);
+    measure(&g1, &g2, &[n1.d.pid(), n2.d.pid()].into_iter().flatten().collect::<Vec<_>>())
 }
 
 fn main() {
@@ -188,12 +246,13 @@ fn main() {
     eprintln!("guest image: {}", image().versions.trim());
     let accel = accel();
     type Row = (&'static str, &'static str, fn() -> Figures);
-    let mut rows: Vec<Row> = vec![("linux-bridge", "linux-bridge", row_linux_bridge), ("rvs", "linux-bridge", row_rvs)];
+    let mut rows: Vec<Row> = vec![("linux-bridge", "linux-bridge", row_linux_bridge), ("rvs", "linux-bridge", row_rvs), ("rvs-vhost", "linux-bridge", row_rvs_vhost)];
     if have_ovs {
         rows.push(("ovs-netdev", "linux-bridge", row_ovs));
     }
     rows.push(("kernel-vxlan", "kernel-vxlan", row_kernel_vxlan));
     rows.push(("rvs-vxlan", "kernel-vxlan", row_rvs_vxlan));
+    rows.push(("rvs-vhost-vxlan", "kernel-vxlan", row_rvs_vhost_vxlan));
     // VM_ROWS="rvs linux-bridge": only these rows.
     let only = std::env::var("VM_ROWS").ok().filter(|v| !v.trim().is_empty());
     let mut results: Vec<(&str, &str, Figures)> = Vec::new();
@@ -214,17 +273,19 @@ fn main() {
     };
     let mut report = String::new();
     report.push_str(&format!(
-        "rvs VM-to-VM benchmark: two QEMU guests, virtio-net on libvirt-style taps, QEMU's own virtio-net backend (no vhost-net), accelerator {} ({})\n",
+        "rvs VM-to-VM benchmark: two QEMU guests, virtio-net on libvirt-style taps (QEMU's own virtio-net backend, no vhost-net) or on rvs's vhost-user ports (rvs-vhost rows), accelerator {} ({})\n",
         accel.qemu_name(),
         if accel == Accel::Kvm { "hardware virtualization" } else { "emulated guests: the guests, not the switches, bound every row" }
     ));
     report.push_str(&format!("guest image: {}\n", image().versions.trim().replace('\n', "; ")));
-    report.push_str(&format!("{:<14}{:>22}{:>22}{:>22}\n", "row", "TCP Mbit/s", "64B datagrams/s", "ping RTT us"));
+    report.push_str(&format!("{:<16}{:>22}{:>22}{:>22}{:>14}\n", "row", "TCP Mbit/s", "64B datagrams/s", "ping RTT us", "switch CPU %"));
     for (name, base, f) in &results {
         let b = find(base);
-        report.push_str(&format!("{name:<14}{:>22}{:>22}{:>22}\n", cell(f.tcp_mbps, b.tcp_mbps, true, 0), cell(f.pps64, b.pps64, true, 0), cell(f.rtt_us, b.rtt_us, false, 0)));
+        let cpu = f.switch_cpu.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into());
+        report.push_str(&format!("{name:<16}{:>22}{:>22}{:>22}{cpu:>14}\n", cell(f.tcp_mbps, b.tcp_mbps, true, 0), cell(f.pps64, b.pps64, true, 0), cell(f.rtt_us, b.rtt_us, false, 0)));
     }
     report.push_str("ratio: to the kernel row of its class (one node: linux-bridge; two nodes: kernel-vxlan), above 1 is better\n");
+    report.push_str("switch CPU: user+system time of rvs-vswitchd (both nodes' over VXLAN) or ovs-vswitchd while measured, % of one CPU; '-' for the kernel's rows (their work runs in QEMU's threads and softirqs)\n");
     print!("{report}");
     let _ = std::fs::create_dir_all("bench-results");
     let stamp = sh("date -u +%Y%m%d-%H%M%S").trim().to_string();
