@@ -203,7 +203,7 @@ impl Qemu {
     /// is the existing tap `tap`, with MAC `mac` and address `ip`.
     pub fn on_tap(netns: Option<&str>, tap: &str, mac: &str, ip: &str) -> Qemu {
         let netdev = format!("tap,id=n0,ifname={tap},script=no,downscript=no");
-        Qemu::launch(netns, &[], &netdev, &format!("virtio-net-pci,netdev=n0,mac={mac}"), mac, ip)
+        Qemu::launch(netns, 1, &[], &netdev, &format!("virtio-net-pci,netdev=n0,mac={mac}"), mac, ip)
     }
 
     /// Starts a guest whose NIC is a vhost-user device on socket `sock`: QEMU listens
@@ -212,13 +212,22 @@ impl Qemu {
     /// vhost-user needs; `vectors=0` (legacy interrupts) because QEMU 7.2 under TCG
     /// brings no vhost-user device up with MSI-X.
     pub fn on_vhost_user(sock: &Path, qemu_listens: bool, mac: &str, ip: &str) -> Qemu {
-        let chardev = format!("socket,id=c0,path={}{}", sock.display(), if qemu_listens { ",server=on,wait=off" } else { ",reconnect=1" });
-        let mem = ["-object", "memory-backend-memfd,id=mem,size=256M,share=on", "-numa", "node,memdev=mem", "-chardev", &chardev];
-        Qemu::launch(None, &mem, "vhost-user,id=n0,chardev=c0", &format!("virtio-net-pci,netdev=n0,mac={mac},vectors=0"), mac, ip)
+        Qemu::on_vhost_user_queues(sock, qemu_listens, mac, ip, 1)
     }
 
-    /// Starts a guest with `extra` arguments, NIC backend `netdev` and NIC `device`.
-    fn launch(netns: Option<&str>, extra: &[&str], netdev: &str, device: &str, mac: &str, ip: &str) -> Qemu {
+    /// As [`Qemu::on_vhost_user`], with `pairs` queue pairs (`queues=`, `mq=on`) and as
+    /// many guest CPUs, so that the guest's driver enables every pair and maps CPU `k`
+    /// to transmit queue `k`.
+    pub fn on_vhost_user_queues(sock: &Path, qemu_listens: bool, mac: &str, ip: &str, pairs: u8) -> Qemu {
+        let chardev = format!("socket,id=c0,path={}{}", sock.display(), if qemu_listens { ",server=on,wait=off" } else { ",reconnect=1" });
+        let mem = ["-object", "memory-backend-memfd,id=mem,size=256M,share=on", "-numa", "node,memdev=mem", "-chardev", &chardev];
+        let (netdev, mq) = if pairs > 1 { (format!("vhost-user,id=n0,chardev=c0,queues={pairs}"), ",mq=on") } else { ("vhost-user,id=n0,chardev=c0".to_string(), "") };
+        Qemu::launch(None, pairs, &mem, &netdev, &format!("virtio-net-pci,netdev=n0,mac={mac},vectors=0{mq}"), mac, ip)
+    }
+
+    /// Starts a guest with `smp` CPUs, `extra` arguments, NIC backend `netdev` and NIC
+    /// `device`.
+    fn launch(netns: Option<&str>, smp: u8, extra: &[&str], netdev: &str, device: &str, mac: &str, ip: &str) -> Qemu {
         let img = image();
         let name = unique("q");
         let dir = std::env::temp_dir().join(format!("rvs-vm-{name}"));
@@ -232,7 +241,7 @@ impl Qemu {
             }
             None => Command::new("qemu-system-x86_64"),
         };
-        c.args(["-name", &name, "-machine", "q35", "-accel", accel().qemu_name(), "-m", "256", "-smp", "1"])
+        c.args(["-name", &name, "-machine", "q35", "-accel", accel().qemu_name(), "-m", "256", "-smp", &smp.to_string()])
             .args(["-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"])
             .args(extra)
             .arg("-kernel")
