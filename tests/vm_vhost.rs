@@ -52,12 +52,8 @@ fn tcp_checked(from: &vm::Agent, to: &vm::Agent, to_ip: &str, what: &str) {
 }
 
 /// Sends 8 MiB from guest `from` to namespace `to` (listening on `to_ip`) over one TCP
-/// connection and compares SHA-256 on both ends.
-fn tcp_to_ns(from: &vm::Agent, to: &Netns, to_ip: &str, what: &str) {
-    tcp_to_ns_with(from, "nc", to, to_ip, what)
-}
-
-/// As [`tcp_to_ns`], the guest sending with `nc` (e.g. `taskset 2 nc` to send from CPU 1).
+/// connection and compares SHA-256 on both ends; the guest sends with `nc` (e.g.
+/// `taskset 2 nc` to send from CPU 1).
 fn tcp_to_ns_with(from: &vm::Agent, nc: &str, to: &Netns, to_ip: &str, what: &str) {
     let out = std::env::temp_dir().join(format!("{}.sha", unique("vt")));
     let py = format!(
