@@ -10,7 +10,8 @@
 #                 testpmd forwards on CPU 1), as OVS-DPDK is run
 #   rvs-tap       two net_tap taps (made by testpmd) added to an rvs bridge (AF_PACKET)
 #   linux-bridge  the same two taps in a Linux bridge
-# Medians of RUNS runs of SECS seconds, rows taking turns. The machine has 2 CPUs:
+# Medians of RUNS runs of SECS seconds, rows taking turns, and the CPU rvs-vswitchd used
+# meanwhile. The machine has 2 CPUs:
 # testpmd's forwarding lcore spins on one, rvs's worker and testpmd's main lcore share
 # the other; the same for every row.
 #
@@ -46,6 +47,8 @@ start_rvs() {
     for _ in $(seq 50); do [ -S "$W/run/rvs.sock" ] && break; sleep 0.1; done
 }
 ctl() { RVS_RUNDIR="$W/run" "$BIN/rvsctl" "$@"; }
+# User + system CPU ticks of rvs-vswitchd (fields 14 and 15 of /proc/PID/stat).
+ticks() { awk '{print $14 + $15}' "/proc/$RVS_PID/stat"; }
 stop_rvs() { kill "$RVS_PID"; wait "$RVS_PID" 2>/dev/null || true; RVS_PID=""; rm -rf "$W/run"/* "$W/db"/*; }
 
 # testpmd VDEV0 VDEV1 SETUP: runs SETUP once the ports exist, forwards SECS seconds,
@@ -59,6 +62,16 @@ testpmd() {
     local tp=$!
     sleep 2.5
     eval "$setup"
+    # rvs's CPU time over the forwarding seconds (none for the Linux bridge: the
+    # kernel forwards in testpmd's own system calls and in softirqs).
+    sleep 1.5
+    local c0; c0="$(ticks)"
+    sleep "$SECS"
+    if [ -n "$RVS_PID" ]; then
+        echo "$c0 $(ticks) $(getconf CLK_TCK) $SECS" | awk '{printf "%.0f\n", ($2 - $1) / $3 / $4 * 100}' >"$W/cpu"
+    else
+        echo - >"$W/cpu"
+    fi
     wait $tp || { tail -20 "$W/tp.log" >&2; return 1; }
     # The forward statistics' RX-packets of the two ports, over the run's seconds.
     awk -v s="$SECS" '/Forward statistics for port/ {p=1} p && /RX-packets:/ {n+=$2; p=0} END {printf "%.0f\n", n/s}' "$W/tp.log"
@@ -94,12 +107,14 @@ row_linux_bridge() {
     ip link del rvsvbr
 }
 
-declare -A R
+declare -A R C
 for r in $(seq "$RUNS"); do
     for row in rvs_vhost rvs_vhost_pmd rvs_tap linux_bridge; do
         v="$("row_$row")"
-        echo "run $r $row: $v frames/s" >&2
+        c="$(cat "$W/cpu")"
+        echo "run $r $row: $v frames/s, rvs CPU $c %" >&2
         R[$row]+="$v "
+        C[$row]+="$c "
     done
 done
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -107,5 +122,8 @@ lb="$(echo "${R[linux_bridge]}" | median)"
 echo "64-byte frames/s, medians of $RUNS runs of ${SECS} s ($(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD)):"
 for row in rvs_vhost rvs_vhost_pmd rvs_tap linux_bridge; do
     m="$(echo "${R[$row]}" | median)"
-    printf "  %-13s %10s  (%s)  %.2fx the Linux bridge\n" "${row//_/-}" "$m" "${R[$row]}" "$(echo "$m $lb" | awk '{print ($2 > 0) ? $1 / $2 : 0}')"
+    c="$(echo "${C[$row]}" | grep -q '[0-9]' && echo "$(echo "${C[$row]}" | median) %" || echo -)"
+    printf "  %-13s %10s  (%s)  %.2fx the Linux bridge   rvs CPU %s\n" "${row//_/-}" "$m" "${R[$row]}" "$(echo "$m $lb" | awk '{print ($2 > 0) ? $1 / $2 : 0}')" "$c"
 done
+echo "rvs CPU: rvs-vswitchd's user+system time over the forwarding seconds, % of one CPU (median);"
+echo "  '-' for the Linux bridge, whose forwarding runs in testpmd's system calls and softirqs"
