@@ -3,7 +3,8 @@
 //! talking through each switch in turn, measured from inside the guests:
 //!
 //! * one node: the Linux bridge, rvs (the taps as existing netdevs, AF_PACKET), rvs
-//!   with the guests on vhost-user ports, and Open vSwitch's userspace datapath
+//!   with the guests on vhost-user ports (its worker sleeping, or polling on CPU 0:
+//!   `rvs-vhost-pmd`), and Open vSwitch's userspace datapath
 //!   (`datapath_type=netdev`);
 //! * two nodes (namespaces joined by a veth underlay): the kernel's vxlan + bridge, and
 //!   rvs with a VXLAN port on each node, guests on taps or on vhost-user ports.
@@ -158,6 +159,19 @@ fn row_rvs_vhost() -> Figures {
     measure(&g1, &g2, &n.d.pid().into_iter().collect::<Vec<_>>())
 }
 
+/// As `rvs-vhost`, rvs's worker polling on CPU 0 (`pmd-cpu-mask=0x1`, as OVS-DPDK is
+/// run): the row issue 23's and 27's round-trip targets are about. On the 2-CPU machine
+/// the two guests then share the other CPU.
+fn row_rvs_vhost_pmd() -> Figures {
+    let n = Node::new("bvp");
+    n.d.ctl_ok(&["set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x1"]);
+    n.d.ctl_ok(&["add-br", "br0"]);
+    n.d.ctl_ok(&["add-port", "br0", "vh1", "--", "set", "Interface", "vh1", "type=dpdkvhostuser"]);
+    n.d.ctl_ok(&["add-port", "br0", "vh2", "--", "set", "Interface", "vh2", "type=dpdkvhostuser"]);
+    let (g1, g2) = vhost_guests(&n, &n);
+    measure(&g1, &g2, &n.d.pid().into_iter().collect::<Vec<_>>())
+}
+
 /// Guests on the `vh1` port of `n1` and the `vh2` port of `n2`.
 fn vhost_guests(n1: &Node, n2: &Node) -> (Qemu, Qemu) {
     let mut g1 = Qemu::on_vhost_user(&n1.d.dir.join("vh1"), false, &unique_mac(), "198.18.210.1/24");
@@ -246,7 +260,7 @@ fn main() {
     eprintln!("guest image: {}", image().versions.trim());
     let accel = accel();
     type Row = (&'static str, &'static str, fn() -> Figures);
-    let mut rows: Vec<Row> = vec![("linux-bridge", "linux-bridge", row_linux_bridge), ("rvs", "linux-bridge", row_rvs), ("rvs-vhost", "linux-bridge", row_rvs_vhost)];
+    let mut rows: Vec<Row> = vec![("linux-bridge", "linux-bridge", row_linux_bridge), ("rvs", "linux-bridge", row_rvs), ("rvs-vhost", "linux-bridge", row_rvs_vhost), ("rvs-vhost-pmd", "linux-bridge", row_rvs_vhost_pmd)];
     if have_ovs {
         rows.push(("ovs-netdev", "linux-bridge", row_ovs));
     }
