@@ -11,7 +11,8 @@
 //!   started again and its port carries traffic again.
 //! * `libvirt_vhostuser_interface`: a guest libvirt starts with `<interface
 //!   type='vhostuser'>` on a `dpdkvhostuser` port added with ovs-vsctl (rvsctl), as an
-//!   operator does, pinging a guest on a `dpdkvhostuserclient` port.
+//!   operator does, pinging a guest on a `dpdkvhostuserclient` port; live migration
+//!   refused with QEMU's reason.
 //! * `multiqueue_guest_uses_both_pairs`: a 2-CPU guest with two queue pairs and two
 //!   workers: each pair polled by its own worker, frames sent from CPU k (transmit
 //!   queue k, by the guest's XPS map) reach that queue's worker only, and TCP sent from
@@ -229,6 +230,12 @@ fn libvirt_vhostuser_interface() {
     assert!(g.agent().ping_eventually("198.18.9.2", Duration::from_secs(30)), "libvirt vhost-user guest -> peer\n{}\n{}", n.d.log(), lv.log());
     assert!(peer.agent().ping("198.18.9.1", 3), "peer -> libvirt guest");
     assert!(stat(&n, &p1, "rx_packets") > 0);
+    // Live migration is refused, with QEMU's reason (rvs offers no dirty-page logging),
+    // and the guest runs on.
+    let mig = lv.virsh(&["qemu-monitor-command", "gvhu", "--hmp", "migrate -d exec:cat>/dev/null"]);
+    let said = format!("{}{}", String::from_utf8_lossy(&mig.stdout), String::from_utf8_lossy(&mig.stderr));
+    assert!(said.contains("Migration disabled: vhost-user backend lacks VHOST_USER_PROTOCOL_F_LOG_SHMFD feature"), "migration refused with its reason: {said}");
+    assert!(g.agent().ping("198.18.9.2", 2), "the guest runs on after the refused migration");
     // virsh destroy: QEMU goes, the port stays (rvs's socket, as with OVS), link down.
     lv.virsh_ok(&["destroy", "gvhu"]);
     wait_until("the port's link down", Duration::from_secs(30), || n.d.ctl_ok(&["get", "Interface", &p1, "link_state"]).trim() == "down");

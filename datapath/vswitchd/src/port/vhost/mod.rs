@@ -25,8 +25,8 @@
 //! when it changes, [`Device::requeue`] hands the control plane a new handle (its
 //! 2-second tick picks it up) and meanwhile frames the guest cannot take are dropped.
 //! Live migration (dirty-page logging) is not offered: `LOG_SHMFD` and `VHOST_F_LOG_ALL`
-//! are absent, so QEMU refuses to migrate such a guest ("migration disabled: vhost
-//! lacks VHOST_F_LOG_ALL feature").
+//! are absent, so QEMU refuses to migrate such a guest (QEMU 7.2: "Migration disabled:
+//! vhost-user backend lacks VHOST_USER_PROTOCOL_F_LOG_SHMFD feature.").
 
 pub mod backend;
 pub mod conn;
