@@ -151,23 +151,27 @@ fn row_rvs() -> Figures {
 /// QEMU connects), the guests' memory shared with rvs: no tap, no QEMU backend thread
 /// in the path.
 fn row_rvs_vhost() -> Figures {
-    let n = Node::new("bvh");
-    n.d.ctl_ok(&["add-br", "br0"]);
-    n.d.ctl_ok(&["add-port", "br0", "vh1", "--", "set", "Interface", "vh1", "type=dpdkvhostuser"]);
-    n.d.ctl_ok(&["add-port", "br0", "vh2", "--", "set", "Interface", "vh2", "type=dpdkvhostuser"]);
-    let (g1, g2) = vhost_guests(&n, &n);
-    measure(&g1, &g2, &n.d.pid().into_iter().collect::<Vec<_>>())
+    vhost_one_node("bvh", None)
 }
 
 /// As `rvs-vhost`, rvs's worker polling on CPU 0 (`pmd-cpu-mask=0x1`, as OVS-DPDK is
 /// run): the row issue 23's and 27's round-trip targets are about. On the 2-CPU machine
 /// the two guests then share the other CPU.
 fn row_rvs_vhost_pmd() -> Figures {
-    let n = Node::new("bvp");
-    n.d.ctl_ok(&["set", "Open_vSwitch", ".", "other_config:pmd-cpu-mask=0x1"]);
+    vhost_one_node("bvp", Some("0x1"))
+}
+
+/// One rvs node with ports `vh1` and `vh2` (`dpdkvhostuser`) and a guest on each;
+/// `pmd_mask` sets `pmd-cpu-mask`.
+fn vhost_one_node(tag: &str, pmd_mask: Option<&str>) -> Figures {
+    let n = Node::new(tag);
+    if let Some(m) = pmd_mask {
+        n.d.ctl_ok(&["set", "Open_vSwitch", ".", &format!("other_config:pmd-cpu-mask={m}")]);
+    }
     n.d.ctl_ok(&["add-br", "br0"]);
-    n.d.ctl_ok(&["add-port", "br0", "vh1", "--", "set", "Interface", "vh1", "type=dpdkvhostuser"]);
-    n.d.ctl_ok(&["add-port", "br0", "vh2", "--", "set", "Interface", "vh2", "type=dpdkvhostuser"]);
+    for p in ["vh1", "vh2"] {
+        n.d.ctl_ok(&["add-port", "br0", p, "--", "set", "Interface", p, "type=dpdkvhostuser"]);
+    }
     let (g1, g2) = vhost_guests(&n, &n);
     measure(&g1, &g2, &n.d.pid().into_iter().collect::<Vec<_>>())
 }
