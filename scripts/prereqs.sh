@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what rvs's scripts need on a Debian machine, only what is missing, and
 # checks that every tool is there afterwards. Sourced, not run, by scripts/demo.sh,
-# scripts/test.sh, scripts/package.sh and benches/e2e.sh:
+# scripts/test.sh, scripts/package.sh and the benchmarks' scripts:
 #
 #   . scripts/prereqs.sh demo     # build + demo: Rust, a C linker, iproute2, ping, iperf3
 #   . scripts/prereqs.sh test     # everything the tests use, Open vSwitch included, and cargo-fuzz;
@@ -9,7 +9,8 @@
 #                                 # kernel package is fetched by scripts/vm-image.sh with
 #                                 # `apt-get download`, never installed)
 #   . scripts/prereqs.sh bench    # the benchmarks' tools (trafgen, sockperf, gnuplot, OVS; dpdk-testpmd,
-#                                 # which Debian 12 ships in dpdk-dev, for benches/vhost.sh)
+#                                 # which Debian 12 ships in dpdk-dev, for benches/vhost.sh; perf for
+#                                 # benches/rtt-hops.sh)
 #   . scripts/prereqs.sh package  # scripts/package.sh's tools (dpkg-deb, fakeroot, help2man, lintian)
 #
 # Leaves cargo on PATH. A tool that cannot be installed is named, with its package,
@@ -29,7 +30,7 @@ rvs_prereqs() {
                      busybox:busybox-static apt-get:apt modinfo:kmod) ;;
         bench) need+=(ethtool:ethtool trafgen:netsniff-ng sockperf:sockperf gnuplot:gnuplot-nox
                       ovsdb-server:openvswitch-switch ovs-vswitchd:openvswitch-switch
-                      dpdk-testpmd:dpdk-dev) ;;
+                      dpdk-testpmd:dpdk-dev perf:linux-perf) ;;
         package) need+=(dpkg-deb:dpkg fakeroot:fakeroot help2man:help2man lintian:lintian python3:python3) ;;
         *) echo "prereqs.sh: unknown set '$what' (demo, test, bench or package)" >&2; return 2 ;;
     esac
