@@ -148,8 +148,12 @@ fuzz_target!(|data: &[u8]| {
                     // Without offload work, what follows the switch's tag leaves as
                     // it came: a second tag is payload, never popped or rewritten.
                     if vnet == VnetHdr::default() {
-                        // Tagged out of the trunk, and of port 4 for VLAN 20 only.
-                        let out_tagged = i == 2 || (i == 3 && tag_of(frame) == Some(20)) || (i == 4 && tag_of(f).is_some());
+                        // Tagged out of the trunk, of port 4 for VLAN 20 only, and of the
+                        // mirror's trunk unless the switch's VLAN is 0: untagged or
+                        // priority-tagged into the trunk, whose tag (VID 0, priority
+                        // 0) is popped, so that a second tag is then the first one in f.
+                        let vlan0 = in_port == 2 && matches!(tag_of(frame), None | Some(0));
+                        let out_tagged = i == 2 || (i == 3 && tag_of(frame) == Some(20)) || (i == 4 && !vlan0 && tag_of(f).is_some());
                         let out = &f[if out_tagged { 16 } else { 12 }..];
                         assert_eq!(out, after_tag(frame), "port {} got other bytes after the tag", i + 1);
                     }
