@@ -232,7 +232,18 @@ fn row_rvs_vxlan() -> Figures {
     let mut taps = Vec::new();
     for (n, peer) in [(&n1, 2), (&n2, 1)] {
         n.d.ctl_ok(&["add-br", "br0"]);
-        n.d.ctl_ok(&["add-port", "br0", "vx", "--", "set", "Interface", "vx", "type=vxlan", &format!("options:remote_ip=198.19.61.{peer}"), "options:key=5100"]);
+        n.d.ctl_ok(&[
+            "add-port",
+            "br0",
+            "vx",
+            "--",
+            "set",
+            "Interface",
+            "vx",
+            "type=vxlan",
+            &format!("options:remote_ip=198.19.61.{peer}"),
+            "options:key=5100",
+        ]);
         let t = libvirt_tap(&n.ns);
         n.d.ctl_ok(&["add-port", "br0", &t]);
         taps.push(t);
@@ -246,7 +257,18 @@ fn row_rvs_vhost_vxlan() -> Figures {
     two_nodes(&n1.ns, &n2.ns);
     for (n, peer, port) in [(&n1, 2, "vh1"), (&n2, 1, "vh2")] {
         n.d.ctl_ok(&["add-br", "br0"]);
-        n.d.ctl_ok(&["add-port", "br0", "vx", "--", "set", "Interface", "vx", "type=vxlan", &format!("options:remote_ip=198.19.61.{peer}"), "options:key=5100"]);
+        n.d.ctl_ok(&[
+            "add-port",
+            "br0",
+            "vx",
+            "--",
+            "set",
+            "Interface",
+            "vx",
+            "type=vxlan",
+            &format!("options:remote_ip=198.19.61.{peer}"),
+            "options:key=5100",
+        ]);
         n.d.ctl_ok(&["add-port", "br0", port, "--", "set", "Interface", port, "type=dpdkvhostuser"]);
     }
     let (g1, g2) = vhost_guests(&n1, &n2);
@@ -264,7 +286,12 @@ fn main() {
     eprintln!("guest image: {}", image().versions.trim());
     let accel = accel();
     type Row = (&'static str, &'static str, fn() -> Figures);
-    let mut rows: Vec<Row> = vec![("linux-bridge", "linux-bridge", row_linux_bridge), ("rvs", "linux-bridge", row_rvs), ("rvs-vhost", "linux-bridge", row_rvs_vhost), ("rvs-vhost-pmd", "linux-bridge", row_rvs_vhost_pmd)];
+    let mut rows: Vec<Row> = vec![
+        ("linux-bridge", "linux-bridge", row_linux_bridge),
+        ("rvs", "linux-bridge", row_rvs),
+        ("rvs-vhost", "linux-bridge", row_rvs_vhost),
+        ("rvs-vhost-pmd", "linux-bridge", row_rvs_vhost_pmd),
+    ];
     if have_ovs {
         rows.push(("ovs-netdev", "linux-bridge", row_ovs));
     }
@@ -300,7 +327,12 @@ fn main() {
     for (name, base, f) in &results {
         let b = find(base);
         let cpu = f.switch_cpu.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into());
-        report.push_str(&format!("{name:<16}{:>22}{:>22}{:>22}{cpu:>14}\n", cell(f.tcp_mbps, b.tcp_mbps, true, 0), cell(f.pps64, b.pps64, true, 0), cell(f.rtt_us, b.rtt_us, false, 0)));
+        report.push_str(&format!(
+            "{name:<16}{:>22}{:>22}{:>22}{cpu:>14}\n",
+            cell(f.tcp_mbps, b.tcp_mbps, true, 0),
+            cell(f.pps64, b.pps64, true, 0),
+            cell(f.rtt_us, b.rtt_us, false, 0)
+        ));
     }
     report.push_str("ratio: to the kernel row of its class (one node: linux-bridge; two nodes: kernel-vxlan), above 1 is better\n");
     report.push_str("switch CPU: user+system time of rvs-vswitchd (both nodes' over VXLAN) or ovs-vswitchd while measured, % of one CPU; '-' for the kernel's rows (their work runs in QEMU's threads and softirqs)\n");

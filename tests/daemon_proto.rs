@@ -160,8 +160,7 @@ fn requests_sent_together_are_answered_in_order() {
     ];
     let stream: Vec<u8> = reqs.iter().flat_map(|r| rvs_ovsdb::proto::encode(r).unwrap()).collect();
     let check = |s: &mut std::os::unix::net::UnixStream| {
-        let answers: Vec<Response> =
-            (0..reqs.len()).map(|_| rvs_ovsdb::proto::decode(&rvs_ovsdb::proto::read_frame(s).expect("answer")).unwrap()).collect();
+        let answers: Vec<Response> = (0..reqs.len()).map(|_| rvs_ovsdb::proto::decode(&rvs_ovsdb::proto::read_frame(s).expect("answer")).unwrap()).collect();
         assert!(matches!(&answers[0], Response::Appctl { ok: true, output } if output.starts_with("rvs-vswitchd")), "{answers:?}");
         assert!(matches!(&answers[1], Response::Appctl { ok: false, output } if output.contains("not a valid command")), "{answers:?}");
         assert!(matches!(&answers[2], Response::Snapshot { .. }), "{answers:?}");

@@ -132,8 +132,18 @@ fn balance_tcp_with_lacp_against_open_vswitch() {
     let vm2 = ovs.vm("br0", "198.18.70.2/24");
 
     let rvs_lacp = || rvs.d.ctl(&["lacp/show", "bond0"]).stdout.iter().map(|&b| b as char).collect::<String>();
-    wait_text("LACP on rvs", WAIT, rvs_lacp, &["status: active negotiated", &format!("member: {a0}: current attached"), &format!("member: {a1}: current attached")]);
-    wait_text("LACP on OVS", WAIT, || ovs.appctl("lacp/show bond0"), &["status: active negotiated", &format!("{b0}: current attached"), &format!("{b1}: current attached")]);
+    wait_text(
+        "LACP on rvs",
+        WAIT,
+        rvs_lacp,
+        &["status: active negotiated", &format!("member: {a0}: current attached"), &format!("member: {a1}: current attached")],
+    );
+    wait_text(
+        "LACP on OVS",
+        WAIT,
+        || ovs.appctl("lacp/show bond0"),
+        &["status: active negotiated", &format!("{b0}: current attached"), &format!("{b1}: current attached")],
+    );
     // Attached is not yet enabled: a member carries traffic once the partner says it
     // collects and distributes on it (its next LACPDU), at the bond's next step.
     let en0 = format!("member {a0}: enabled");
@@ -227,15 +237,35 @@ fn miimon_detects_the_peer_going_down_against_open_vswitch() {
     let (rvs, ovs, [a0, a1, b0, b1]) = rvs_and_ovs("mi");
     let (a0, a1, b0, b1) = (a0.as_str(), a1.as_str(), b0.as_str(), b1.as_str());
     let mii = "other_config:bond-detect-mode=miimon";
-    rvs.d.ctl_ok(&["add-bond", "br0", "bond0", a0, a1, "bond_mode=active-backup", mii, "other_config:bond-miimon-interval=50", &format!("other_config:bond-primary={a0}")]);
+    rvs.d.ctl_ok(&[
+        "add-bond",
+        "br0",
+        "bond0",
+        a0,
+        a1,
+        "bond_mode=active-backup",
+        mii,
+        "other_config:bond-miimon-interval=50",
+        &format!("other_config:bond-primary={a0}"),
+    ]);
     ovs.vsctl(&format!("add-bond br0 bond0 {b0} {b1} bond_mode=active-backup {mii} other_config:bond-primary={b0}"));
     let (vm1, _) = rvs_vm(&rvs, "198.18.73.1/24");
     let _vm2 = ovs.vm("br0", "198.18.73.2/24");
     assert!(vm1.ping_eventually("198.18.73.2", WAIT), "rvs VM -> OVS VM\n{}\n{}", rvs.d.log(), rvs.d.ctl_ok(&["bond/show"]));
-    wait_text("both members up", WAIT, || rvs.d.ctl_ok(&["bond/show", "bond0"]), &[&format!("member {a0}: enabled\n  active member"), &format!("member {a1}: enabled")]);
+    wait_text(
+        "both members up",
+        WAIT,
+        || rvs.d.ctl_ok(&["bond/show", "bond0"]),
+        &[&format!("member {a0}: enabled\n  active member"), &format!("member {a1}: enabled")],
+    );
 
     ovs.ns.sh(&format!("ip link set {b0} down"));
-    wait_text("failover", WAIT, || rvs.d.ctl_ok(&["bond/show", "bond0"]), &[&format!("member {a0}: disabled"), &format!("member {a1}: enabled\n  active member")]);
+    wait_text(
+        "failover",
+        WAIT,
+        || rvs.d.ctl_ok(&["bond/show", "bond0"]),
+        &[&format!("member {a0}: disabled"), &format!("member {a1}: enabled\n  active member")],
+    );
     assert!(vm1.ping_eventually("198.18.73.2", WAIT), "ping after failover\n{}", rvs.d.ctl_ok(&["bond/show", "bond0"]));
     ovs.ns.sh(&format!("ip link set {b0} up"));
     wait_text("primary back", WAIT, || rvs.d.ctl_ok(&["bond/show", "bond0"]), &[&format!("member {a0}: enabled\n  active member")]);
@@ -300,7 +330,11 @@ fn balance_slb_without_lacp_against_two_switch_ports() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("bad hash"), "{out:?}");
     assert_eq!(rvs.d.ctl_ok(&["bond/migrate", "bond0", hash, to]), "migrated\n");
     let moved = sent_during(&rvs.ns, &[from, to], || udp_flows(&vms[0], "198.18.72.10", 2, 0.3));
-    assert!(moved[1] > 20 && moved[0] < moved[1] / 4, "VM 0's flows moved from {from} to {to}: before {on:?}, after {moved:?}\n{}", rvs.d.ctl_ok(&["bond/show", "bond0"]));
+    assert!(
+        moved[1] > 20 && moved[0] < moved[1] / 4,
+        "VM 0's flows moved from {from} to {to}: before {on:?}, after {moved:?}\n{}",
+        rvs.d.ctl_ok(&["bond/show", "bond0"])
+    );
     // The peer floods the VMs' broadcasts back over the other link: never learned on
     // the bond (the VMs stay on their taps).
     let fdb = rvs.d.ctl_ok(&["fdb/show", "br0"]);
@@ -340,7 +374,10 @@ fn balance_slb_without_lacp_against_two_switch_ports() {
     wait_text("member down", WAIT, || rvs.d.ctl_ok(&["bond/show", "bond0"]), &[&format!("member {a1}: disabled")]);
     let seen = String::from_utf8_lossy(&rarps.wait_with_output().expect("tcpdump output").stdout).into_owned();
     for m in &macs {
-        assert!(seen.lines().any(|l| l.starts_with(&format!("{m} > ff:ff:ff:ff:ff:ff")) || l.contains(&format!(" {m} > ff:ff:ff:ff:ff:ff"))), "no RARP from {m} on {b0}:\n{seen}");
+        assert!(
+            seen.lines().any(|l| l.starts_with(&format!("{m} > ff:ff:ff:ff:ff:ff")) || l.contains(&format!(" {m} > ff:ff:ff:ff:ff:ff"))),
+            "no RARP from {m} on {b0}:\n{seen}"
+        );
     }
     for (i, v) in vms.iter().enumerate() {
         assert!(v.ping_eventually("198.18.72.10", WAIT), "VM {i} after failover\n{}", rvs.d.ctl_ok(&["bond/show", "bond0"]));
@@ -391,8 +428,23 @@ fn rvs_to_rvs_with_lacp_and_a_member_to_another_system() {
     let (vm2, _) = rvs_vm(&b, "198.18.73.2/24");
 
     let lacp = |n: &Node| n.d.ctl_ok(&["lacp/show", "bond0"]);
-    wait_text("LACP on A", WAIT, || lacp(&a), &["status: active negotiated", &format!("member: {a0}: current attached"), &format!("member: {a1}: current attached"), &format!("member: {a2}: current detached")]);
-    wait_text("LACP on B", WAIT, || lacp(&b), &["status: active negotiated", &format!("member: {b0}: current attached"), &format!("member: {b1}: current attached")]);
+    wait_text(
+        "LACP on A",
+        WAIT,
+        || lacp(&a),
+        &[
+            "status: active negotiated",
+            &format!("member: {a0}: current attached"),
+            &format!("member: {a1}: current attached"),
+            &format!("member: {a2}: current detached"),
+        ],
+    );
+    wait_text(
+        "LACP on B",
+        WAIT,
+        || lacp(&b),
+        &["status: active negotiated", &format!("member: {b0}: current attached"), &format!("member: {b1}: current attached")],
+    );
     assert!(vm1.ping_eventually("198.18.73.2", WAIT), "A -> B over the bond\n{}", a.d.log());
     assert!(vm2.ping("198.18.73.1", 3), "B -> A");
     let sent = sent_during(&a.ns, &[a0, a1, a2], || udp_flows(&vm1, "198.18.73.2", 32, 1.0));

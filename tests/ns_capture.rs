@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use rvs_testkit::overlay::{RvsNode, Underlay};
-use rvs_testkit::*;
 use rvs_testkit::pcap::{frames as pcap_frames, icmp};
+use rvs_testkit::*;
 
 fn mac_bytes(mac: &str) -> Vec<u8> {
     mac.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect()

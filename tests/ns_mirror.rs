@@ -85,7 +85,25 @@ fn echoes(frames: &[Vec<u8>], vlan: u16) -> (usize, usize) {
 fn mirrors_select_and_send_as_ovs() {
     let r = rig();
     let d = &r.n.d;
-    d.ctl_ok(&["--", "set", "Bridge", "br0", "mirrors=@m", "--", "--id=@p", "get", "Port", &r.mp, "--", "--id=@m", "create", "Mirror", "name=m0", "select-all=true", "output-port=@p"]);
+    d.ctl_ok(&[
+        "--",
+        "set",
+        "Bridge",
+        "br0",
+        "mirrors=@m",
+        "--",
+        "--id=@p",
+        "get",
+        "Port",
+        &r.mp,
+        "--",
+        "--id=@m",
+        "create",
+        "Mirror",
+        "name=m0",
+        "select-all=true",
+        "output-port=@p",
+    ]);
 
     // select_all: both directions, each echo once, tagged with its VLAN.
     let got = r.capture(|| r.ping());
@@ -120,7 +138,23 @@ fn mirrors_select_and_send_as_ovs() {
     assert_eq!(echoes(&r.capture(|| r.ping()), 10), (PINGS, PINGS));
 
     // RSPAN: copies flooded in VLAN 99 (a flood VLAN); the trunk tap carries it.
-    d.ctl_ok(&["set", "Bridge", "br0", "flood_vlans=99", "--", "clear", "Mirror", "m0", "output_port", "select_vlan", "--", "set", "Mirror", "m0", "output_vlan=99"]);
+    d.ctl_ok(&[
+        "set",
+        "Bridge",
+        "br0",
+        "flood_vlans=99",
+        "--",
+        "clear",
+        "Mirror",
+        "m0",
+        "output_port",
+        "select_vlan",
+        "--",
+        "set",
+        "Mirror",
+        "m0",
+        "output_vlan=99",
+    ]);
     assert_eq!(echoes(&r.capture(|| r.ping()), 99), (PINGS, PINGS));
 
     // Removed: nothing, and the VMs still talk (MAC table kept, no flooding needed).

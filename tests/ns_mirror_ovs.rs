@@ -54,17 +54,14 @@ impl Side {
         wait_until("tcpdump to start", Duration::from_secs(10), || file.exists());
         std::thread::sleep(Duration::from_millis(300));
         let bc = "ffffffffffff";
-        let sends: Vec<(usize, String)> = vec![
-            (1, frame(bc, B, 1)),
-            (0, frame(bc, A, 2)),
-            (0, frame(B, A, 3)),
-            (0, frame(B, A, 4)),
-            (1, frame(A, B, 5)),
-            (1, frame(A, B, 6)),
-        ];
+        let sends: Vec<(usize, String)> =
+            vec![(1, frame(bc, B, 1)), (0, frame(bc, A, 2)), (0, frame(B, A, 3)), (0, frame(B, A, 4)), (1, frame(A, B, 5)), (1, frame(A, B, 6))];
         let mut py = String::from("import socket,time\n");
         for (i, (dev, hex)) in sends.iter().enumerate() {
-            py += &format!("s{i}=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\ns{i}.bind((\"{}\",0))\ns{i}.send(bytes.fromhex(\"{hex}\"))\ntime.sleep(0.1)\n", self.devs[*dev]);
+            py += &format!(
+                "s{i}=socket.socket(socket.AF_PACKET,socket.SOCK_RAW)\ns{i}.bind((\"{}\",0))\ns{i}.send(bytes.fromhex(\"{hex}\"))\ntime.sleep(0.1)\n",
+                self.devs[*dev]
+            );
         }
         // A last broadcast of another EtherType from A (not compared) follows, so that no
         // compared frame is the last one a switch handles in the step.

@@ -114,7 +114,10 @@ fn polling_workers_switch_taps_and_veths_and_follow_the_mask() {
     assert_eq!(pinned.len(), 2, "CPU {a}'s worker polls more than the pinned queue: {pinned:?}");
     assert!(pinned[1].starts_with(&format!("port: {e3:<16}  queue-id:  0 (enabled)")), "{pinned:?}");
     let rest = block(b);
-    assert!(rest[0] == "isolated : false" && rest.iter().any(|l| l.contains(&t1)) && rest.iter().any(|l| l.starts_with(&format!("port: {e3:<16}  queue-id:  1"))), "{rest:?}");
+    assert!(
+        rest[0] == "isolated : false" && rest.iter().any(|l| l.contains(&t1)) && rest.iter().any(|l| l.starts_with(&format!("port: {e3:<16}  queue-id:  1"))),
+        "{rest:?}"
+    );
     assert!(vm3.ping_eventually("198.18.203.4", Duration::from_secs(10)), "with a pinned queue\n{}", n.d.log());
     n.d.ctl_ok(&["set", "Interface", &e3, "other_config:pmd-rxq-affinity=0:x"]);
     wait_until("the bad affinity logged", Duration::from_secs(10), || n.d.log().contains(&format!("invalid pmd-rxq-affinity format for port {e3}: 0:x")));

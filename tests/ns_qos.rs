@@ -189,7 +189,10 @@ fn rvs_shapes_its_own_taps() {
     let qos = n.d.ctl_ok(&["get", "port", &pa, "qos"]);
     n.d.ctl_ok(&["set", "qos", qos.trim(), "type=egress-policer", "other_config:cir=12500", "other_config:cbs=1500"]);
     wait_until("the policer", Duration::from_secs(10), || n.d.ctl_ok(&["qos/show", &pa]).contains("egress-policer"));
-    assert_eq!(n.d.ctl_ok(&["qos/show", &pa]).lines().take(3).collect::<Vec<_>>(), [format!("QoS: {pa} egress-policer"), "cir: 12500".into(), "cbs: 1500".into()]);
+    assert_eq!(
+        n.d.ctl_ok(&["qos/show", &pa]).lines().take(3).collect::<Vec<_>>(),
+        [format!("QoS: {pa} egress-policer"), "cir: 12500".into(), "cbs: 1500".into()]
+    );
     vmb.sh("ping -c 100 -i 0.01 -s 1400 -W 1 198.18.33.1 >/dev/null 2>&1");
     let dropped = shaped(&n.d) - before;
     assert!(dropped > 10, "{dropped} dropped: {}", n.d.ctl_ok(&["rvs/drops", "br0"]));
@@ -258,8 +261,22 @@ fn hfsc_where_the_kernel_has_it() {
     let has_hfsc = n.ns.sh_ok(&format!("tc qdisc add dev {scratch} root handle 1: hfsc default 1 2>/dev/null"));
     assert!(n.ns.sh_ok(&format!("ip link del {scratch}")));
     n.d.ctl_ok(&[
-        "set", "port", &p, "qos=@q", "--", "--id=@q", "create", "qos", "type=linux-hfsc", "other_config:max-rate=50000000", "queues:1=@a", "--", "--id=@a",
-        "create", "queue", "other_config:min-rate=8000000",
+        "set",
+        "port",
+        &p,
+        "qos=@q",
+        "--",
+        "--id=@q",
+        "create",
+        "qos",
+        "type=linux-hfsc",
+        "other_config:max-rate=50000000",
+        "queues:1=@a",
+        "--",
+        "--id=@a",
+        "create",
+        "queue",
+        "other_config:min-rate=8000000",
     ]);
     if has_hfsc {
         wait_until("the HFSC classes", Duration::from_secs(10), || classes(&n, &p).lines().count() == 3);

@@ -68,10 +68,7 @@ fn taps_and_their_vms_survive_restarts_and_go_with_their_port() {
 fn ping_counts(out: &str) -> (usize, usize, usize) {
     let replies = out.lines().filter(|l| l.contains("bytes from") && !l.contains("DUP!")).count();
     let dups = out.lines().filter(|l| l.contains("DUP!")).count();
-    let sent = out
-        .lines()
-        .find_map(|l| l.split_once(" packets transmitted").and_then(|(n, _)| n.trim().parse().ok()))
-        .unwrap_or(0);
+    let sent = out.lines().find_map(|l| l.split_once(" packets transmitted").and_then(|(n, _)| n.trim().parse().ok())).unwrap_or(0);
     (replies, dups, sent)
 }
 
@@ -113,7 +110,10 @@ fn takeover_keeps_links_up_and_frames_single() {
     assert!(out.status.success(), "takeover: {}\n{}", String::from_utf8_lossy(&out.stderr), n.d.log());
     let new = n.d.pid().expect("pid after takeover");
     assert_ne!(new, old);
-    assert!(!std::path::Path::new(&format!("/proc/{old}")).exists() || sh(&format!("awk '{{print $3}}' /proc/{old}/stat")).trim() == "Z", "the old daemon still runs");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{old}")).exists() || sh(&format!("awk '{{print $3}}' /proc/{old}/stat")).trim() == "Z",
+        "the old daemon still runs"
+    );
     let fdb = n.d.ctl_ok(&["fdb/show", "br0"]);
     assert!(fdb.contains(&mac1), "the MAC table did not come along: {fdb}\n{}", n.d.log());
     let wait = |c: std::process::Child| String::from_utf8_lossy(&c.wait_with_output().expect("ping output").stdout).into_owned();

@@ -284,7 +284,8 @@ fn multiqueue_guest_uses_both_pairs() {
     assert!(a.ping_eventually("198.18.10.2", Duration::from_secs(30)), "multiqueue guest -> peer\n{}", n.d.log());
     // Each of the port's queues is an input of its own worker.
     let ws = workers(&n);
-    let holder = |q: u32| ws.iter().position(|(i, _)| i.iter().any(|x| *x == format!("{p}#{q}"))).unwrap_or_else(|| panic!("{p}#{q} polled by no worker: {ws:?}"));
+    let holder =
+        |q: u32| ws.iter().position(|(i, _)| i.iter().any(|x| *x == format!("{p}#{q}"))).unwrap_or_else(|| panic!("{p}#{q} polled by no worker: {ws:?}"));
     let (w0, w1) = (holder(0), holder(1));
     assert_ne!(w0, w1, "the two queues go to the two workers: {ws:?}");
     // 20 frames sent from CPU k to a neighbour that does not answer (a static entry:

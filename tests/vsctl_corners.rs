@@ -45,7 +45,13 @@ impl Both {
 
     fn one(c: &mut Command) -> (String, String, Option<i32>, Option<i32>) {
         let out = run_bounded(c.stdin(Stdio::null()), Duration::from_secs(20));
-        let uuids = |s: &[u8]| String::from_utf8_lossy(s).split(|c: char| c.is_whitespace()).map(|w| if w.len() == 36 && w.as_bytes()[8] == b'-' { "<uuid>" } else { w }).collect::<Vec<_>>().join(" ");
+        let uuids = |s: &[u8]| {
+            String::from_utf8_lossy(s)
+                .split(|c: char| c.is_whitespace())
+                .map(|w| if w.len() == 36 && w.as_bytes()[8] == b'-' { "<uuid>" } else { w })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         (uuids(&out.stdout), mask_time(&String::from_utf8_lossy(&out.stderr)), out.status.code(), out.status.signal())
     }
 
@@ -88,9 +94,35 @@ fn ovs_warnings_on_stderr() {
     let (_, err) = b.same(&[pat, "--", "create", "Bridge", "name=br9"]);
     assert_eq!(err, "db_ctl_base|WARN|applying \"create\" command to table Bridge without --id option will have no effect\n");
     let (_, err) = b.same(&[
-        pat, "--", "--id=@eth0_iface", "create", "Interface", "name=eth0", "--", "--id=@eth0", "create", "Port", "name=eth0", "interfaces=@eth0_iface", "--",
-        "--id=@m0", "create", "Mirror", "name=m0", "output_port=@eth0", "--", "--id=@br0", "create", "Bridge", "name=br0", "mirrors=@m0", "--", "set",
-        "Open_vSwitch", ".", "bridges=@br0",
+        pat,
+        "--",
+        "--id=@eth0_iface",
+        "create",
+        "Interface",
+        "name=eth0",
+        "--",
+        "--id=@eth0",
+        "create",
+        "Port",
+        "name=eth0",
+        "interfaces=@eth0_iface",
+        "--",
+        "--id=@m0",
+        "create",
+        "Mirror",
+        "name=m0",
+        "output_port=@eth0",
+        "--",
+        "--id=@br0",
+        "create",
+        "Bridge",
+        "name=br0",
+        "mirrors=@m0",
+        "--",
+        "set",
+        "Open_vSwitch",
+        ".",
+        "bridges=@br0",
     ]);
     assert!(err.contains("vsctl|WARN|row id \"@eth0\" was created but only a weak reference to it was inserted"), "{err}");
     let (_, err) = b.same(&["-vvsctl:console:err", "--", "--id=@n", "create", "NetFlow", "targets=x"]);
@@ -99,7 +131,10 @@ fn ovs_warnings_on_stderr() {
     let (_, err) = b.same(&["set-controller", "br0", "tcp:192.0.2.1:6653", "--", "set-manager", "ptcp:6640"]);
     assert_eq!(err, "");
     let log = b.rvs.log();
-    assert!(log.contains("bridge br0: controllers are stored but not applied by rvs") && log.contains("managers are stored but not applied by rvs"), "rvs-vswitchd says so in its log:\n{log}");
+    assert!(
+        log.contains("bridge br0: controllers are stored but not applied by rvs") && log.contains("managers are stored but not applied by rvs"),
+        "rvs-vswitchd says so in its log:\n{log}"
+    );
     b.same(&["del-controller", "br0", "--", "del-manager", "--", "del-br", "br0"]);
     // Root tables keep their rows: no warning.
     b.same(&["--", "--id=@q", "create", "QoS", "type=x", "--", "--id=@r", "create", "Queue", "dscp=1"]);

@@ -323,17 +323,44 @@ mod tests {
             out.stderr
         );
         // Flow_Sample_Collector_Set: (id, bridge) together.
-        let c0 = run(&mut m, &["--", "--id=@b", "get", "Bridge", "br0", "--", "create", "Flow_Sample_Collector_Set", "id=1", "bridge=@b"]).stdout.trim().to_string();
+        let c0 =
+            run(&mut m, &["--", "--id=@b", "get", "Bridge", "br0", "--", "create", "Flow_Sample_Collector_Set", "id=1", "bridge=@b"]).stdout.trim().to_string();
         assert_eq!(c0.len(), 36, "{c0}");
         assert_eq!(run(&mut m, &["--", "--id=@b", "get", "Bridge", "br1", "--", "create", "Flow_Sample_Collector_Set", "id=1", "bridge=@b"]).code, 0);
         let out = run(&mut m, &["--", "--id=@b", "get", "Bridge", "br0", "--", "create", "Flow_Sample_Collector_Set", "id=1", "bridge=@b", "external_ids:k=v"]);
         assert_eq!(out.code, 1);
-        assert!(out.stderr.contains(&format!("identical values (1 and {b0}) for index on columns \\\"id\\\" and \\\"bridge\\\".  First row, with UUID ")), "{}", out.stderr);
+        assert!(
+            out.stderr.contains(&format!("identical values (1 and {b0}) for index on columns \\\"id\\\" and \\\"bridge\\\".  First row, with UUID ")),
+            "{}",
+            out.stderr
+        );
         assert!(out.stderr.contains(", was inserted by this transaction.  Second row, with UUID "), "{}", out.stderr);
         // A change to another column of a row in the index is described as such.
-        let out = run(&mut m, &["set", "Flow_Sample_Collector_Set", &c0, "external_ids:k=v", "--", "--id=@b", "get", "Bridge", "br0", "--", "create", "Flow_Sample_Collector_Set", "id=1", "bridge=@b"]);
+        let out = run(
+            &mut m,
+            &[
+                "set",
+                "Flow_Sample_Collector_Set",
+                &c0,
+                "external_ids:k=v",
+                "--",
+                "--id=@b",
+                "get",
+                "Bridge",
+                "br0",
+                "--",
+                "create",
+                "Flow_Sample_Collector_Set",
+                "id=1",
+                "bridge=@b",
+            ],
+        );
         assert_eq!(out.code, 1);
-        assert!(out.stderr.contains("existed in the database before this transaction, which modified some of the row's columns but not any columns in this index."), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("existed in the database before this transaction, which modified some of the row's columns but not any columns in this index."),
+            "{}",
+            out.stderr
+        );
         assert!(out.stderr.contains("was inserted by this transaction."), "{}", out.stderr);
     }
 

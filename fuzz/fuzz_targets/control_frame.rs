@@ -2,8 +2,8 @@
 //! request or a clean error, never a panic; a decoded request re-encodes.
 #![no_main]
 
-use rvs_ovsdb::proto::{self, Request};
 use libfuzzer_sys::fuzz_target;
+use rvs_ovsdb::proto::{self, Request};
 
 fuzz_target!(|data: &[u8]| {
     if data.len() >= 4 {

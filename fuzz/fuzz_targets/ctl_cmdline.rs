@@ -3,8 +3,8 @@
 //! panic, and whatever it commits must leave a database that passes the schema checks.
 #![no_main]
 
-use rvsctl::backend::Memory;
 use libfuzzer_sys::fuzz_target;
+use rvsctl::backend::Memory;
 
 /// A little state to work on, built once: each input starts from a copy.
 fn start() -> Memory {

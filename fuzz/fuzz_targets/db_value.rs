@@ -3,8 +3,8 @@
 //! parses must print and parse back to the same value.
 #![no_main]
 
-use rvs_ovsdb::{ColumnSchema, Datum, TABLES, TableSchema};
 use libfuzzer_sys::fuzz_target;
+use rvs_ovsdb::{ColumnSchema, Datum, TABLES, TableSchema};
 
 /// Every column of the supported tables, in schema order.
 fn columns() -> &'static [(&'static TableSchema, &'static ColumnSchema)] {

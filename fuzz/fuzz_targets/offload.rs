@@ -5,9 +5,9 @@
 //! coalescer, which must take or refuse each cleanly.
 #![no_main]
 
+use libfuzzer_sys::fuzz_target;
 use rvs_switch::offload::{self, Coalescer, Layer, MAX_COALESCED, Segmenter};
 use rvs_switch::wire::virtio_net_hdr::VnetHdr;
-use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if data.len() < 10 {

@@ -11,11 +11,11 @@
 //! verdict and copies processing then gives.
 #![no_main]
 
-use rvs_switch::bridge::{Actions, Bridge, BridgeConfig, MirrorConfig, MirrorOut, PortConfig, PortVlan, VlanMode, Verdict};
+use libfuzzer_sys::fuzz_target;
+use rvs_switch::bridge::{Actions, Bridge, BridgeConfig, MirrorConfig, MirrorOut, PortConfig, PortVlan, Verdict, VlanMode};
 use rvs_switch::packet::PacketBuf;
 use rvs_switch::time::Time;
 use rvs_switch::types::VlanId;
-use libfuzzer_sys::fuzz_target;
 
 fn v(n: u16) -> VlanId {
     VlanId::new(n).unwrap()

@@ -280,9 +280,8 @@ impl Db {
                     if !c.ty.key.weak && !c.ty.value.is_some_and(|v| v.weak) {
                         continue;
                     }
-                    let keep: Vec<bool> = (0..d.keys.len())
-                        .map(|i| !gone(Some(c.ty.key), &d.keys[i]) && !d.values.as_ref().is_some_and(|v| gone(c.ty.value, &v[i])))
-                        .collect();
+                    let keep: Vec<bool> =
+                        (0..d.keys.len()).map(|i| !gone(Some(c.ty.key), &d.keys[i]) && !d.values.as_ref().is_some_and(|v| gone(c.ty.value, &v[i]))).collect();
                     let mut it = keep.iter();
                     d.keys.retain(|_| *it.next().unwrap_or(&true));
                     if let Some(v) = d.values.as_mut() {

@@ -440,13 +440,33 @@ const DATAPATH: &[ColumnSchema] = &[
     col("datapath_version", scalar(string())),
     col("external_ids", smap()),
 ];
-const CT_ZONE: &[ColumnSchema] = &[
-    col("external_ids", smap()),
-    col("timeout_policy", optional(uuid_ref("CT_Timeout_Policy"))),
-];
+const CT_ZONE: &[ColumnSchema] = &[col("external_ids", smap()), col("timeout_policy", optional(uuid_ref("CT_Timeout_Policy")))];
 const CT_TIMEOUT_POLICY: &[ColumnSchema] = &[
     col("external_ids", smap()),
-    col("timeouts", map(string_enum(&["icmp_first", "icmp_reply", "tcp_close", "tcp_close_wait", "tcp_established", "tcp_fin_wait", "tcp_last_ack", "tcp_retransmit", "tcp_syn_recv", "tcp_syn_sent", "tcp_syn_sent2", "tcp_time_wait", "tcp_unack", "udp_first", "udp_multiple", "udp_single"]), int_range(0, 4294967295))),
+    col(
+        "timeouts",
+        map(
+            string_enum(&[
+                "icmp_first",
+                "icmp_reply",
+                "tcp_close",
+                "tcp_close_wait",
+                "tcp_established",
+                "tcp_fin_wait",
+                "tcp_last_ack",
+                "tcp_retransmit",
+                "tcp_syn_recv",
+                "tcp_syn_sent",
+                "tcp_syn_sent2",
+                "tcp_time_wait",
+                "tcp_unack",
+                "udp_first",
+                "udp_multiple",
+                "udp_single",
+            ]),
+            int_range(0, 4294967295),
+        ),
+    ),
 ];
 const SSL: &[ColumnSchema] = &[
     col("bootstrap_ca_cert", scalar(boolean())),
@@ -455,11 +475,8 @@ const SSL: &[ColumnSchema] = &[
     col("external_ids", smap()),
     col("private_key", scalar(string())),
 ];
-const AUTOATTACH: &[ColumnSchema] = &[
-    col("mappings", map(int_range(0, 16777215), int_range(0, 4095))),
-    col("system_description", scalar(string())),
-    col("system_name", scalar(string())),
-];
+const AUTOATTACH: &[ColumnSchema] =
+    &[col("mappings", map(int_range(0, 16777215), int_range(0, 4095))), col("system_description", scalar(string())), col("system_name", scalar(string()))];
 
 /// Every table, in the order OVS's schema lists them in `--help`.
 pub static TABLES: &[TableSchema] = &[

@@ -221,7 +221,8 @@ impl Qemu {
     pub fn on_vhost_user_queues(sock: &Path, qemu_listens: bool, mac: &str, ip: &str, pairs: u8) -> Qemu {
         let chardev = format!("socket,id=c0,path={}{}", sock.display(), if qemu_listens { ",server=on,wait=off" } else { ",reconnect=1" });
         let mem = ["-object", "memory-backend-memfd,id=mem,size=256M,share=on", "-numa", "node,memdev=mem", "-chardev", &chardev];
-        let (netdev, mq) = if pairs > 1 { (format!("vhost-user,id=n0,chardev=c0,queues={pairs}"), ",mq=on") } else { ("vhost-user,id=n0,chardev=c0".to_string(), "") };
+        let (netdev, mq) =
+            if pairs > 1 { (format!("vhost-user,id=n0,chardev=c0,queues={pairs}"), ",mq=on") } else { ("vhost-user,id=n0,chardev=c0".to_string(), "") };
         Qemu::launch(None, pairs, &mem, &netdev, &format!("virtio-net-pci,netdev=n0,mac={mac},vectors=0{mq}"), mac, ip)
     }
 

@@ -124,13 +124,9 @@ static COMMANDS: &[Command] = &[
     alias("bond/disable-slave", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], Some(false)))),
     cmd("bond/enable-member", "port member", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], Some(true)))),
     alias("bond/enable-slave", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], Some(true)))),
-    cmd("bond/hash", "mac [vlan] [basis]", 1, 3, |_, a| {
-        done(crate::bonds::hash_command(&a[0], arg(a, 1), arg(a, 2)).map_err(AppctlError::Bond))
-    }),
+    cmd("bond/hash", "mac [vlan] [basis]", 1, 3, |_, a| done(crate::bonds::hash_command(&a[0], arg(a, 1), arg(a, 2)).map_err(AppctlError::Bond))),
     cmd("bond/list", "", 0, 0, |ctl, _| done(Ok(ctl.ports.bonds.bond_list()))),
-    cmd("bond/migrate", "port hash member", 3, 3, |ctl, a| {
-        done(ctl.ports.bonds.migrate(&a[0], &a[1], &a[2]).map(String::from).map_err(AppctlError::Bond))
-    }),
+    cmd("bond/migrate", "port hash member", 3, 3, |ctl, a| done(ctl.ports.bonds.migrate(&a[0], &a[1], &a[2]).map(String::from).map_err(AppctlError::Bond))),
     cmd("bond/set-active-member", "port member", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], None))),
     alias("bond/set-active-slave", 2, 2, |ctl, a| done(bond_member(ctl, &a[0], &a[1], None))),
     cmd("bond/show", "[port]", 0, 1, |ctl, a| done(ctl.ports.bonds.bond_show(arg(a, 0)).ok_or(AppctlError::Bond("no such bond")))),
@@ -160,9 +156,7 @@ static COMMANDS: &[Command] = &[
     }),
     cmd("fdb/stats-show", "bridge", 1, 1, |ctl, a| Box::pin(fdb_stats_show(ctl, &a[0]))),
     cmd("lacp/show", "[port]", 0, 1, |ctl, a| done(ctl.ports.bonds.lacp_show(arg(a, 0), false).ok_or(AppctlError::Bond("no such lacp object")))),
-    cmd("lacp/show-stats", "[port]", 0, 1, |ctl, a| {
-        done(ctl.ports.bonds.lacp_show(arg(a, 0), true).ok_or(AppctlError::Bond("no such lacp object")))
-    }),
+    cmd("lacp/show-stats", "[port]", 0, 1, |ctl, a| done(ctl.ports.bonds.lacp_show(arg(a, 0), true).ok_or(AppctlError::Bond("no such lacp object")))),
     cmd("list-commands", "", 0, 0, |_, _| done(Ok(list_commands()))),
     cmd("ofproto/trace", "{[dp_name] odp_flow | bridge br_flow} [OPTIONS...] [-generate|packet]", 1, usize::MAX, |ctl, a| {
         Box::pin(crate::trace::appctl(ctl, a))
@@ -451,7 +445,10 @@ async fn fdb_flaps(ctl: &mut Control, br: &str) -> Reply {
             .map(|b| {
                 let port = |key: u32| b.ports.iter().find(|p| u32::from(p.ofport.get()) == key).map_or_else(|| format!("ofport {key}"), |p| p.name.clone());
                 let recent = b.core.flaps().recent();
-                (b.core.flaps().total(), recent.map(|f| (f.vlan.get(), f.mac, f.moves, f.last, now.since(f.last) / 1000, port(f.from), port(f.to))).collect::<Vec<_>>())
+                (
+                    b.core.flaps().total(),
+                    recent.map(|f| (f.vlan.get(), f.mac, f.moves, f.last, now.since(f.last) / 1000, port(f.from), port(f.to))).collect::<Vec<_>>(),
+                )
             })
             .unwrap_or_default()
     })

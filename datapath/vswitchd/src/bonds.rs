@@ -244,7 +244,9 @@ impl Bonds {
             let wanted = std::mem::take(&mut b.bond.send_learning_packets);
             let c = b.bond.config();
             let may = (b.lacp.is_none() && c.mode != Mode::BalanceTcp) || b.bond.falling_back_to_ab();
-            if wanted && may && b.bond.active().is_some()
+            if wanted
+                && may
+                && b.bond.active().is_some()
                 && let Some(ofport) = b.ofport()
             {
                 out.push(Learning { bridge: b.bridge.clone(), ofport, io: b.io.clone() });
@@ -387,7 +389,16 @@ pub fn hash_command(mac: &str, vlan: Option<&str>, basis: Option<&str>) -> Resul
 
 impl BondCtl {
     #[allow(clippy::too_many_arguments)]
-    fn new(now: Time, db: &Db, port: Uuid, bridge: &str, made_of: MadeOf, open: &HashMap<Uuid, OpenIface>, serial: u64, wake: Arc<tokio::sync::Notify>) -> BondCtl {
+    fn new(
+        now: Time,
+        db: &Db,
+        port: Uuid,
+        bridge: &str,
+        made_of: MadeOf,
+        open: &HashMap<Uuid, OpenIface>,
+        serial: u64,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> BondCtl {
         let spec = made_of[0].3.clone();
         let name = spec.port_name.clone();
         let members: Vec<MemberCtl> = made_of

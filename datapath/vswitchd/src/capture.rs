@@ -143,13 +143,18 @@ pub fn start(slot: Arc<impl AsRef<Slot> + Send + Sync + 'static>, port: &str, pa
         let _ = out.flush();
         held.as_ref().as_ref().stop();
         let lost = lost.load(Relaxed);
-        tracing::info!("capture of port {port_name} finished ({why}): {frames} frame(s), {bytes} bytes in {}{}", file_name.display(), if lost > 0 { format!(", {lost} lost (the writer fell behind)") } else { String::new() });
+        tracing::info!(
+            "capture of port {port_name} finished ({why}): {frames} frame(s), {bytes} bytes in {}{}",
+            file_name.display(),
+            if lost > 0 { format!(", {lost} lost (the writer fell behind)") } else { String::new() }
+        );
     });
     if let Err(e) = spawned {
         slot.as_ref().as_ref().stop();
         return Err(e);
     }
-    let limit = if limits.frames == u64::MAX { format!("{} s", limits.time.as_secs()) } else { format!("{} frames or {} s", limits.frames, limits.time.as_secs()) };
+    let limit =
+        if limits.frames == u64::MAX { format!("{} s", limits.time.as_secs()) } else { format!("{} frames or {} s", limits.frames, limits.time.as_secs()) };
     Ok(format!("capturing port {port} to {} (up to {limit}, {} MiB)\n", path.display(), MAX_BYTES >> 20))
 }
 
@@ -172,7 +177,12 @@ fn write_frames(rx: &Receiver<(u64, Vec<u8>)>, out: &mut impl Write, limits: Lim
         if bytes + rec > MAX_BYTES {
             return (frames, bytes, "file size limit reached");
         }
-        let hdr = [((ns / 1_000_000_000) as u32).to_le_bytes(), ((ns % 1_000_000_000) as u32).to_le_bytes(), (data.len() as u32).to_le_bytes(), (data.len() as u32).to_le_bytes()];
+        let hdr = [
+            ((ns / 1_000_000_000) as u32).to_le_bytes(),
+            ((ns % 1_000_000_000) as u32).to_le_bytes(),
+            (data.len() as u32).to_le_bytes(),
+            (data.len() as u32).to_le_bytes(),
+        ];
         if hdr.iter().try_for_each(|h| out.write_all(h)).and_then(|()| out.write_all(&data)).is_err() {
             return (frames, bytes, "write error");
         }

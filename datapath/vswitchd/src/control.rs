@@ -52,7 +52,17 @@ pub struct Control {
 
 impl Control {
     pub fn new(db: Db, meta: Meta, store: Store, worker: WorkerHandle) -> Control {
-        Control { db, meta, store, ports: OpenIfaces::default(), worker, exit_requested: false, rundir: None, successor: None, metrics_status: Default::default() }
+        Control {
+            db,
+            meta,
+            store,
+            ports: OpenIfaces::default(),
+            worker,
+            exit_requested: false,
+            rundir: None,
+            successor: None,
+            metrics_status: Default::default(),
+        }
     }
 
     /// The daemon this one hands over to, while the handover is under way. A

@@ -21,8 +21,8 @@
 #![forbid(unsafe_code)]
 
 pub mod appctl;
-pub mod capture;
 pub mod bonds;
+pub mod capture;
 pub mod control;
 pub mod fdbkeep;
 pub mod logging;

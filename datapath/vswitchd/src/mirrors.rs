@@ -93,7 +93,10 @@ pub fn plan(db: &Db, bridge: &Uuid) -> (Vec<PlannedMirror>, Vec<(Uuid, String)>)
         {
             // OVS 3.1 says nothing; rvs says why such a source never shows up.
             let name = rvs_ovsdb::view::Port::get(db, p).map(|p| p.name().to_string()).unwrap_or_default();
-            notes.push((m.uuid, what(&format!("selects its output port {name} as a source: an output port takes no part in forwarding, so nothing it receives is mirrored"))));
+            notes.push((
+                m.uuid,
+                what(&format!("selects its output port {name} as a source: an output port takes no part in forwarding, so nothing it receives is mirrored")),
+            ));
         }
         out.push(PlannedMirror {
             uuid: m.uuid,

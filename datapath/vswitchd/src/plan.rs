@@ -419,11 +419,7 @@ pub fn bridge_config(db: &Db, bridge: &Uuid) -> BridgeConfig {
         fail_secure: b.and_then(|b| b.fail_mode()) == Some("secure"),
         // rvs's own keys; absent or not a number: the defaults. 0 moves turns it off.
         mac_flap_moves: oc.get_str("rvs-mac-flap-moves").and_then(|v| v.parse().ok()).unwrap_or(flap::DEFAULT_MOVES),
-        mac_flap_window_secs: oc
-            .get_str("rvs-mac-flap-window")
-            .and_then(|v| v.parse().ok())
-            .filter(|&w| w > 0)
-            .unwrap_or(flap::DEFAULT_WINDOW_SECS),
+        mac_flap_window_secs: oc.get_str("rvs-mac-flap-window").and_then(|v| v.parse().ok()).filter(|&w| w > 0).unwrap_or(flap::DEFAULT_WINDOW_SECS),
     }
 }
 
@@ -434,7 +430,13 @@ pub fn port_config(db: &Db, port: &Uuid, ofport: OfPort) -> PortConfig {
     let tag = p.tag().and_then(vid);
     let trunks: Vec<VlanId> = p.trunks().filter_map(vid).collect();
     let mode = p.vlan_mode().and_then(VlanMode::parse);
-    PortConfig { key: u32::from(ofport.get()), vlan: PortVlan::new(tag, &trunks, mode), protected: p.protected(), tunnel: false, bond: p.interfaces().nth(1).is_some() }
+    PortConfig {
+        key: u32::from(ofport.get()),
+        vlan: PortVlan::new(tag, &trunks, mode),
+        protected: p.protected(),
+        tunnel: false,
+        bond: p.interfaces().nth(1).is_some(),
+    }
 }
 
 /// Interface `ingress_policing_*` columns.
@@ -490,7 +492,12 @@ mod tests {
             assert_eq!(pmd_for(&db, &allowed), Pmd::Cpus(want.clone()), "{mask}");
             assert_eq!(plan(&db, &allowed).workers, want.len(), "one worker per CPU of {mask}");
         }
-        for (mask, why) in [("0x10", "CPU 4 is not one rvs-vswitchd may run on (0-3)"), ("0", "it names no CPU"), ("0xg", "not a hexadecimal CPU mask"), ("0x", "not a hexadecimal CPU mask")] {
+        for (mask, why) in [
+            ("0x10", "CPU 4 is not one rvs-vswitchd may run on (0-3)"),
+            ("0", "it names no CPU"),
+            ("0xg", "not a hexadecimal CPU mask"),
+            ("0x", "not a hexadecimal CPU mask"),
+        ] {
             db.set_col(OpenVswitch::OTHER_CONFIG, &root, Datum::smap([("pmd-cpu-mask", mask), ("n-workers", "3")]));
             assert_eq!(pmd_for(&db, &allowed), Pmd::Refused { mask: mask.into(), why: why.into() }, "{mask}");
             assert_eq!(plan(&db, &allowed).workers, 3, "a refused mask leaves n-workers in charge");

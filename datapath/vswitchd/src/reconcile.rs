@@ -22,8 +22,8 @@ use std::net::IpAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
-pub use crate::plan::{Kind, PortError, default_workers};
 use crate::bonds::Bonds;
+pub use crate::plan::{Kind, PortError, default_workers};
 use crate::plan::{LinkSettings, Plan, PlannedIface};
 use crate::port::PortStats;
 use crate::port::afpacket::AfPacketPort;
@@ -345,7 +345,16 @@ impl OpenIfaces {
                     let Some(b) = plan.bridge(&w.bridge) else { continue };
                     let mirror_stats = b.mirrors.iter().map(|m| self.mirrors.stats(&m.uuid)).collect();
                     let (flood_vlans, mirrors) = (b.flood_vlans.clone(), Vec::new());
-                    bridges.push(DpBridge { uuid: b.uuid, name: b.name.clone(), cfg: b.cfg, ports: Vec::new(), statics: Vec::new(), flood_vlans, mirrors, mirror_stats });
+                    bridges.push(DpBridge {
+                        uuid: b.uuid,
+                        name: b.name.clone(),
+                        cfg: b.cfg,
+                        ports: Vec::new(),
+                        statics: Vec::new(),
+                        flood_vlans,
+                        mirrors,
+                        mirror_stats,
+                    });
                     bridges.len() - 1
                 }
             };
@@ -438,7 +447,9 @@ impl OpenIfaces {
                 Some(Ok(id)) => {
                     out.insert(p.name.clone(), id);
                 }
-                Some(Err(e)) => tracing::warn!("port {}: no fanout group to share with the new daemon ({e}): both receive its frames until this one exits", p.name),
+                Some(Err(e)) => {
+                    tracing::warn!("port {}: no fanout group to share with the new daemon ({e}): both receive its frames until this one exits", p.name)
+                }
                 None => {}
             }
         }
@@ -553,10 +564,9 @@ impl OpenIfaces {
         for w in &plan.ifaces {
             let problem = match &w.rxq_affinity {
                 Err(v) => Some(format!("invalid pmd-rxq-affinity format for port {}: {v} (ignored)", w.name)),
-                Ok(pairs) => pairs
-                    .iter()
-                    .find(|(_, c)| !plan.pmd.cpus().contains(c))
-                    .map(|(q, c)| format!("port {}: queue {q} is pinned to CPU {c}, which has no polling worker (pmd-cpu-mask): it is polled as if unpinned", w.name)),
+                Ok(pairs) => pairs.iter().find(|(_, c)| !plan.pmd.cpus().contains(c)).map(|(q, c)| {
+                    format!("port {}: queue {q} is pinned to CPU {c}, which has no polling worker (pmd-cpu-mask): it is polled as if unpinned", w.name)
+                }),
             };
             match problem {
                 Some(p) if self.affinity_warned.get(&w.iface) != Some(&p) => {

@@ -185,7 +185,12 @@ mod tests {
 
     #[test]
     fn offer_round_trips_as_json() {
-        let o = Offer { pid: 7, fanout: HashMap::from([("eth1".to_string(), 12u16)]), fdb_entries: 3, lacp: HashMap::from([("bond0".to_string(), HashMap::from([("eth1".to_string(), vec![1u8, 1, 20])]))]) };
+        let o = Offer {
+            pid: 7,
+            fanout: HashMap::from([("eth1".to_string(), 12u16)]),
+            fdb_entries: 3,
+            lacp: HashMap::from([("bond0".to_string(), HashMap::from([("eth1".to_string(), vec![1u8, 1, 20])]))]),
+        };
         assert_eq!(serde_json::from_str::<Offer>(&serde_json::to_string(&o).unwrap()).unwrap(), o);
     }
 

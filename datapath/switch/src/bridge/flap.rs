@@ -61,14 +61,7 @@ pub struct FlapWatch {
 impl FlapWatch {
     /// `moves` moves within `window_secs` make a flap; `moves == 0` turns detection off.
     pub fn new(moves: u32, window_secs: u32) -> FlapWatch {
-        FlapWatch {
-            moves,
-            window_ms: u64::from(window_secs.max(1)) * 1000,
-            tracked: HashMap::new(),
-            recent: VecDeque::new(),
-            pending: Vec::new(),
-            total: 0,
-        }
+        FlapWatch { moves, window_ms: u64::from(window_secs.max(1)) * 1000, tracked: HashMap::new(), recent: VecDeque::new(), pending: Vec::new(), total: 0 }
     }
 
     /// Changes the threshold and window; what was followed so far is kept.

@@ -240,7 +240,18 @@ impl Bridge {
     /// One copy of mirror `i` to port `p`, for a frame in `vlan`; then the destination
     /// mirrors of `p` for it.
     #[allow(clippy::too_many_arguments)]
-    fn mirror_to<O: Observer>(&self, i: usize, p: PortIdx, vlan: VlanId, snaplen: u16, seen: &Seen, done: &mut u32, used: &mut u32, out: &mut Actions, obs: &mut O) {
+    fn mirror_to<O: Observer>(
+        &self,
+        i: usize,
+        p: PortIdx,
+        vlan: VlanId,
+        snaplen: u16,
+        seen: &Seen,
+        done: &mut u32,
+        used: &mut u32,
+        out: &mut Actions,
+        obs: &mut O,
+    ) {
         let port = &self.ports[p as usize];
         let e = Egress { port: p, tag: port.vlan.output_tag(vlan), snap: if snaplen == 0 { u16::MAX } else { snaplen } };
         obs.mirrored(i, e);

@@ -379,7 +379,10 @@ fn a_mac_bouncing_between_ports_is_a_flap() {
 
     let mut replica = two_vlans();
     for i in 0..12u64 {
-        replica.apply_note(1 + (i % 2) as u32, LearnNote { vlan: v(10), mac: mac(9), port: (i % 2) as PortIdx, seen: Time::from_millis(i * 50), grat_lock: false });
+        replica.apply_note(
+            1 + (i % 2) as u32,
+            LearnNote { vlan: v(10), mac: mac(9), port: (i % 2) as PortIdx, seen: Time::from_millis(i * 50), grat_lock: false },
+        );
     }
     assert_eq!(replica.flaps().total(), 0);
 

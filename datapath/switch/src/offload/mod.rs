@@ -40,12 +40,12 @@ pub use segment::{Layer, Segmenter};
 use crate::wire::Truncated;
 use crate::wire::checksum;
 use crate::wire::ethernet::EtherType;
-use crate::wire::vlan;
 use crate::wire::ipv4::{IpProtocol, Ipv4Error};
 use crate::wire::ipv6::Ipv6Error;
 use crate::wire::tcp::TcpError;
 use crate::wire::udp::UdpError;
 use crate::wire::virtio_net_hdr::VnetHdr;
+use crate::wire::vlan;
 
 /// Why a frame's offload state cannot be completed in software. Each is a counted drop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

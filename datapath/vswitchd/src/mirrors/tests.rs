@@ -70,7 +70,10 @@ fn bad_rows_are_logged_and_ignored_as_ovs_does() {
     f.db.set_col(Mirror::OUTPUT_VLAN, &f.m, Datum::set(vec![]));
     let (ms, notes) = plan(&f.db, &f.br);
     assert_eq!(notes.len(), 1);
-    assert_eq!(notes[0].1, "bridge br0: mirror m0 selects its output port p1 as a source: an output port takes no part in forwarding, so nothing it receives is mirrored");
+    assert_eq!(
+        notes[0].1,
+        "bridge br0: mirror m0 selects its output port p1 as a source: an output port takes no part in forwarding, so nothing it receives is mirrored"
+    );
     assert_eq!(ms[0].srcs, vec![f.ports[0]], "ports not on the bridge are dropped");
 }
 

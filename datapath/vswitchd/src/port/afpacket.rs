@@ -63,8 +63,7 @@ impl AfPacketPort {
         let slot = if rings { netdev::mtu(name).map_or(2048, ring_slot_size) } else { 0 };
         let (fd, info, ring) = packet::open(ifindex, true, ring_size(slot, queues))?;
         let ring = ring_or_log(name, ring);
-        let mut port =
-            AfPacketPort { fds: vec![fd], rings: vec![ring], asked: queues, ifindex, vnet_hdr: info.vnet_hdr, group: std::sync::Mutex::new(None) };
+        let mut port = AfPacketPort { fds: vec![fd], rings: vec![ring], asked: queues, ifindex, vnet_hdr: info.vnet_hdr, group: std::sync::Mutex::new(None) };
         if let Some(id) = join
             && let Err(e) = port.fan_out(name, queues, slot, Some(id))
         {

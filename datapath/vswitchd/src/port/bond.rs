@@ -390,11 +390,8 @@ mod tests {
         bond.set_carrier(1, true);
         let _ = bond.run(Time::ZERO, LacpStatus::Off);
         assert_eq!(bond.active(), Some(0));
-        let members = mems
-            .iter()
-            .zip(macs)
-            .map(|(m, (n, _))| MemberIo { name: n.into(), device: Some(m.clone() as Arc<dyn Device>), stats: Arc::default() })
-            .collect();
+        let members =
+            mems.iter().zip(macs).map(|(m, (n, _))| MemberIo { name: n.into(), device: Some(m.clone() as Arc<dyn Device>), stats: Arc::default() }).collect();
         (BondPort::new("b", members, Arc::new(BondShared::new(bond, Default::default()))), mems)
     }
 

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use rvs_ovsdb::Uuid;
 use rvs_switch::bridge::police::Policer;
 use rvs_switch::bridge::shaper::{Offer, ShapeQueue};
-use rvs_switch::packet::PacketBuf;
 use rvs_switch::bridge::{BridgeConfig, MirrorConfig, PortConfig};
+use rvs_switch::packet::PacketBuf;
 use rvs_switch::time::Time;
 use rvs_switch::types::{MacAddr, OfPort, VlanId};
 

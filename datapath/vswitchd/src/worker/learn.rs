@@ -86,9 +86,7 @@ impl Worker {
             if !b.core.flaps().has_pending() {
                 continue;
             }
-            let name = |key: u32| {
-                b.ports.iter().find(|p| p.core.key == key).map_or_else(|| format!("ofport {key}"), |p| p.name.clone())
-            };
+            let name = |key: u32| b.ports.iter().find(|p| p.core.key == key).map_or_else(|| format!("ofport {key}"), |p| p.name.clone());
             let flaps: Vec<_> = b.core.flaps_mut().drain_pending().collect();
             for f in flaps {
                 tracing::warn!(

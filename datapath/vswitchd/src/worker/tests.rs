@@ -38,7 +38,16 @@ fn port(n: u16, io: Arc<MemPort>, core: PortConfig) -> DpPort {
 /// A configuration of one bridge "br0" of `ports`.
 fn br0(ports: Vec<DpPort>) -> DpConfig {
     DpConfig {
-        bridges: vec![DpBridge { uuid: Uuid::random(), name: "br0".into(), cfg: BridgeConfig::default(), ports, statics: vec![], flood_vlans: vec![], mirrors: vec![], mirror_stats: vec![] }],
+        bridges: vec![DpBridge {
+            uuid: Uuid::random(),
+            name: "br0".into(),
+            cfg: BridgeConfig::default(),
+            ports,
+            statics: vec![],
+            flood_vlans: vec![],
+            mirrors: vec![],
+            mirror_stats: vec![],
+        }],
         ..Default::default()
     }
 }
@@ -616,7 +625,8 @@ fn mirror_copies_are_tagged_cut_and_counted() {
     use rvs_switch::bridge::{DropReason, MirrorConfig, MirrorOut};
     let vid = VlanId::new(10).unwrap();
     let (a, b, m) = (Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()), Arc::new(MemPort::new(true).unwrap()));
-    let mut cfg = br0(vec![port(1, a.clone(), PortConfig::access(1, vid)), port(2, b.clone(), PortConfig::access(2, vid)), port(3, m.clone(), PortConfig::trunk(3))]);
+    let mut cfg =
+        br0(vec![port(1, a.clone(), PortConfig::access(1, vid)), port(2, b.clone(), PortConfig::access(2, vid)), port(3, m.clone(), PortConfig::trunk(3))]);
     let stats = Arc::new(crate::mirrors::MirrorStats::default());
     cfg.bridges[0].mirrors = vec![MirrorConfig { srcs: vec![1, 2, 3], dsts: vec![1, 2, 3], vlans: None, out: MirrorOut::Port(3), snaplen: 20 }];
     cfg.bridges[0].mirror_stats = vec![stats.clone()];
