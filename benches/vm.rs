@@ -226,24 +226,19 @@ fn row_kernel_vxlan() -> Figures {
     measure(&g1, &g2, &[])
 }
 
+/// Bridge br0's VXLAN port `vx` towards node `peer`'s underlay address.
+fn add_vxlan(n: &Node, peer: u8) {
+    let remote = format!("options:remote_ip=198.19.61.{peer}");
+    n.d.ctl_ok(&["add-port", "br0", "vx", "--", "set", "Interface", "vx", "type=vxlan", &remote, "options:key=5100"]);
+}
+
 fn row_rvs_vxlan() -> Figures {
     let (n1, n2) = (Node::new("br1"), Node::new("br2"));
     two_nodes(&n1.ns, &n2.ns);
     let mut taps = Vec::new();
     for (n, peer) in [(&n1, 2), (&n2, 1)] {
         n.d.ctl_ok(&["add-br", "br0"]);
-        n.d.ctl_ok(&[
-            "add-port",
-            "br0",
-            "vx",
-            "--",
-            "set",
-            "Interface",
-            "vx",
-            "type=vxlan",
-            &format!("options:remote_ip=198.19.61.{peer}"),
-            "options:key=5100",
-        ]);
+        add_vxlan(n, peer);
         let t = libvirt_tap(&n.ns);
         n.d.ctl_ok(&["add-port", "br0", &t]);
         taps.push(t);
@@ -257,18 +252,7 @@ fn row_rvs_vhost_vxlan() -> Figures {
     two_nodes(&n1.ns, &n2.ns);
     for (n, peer, port) in [(&n1, 2, "vh1"), (&n2, 1, "vh2")] {
         n.d.ctl_ok(&["add-br", "br0"]);
-        n.d.ctl_ok(&[
-            "add-port",
-            "br0",
-            "vx",
-            "--",
-            "set",
-            "Interface",
-            "vx",
-            "type=vxlan",
-            &format!("options:remote_ip=198.19.61.{peer}"),
-            "options:key=5100",
-        ]);
+        add_vxlan(n, peer);
         n.d.ctl_ok(&["add-port", "br0", port, "--", "set", "Interface", port, "type=dpdkvhostuser"]);
     }
     let (g1, g2) = vhost_guests(&n1, &n2);
