@@ -6,7 +6,8 @@
 //! they go to (sending on a port another worker polls is fine: the kernel serializes
 //! writers). A worker sleeps in epoll when nothing arrives, waking for input, for the
 //! control plane's doorbell, and for the next MAC expiry — unless `pmd-cpu-mask`
-//! makes it a polling worker pinned to a CPU of its own, which never sleeps (`pmd`).
+//! makes it a polling worker pinned to a CPU of its own, which never sleeps (`pmd`; it
+//! yields the CPU after a turn that found nothing, as the spin after traffic does).
 //!
 //! `Open_vSwitch other_config:n-workers` sets how many workers run (default: one per 4
 //! CPUs, 1 to 8, [`crate::reconcile::default_workers`]). Inputs
@@ -280,10 +281,14 @@ impl Worker {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
-            if spinning && !polling && ready.is_empty() {
+            if spinning && ready.is_empty() {
                 // Let whatever else wants this CPU (the VM's own processing, the
                 // peer's switch) run first: spinning must not delay the reply it
-                // waits for. (A polling worker has its CPU to itself.)
+                // waits for. A polling worker alone on its CPU gets it straight
+                // back (the kernel returns at once when nothing else is runnable);
+                // on a CPU it shares — the kernel's per-CPU threads, or another
+                // switch's poller on a small test machine — the others get a turn
+                // now instead of after a whole scheduler slice (milliseconds).
                 std::thread::yield_now();
             }
             mark = std::time::Instant::now();

@@ -4,6 +4,9 @@
 //! A polling worker asks epoll for ready inputs without waiting (one system call per
 //! turn for all its inputs) and services them; it never blocks, so a frame finds it
 //! awake and costs no thread wake-up — the price is the whole CPU, busy even when idle.
+//! A turn that found nothing ends with `sched_yield`: alone on its CPU the worker gets
+//! it straight back, and a task that shares the CPU (a kernel thread bound to it,
+//! another switch's poller) runs at once rather than after the worker's slice.
 //! Pinning happens on the worker's own thread when a configuration names its CPU;
 //! one without (or a failed pin) gives the thread back the CPUs it had.
 //!
