@@ -3,7 +3,8 @@
 //! veth pair is read from the other end in batches, every frame once, in order, whole,
 //! with the VLAN tag the kernel stripped put back — also frames longer than a ring
 //! slot, which come through the socket's queue in their place. AF_PACKET ports and VXLAN tunnels send in batches (one sendmmsg for up to
-//! 32): every frame arrives once, in order, whole. Root required (namespaces).
+//! 32): every frame arrives once, in order, whole. A port joining another's fanout
+//! group (a takeover) reads no frame the other reads too. Root required (namespaces).
 
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::os::fd::AsFd;
@@ -331,4 +332,73 @@ fn overruns_are_counted() {
             "every frame read or counted (ring: {ring}): sent {sent}, read {got}, counted {dropped}, device dropped {dev_dropped}"
         );
     }
+}
+
+/// A port that joins another's fanout group (as a daemon taking over does) while
+/// frames stream in gets none of them before it has joined: no frame is read by both
+/// ports. (A socket receives from the moment it is bound, and only a bound socket may
+/// join a group; rvs holds it empty with a filter until it joined.) Ten joins, each
+/// during a stream of frames; every frame numbered, each read at most once in all.
+#[test]
+fn a_port_joining_a_fanout_group_reads_no_frame_twice() {
+    use rvs_vswitchd::port::device::Device;
+    let (ns, a, b) = veth_pair("amf");
+    ns.run_in(move || {
+        let tx = Arc::new(AfPacketPort::open_with(&a, 1, false, None).expect("open the sending end"));
+        let first = AfPacketPort::open_with(&b, 1, false, None).expect("open the receiving end");
+        let group = first.fanout_group().expect("an AF_PACKET port has a fanout group").expect("fanout group");
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sender = {
+            let (tx, sent, stop) = (tx.clone(), sent.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                let mut i = 0u16;
+                while !stop.load(Relaxed) && i < 60_000 && Instant::now() < deadline {
+                    if tx.send(&PacketBuf::from_frame(&numbered(i))).unwrap_or(false) {
+                        i += 1;
+                    }
+                    if i.is_multiple_of(64) {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+                sent.store(usize::from(i), Relaxed);
+            })
+        };
+        let mut seen = vec![0u32; 65536];
+        let mut bufs: Vec<PacketBuf> = (0..32).map(|_| PacketBuf::new()).collect();
+        let mut out = [Rx::Empty; 32];
+        let mut drain = |port: &AfPacketPort, seen: &mut Vec<u32>| loop {
+            let n = port.recv_batch(0, &mut bufs, &mut out, &mut RxScratch::default()).expect("receive").n;
+            for (buf, r) in bufs.iter().zip(out).take(n) {
+                let f = buf.frame();
+                if r == Rx::Frame && f.get(6..12) == Some(&[0x02, 0, 0, 0, 0, 0x01]) {
+                    // The number sits after the EtherType, which a tag may precede.
+                    let at = if f[12..14] == [0x81, 0x00] { 18 } else { 14 };
+                    seen[usize::from(u16::from_be_bytes([f[at], f[at + 1]]))] += 1;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        };
+        for _ in 0..10 {
+            std::thread::sleep(Duration::from_millis(30));
+            let second = AfPacketPort::open_with(&b, 1, false, Some(group)).expect("open a port joining the group");
+            for _ in 0..20 {
+                drain(&first, &mut seen);
+                drain(&second, &mut seen);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        stop.store(true, Relaxed);
+        sender.join().expect("sender");
+        drain(&first, &mut seen);
+        let sent = sent.load(Relaxed);
+        let twice: Vec<usize> = (0..sent).filter(|&i| seen[i] > 1).collect();
+        assert!(sent > 1000, "the stream ran ({sent} frames)");
+        assert!(twice.is_empty(), "{} of {sent} frames were read twice, first ones {:?}", twice.len(), &twice[..twice.len().min(10)]);
+        let read = seen.iter().filter(|&&c| c > 0).count();
+        assert!(read > sent / 2, "most frames were read ({read} of {sent})");
+    });
 }

@@ -33,7 +33,8 @@ pub struct PacketSocketInfo {
     pub vnet_hdr: bool,
 }
 
-/// Opens an AF_PACKET socket on interface `ifindex`. With `vnet_hdr`, every frame read
+/// Opens an AF_PACKET socket on interface `ifindex`, receiving nothing until
+/// [`release`]d (join a fanout group first, if any). With `vnet_hdr`, every frame read
 /// or written is preceded by a 10-byte virtio-net header (`PACKET_VNET_HDR`); if the
 /// kernel refuses that, the socket works without and says so in the result. With
 /// `ring` (slot size, slots), the socket gets an [`RxRing`], or the reason it has none.
@@ -52,6 +53,12 @@ pub fn open(ifindex: u32, vnet_hdr: bool, ring: Option<(usize, usize)>) -> io::R
     for (opt, size) in [(libc::SO_RCVBUF, 4 << 20), (libc::SO_SNDBUF, 4 << 20)] {
         let _ = setsockopt_int(raw, libc::SOL_SOCKET, opt, size);
     }
+    // Held until [`release`]: a socket receives from bind() on, and one that is to join
+    // a fanout group (which only a bound socket can) would meanwhile get a copy of every
+    // frame the group's members get too — forwarded twice. The filter keeps it empty.
+    let hold = [libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: 0 }];
+    let prog = libc::sock_fprog { len: 1, filter: hold.as_ptr().cast_mut() };
+    setsockopt_val(raw, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)?;
     // The ring before bind(): set up on a bound socket whose device is down, the kernel
     // forgets the socket's protocol and never delivers to it once the device comes up.
     let ring = ring.map(|(slot, slots)| RxRing::new(fd.as_fd(), slot, slots));
@@ -72,6 +79,15 @@ pub fn open(ifindex: u32, vnet_hdr: bool, ring: Option<(usize, usize)>) -> io::R
     // closes.
     setsockopt_val(raw, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
     Ok((fd, PacketSocketInfo { vnet_hdr: vnet }, ring))
+}
+
+/// Lets a socket from [`open`] receive: removes the filter that held every frame back
+/// (after it joined its fanout group, if it is to join one). Once more is harmless.
+pub fn release(fd: BorrowedFd<'_>) -> io::Result<()> {
+    match setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_DETACH_FILTER, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        r => r,
+    }
 }
 
 /// Turns `PACKET_QDISC_BYPASS` on or off on an open socket: with it on, frames sent

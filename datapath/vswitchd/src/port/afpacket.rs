@@ -78,6 +78,12 @@ impl AfPacketPort {
             port.fds.truncate(1);
             port.rings.truncate(1);
         }
+        // Every socket receives from here on: those in a group were released as they
+        // joined it (released twice is harmless); a lone one, or one left alone when
+        // joining failed, now.
+        for fd in &port.fds {
+            packet::release(fd.as_fd())?;
+        }
         Ok(port)
     }
 
@@ -86,6 +92,7 @@ impl AfPacketPort {
             Some(id) => packet::fanout_join(self.fds[0].as_fd(), id).map(|()| id)?,
             None => packet::fanout_create(self.fds[0].as_fd())?,
         };
+        packet::release(self.fds[0].as_fd())?;
         *self.group.lock().unwrap_or_else(|e| e.into_inner()) = Some(group);
         for _ in 1..queues {
             let (fd, info, ring) = packet::open(self.ifindex, true, ring_size(slot, queues))?;
@@ -94,6 +101,7 @@ impl AfPacketPort {
             }
             let ring = ring_or_log(name, ring);
             packet::fanout_join(fd.as_fd(), group)?;
+            packet::release(fd.as_fd())?;
             self.fds.push(fd);
             self.rings.push(ring);
         }
