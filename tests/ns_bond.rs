@@ -398,9 +398,8 @@ fn rvs_to_rvs_with_lacp_and_a_member_to_another_system() {
     let d = cables(&b.ns, &nowhere, 1);
     let b3 = d[0].0.as_str();
     a.d.ctl_ok(&["add-bond", "br0", "bond0", a0, a1, a2, "bond_mode=balance-tcp", "lacp=active", "other_config:lacp-time=fast"]);
-    // LACP attaches a bond's members to the partner of the best link (802.1AX
-    // selection, as OVS): B's bond0 gets the better system priority, so that partner
-    // is the one A's bond aggregates with, whatever the MACs.
+    // B's bond0 gets the better system priority (a lead member's priority is that of
+    // the better end, 802.1AX selection as OVS does it).
     b.d.ctl_ok(&[
         "add-bond",
         "br0",
@@ -412,6 +411,12 @@ fn rvs_to_rvs_with_lacp_and_a_member_to_another_system() {
         "other_config:lacp-time=fast",
         "other_config:lacp-system-priority=100",
     ]);
+    // Selection sticks to the partner of a member already working (OVS's
+    // lacp_update_attached, followed by rvs): whichever system A hears first keeps A's
+    // aggregation. So B's bond0 negotiates with A first, and only then does the other
+    // system come up on A2 — which A must then keep detached.
+    let lacp = |n: &Node| n.d.ctl_ok(&["lacp/show", "bond0"]);
+    wait_text("LACP on A with B's bond0", WAIT, || lacp(&a), &[&format!("member: {a0}: current attached"), &format!("member: {a1}: current attached")]);
     // A2 is cabled to another LACP system (B's second bond, its own system ID).
     b.d.ctl_ok(&[
         "add-bond",
@@ -427,7 +432,6 @@ fn rvs_to_rvs_with_lacp_and_a_member_to_another_system() {
     let (vm1, _) = rvs_vm(&a, "198.18.73.1/24");
     let (vm2, _) = rvs_vm(&b, "198.18.73.2/24");
 
-    let lacp = |n: &Node| n.d.ctl_ok(&["lacp/show", "bond0"]);
     wait_text(
         "LACP on A",
         WAIT,
